@@ -1,0 +1,38 @@
+# The SIMD primitives, for other kernels to cimport:
+#
+#     from sksketch._kernels._simd cimport sks_kernels, get_kernels
+#     cdef const sks_kernels *K = get_kernels()
+#     K.gather_dot(...)          # inside nogil code
+#
+# The table is chosen once, when sksketch._kernels._simd is imported.
+from libc.stdint cimport int32_t, uint16_t
+
+cdef extern from "simd.h" nogil:
+    ctypedef ptrdiff_t sks_idx
+    ctypedef uint16_t sks_bf16
+
+    ctypedef struct sks_kernels:
+        int isa
+        float (*dot)(const float *x, const float *y, sks_idx n) noexcept nogil
+        float (*dot_bf16)(const sks_bf16 *x, const sks_bf16 *y, sks_idx n) noexcept nogil
+        void (*axpy)(float alpha, const float *x, float *y, sks_idx n) noexcept nogil
+        void (*sparse_dense_accum)(
+            const int32_t *indices, const float *values, sks_idx nnz,
+            const float *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
+        void (*gather_dot)(
+            const float *x, const float *weights, sks_idx ld,
+            const int32_t *rows, sks_idx n_rows, sks_idx m, float *out) noexcept nogil
+        void (*gather_dot_bf16)(
+            const sks_bf16 *x, const sks_bf16 *weights, sks_idx ld,
+            const int32_t *rows, sks_idx n_rows, sks_idx m, float *out) noexcept nogil
+        float (*softmax)(const float *z, sks_idx n, float *out) noexcept nogil
+        sks_idx (*topk)(
+            const float *s, sks_idx n, sks_idx k, int32_t *idx, float *val) noexcept nogil
+        void (*f32_to_bf16)(const float *x, sks_bf16 *out, sks_idx n) noexcept nogil
+        void (*bf16_to_f32)(const sks_bf16 *x, float *out, sks_idx n) noexcept nogil
+
+    sks_bf16 sks_f32_to_bf16_1(float f) noexcept
+    float sks_bf16_to_f32_1(sks_bf16 h) noexcept
+
+
+cdef const sks_kernels *get_kernels() noexcept nogil

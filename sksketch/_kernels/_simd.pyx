@@ -1,0 +1,286 @@
+"""Run-time dispatched SIMD primitives.
+
+The variant (``scalar``, ``avx2``, ``avx512``, ``avx512_bf16``) is chosen once,
+at import, as the best one the CPU and OS support; the environment variable
+``SKSKETCH_ISA`` forces a lower one. Compiled kernels reach the chosen table
+with ``cimport`` (see ``_simd.pxd``); the Python functions below wrap each
+primitive for tests and benchmarks, validate their inputs, release the GIL,
+and accept ``isa=`` to run a given variant instead of the active one.
+"""
+
+import os
+import warnings
+
+import numpy as np
+
+from libc.stdint cimport int32_t, uint16_t
+
+
+cdef extern from "simd.h" nogil:
+    ctypedef struct sks_cpu_features:
+        int sse2, avx, fma, avx2
+        int avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16
+        int os_avx, os_avx512
+
+    void sks_detect_cpu(sks_cpu_features *features)
+    int sks_isa_compiled(int isa)
+    int sks_isa_supported(const sks_cpu_features *features, int isa)
+    const sks_kernels *sks_kernels_for(int isa)
+
+
+ISA_NAMES = ("scalar", "avx2", "avx512", "avx512_bf16")
+ISA_ENV_VAR = "SKSKETCH_ISA"
+
+cdef sks_cpu_features _cpu
+cdef const sks_kernels *_active = NULL
+
+
+cdef const sks_kernels *get_kernels() noexcept nogil:
+    return _active
+
+
+def _choose_isa(requested):
+    """Index of the variant to use for the value of SKSKETCH_ISA."""
+    supported = [i for i in range(len(ISA_NAMES)) if sks_isa_supported(&_cpu, i)]
+    best = max(supported)
+    requested = (requested or "").strip().lower()
+    if not requested:
+        return best
+    if requested not in ISA_NAMES:
+        warnings.warn(
+            f"{ISA_ENV_VAR}={requested!r} is not one of {', '.join(ISA_NAMES)}; "
+            f"using {ISA_NAMES[best]!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return best
+    index = ISA_NAMES.index(requested)
+    if index not in supported:
+        warnings.warn(
+            f"{ISA_ENV_VAR}={requested!r} is not supported by this CPU or build; "
+            f"using {ISA_NAMES[best]!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return best
+    return index
+
+
+sks_detect_cpu(&_cpu)
+_active = sks_kernels_for(_choose_isa(os.environ.get(ISA_ENV_VAR)))
+
+
+def active_isa():
+    """Name of the variant the kernels use."""
+    return ISA_NAMES[_active.isa]
+
+
+def supported_isas():
+    """Variants this CPU, OS and build can run, lowest first."""
+    return [name for i, name in enumerate(ISA_NAMES) if sks_isa_supported(&_cpu, i)]
+
+
+def compiled_isas():
+    """Variants compiled into this build, whatever the CPU."""
+    return [name for i, name in enumerate(ISA_NAMES) if sks_isa_compiled(i)]
+
+
+def cpu_features():
+    """The CPUID and XCR0 facts the choice was made from."""
+    return {
+        "sse2": bool(_cpu.sse2),
+        "avx": bool(_cpu.avx),
+        "fma": bool(_cpu.fma),
+        "avx2": bool(_cpu.avx2),
+        "avx512f": bool(_cpu.avx512f),
+        "avx512bw": bool(_cpu.avx512bw),
+        "avx512dq": bool(_cpu.avx512dq),
+        "avx512vl": bool(_cpu.avx512vl),
+        "avx512_bf16": bool(_cpu.avx512_bf16),
+        "os_saves_ymm": bool(_cpu.os_avx),
+        "os_saves_zmm": bool(_cpu.os_avx512),
+    }
+
+
+cdef const sks_kernels *_table(isa) except NULL:
+    if isa is None:
+        return _active
+    if isa not in ISA_NAMES:
+        raise ValueError(f"isa must be None or one of {ISA_NAMES}, got {isa!r}")
+    index = ISA_NAMES.index(isa)
+    if not sks_isa_supported(&_cpu, index):
+        raise ValueError(f"isa={isa!r} is not supported on this machine")
+    return sks_kernels_for(index)
+
+
+# Pointers to the first element, or NULL for an empty view (whose element 0
+# does not exist; the kernels never dereference a pointer for length 0).
+cdef inline const float *_fptr(const float[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline float *_wfptr(float[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline const uint16_t *_hptr(const uint16_t[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline const int32_t *_iptr(const int32_t[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline const float *_fptr2(const float[:, ::1] a) noexcept nogil:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
+cdef inline const uint16_t *_hptr2(const uint16_t[:, ::1] a) noexcept nogil:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
+cdef int _check_rows(const int32_t[::1] rows, Py_ssize_t n_rows, str name) except -1:
+    cdef Py_ssize_t i
+    for i in range(rows.shape[0]):
+        if rows[i] < 0 or rows[i] >= n_rows:
+            raise ValueError(
+                f"{name}[{i}] = {rows[i]} is out of range for a matrix of {n_rows} rows"
+            )
+    return 0
+
+
+def _check_same_length(a, b, name_a, name_b):
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same length, "
+            f"got {a.shape[0]} and {b.shape[0]}"
+        )
+
+
+def dot(const float[::1] x, const float[::1] y, isa=None):
+    """``sum(x * y)`` of two float32 vectors."""
+    _check_same_length(x, y, "x", "y")
+    cdef const sks_kernels *K = _table(isa)
+    cdef float r
+    with nogil:
+        r = K.dot(_fptr(x), _fptr(y), x.shape[0])
+    return r
+
+
+def dot_bf16(const uint16_t[::1] x, const uint16_t[::1] y, isa=None):
+    """``sum(x * y)`` of two bfloat16 vectors (raw uint16), in float32."""
+    _check_same_length(x, y, "x", "y")
+    cdef const sks_kernels *K = _table(isa)
+    cdef float r
+    with nogil:
+        r = K.dot_bf16(_hptr(x), _hptr(y), x.shape[0])
+    return r
+
+
+def axpy(float alpha, const float[::1] x, float[::1] y, isa=None):
+    """``y += alpha * x`` in place."""
+    _check_same_length(x, y, "x", "y")
+    cdef const sks_kernels *K = _table(isa)
+    with nogil:
+        K.axpy(alpha, _fptr(x), _wfptr(y), x.shape[0])
+
+
+def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
+                       const float[:, ::1] weights, float[::1] out, isa=None):
+    """``out += sum_j values[j] * weights[indices[j]]`` in place."""
+    _check_same_length(indices, values, "indices", "values")
+    if out.shape[0] != weights.shape[1]:
+        raise ValueError(
+            f"out has length {out.shape[0]} but weights has {weights.shape[1]} columns"
+        )
+    _check_rows(indices, weights.shape[0], "indices")
+    cdef const sks_kernels *K = _table(isa)
+    with nogil:
+        K.sparse_dense_accum(_iptr(indices), _fptr(values), indices.shape[0],
+                             _fptr2(weights), weights.shape[1], weights.shape[1],
+                             _wfptr(out))
+
+
+def gather_dot(const float[::1] x, const float[:, ::1] weights,
+               const int32_t[::1] rows, isa=None):
+    """``weights[rows] @ x`` without forming ``weights[rows]``."""
+    if x.shape[0] != weights.shape[1]:
+        raise ValueError(
+            f"x has length {x.shape[0]} but weights has {weights.shape[1]} columns"
+        )
+    _check_rows(rows, weights.shape[0], "rows")
+    cdef const sks_kernels *K = _table(isa)
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    cdef float[::1] out_view = out
+    with nogil:
+        K.gather_dot(_fptr(x), _fptr2(weights), weights.shape[1], _iptr(rows),
+                     rows.shape[0], x.shape[0], _wfptr(out_view))
+    return out
+
+
+def gather_dot_bf16(const uint16_t[::1] x, const uint16_t[:, ::1] weights,
+                    const int32_t[::1] rows, isa=None):
+    """``weights[rows] @ x`` on bfloat16 (raw uint16) inputs, float32 result."""
+    if x.shape[0] != weights.shape[1]:
+        raise ValueError(
+            f"x has length {x.shape[0]} but weights has {weights.shape[1]} columns"
+        )
+    _check_rows(rows, weights.shape[0], "rows")
+    cdef const sks_kernels *K = _table(isa)
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    cdef float[::1] out_view = out
+    with nogil:
+        K.gather_dot_bf16(_hptr(x), _hptr2(weights), weights.shape[1], _iptr(rows),
+                          rows.shape[0], x.shape[0], _wfptr(out_view))
+    return out
+
+
+def softmax(const float[::1] z, isa=None):
+    """``(softmax(z), logsumexp(z))``, stable for any finite or -inf logits."""
+    cdef const sks_kernels *K = _table(isa)
+    out = np.empty(z.shape[0], dtype=np.float32)
+    cdef float[::1] out_view = out
+    cdef float lse
+    with nogil:
+        lse = K.softmax(_fptr(z), z.shape[0], _wfptr(out_view))
+    return out, lse
+
+
+def topk(const float[::1] scores, Py_ssize_t k, isa=None):
+    """Indices and values of the ``min(k, n)`` largest scores, best first.
+
+    Ties go to the lower index.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    cdef const sks_kernels *K = _table(isa)
+    cdef Py_ssize_t count = min(k, scores.shape[0])
+    idx = np.empty(count, dtype=np.int32)
+    val = np.empty(count, dtype=np.float32)
+    cdef int32_t[::1] idx_view = idx
+    cdef float[::1] val_view = val
+    if count == 0:
+        return idx, val
+    with nogil:
+        K.topk(&scores[0], scores.shape[0], count, &idx_view[0], &val_view[0])
+    return idx, val
+
+
+def f32_to_bf16(const float[::1] x, isa=None):
+    """Round float32 to bfloat16 (nearest even), returned as raw uint16."""
+    cdef const sks_kernels *K = _table(isa)
+    out = np.empty(x.shape[0], dtype=np.uint16)
+    cdef uint16_t[::1] out_view = out
+    with nogil:
+        K.f32_to_bf16(_fptr(x), &out_view[0] if x.shape[0] > 0 else NULL, x.shape[0])
+    return out
+
+
+def bf16_to_f32(const uint16_t[::1] x, isa=None):
+    """Widen bfloat16 (raw uint16) to float32 exactly."""
+    cdef const sks_kernels *K = _table(isa)
+    out = np.empty(x.shape[0], dtype=np.float32)
+    cdef float[::1] out_view = out
+    with nogil:
+        K.bf16_to_f32(_hptr(x), _wfptr(out_view), x.shape[0])
+    return out

@@ -1,0 +1,104 @@
+/*
+ * SIMD primitives of sksketch, with one implementation per instruction set.
+ *
+ * Each variant lives in its own translation unit (simd_scalar.c, simd_avx2.c,
+ * simd_avx512.c) and fills a table of function pointers. The AVX variants are
+ * compiled with per-function target attributes, so the whole build stays at
+ * baseline flags and the binary runs on any x86-64 CPU; simd_dispatch.c picks a
+ * table once from CPUID and the OS's XSAVE state.
+ *
+ * Conventions shared by every variant:
+ * - lengths are sks_idx (ptrdiff_t) and may be 0;
+ * - row indices are int32 and must be in range: callers validate them;
+ * - matrices are row-major with a leading dimension `ld` (elements per row);
+ * - nothing allocates, nothing touches memory outside the given extents
+ *   (tails use masked loads or scalar code).
+ */
+#ifndef SKS_SIMD_H
+#define SKS_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef ptrdiff_t sks_idx;
+/* bfloat16 stored as its raw 16 bits: the upper half of an IEEE float32. */
+typedef uint16_t sks_bf16;
+
+enum sks_isa {
+    SKS_ISA_SCALAR = 0,      /* portable C, any CPU */
+    SKS_ISA_AVX2 = 1,        /* AVX2 + FMA */
+    SKS_ISA_AVX512 = 2,      /* AVX-512 F/BW/DQ/VL */
+    SKS_ISA_AVX512_BF16 = 3, /* the above + AVX512_BF16 dot products */
+    SKS_ISA_COUNT = 4
+};
+
+typedef struct sks_kernels {
+    int isa;
+    /* sum_i x[i] * y[i] */
+    float (*dot)(const float *x, const float *y, sks_idx n);
+    /* sum_i x[i] * y[i] on bfloat16 inputs, accumulated in float32 */
+    float (*dot_bf16)(const sks_bf16 *x, const sks_bf16 *y, sks_idx n);
+    /* y[i] += alpha * x[i] */
+    void (*axpy)(float alpha, const float *x, float *y, sks_idx n);
+    /* out[0:m] += sum_j values[j] * weights[indices[j] * ld + 0:m]
+       (a CSR row times a dense matrix whose rows are selected by the row) */
+    void (*sparse_dense_accum)(const int32_t *indices, const float *values, sks_idx nnz,
+                               const float *weights, sks_idx ld, sks_idx m, float *out);
+    /* out[r] = sum_i x[i] * weights[rows[r] * ld + i], i < m */
+    void (*gather_dot)(const float *x, const float *weights, sks_idx ld,
+                       const int32_t *rows, sks_idx n_rows, sks_idx m, float *out);
+    void (*gather_dot_bf16)(const sks_bf16 *x, const sks_bf16 *weights, sks_idx ld,
+                            const int32_t *rows, sks_idx n_rows, sks_idx m, float *out);
+    /* out = softmax(z), computed as exp(z - max z) / sum; returns log-sum-exp
+       of z (-inf when n == 0). `out` may alias `z`. */
+    float (*softmax)(const float *z, sks_idx n, float *out);
+    /* The min(k, n) largest entries of s, best first; ties go to the lower
+       index. Writes indices and values, returns the count. */
+    sks_idx (*topk)(const float *s, sks_idx n, sks_idx k, int32_t *idx, float *val);
+    /* round to nearest even; NaN stays a (quiet) NaN */
+    void (*f32_to_bf16)(const float *x, sks_bf16 *out, sks_idx n);
+    void (*bf16_to_f32)(const sks_bf16 *x, float *out, sks_idx n);
+} sks_kernels;
+
+typedef struct sks_cpu_features {
+    int sse2, avx, fma, avx2;
+    int avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16;
+    int os_avx;    /* XCR0 enables the YMM state */
+    int os_avx512; /* XCR0 enables the opmask and ZMM states */
+} sks_cpu_features;
+
+void sks_detect_cpu(sks_cpu_features *features);
+/* Whether this build contains the variant at all (compiler support). */
+int sks_isa_compiled(int isa);
+/* Whether the CPU and OS can run the variant, and the build contains it. */
+int sks_isa_supported(const sks_cpu_features *features, int isa);
+/* The table of a compiled variant, or NULL. */
+const sks_kernels *sks_kernels_for(int isa);
+
+/* Scalar conversions, shared by every variant for tails. */
+static inline sks_bf16 sks_f32_to_bf16_1(float f)
+{
+    union { float f; uint32_t u; } v;
+    v.f = f;
+    if ((v.u & 0x7fffffffu) > 0x7f800000u)
+        return (sks_bf16)((v.u >> 16) | 0x40u);
+    v.u += 0x7fffu + ((v.u >> 16) & 1u);
+    return (sks_bf16)(v.u >> 16);
+}
+
+static inline float sks_bf16_to_f32_1(sks_bf16 h)
+{
+    union { float f; uint32_t u; } v;
+    v.u = (uint32_t)h << 16;
+    return v.f;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

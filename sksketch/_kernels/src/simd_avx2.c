@@ -1,0 +1,321 @@
+/*
+ * AVX2 + FMA variant. Every function carries its own target attribute, so this
+ * file is compiled at the build's baseline flags and only ever *runs* on CPUs
+ * where the dispatcher found AVX2, FMA and OS support for the YMM state.
+ */
+#include "simd.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define SKS_BUILD_AVX2 1
+#endif
+
+#ifdef SKS_BUILD_AVX2
+#include <immintrin.h>
+#include <math.h>
+
+#include "simd_topk.h"
+
+#define SKS_AVX2 __attribute__((target("avx2,fma")))
+
+/* Lanes [0, r) all-ones for a maskload/maskstore of an r-element tail (r < 8). */
+static const int32_t sks_tail_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                0,  0,  0,  0,  0,  0,  0,  0};
+
+SKS_AVX2 static inline __m256i tail_mask(sks_idx r)
+{
+    return _mm256_loadu_si256((const __m256i *)(sks_tail_mask_table + 8 - r));
+}
+
+SKS_AVX2 static inline float hsum256(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v);
+    __m128 hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+SKS_AVX2 static inline __m256 bf16x8_to_f32(const sks_bf16 *p)
+{
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+SKS_AVX2 static float dot_avx2(const float *x, const float *y, sks_idx n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    sks_idx i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        a1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m), a1);
+    }
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+SKS_AVX2 static float dot_bf16_avx2(const sks_bf16 *x, const sks_bf16 *y, sks_idx n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    sks_idx i = 0;
+    float tail = 0.f;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(bf16x8_to_f32(x + i), bf16x8_to_f32(y + i), a0);
+        a1 = _mm256_fmadd_ps(bf16x8_to_f32(x + i + 8), bf16x8_to_f32(y + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(bf16x8_to_f32(x + i), bf16x8_to_f32(y + i), a0);
+    for (; i < n; i++)
+        tail += sks_bf16_to_f32_1(x[i]) * sks_bf16_to_f32_1(y[i]);
+    return hsum256(_mm256_add_ps(a0, a1)) + tail;
+}
+
+SKS_AVX2 static void axpy_avx2(float alpha, const float *x, float *y, sks_idx n)
+{
+    __m256 a = _mm256_set1_ps(alpha);
+    sks_idx i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i + 8,
+                         _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8)));
+    }
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        __m256 r = _mm256_fmadd_ps(a, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m));
+        _mm256_maskstore_ps(y + i, m, r);
+    }
+}
+
+/* Columns are processed in blocks held in registers across the whole nonzero
+   list, so `out` is read and written once per block, not once per nonzero. */
+SKS_AVX2 static void sparse_dense_accum_avx2(const int32_t *indices, const float *values,
+                                             sks_idx nnz, const float *weights, sks_idx ld,
+                                             sks_idx m, float *out)
+{
+    sks_idx c = 0, j;
+    for (; c + 32 <= m; c += 32) {
+        __m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8);
+        __m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24);
+        for (j = 0; j < nnz; j++) {
+            const float *w = weights + (sks_idx)indices[j] * ld + c;
+            __m256 v = _mm256_set1_ps(values[j]);
+            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w), a0);
+            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8), a1);
+            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 16), a2);
+            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 24), a3);
+        }
+        _mm256_storeu_ps(out + c, a0);
+        _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2);
+        _mm256_storeu_ps(out + c + 24, a3);
+    }
+    for (; c < m; c += 8) {
+        __m256i mask = tail_mask(m - c < 8 ? m - c : 8);
+        __m256 a0 = _mm256_maskload_ps(out + c, mask);
+        for (j = 0; j < nnz; j++) {
+            const float *w = weights + (sks_idx)indices[j] * ld + c;
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(values[j]), _mm256_maskload_ps(w, mask), a0);
+        }
+        _mm256_maskstore_ps(out + c, mask, a0);
+    }
+}
+
+/* Four rows at a time: each load of x feeds four independent FMA chains. */
+SKS_AVX2 static void gather_dot_avx2(const float *x, const float *weights, sks_idx ld,
+                                     const int32_t *rows, sks_idx n_rows, sks_idx m, float *out)
+{
+    sks_idx r = 0, i;
+    for (; r + 4 <= n_rows; r += 4) {
+        const float *w0 = weights + (sks_idx)rows[r] * ld;
+        const float *w1 = weights + (sks_idx)rows[r + 1] * ld;
+        const float *w2 = weights + (sks_idx)rows[r + 2] * ld;
+        const float *w3 = weights + (sks_idx)rows[r + 3] * ld;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (i = 0; i + 8 <= m; i += 8) {
+            __m256 xv = _mm256_loadu_ps(x + i);
+            a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + i), a0);
+            a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w1 + i), a1);
+            a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w2 + i), a2);
+            a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w3 + i), a3);
+        }
+        if (i < m) {
+            __m256i mask = tail_mask(m - i);
+            __m256 xv = _mm256_maskload_ps(x + i, mask);
+            a0 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w0 + i, mask), a0);
+            a1 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w1 + i, mask), a1);
+            a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w2 + i, mask), a2);
+            a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w3 + i, mask), a3);
+        }
+        out[r] = hsum256(a0);
+        out[r + 1] = hsum256(a1);
+        out[r + 2] = hsum256(a2);
+        out[r + 3] = hsum256(a3);
+    }
+    for (; r < n_rows; r++)
+        out[r] = dot_avx2(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+SKS_AVX2 static void gather_dot_bf16_avx2(const sks_bf16 *x, const sks_bf16 *weights, sks_idx ld,
+                                          const int32_t *rows, sks_idx n_rows, sks_idx m,
+                                          float *out)
+{
+    sks_idx r;
+    for (r = 0; r < n_rows; r++)
+        out[r] = dot_bf16_avx2(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+/* exp for x <= 88: Cody-Waite reduction x = n ln2 + r, a degree-6 polynomial
+   for exp(r) (Cephes expf coefficients, ~1 ulp), and 2^n built in the exponent
+   field. Inputs below -87.3 (including -inf) give exactly 0. */
+SKS_AVX2 static inline __m256 exp256(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.33654475f);
+    __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    __m256 p, r2;
+    __m256i e;
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    r2 = _mm256_mul_ps(r, r);
+    p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+    /* n >= -126 here, so 2^n is a normal float */
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
+}
+
+SKS_AVX2 static float softmax_avx2(const float *z, sks_idx n, float *out)
+{
+    __m256 vmax = _mm256_set1_ps(-INFINITY), vsum = _mm256_setzero_ps(), vz;
+    float zmax, sum, inv;
+    sks_idx i;
+    if (n == 0)
+        return -INFINITY;
+    for (i = 0; i + 8 <= n; i += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(z + i));
+    {
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        zmax = _mm_cvtss_f32(m4);
+    }
+    for (; i < n; i++)
+        zmax = z[i] > zmax ? z[i] : zmax;
+    if (zmax == -INFINITY) {
+        for (i = 0; i < n; i++)
+            out[i] = 1.f / (float)n;
+        return -INFINITY;
+    }
+    vz = _mm256_set1_ps(zmax);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), vz));
+        _mm256_storeu_ps(out + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    sum = hsum256(vsum);
+    for (; i < n; i++) {
+        float e = expf(z[i] - zmax);
+        out[i] = e;
+        sum += e;
+    }
+    inv = 1.f / sum;
+    {
+        __m256 vinv = _mm256_set1_ps(inv);
+        for (i = 0; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), vinv));
+    }
+    for (; i < n; i++)
+        out[i] *= inv;
+    return zmax + logf(sum);
+}
+
+SKS_AVX2 static sks_idx topk_avx2(const float *s, sks_idx n, sks_idx k, int32_t *idx, float *val)
+{
+    sks_idx i;
+    __m256 thr;
+    if (k > n)
+        k = n;
+    if (k <= 0)
+        return 0;
+    sks_heap_init(s, k, idx, val);
+    thr = _mm256_set1_ps(val[0]);
+    for (i = k; i + 8 <= n; i += 8) {
+        int bits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i), thr, _CMP_GT_OQ));
+        if (bits) {
+            while (bits) {
+                int b = __builtin_ctz((unsigned)bits);
+                bits &= bits - 1;
+                sks_heap_offer(s[i + b], (int32_t)(i + b), idx, val, k);
+            }
+            thr = _mm256_set1_ps(val[0]);
+        }
+    }
+    for (; i < n; i++)
+        sks_heap_offer(s[i], (int32_t)i, idx, val, k);
+    sks_heap_finish(idx, val, k);
+    return k;
+}
+
+/* Round to nearest even on the integer image; NaN lanes become quiet NaNs. */
+SKS_AVX2 static void f32_to_bf16_avx2(const float *x, sks_bf16 *out, sks_idx n)
+{
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i quiet = _mm256_set1_epi32(0x40);
+    sks_idx i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256i u = _mm256_castps_si256(v);
+        __m256i hi = _mm256_srli_epi32(u, 16);
+        __m256i r = _mm256_srli_epi32(
+            _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(hi, one))), 16);
+        __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, quiet), _mm256_castps_si256(nan));
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+    }
+    for (; i < n; i++)
+        out[i] = sks_f32_to_bf16_1(x[i]);
+}
+
+SKS_AVX2 static void bf16_to_f32_avx2(const sks_bf16 *x, float *out, sks_idx n)
+{
+    sks_idx i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, bf16x8_to_f32(x + i));
+    for (; i < n; i++)
+        out[i] = sks_bf16_to_f32_1(x[i]);
+}
+
+const sks_kernels sks_kernels_avx2 = {
+    SKS_ISA_AVX2,
+    dot_avx2,
+    dot_bf16_avx2,
+    axpy_avx2,
+    sparse_dense_accum_avx2,
+    gather_dot_avx2,
+    gather_dot_bf16_avx2,
+    softmax_avx2,
+    topk_avx2,
+    f32_to_bf16_avx2,
+    bf16_to_f32_avx2,
+};
+
+#endif /* SKS_BUILD_AVX2 */

@@ -1,0 +1,369 @@
+/*
+ * AVX-512 variants: F/BW/DQ/VL for everything, plus AVX512_BF16 for the
+ * bfloat16 dot products (VDPBF16PS: 32 products per instruction). Compiled at
+ * baseline flags with per-function target attributes; run only where the
+ * dispatcher found the features and OS support for the opmask and ZMM states.
+ * Tails use masked loads and stores, which never touch memory outside the mask.
+ */
+#include "simd.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define SKS_BUILD_AVX512 1
+#if (defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10)
+#define SKS_BUILD_AVX512_BF16 1
+#endif
+#endif
+
+#ifdef SKS_BUILD_AVX512
+#include <immintrin.h>
+#include <math.h>
+
+#include "simd_topk.h"
+
+#define SKS_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define SKS_AVX512BF16 \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+
+SKS_AVX512 static inline __mmask16 mask16(sks_idx r)
+{
+    return r >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << r) - 1u);
+}
+
+SKS_AVX512 static inline __m512 bf16x16_to_f32(__m256i h)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+SKS_AVX512 static float dot_avx512(const float *x, const float *y, sks_idx n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    sks_idx i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+SKS_AVX512 static float dot_bf16_avx512(const sks_bf16 *x, const sks_bf16 *y, sks_idx n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    sks_idx i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_fmadd_ps(bf16x16_to_f32(_mm256_loadu_si256((const __m256i *)(x + i))),
+                             bf16x16_to_f32(_mm256_loadu_si256((const __m256i *)(y + i))), a0);
+        a1 = _mm512_fmadd_ps(bf16x16_to_f32(_mm256_loadu_si256((const __m256i *)(x + i + 16))),
+                             bf16x16_to_f32(_mm256_loadu_si256((const __m256i *)(y + i + 16))), a1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = mask16(n - i);
+        a0 = _mm512_fmadd_ps(bf16x16_to_f32(_mm256_maskz_loadu_epi16(m, x + i)),
+                             bf16x16_to_f32(_mm256_maskz_loadu_epi16(m, y + i)), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+SKS_AVX512 static void axpy_avx512(float alpha, const float *x, float *y, sks_idx n)
+{
+    __m512 a = _mm512_set1_ps(alpha);
+    sks_idx i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+        _mm512_storeu_ps(y + i + 16,
+                         _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16)));
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = mask16(n - i);
+        _mm512_mask_storeu_ps(
+            y + i, m, _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+/* Column blocks of 64 stay in four registers across the whole nonzero list. */
+SKS_AVX512 static void sparse_dense_accum_avx512(const int32_t *indices, const float *values,
+                                                 sks_idx nnz, const float *weights, sks_idx ld,
+                                                 sks_idx m, float *out)
+{
+    sks_idx c = 0, j;
+    for (; c + 64 <= m; c += 64) {
+        __m512 a0 = _mm512_loadu_ps(out + c), a1 = _mm512_loadu_ps(out + c + 16);
+        __m512 a2 = _mm512_loadu_ps(out + c + 32), a3 = _mm512_loadu_ps(out + c + 48);
+        for (j = 0; j < nnz; j++) {
+            const float *w = weights + (sks_idx)indices[j] * ld + c;
+            __m512 v = _mm512_set1_ps(values[j]);
+            a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w), a0);
+            a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 16), a1);
+            a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 32), a2);
+            a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 48), a3);
+        }
+        _mm512_storeu_ps(out + c, a0);
+        _mm512_storeu_ps(out + c + 16, a1);
+        _mm512_storeu_ps(out + c + 32, a2);
+        _mm512_storeu_ps(out + c + 48, a3);
+    }
+    for (; c < m; c += 16) {
+        __mmask16 mk = mask16(m - c);
+        __m512 a0 = _mm512_maskz_loadu_ps(mk, out + c);
+        for (j = 0; j < nnz; j++) {
+            const float *w = weights + (sks_idx)indices[j] * ld + c;
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(values[j]), _mm512_maskz_loadu_ps(mk, w), a0);
+        }
+        _mm512_mask_storeu_ps(out + c, mk, a0);
+    }
+}
+
+/* Four rows at a time: each load of x feeds four independent FMA chains. */
+SKS_AVX512 static void gather_dot_avx512(const float *x, const float *weights, sks_idx ld,
+                                         const int32_t *rows, sks_idx n_rows, sks_idx m, float *out)
+{
+    sks_idx r = 0, i;
+    for (; r + 4 <= n_rows; r += 4) {
+        const float *w0 = weights + (sks_idx)rows[r] * ld;
+        const float *w1 = weights + (sks_idx)rows[r + 1] * ld;
+        const float *w2 = weights + (sks_idx)rows[r + 2] * ld;
+        const float *w3 = weights + (sks_idx)rows[r + 3] * ld;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        for (i = 0; i + 16 <= m; i += 16) {
+            __m512 xv = _mm512_loadu_ps(x + i);
+            a0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w0 + i), a0);
+            a1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w1 + i), a1);
+            a2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w2 + i), a2);
+            a3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w3 + i), a3);
+        }
+        if (i < m) {
+            __mmask16 mk = mask16(m - i);
+            __m512 xv = _mm512_maskz_loadu_ps(mk, x + i);
+            a0 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(mk, w0 + i), a0);
+            a1 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(mk, w1 + i), a1);
+            a2 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(mk, w2 + i), a2);
+            a3 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(mk, w3 + i), a3);
+        }
+        out[r] = _mm512_reduce_add_ps(a0);
+        out[r + 1] = _mm512_reduce_add_ps(a1);
+        out[r + 2] = _mm512_reduce_add_ps(a2);
+        out[r + 3] = _mm512_reduce_add_ps(a3);
+    }
+    for (; r < n_rows; r++)
+        out[r] = dot_avx512(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+SKS_AVX512 static void gather_dot_bf16_avx512(const sks_bf16 *x, const sks_bf16 *weights,
+                                              sks_idx ld, const int32_t *rows, sks_idx n_rows,
+                                              sks_idx m, float *out)
+{
+    sks_idx r;
+    for (r = 0; r < n_rows; r++)
+        out[r] = dot_bf16_avx512(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+/* exp with Cody-Waite reduction, a degree-6 polynomial (Cephes expf
+   coefficients, ~1 ulp) and VSCALEFPS for 2^n, which handles the gradual
+   underflow; inputs are clamped to [-150, 88] first so -inf gives 0. */
+SKS_AVX512 static inline __m512 exp512(__m512 x)
+{
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-150.f)), _mm512_set1_ps(88.f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    __m512 p, r2;
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    r2 = _mm512_mul_ps(r, r);
+    p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+SKS_AVX512 static float softmax_avx512(const float *z, sks_idx n, float *out)
+{
+    __m512 vmax = _mm512_set1_ps(-INFINITY), vsum = _mm512_setzero_ps(), vz, vinv;
+    float zmax, sum;
+    sks_idx i;
+    if (n == 0)
+        return -INFINITY;
+    for (i = 0; i < n; i += 16)
+        vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask16(n - i), z + i));
+    zmax = _mm512_reduce_max_ps(vmax);
+    if (zmax == -INFINITY) {
+        for (i = 0; i < n; i++)
+            out[i] = 1.f / (float)n;
+        return -INFINITY;
+    }
+    vz = _mm512_set1_ps(zmax);
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = mask16(n - i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, z + i), vz));
+        e = _mm512_maskz_mov_ps(mk, e);
+        _mm512_mask_storeu_ps(out + i, mk, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    sum = _mm512_reduce_add_ps(vsum);
+    vinv = _mm512_set1_ps(1.f / sum);
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = mask16(n - i);
+        _mm512_mask_storeu_ps(out + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, out + i), vinv));
+    }
+    return zmax + logf(sum);
+}
+
+/* Compare 16 scores at once with the heap's current worst; almost every block
+   of a long score vector is rejected by one compare and one branch. */
+SKS_AVX512 static sks_idx topk_avx512(const float *s, sks_idx n, sks_idx k, int32_t *idx, float *val)
+{
+    sks_idx i;
+    __m512 thr;
+    if (k > n)
+        k = n;
+    if (k <= 0)
+        return 0;
+    sks_heap_init(s, k, idx, val);
+    thr = _mm512_set1_ps(val[0]);
+    for (i = k; i + 16 <= n; i += 16) {
+        __mmask16 bits = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), thr, _CMP_GT_OQ);
+        if (bits) {
+            unsigned b = bits;
+            while (b) {
+                int lane = __builtin_ctz(b);
+                b &= b - 1;
+                sks_heap_offer(s[i + lane], (int32_t)(i + lane), idx, val, k);
+            }
+            thr = _mm512_set1_ps(val[0]);
+        }
+    }
+    for (; i < n; i++)
+        sks_heap_offer(s[i], (int32_t)i, idx, val, k);
+    sks_heap_finish(idx, val, k);
+    return k;
+}
+
+/* Round to nearest even on the integer image; NaN lanes become quiet NaNs.
+   Done in integer arithmetic rather than with VCVTNEPS2BF16 so that every
+   variant (and the scalar reference) gives the same bits, denormals included. */
+SKS_AVX512 static void f32_to_bf16_avx512(const float *x, sks_bf16 *out, sks_idx n)
+{
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    const __m512i quiet = _mm512_set1_epi32(0x40);
+    sks_idx i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        __m512i u = _mm512_castps_si512(v);
+        __m512i hi = _mm512_srli_epi32(u, 16);
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
+        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
+        _mm512_mask_cvtepi32_storeu_epi16(out + i, mk, r);
+    }
+}
+
+SKS_AVX512 static void bf16_to_f32_avx512(const sks_bf16 *x, float *out, sks_idx n)
+{
+    sks_idx i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = mask16(n - i);
+        _mm512_mask_storeu_ps(out + i, mk, bf16x16_to_f32(_mm256_maskz_loadu_epi16(mk, x + i)));
+    }
+}
+
+const sks_kernels sks_kernels_avx512 = {
+    SKS_ISA_AVX512,
+    dot_avx512,
+    dot_bf16_avx512,
+    axpy_avx512,
+    sparse_dense_accum_avx512,
+    gather_dot_avx512,
+    gather_dot_bf16_avx512,
+    softmax_avx512,
+    topk_avx512,
+    f32_to_bf16_avx512,
+    bf16_to_f32_avx512,
+};
+
+#ifdef SKS_BUILD_AVX512_BF16
+SKS_AVX512BF16 static inline __mmask32 mask32(sks_idx r)
+{
+    return r >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << r) - 1u);
+}
+
+/* VDPBF16PS multiplies pairs of bfloat16 and adds both products to a float32
+   lane. It ignores MXCSR: round to nearest even, denormals treated as zero. */
+SKS_AVX512BF16 static inline __m512 dpbf16(__m512 acc, __m512i a, __m512i b)
+{
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+
+SKS_AVX512BF16 static float dot_bf16_avx512bf16(const sks_bf16 *x, const sks_bf16 *y, sks_idx n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    sks_idx i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = dpbf16(a0, _mm512_loadu_si512(x + i), _mm512_loadu_si512(y + i));
+        a1 = dpbf16(a1, _mm512_loadu_si512(x + i + 32), _mm512_loadu_si512(y + i + 32));
+    }
+    for (; i < n; i += 32) {
+        __mmask32 mk = mask32(n - i);
+        a0 = dpbf16(a0, _mm512_maskz_loadu_epi16(mk, x + i), _mm512_maskz_loadu_epi16(mk, y + i));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+SKS_AVX512BF16 static void gather_dot_bf16_avx512bf16(const sks_bf16 *x, const sks_bf16 *weights,
+                                                      sks_idx ld, const int32_t *rows,
+                                                      sks_idx n_rows, sks_idx m, float *out)
+{
+    sks_idx r = 0, i;
+    for (; r + 4 <= n_rows; r += 4) {
+        const sks_bf16 *w0 = weights + (sks_idx)rows[r] * ld;
+        const sks_bf16 *w1 = weights + (sks_idx)rows[r + 1] * ld;
+        const sks_bf16 *w2 = weights + (sks_idx)rows[r + 2] * ld;
+        const sks_bf16 *w3 = weights + (sks_idx)rows[r + 3] * ld;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        for (i = 0; i < m; i += 32) {
+            __mmask32 mk = mask32(m - i);
+            __m512i xv = _mm512_maskz_loadu_epi16(mk, x + i);
+            a0 = dpbf16(a0, xv, _mm512_maskz_loadu_epi16(mk, w0 + i));
+            a1 = dpbf16(a1, xv, _mm512_maskz_loadu_epi16(mk, w1 + i));
+            a2 = dpbf16(a2, xv, _mm512_maskz_loadu_epi16(mk, w2 + i));
+            a3 = dpbf16(a3, xv, _mm512_maskz_loadu_epi16(mk, w3 + i));
+        }
+        out[r] = _mm512_reduce_add_ps(a0);
+        out[r + 1] = _mm512_reduce_add_ps(a1);
+        out[r + 2] = _mm512_reduce_add_ps(a2);
+        out[r + 3] = _mm512_reduce_add_ps(a3);
+    }
+    for (; r < n_rows; r++)
+        out[r] = dot_bf16_avx512bf16(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+const sks_kernels sks_kernels_avx512_bf16 = {
+    SKS_ISA_AVX512_BF16,
+    dot_avx512,
+    dot_bf16_avx512bf16,
+    axpy_avx512,
+    sparse_dense_accum_avx512,
+    gather_dot_avx512,
+    gather_dot_bf16_avx512bf16,
+    softmax_avx512,
+    topk_avx512,
+    f32_to_bf16_avx512,
+    bf16_to_f32_avx512,
+};
+#endif /* SKS_BUILD_AVX512_BF16 */
+
+#endif /* SKS_BUILD_AVX512 */

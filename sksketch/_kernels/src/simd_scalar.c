@@ -1,0 +1,138 @@
+/*
+ * Portable variant: plain C at baseline flags, the reference every SIMD
+ * variant is tested against and the path used on CPUs without AVX2.
+ * Reductions keep several independent partial sums so the compiler can overlap
+ * them; no variant promises bit-identical sums with another.
+ */
+#include <math.h>
+
+#include "simd.h"
+#include "simd_topk.h"
+
+static float dot_scalar(const float *x, const float *y, sks_idx n)
+{
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+    sks_idx i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i] * y[i];
+        s1 += x[i + 1] * y[i + 1];
+        s2 += x[i + 2] * y[i + 2];
+        s3 += x[i + 3] * y[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += x[i] * y[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static float dot_bf16_scalar(const sks_bf16 *x, const sks_bf16 *y, sks_idx n)
+{
+    float s0 = 0.f, s1 = 0.f;
+    sks_idx i = 0;
+    for (; i + 2 <= n; i += 2) {
+        s0 += sks_bf16_to_f32_1(x[i]) * sks_bf16_to_f32_1(y[i]);
+        s1 += sks_bf16_to_f32_1(x[i + 1]) * sks_bf16_to_f32_1(y[i + 1]);
+    }
+    for (; i < n; i++)
+        s0 += sks_bf16_to_f32_1(x[i]) * sks_bf16_to_f32_1(y[i]);
+    return s0 + s1;
+}
+
+static void axpy_scalar(float alpha, const float *x, float *y, sks_idx n)
+{
+    sks_idx i;
+    for (i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+static void sparse_dense_accum_scalar(const int32_t *indices, const float *values, sks_idx nnz,
+                                      const float *weights, sks_idx ld, sks_idx m, float *out)
+{
+    sks_idx j;
+    for (j = 0; j < nnz; j++)
+        axpy_scalar(values[j], weights + (sks_idx)indices[j] * ld, out, m);
+}
+
+static void gather_dot_scalar(const float *x, const float *weights, sks_idx ld,
+                              const int32_t *rows, sks_idx n_rows, sks_idx m, float *out)
+{
+    sks_idx r;
+    for (r = 0; r < n_rows; r++)
+        out[r] = dot_scalar(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+static void gather_dot_bf16_scalar(const sks_bf16 *x, const sks_bf16 *weights, sks_idx ld,
+                                   const int32_t *rows, sks_idx n_rows, sks_idx m, float *out)
+{
+    sks_idx r;
+    for (r = 0; r < n_rows; r++)
+        out[r] = dot_bf16_scalar(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+static float softmax_scalar(const float *z, sks_idx n, float *out)
+{
+    float zmax = -INFINITY;
+    double sum = 0.0;
+    float inv;
+    sks_idx i;
+    if (n == 0)
+        return -INFINITY;
+    for (i = 0; i < n; i++)
+        zmax = z[i] > zmax ? z[i] : zmax;
+    if (zmax == -INFINITY) {
+        /* every logit is -inf: the limit is the uniform distribution */
+        for (i = 0; i < n; i++)
+            out[i] = 1.f / (float)n;
+        return -INFINITY;
+    }
+    for (i = 0; i < n; i++) {
+        float e = expf(z[i] - zmax);
+        out[i] = e;
+        sum += e;
+    }
+    inv = (float)(1.0 / sum);
+    for (i = 0; i < n; i++)
+        out[i] *= inv;
+    return zmax + (float)log(sum);
+}
+
+static sks_idx topk_scalar(const float *s, sks_idx n, sks_idx k, int32_t *idx, float *val)
+{
+    sks_idx i;
+    if (k > n)
+        k = n;
+    if (k <= 0)
+        return 0;
+    sks_heap_init(s, k, idx, val);
+    for (i = k; i < n; i++)
+        sks_heap_offer(s[i], (int32_t)i, idx, val, k);
+    sks_heap_finish(idx, val, k);
+    return k;
+}
+
+static void f32_to_bf16_scalar(const float *x, sks_bf16 *out, sks_idx n)
+{
+    sks_idx i;
+    for (i = 0; i < n; i++)
+        out[i] = sks_f32_to_bf16_1(x[i]);
+}
+
+static void bf16_to_f32_scalar(const sks_bf16 *x, float *out, sks_idx n)
+{
+    sks_idx i;
+    for (i = 0; i < n; i++)
+        out[i] = sks_bf16_to_f32_1(x[i]);
+}
+
+const sks_kernels sks_kernels_scalar = {
+    SKS_ISA_SCALAR,
+    dot_scalar,
+    dot_bf16_scalar,
+    axpy_scalar,
+    sparse_dense_accum_scalar,
+    gather_dot_scalar,
+    gather_dot_bf16_scalar,
+    softmax_scalar,
+    topk_scalar,
+    f32_to_bf16_scalar,
+    bf16_to_f32_scalar,
+};

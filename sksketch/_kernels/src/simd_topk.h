@@ -1,0 +1,79 @@
+/*
+ * Bounded min-heap for top-k selection, shared by every SIMD variant: the
+ * variants differ only in how fast they skip entries that cannot enter.
+ *
+ * The heap lives in the caller's output arrays (val, idx), so selection never
+ * allocates. Its root is the *worst* kept entry: lowest value, and among equal
+ * values the highest index. Entries are offered in increasing index order, so a
+ * newcomer equal to the root loses the tie and only strictly greater values
+ * enter.
+ */
+#ifndef SKS_SIMD_TOPK_H
+#define SKS_SIMD_TOPK_H
+
+#include "simd.h"
+
+static inline int sks_heap_worse(float va, int32_t ia, float vb, int32_t ib)
+{
+    return va < vb || (va == vb && ia > ib);
+}
+
+static inline void sks_heap_sift_down(float *val, int32_t *idx, sks_idx size, sks_idx pos)
+{
+    float v = val[pos];
+    int32_t i = idx[pos];
+    for (;;) {
+        sks_idx child = 2 * pos + 1;
+        if (child >= size)
+            break;
+        if (child + 1 < size &&
+            sks_heap_worse(val[child + 1], idx[child + 1], val[child], idx[child]))
+            child++;
+        if (!sks_heap_worse(val[child], idx[child], v, i))
+            break;
+        val[pos] = val[child];
+        idx[pos] = idx[child];
+        pos = child;
+    }
+    val[pos] = v;
+    idx[pos] = i;
+}
+
+/* Heapify the first k entries of s into (val, idx). */
+static inline void sks_heap_init(const float *s, sks_idx k, int32_t *idx, float *val)
+{
+    sks_idx p;
+    for (p = 0; p < k; p++) {
+        val[p] = s[p];
+        idx[p] = (int32_t)p;
+    }
+    for (p = k / 2 - 1; p >= 0; p--)
+        sks_heap_sift_down(val, idx, k, p);
+}
+
+/* Offer entry i (larger than every index offered before). */
+static inline void sks_heap_offer(float v, int32_t i, int32_t *idx, float *val, sks_idx k)
+{
+    if (v > val[0]) {
+        val[0] = v;
+        idx[0] = i;
+        sks_heap_sift_down(val, idx, k, 0);
+    }
+}
+
+/* Heap sort in place: best first. */
+static inline void sks_heap_finish(int32_t *idx, float *val, sks_idx k)
+{
+    sks_idx end;
+    for (end = k - 1; end > 0; end--) {
+        float tv = val[0];
+        int32_t ti = idx[0];
+        val[0] = val[end];
+        idx[0] = idx[end];
+        val[end] = tv;
+        idx[end] = ti;
+        sks_heap_sift_down(val, idx, end, 0);
+    }
+}
+
+#endif

@@ -1,0 +1,71 @@
+"""The report behind ``sksketch.show_config()``."""
+
+import os
+import platform
+import sys
+
+from ._version import __version__
+
+
+def _dependency_versions():
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl", "Cython"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _config():
+    from ._kernels import _openmp, _simd
+
+    build = _openmp.build_info()
+    return {
+        "sksketch": {"version": __version__},
+        "python": {
+            "version": platform.python_version(),
+            "executable": sys.executable,
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+        },
+        "build": {
+            "compiler": build["compiler"],
+            "flags": build["flags"],
+            "debug": build["debug"],
+        },
+        "openmp": {
+            "enabled": build["openmp"],
+            "version": build["openmp_version"] or None,
+            "max_threads": _openmp.openmp_max_threads(),
+            "effective_n_threads": _openmp.effective_n_threads(None),
+        },
+        "simd": {
+            "active_isa": _simd.active_isa(),
+            "supported_isas": _simd.supported_isas(),
+            "compiled_isas": _simd.compiled_isas(),
+            _simd.ISA_ENV_VAR: os.environ.get(_simd.ISA_ENV_VAR),
+            "cpu_features": _simd.cpu_features(),
+        },
+        "dependencies": _dependency_versions(),
+    }
+
+
+def show_config(mode="stdout"):
+    if mode not in ("stdout", "dicts"):
+        raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
+    config = _config()
+    if mode == "dicts":
+        return config
+    for section, entries in config.items():
+        print(f"{section}:")
+        for key, value in entries.items():
+            if isinstance(value, dict):
+                found = [k for k, v in value.items() if v]
+                value = " ".join(found) if found else "none"
+            elif isinstance(value, list):
+                value = " ".join(value)
+            print(f"  {key}: {value}")
+    return None
