@@ -5,7 +5,9 @@ at import, as the best one the CPU and OS support; the environment variable
 ``SKSKETCH_ISA`` forces a lower one. Compiled kernels reach the chosen table
 with ``cimport`` (see ``_simd.pxd``); the Python functions below wrap each
 primitive for tests and benchmarks, validate their inputs, release the GIL,
-and accept ``isa=`` to run a given variant instead of the active one.
+accept ``isa=`` to run a given variant instead of the active one, and
+``repeat=`` to run the kernel that many times in one call (so benchmarks time
+the kernel, not the Python call).
 """
 
 import os
@@ -149,6 +151,11 @@ cdef int _check_rows(const int32_t[::1] rows, Py_ssize_t n_rows, str name) excep
     return 0
 
 
+def _check_repeat(repeat):
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+
+
 def _check_same_length(a, b, name_a, name_b):
     if a.shape[0] != b.shape[0]:
         raise ValueError(
@@ -157,36 +164,45 @@ def _check_same_length(a, b, name_a, name_b):
         )
 
 
-def dot(const float[::1] x, const float[::1] y, isa=None):
+def dot(const float[::1] x, const float[::1] y, isa=None, Py_ssize_t repeat=1):
     """``sum(x * y)`` of two float32 vectors."""
     _check_same_length(x, y, "x", "y")
     cdef const sks_kernels *K = _table(isa)
-    cdef float r
+    _check_repeat(repeat)
+    cdef float r = 0
     with nogil:
-        r = K.dot(_fptr(x), _fptr(y), x.shape[0])
+        for _r in range(repeat):
+            r = K.dot(_fptr(x), _fptr(y), x.shape[0])
     return r
 
 
-def dot_bf16(const uint16_t[::1] x, const uint16_t[::1] y, isa=None):
+def dot_bf16(const uint16_t[::1] x, const uint16_t[::1] y, isa=None,
+             Py_ssize_t repeat=1):
     """``sum(x * y)`` of two bfloat16 vectors (raw uint16), in float32."""
     _check_same_length(x, y, "x", "y")
     cdef const sks_kernels *K = _table(isa)
-    cdef float r
+    _check_repeat(repeat)
+    cdef float r = 0
     with nogil:
-        r = K.dot_bf16(_hptr(x), _hptr(y), x.shape[0])
+        for _r in range(repeat):
+            r = K.dot_bf16(_hptr(x), _hptr(y), x.shape[0])
     return r
 
 
-def axpy(float alpha, const float[::1] x, float[::1] y, isa=None):
+def axpy(float alpha, const float[::1] x, float[::1] y, isa=None,
+         Py_ssize_t repeat=1):
     """``y += alpha * x`` in place."""
     _check_same_length(x, y, "x", "y")
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     with nogil:
-        K.axpy(alpha, _fptr(x), _wfptr(y), x.shape[0])
+        for _r in range(repeat):
+            K.axpy(alpha, _fptr(x), _wfptr(y), x.shape[0])
 
 
 def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
-                       const float[:, ::1] weights, float[::1] out, isa=None):
+                       const float[:, ::1] weights, float[::1] out, isa=None,
+                       Py_ssize_t repeat=1):
     """``out += sum_j values[j] * weights[indices[j]]`` in place."""
     _check_same_length(indices, values, "indices", "values")
     if out.shape[0] != weights.shape[1]:
@@ -195,14 +211,16 @@ def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
         )
     _check_rows(indices, weights.shape[0], "indices")
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     with nogil:
-        K.sparse_dense_accum(_iptr(indices), _fptr(values), indices.shape[0],
-                             _fptr2(weights), weights.shape[1], weights.shape[1],
-                             _wfptr(out))
+        for _r in range(repeat):
+            K.sparse_dense_accum(_iptr(indices), _fptr(values), indices.shape[0],
+                                 _fptr2(weights), weights.shape[1], weights.shape[1],
+                                 _wfptr(out))
 
 
 def gather_dot(const float[::1] x, const float[:, ::1] weights,
-               const int32_t[::1] rows, isa=None):
+               const int32_t[::1] rows, isa=None, Py_ssize_t repeat=1):
     """``weights[rows] @ x`` without forming ``weights[rows]``."""
     if x.shape[0] != weights.shape[1]:
         raise ValueError(
@@ -210,16 +228,18 @@ def gather_dot(const float[::1] x, const float[:, ::1] weights,
         )
     _check_rows(rows, weights.shape[0], "rows")
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     out = np.empty(rows.shape[0], dtype=np.float32)
     cdef float[::1] out_view = out
     with nogil:
-        K.gather_dot(_fptr(x), _fptr2(weights), weights.shape[1], _iptr(rows),
-                     rows.shape[0], x.shape[0], _wfptr(out_view))
+        for _r in range(repeat):
+            K.gather_dot(_fptr(x), _fptr2(weights), weights.shape[1], _iptr(rows),
+                         rows.shape[0], x.shape[0], _wfptr(out_view))
     return out
 
 
 def gather_dot_bf16(const uint16_t[::1] x, const uint16_t[:, ::1] weights,
-                    const int32_t[::1] rows, isa=None):
+                    const int32_t[::1] rows, isa=None, Py_ssize_t repeat=1):
     """``weights[rows] @ x`` on bfloat16 (raw uint16) inputs, float32 result."""
     if x.shape[0] != weights.shape[1]:
         raise ValueError(
@@ -227,26 +247,30 @@ def gather_dot_bf16(const uint16_t[::1] x, const uint16_t[:, ::1] weights,
         )
     _check_rows(rows, weights.shape[0], "rows")
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     out = np.empty(rows.shape[0], dtype=np.float32)
     cdef float[::1] out_view = out
     with nogil:
-        K.gather_dot_bf16(_hptr(x), _hptr2(weights), weights.shape[1], _iptr(rows),
-                          rows.shape[0], x.shape[0], _wfptr(out_view))
+        for _r in range(repeat):
+            K.gather_dot_bf16(_hptr(x), _hptr2(weights), weights.shape[1], _iptr(rows),
+                              rows.shape[0], x.shape[0], _wfptr(out_view))
     return out
 
 
-def softmax(const float[::1] z, isa=None):
+def softmax(const float[::1] z, isa=None, Py_ssize_t repeat=1):
     """``(softmax(z), logsumexp(z))``, stable for any finite or -inf logits."""
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     out = np.empty(z.shape[0], dtype=np.float32)
     cdef float[::1] out_view = out
-    cdef float lse
+    cdef float lse = 0
     with nogil:
-        lse = K.softmax(_fptr(z), z.shape[0], _wfptr(out_view))
+        for _r in range(repeat):
+            lse = K.softmax(_fptr(z), z.shape[0], _wfptr(out_view))
     return out, lse
 
 
-def topk(const float[::1] scores, Py_ssize_t k, isa=None):
+def topk(const float[::1] scores, Py_ssize_t k, isa=None, Py_ssize_t repeat=1):
     """Indices and values of the ``min(k, n)`` largest scores, best first.
 
     Ties go to the lower index.
@@ -254,6 +278,7 @@ def topk(const float[::1] scores, Py_ssize_t k, isa=None):
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     cdef Py_ssize_t count = min(k, scores.shape[0])
     idx = np.empty(count, dtype=np.int32)
     val = np.empty(count, dtype=np.float32)
@@ -262,25 +287,30 @@ def topk(const float[::1] scores, Py_ssize_t k, isa=None):
     if count == 0:
         return idx, val
     with nogil:
-        K.topk(&scores[0], scores.shape[0], count, &idx_view[0], &val_view[0])
+        for _r in range(repeat):
+            K.topk(&scores[0], scores.shape[0], count, &idx_view[0], &val_view[0])
     return idx, val
 
 
-def f32_to_bf16(const float[::1] x, isa=None):
+def f32_to_bf16(const float[::1] x, isa=None, Py_ssize_t repeat=1):
     """Round float32 to bfloat16 (nearest even), returned as raw uint16."""
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     out = np.empty(x.shape[0], dtype=np.uint16)
     cdef uint16_t[::1] out_view = out
     with nogil:
-        K.f32_to_bf16(_fptr(x), &out_view[0] if x.shape[0] > 0 else NULL, x.shape[0])
+        for _r in range(repeat):
+            K.f32_to_bf16(_fptr(x), &out_view[0] if x.shape[0] > 0 else NULL, x.shape[0])
     return out
 
 
-def bf16_to_f32(const uint16_t[::1] x, isa=None):
+def bf16_to_f32(const uint16_t[::1] x, isa=None, Py_ssize_t repeat=1):
     """Widen bfloat16 (raw uint16) to float32 exactly."""
     cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
     out = np.empty(x.shape[0], dtype=np.float32)
     cdef float[::1] out_view = out
     with nogil:
-        K.bf16_to_f32(_hptr(x), _wfptr(out_view), x.shape[0])
+        for _r in range(repeat):
+            K.bf16_to_f32(_hptr(x), _wfptr(out_view), x.shape[0])
     return out

@@ -1,0 +1,364 @@
+"""The SIMD primitives against NumPy references, on every variant.
+
+Each primitive runs on the active variant (``isa=None``) and on every variant
+this machine supports (``isa="..."``). ``test_forced_isa_in_subprocess`` then
+re-runs this file in a fresh interpreter per variant with ``SKSKETCH_ISA``
+forcing it, so the import-time choice itself is exercised on every path.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sksketch._kernels import _openmp, _simd
+
+FORCED = os.environ.get(_simd.ISA_ENV_VAR)
+# In a forced subprocess only the active table is under test.
+ISAS = [None] if FORCED else [None, *_simd.supported_isas()]
+LENGTHS = [0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1000]
+
+
+def _readonly(a):
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+def _as_inputs(a, readonly):
+    return _readonly(a) if readonly else np.array(a)
+
+
+def bf16_round_reference(x):
+    """Float32 -> bfloat16 bits by round to nearest even; NaN -> quiet NaN."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    out = np.where(nan, (u >> 16) | 0x40, rounded)
+    return out.astype(np.uint16)
+
+
+def bf16_to_f32_reference(h):
+    return (np.asarray(h, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _close(actual, expected, scale, rtol=2e-6):
+    """|actual - expected| within rtol of the sum of absolute terms."""
+    err = np.abs(np.asarray(actual, dtype=np.float64) - expected)
+    bound = rtol * np.asarray(scale, dtype=np.float64)
+    assert np.all(err <= bound), f"max error {err.max()} against bound {bound.min()}"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("readonly", [False, True])
+def test_dot(isa, n, readonly, rng):
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    got = _simd.dot(_as_inputs(x, readonly), _as_inputs(y, readonly), isa=isa)
+    expected = x.astype(np.float64) @ y.astype(np.float64)
+    _close(got, expected, np.abs(x.astype(np.float64) * y).sum() + n)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_axpy(isa, n, rng):
+    x = _readonly(rng.standard_normal(n).astype(np.float32))
+    y = rng.standard_normal(n).astype(np.float32)
+    expected = y.astype(np.float64) + np.float32(0.75) * x.astype(np.float64)
+    _simd.axpy(0.75, x, y, isa=isa)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [0, 1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130])
+@pytest.mark.parametrize("nnz", [0, 1, 5, 77])
+def test_sparse_dense_accum(isa, m, nnz, rng):
+    n_rows = 50
+    weights = _readonly(rng.standard_normal((n_rows, m)).astype(np.float32))
+    # repeated row ids are legal: each occurrence adds its own term
+    indices = _readonly(rng.integers(0, n_rows, nnz).astype(np.int32))
+    values = _readonly(rng.standard_normal(nnz).astype(np.float32))
+    out = rng.standard_normal(m).astype(np.float32)
+    expected = out.astype(np.float64) + values.astype(np.float64) @ weights[indices]
+    scale = np.abs(values[:, None] * weights[indices]).sum(axis=0) + np.abs(out)
+    _simd.sparse_dense_accum(indices, values, weights, out, isa=isa)
+    _close(out, expected, scale + 1.0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [0, 1, 3, 15, 16, 17, 32, 63, 100, 128, 129, 300])
+@pytest.mark.parametrize("n_rows", [0, 1, 3, 4, 5, 9, 64])
+@pytest.mark.parametrize("readonly", [False, True])
+def test_gather_dot(isa, m, n_rows, readonly, rng):
+    weights = rng.standard_normal((40, m)).astype(np.float32)
+    x = rng.standard_normal(m).astype(np.float32)
+    rows = rng.integers(0, 40, n_rows).astype(np.int32)
+    got = _simd.gather_dot(
+        _as_inputs(x, readonly), _as_inputs(weights, readonly),
+        _as_inputs(rows, readonly), isa=isa,
+    )
+    assert got.shape == (n_rows,) and got.dtype == np.float32
+    expected = weights[rows].astype(np.float64) @ x.astype(np.float64)
+    _close(got, expected, np.abs(weights[rows] * x).sum(axis=1) + 1.0)
+
+
+def _bf16_inputs(rng, shape):
+    # normal-range values: VDPBF16PS treats bfloat16 denormals as zero
+    return bf16_round_reference(rng.standard_normal(shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_dot_bf16(isa, n, rng):
+    x, y = _bf16_inputs(rng, n), _bf16_inputs(rng, n)
+    xf = bf16_to_f32_reference(x).astype(np.float64)
+    yf = bf16_to_f32_reference(y).astype(np.float64)
+    got = _simd.dot_bf16(_readonly(x), _readonly(y), isa=isa)
+    _close(got, xf @ yf, np.abs(xf * yf).sum() + 1.0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [0, 1, 15, 16, 17, 31, 32, 33, 64, 100, 128, 129])
+@pytest.mark.parametrize("n_rows", [0, 1, 4, 5, 13])
+def test_gather_dot_bf16(isa, m, n_rows, rng):
+    weights = _bf16_inputs(rng, (30, m))
+    x = _bf16_inputs(rng, m)
+    rows = rng.integers(0, 30, n_rows).astype(np.int32)
+    got = _simd.gather_dot_bf16(_readonly(x), _readonly(weights), _readonly(rows), isa=isa)
+    wf = bf16_to_f32_reference(weights[rows]).astype(np.float64)
+    xf = bf16_to_f32_reference(x).astype(np.float64)
+    _close(got, wf @ xf, np.abs(wf * xf).sum(axis=1) + 1.0)
+
+
+def _softmax_reference(z):
+    z = np.asarray(z, dtype=np.float64)
+    zmax = z.max()
+    e = np.exp(z - zmax)
+    return e / e.sum(), zmax + np.log(e.sum())
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [n for n in LENGTHS if n > 0])
+@pytest.mark.parametrize("spread", [1.0, 30.0, 1e4])
+def test_softmax(isa, n, spread, rng):
+    z = _readonly((rng.standard_normal(n) * spread).astype(np.float32))
+    p, lse = _simd.softmax(z, isa=isa)
+    p_ref, lse_ref = _softmax_reference(z)
+    np.testing.assert_allclose(p, p_ref, rtol=1e-5, atol=1e-7)
+    assert abs(lse - lse_ref) <= 1e-5 * max(1.0, abs(lse_ref))
+    assert abs(p.sum(dtype=np.float64) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_softmax_edge_cases(isa):
+    p, lse = _simd.softmax(np.zeros(0, dtype=np.float32), isa=isa)
+    assert p.shape == (0,) and lse == -np.inf
+
+    z = np.array([0.0, -np.inf, 3.0, -np.inf, -200.0] * 7, dtype=np.float32)
+    p, lse = _simd.softmax(z, isa=isa)
+    p_ref, lse_ref = _softmax_reference(z)
+    np.testing.assert_allclose(p, p_ref, rtol=1e-5, atol=1e-30)
+    assert np.all(p[np.isneginf(z)] == 0.0)
+    np.testing.assert_allclose(lse, lse_ref, rtol=1e-6)
+
+    # every logit -inf: the limit of softmax is uniform
+    p, lse = _simd.softmax(np.full(19, -np.inf, dtype=np.float32), isa=isa)
+    np.testing.assert_allclose(p, np.full(19, 1 / 19), rtol=1e-6)
+    assert lse == -np.inf
+
+    # large equal logits must not overflow
+    p, _ = _simd.softmax(np.full(33, 3e38, dtype=np.float32), isa=isa)
+    np.testing.assert_allclose(p, np.full(33, 1 / 33), rtol=1e-6)
+
+
+def _topk_reference(s, k):
+    order = np.lexsort((np.arange(s.size), -s.astype(np.float64)))[:k]
+    return order.astype(np.int32), s[order]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("k", [0, 1, 5, 16, 100, 2000])
+@pytest.mark.parametrize("ties", [False, True])
+def test_topk(isa, n, k, ties, rng):
+    if ties:
+        s = rng.integers(-3, 4, n).astype(np.float32)
+    else:
+        s = rng.standard_normal(n).astype(np.float32)
+    idx, val = _simd.topk(_readonly(s), k, isa=isa)
+    ref_idx, ref_val = _topk_reference(s, k)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(val, ref_val)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_topk_special_values(isa):
+    s = np.array([-np.inf, 1.0, np.inf, -0.0, 0.0, -np.inf, 5.0] * 5, dtype=np.float32)
+    for k in range(s.size + 1):
+        idx, _ = _simd.topk(s, k, isa=isa)
+        np.testing.assert_array_equal(idx, _topk_reference(s, k)[0])
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        _simd.topk(s, -1, isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_bf16_round_trip_is_exact_and_rne(isa, n, rng):
+    x = (rng.standard_normal(n) * 10.0 ** rng.integers(-40, 38, n)).astype(np.float32)
+    h = _simd.f32_to_bf16(_readonly(x), isa=isa)
+    np.testing.assert_array_equal(h, bf16_round_reference(x))
+    back = _simd.bf16_to_f32(_readonly(h), isa=isa)
+    np.testing.assert_array_equal(back.view(np.uint32), bf16_to_f32_reference(h).view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_bf16_special_values(isa):
+    specials = np.array(
+        [0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, -np.nan,
+         np.finfo(np.float32).max, -np.finfo(np.float32).max,
+         np.finfo(np.float32).tiny, 1e-45, -1e-45, 1e-40,
+         1.00390625, 1.01171875, 3.0e38, 65504.0],
+        dtype=np.float32,
+    )
+    # ties: 1 + 2**-8 is halfway between two bfloat16 values and rounds to even
+    x = np.tile(specials, 3)
+    h = _simd.f32_to_bf16(x, isa=isa)
+    np.testing.assert_array_equal(h, bf16_round_reference(x))
+    back = _simd.bf16_to_f32(h, isa=isa)
+    assert np.all(np.isnan(back) == np.isnan(x))
+    assert np.all(np.isinf(back[np.isinf(x)]))
+    assert _simd.bf16_to_f32(_simd.f32_to_bf16(np.float32([1.00390625]), isa=isa))[0] == 1.0
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_invalid_inputs_raise(isa):
+    w = np.zeros((4, 8), dtype=np.float32)
+    x = np.zeros(8, dtype=np.float32)
+    with pytest.raises(ValueError, match="same length"):
+        _simd.dot(x, x[:3], isa=isa)
+    with pytest.raises(ValueError, match=r"rows\[1\] = 4 is out of range"):
+        _simd.gather_dot(x, w, np.array([0, 4], dtype=np.int32), isa=isa)
+    with pytest.raises(ValueError, match=r"rows\[0\] = -1 is out of range"):
+        _simd.gather_dot(x, w, np.array([-1], dtype=np.int32), isa=isa)
+    with pytest.raises(ValueError, match="columns"):
+        _simd.gather_dot(x[:5], w, np.array([0], dtype=np.int32), isa=isa)
+    with pytest.raises(ValueError, match=r"indices\[0\] = 9"):
+        _simd.sparse_dense_accum(
+            np.array([9], dtype=np.int32), np.ones(1, np.float32), w, x.copy(), isa=isa
+        )
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        _simd.dot(x.astype(np.float64), x, isa=isa)
+    with pytest.raises(ValueError, match="read-only"):
+        _simd.axpy(1.0, x, _readonly(x), isa=isa)
+
+
+def test_unknown_isa_argument():
+    x = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="isa must be None or one of"):
+        _simd.dot(x, x, isa="sse9")
+
+
+def test_dispatch_reports_consistent_facts():
+    supported = _simd.supported_isas()
+    assert supported[0] == "scalar"
+    assert set(supported) <= set(_simd.compiled_isas())
+    assert _simd.active_isa() in supported
+    features = _simd.cpu_features()
+    if "avx512" in supported:
+        assert features["avx512f"] and features["os_saves_zmm"]
+    if "avx512_bf16" in supported:
+        assert features["avx512_bf16"]
+    if not FORCED:
+        assert _simd.active_isa() == supported[-1]
+
+
+def test_effective_n_threads():
+    info = _openmp.build_info()
+    if not info["openmp"]:
+        assert _openmp.effective_n_threads(4) == 1
+        return
+    max_threads = _openmp.effective_n_threads(None)
+    assert max_threads >= 1
+    assert _openmp.effective_n_threads(3) == 3
+    assert _openmp.effective_n_threads(-1) == max_threads
+    assert _openmp.effective_n_threads(-1000) == 1
+    with pytest.raises(ValueError, match="n_jobs"):
+        _openmp.effective_n_threads(0)
+
+
+def test_threadpoolctl_limits_openmp():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not _openmp.build_info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert _openmp.effective_n_threads(None) == 1
+
+
+def _run_python(code, isa):
+    env = dict(os.environ)
+    env[_simd.ISA_ENV_VAR] = isa
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.skipif(FORCED is not None, reason="already inside a forced subprocess")
+@pytest.mark.parametrize("isa", _simd.supported_isas())
+def test_forced_isa_in_subprocess(isa):
+    """Every test above, in a fresh interpreter whose import chose ``isa``."""
+    out = _run_python("from sksketch._kernels import _simd; print(_simd.active_isa())", isa)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == isa
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-p", "no:cacheprovider"],
+        env={**os.environ, _simd.ISA_ENV_VAR: isa},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.skipif(FORCED is not None, reason="already inside a forced subprocess")
+@pytest.mark.parametrize("value", ["not-an-isa", "avx9000"])
+def test_bad_isa_request_warns_and_falls_back(value):
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from sksketch._kernels import _simd\n"
+        "print(_simd.active_isa(), _simd.supported_isas()[-1])\n"
+        "print(any('SKSKETCH_ISA' in str(x.message) for x in w))\n"
+    )
+    out = _run_python(code, value)
+    assert out.returncode == 0, out.stderr
+    line1, line2 = out.stdout.strip().splitlines()
+    active, best = line1.split()
+    assert active == best
+    assert line2 == "True"
+
+
+def test_show_config_reports_active_isa(capsys):
+    import sksketch
+
+    config = sksketch.show_config(mode="dicts")
+    assert config["simd"]["active_isa"] == _simd.active_isa()
+    assert config["sksketch"]["version"] == sksketch.__version__
+    assert config["build"]["compiler"]
+    assert "-march=native" not in config["build"]["flags"] or os.environ.get(
+        "SKSKETCH_NATIVE"
+    )
+    assert sksketch.show_config() is None
+    printed = capsys.readouterr().out
+    assert f"active_isa: {_simd.active_isa()}" in printed
+    assert "openmp:" in printed
+    with pytest.raises(ValueError, match="mode"):
+        sksketch.show_config(mode="json")
