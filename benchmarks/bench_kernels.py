@@ -53,62 +53,54 @@ def _per_call_seconds(fns, repeats, min_seconds):
 
 
 def _cases(quick, rng):
+    """(primitive, size, fn) where fn(isa, reps) runs the kernel reps times."""
     f32 = np.float32
+    S = _simd
 
     def vec(n):
         return rng.standard_normal(n).astype(f32)
 
     def bf16(shape):
-        return _simd.f32_to_bf16(rng.standard_normal(shape).astype(f32).ravel()).reshape(shape)
+        return S.f32_to_bf16(rng.standard_normal(shape).astype(f32).ravel()).reshape(shape)
 
     cases = []
-    for n in (128, 4096) if quick else (128, 4096, 1 << 20):
-        x, y = vec(n), vec(n)
-        cases.append(("dot", f"n={n}", lambda isa, r, x=x, y=y: _simd.dot(x, y, isa=isa, repeat=r)))
-        cases.append(
-            ("axpy", f"n={n}", lambda isa, r, x=x, y=y.copy(): _simd.axpy(1e-7, x, y, isa=isa, repeat=r))
-        )
-        hx, hy = bf16(n), bf16(n)
-        cases.append(
-            ("dot_bf16", f"n={n}", lambda isa, r, x=hx, y=hy: _simd.dot_bf16(x, y, isa=isa, repeat=r))
-        )
 
-    for n_weight_rows, where in ((64, "L1"), (256, "L2")) + (() if quick else ((100_000, "RAM"),)):
+    def add(name, size, kernel, *args):
+        cases.append((name, size, lambda isa, r: kernel(*args, isa=isa, repeat=r)))
+
+    for n in (128, 4096) if quick else (128, 4096, 1 << 20):
+        add("dot", f"n={n}", S.dot, vec(n), vec(n))
+        add("axpy", f"n={n}", S.axpy, 1e-7, vec(n), vec(n))
+        add("dot_bf16", f"n={n}", S.dot_bf16, bf16(n), bf16(n))
+
+    gather_sizes = [(64, "L1"), (256, "L2")] + ([] if quick else [(100_000, "RAM")])
+    for n_weight_rows, where in gather_sizes:
         w = rng.standard_normal((n_weight_rows, 128)).astype(f32)
-        x = vec(128)
         rows = rng.integers(0, n_weight_rows, 1024).astype(np.int32)
         label = f"1024 rows x 128, weights in {where}"
-        cases.append(
-            ("gather_dot", label, lambda isa, r, x=x, w=w, rows=rows: _simd.gather_dot(x, w, rows, isa=isa, repeat=r))
-        )
-        hw, hx = bf16(w.shape), bf16(128)
-        cases.append(
-            ("gather_dot_bf16", label,
-             lambda isa, r, x=hx, w=hw, rows=rows: _simd.gather_dot_bf16(x, w, rows, isa=isa, repeat=r))
-        )
+        add("gather_dot", label, S.gather_dot, vec(128), w, rows)
+        add("gather_dot_bf16", label, S.gather_dot_bf16, bf16(128), bf16(w.shape), rows)
 
-    for n_weight_rows, where in ((64, "L1"), (4096, "L2/L3")) + (() if quick else ((135_909, "RAM"),)):
+    accum_sizes = [(64, "L1"), (4096, "L2/L3")] + ([] if quick else [(135_909, "RAM")])
+    for n_weight_rows, where in accum_sizes:
         w = rng.standard_normal((n_weight_rows, 128)).astype(f32)
         idx = rng.integers(0, n_weight_rows, 75).astype(np.int32)
-        val = vec(75)
         out = np.zeros(128, dtype=f32)
-        cases.append(
-            ("sparse_dense_accum", f"nnz=75 x 128, weights in {where}",
-             lambda isa, r, idx=idx, val=val, w=w, out=out: _simd.sparse_dense_accum(idx, val, w, out, isa=isa, repeat=r))
-        )
+        add("sparse_dense_accum", f"nnz=75 x 128, weights in {where}",
+            S.sparse_dense_accum, idx, vec(75), w, out)
 
     for n in (128, 1500) if quick else (128, 1500, 100_000):
-        z = vec(n) * 5
-        cases.append(("softmax", f"n={n}", lambda isa, r, z=z: _simd.softmax(z, isa=isa, repeat=r)))
+        add("softmax", f"n={n}", S.softmax, vec(n) * 5)
 
-    for n, k in ((1500, 5), (100_000, 5)) if quick else ((1500, 5), (100_000, 5), (670_091, 5), (100_000, 100)):
-        s = vec(n)
-        cases.append(("topk", f"n={n} k={k}", lambda isa, r, s=s, k=k: _simd.topk(s, k, isa=isa, repeat=r)))
+    topk_sizes = [(1500, 5), (100_000, 5)]
+    if not quick:
+        topk_sizes += [(670_091, 5), (100_000, 100)]
+    for n, k in topk_sizes:
+        add("topk", f"n={n} k={k}", S.topk, vec(n), k)
 
     n = 1 << 17
-    xf, xh = vec(n), bf16(n)
-    cases.append(("f32_to_bf16", f"n={n}", lambda isa, r, x=xf: _simd.f32_to_bf16(x, isa=isa, repeat=r)))
-    cases.append(("bf16_to_f32", f"n={n}", lambda isa, r, x=xh: _simd.bf16_to_f32(x, isa=isa, repeat=r)))
+    add("f32_to_bf16", f"n={n}", S.f32_to_bf16, vec(n))
+    add("bf16_to_f32", f"n={n}", S.bf16_to_f32, bf16(n))
     return cases
 
 
@@ -123,13 +115,14 @@ def main(argv=None):
     sksketch.show_config()
     isas = _simd.supported_isas()
     print(f"\nKernel speed-up over the portable variant (median of {repeats}; higher is faster)")
-    header = f"{'primitive':<20} {'size':<34} {'scalar':>11}" + "".join(f" {isa:>12}" for isa in isas[1:])
+    header = f"{'primitive':<20} {'size':<34} {'scalar':>11}"
+    header += "".join(f" {isa:>12}" for isa in isas[1:])
     print(header)
     print("-" * len(header))
     results = {}
     rng = np.random.default_rng(0)
     for name, size, fn in _cases(args.quick, rng):
-        fns = {isa: (lambda r, isa=isa: fn(isa, r)) for isa in isas}
+        fns = {isa: (lambda r, isa=isa, fn=fn: fn(isa, r)) for isa in isas}
         t = _per_call_seconds(fns, repeats, min_seconds)
         results[name, size] = t
         row = f"{name:<20} {size:<34} {t['scalar'] * 1e6:>9.2f}us"
@@ -138,7 +131,9 @@ def main(argv=None):
 
     best = isas[-1]
     if best.startswith("avx512"):
-        in_cache = [v for (name, size), v in results.items() if name == "gather_dot" and "RAM" not in size]
+        in_cache = [
+            v for (name, size), v in results.items() if name == "gather_dot" and "RAM" not in size
+        ]
         worst = min(v["scalar"] / v["avx512"] for v in in_cache)
         verdict = "met" if worst >= GATHER_DOT_TARGET else "NOT met"
         print(

@@ -81,7 +81,9 @@ SKS_AVX512 static void axpy_avx512(float alpha, const float *x, float *y, sks_id
         _mm512_storeu_ps(y + i + 16,
                          _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16)));
     }
-    for (; i < n; i += 16) {
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
         __mmask16 m = mask16(n - i);
         _mm512_mask_storeu_ps(
             y + i, m, _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
@@ -263,28 +265,39 @@ SKS_AVX512 static sks_idx topk_avx512(const float *s, sks_idx n, sks_idx k, int3
 /* Round to nearest even on the integer image; NaN lanes become quiet NaNs.
    Done in integer arithmetic rather than with VCVTNEPS2BF16 so that every
    variant (and the scalar reference) gives the same bits, denormals included. */
-SKS_AVX512 static void f32_to_bf16_avx512(const float *x, sks_bf16 *out, sks_idx n)
+SKS_AVX512 static inline __m512i f32x16_to_bf16_bits(__m512 v)
 {
     const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-    const __m512i quiet = _mm512_set1_epi32(0x40);
-    sks_idx i;
-    for (i = 0; i < n; i += 16) {
+    __m512i u = _mm512_castps_si512(v);
+    __m512i hi = _mm512_srli_epi32(u, 16);
+    __m512i r = _mm512_srli_epi32(
+        _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+}
+
+SKS_AVX512 static void f32_to_bf16_avx512(const float *x, sks_bf16 *out, sks_idx n)
+{
+    sks_idx i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(out + i),
+                            _mm512_cvtepi32_epi16(f32x16_to_bf16_bits(_mm512_loadu_ps(x + i))));
+    if (i < n) {
         __mmask16 mk = mask16(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
-        __m512i u = _mm512_castps_si512(v);
-        __m512i hi = _mm512_srli_epi32(u, 16);
-        __m512i r = _mm512_srli_epi32(
-            _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
-        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
-        _mm512_mask_cvtepi32_storeu_epi16(out + i, mk, r);
+        _mm512_mask_cvtepi32_storeu_epi16(out + i, mk,
+                                          f32x16_to_bf16_bits(_mm512_maskz_loadu_ps(mk, x + i)));
     }
 }
 
 SKS_AVX512 static void bf16_to_f32_avx512(const sks_bf16 *x, float *out, sks_idx n)
 {
-    sks_idx i;
-    for (i = 0; i < n; i += 16) {
+    sks_idx i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i both = _mm512_loadu_si512(x + i);
+        _mm512_storeu_ps(out + i, bf16x16_to_f32(_mm512_castsi512_si256(both)));
+        _mm512_storeu_ps(out + i + 16, bf16x16_to_f32(_mm512_extracti64x4_epi64(both, 1)));
+    }
+    for (; i < n; i += 16) {
         __mmask16 mk = mask16(n - i);
         _mm512_mask_storeu_ps(out + i, mk, bf16x16_to_f32(_mm256_maskz_loadu_epi16(mk, x + i)));
     }
