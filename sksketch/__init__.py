@@ -4,6 +4,7 @@ scikit-learn compatible estimators whose hot loops are compiled kernels with
 run-time dispatched AVX-512 / AVX2 paths and a portable fallback.
 """
 
+from ._slide import SLIDEClassifier
 from ._version import __version__
 
 
@@ -32,4 +33,4 @@ def show_config(mode="stdout"):
     return _show_config(mode=mode)
 
 
-__all__ = ["__version__", "show_config"]
+__all__ = ["SLIDEClassifier", "__version__", "show_config"]

@@ -1,9 +1,8 @@
 """scikit-learn's estimator checks over every public sksketch estimator.
 
 The list comes from ``sksketch.utils.all_estimators``, so an estimator is
-checked as soon as it is public. An estimator may define
-``_expected_failed_checks`` (check name -> reason) for the rare check whose
-premise does not hold for it; each reason must stand up on its own.
+checked as soon as it is public. ``EXPECTED_FAILED_CHECKS`` lists, per
+estimator, the rare check whose premise does not hold for it, with the reason.
 """
 
 import pytest
@@ -20,8 +19,23 @@ def _instances():
     return [cls(**getattr(cls, "_test_params", {})) for cls in ESTIMATOR_CLASSES]
 
 
+_MINIBATCH_SGD = (
+    "training draws shuffled mini-batches: a repeated row adds gradient steps and "
+    "changes which rows share a batch, so an integer sample_weight equals repeating "
+    "rows in expectation, not exactly (the same holds for scikit-learn's "
+    "SGDClassifier and MLPClassifier)"
+)
+
+EXPECTED_FAILED_CHECKS = {
+    "SLIDEClassifier": {
+        "check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD,
+        "check_sample_weight_equivalence_on_sparse_data": _MINIBATCH_SGD,
+    },
+}
+
+
 def _expected_failed_checks(estimator):
-    return getattr(estimator, "_expected_failed_checks", lambda: {})()
+    return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
 
 
 @parametrize_with_checks(_instances(), expected_failed_checks=_expected_failed_checks)

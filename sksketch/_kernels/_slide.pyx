@@ -1,0 +1,342 @@
+"""SLIDE kernels: LSH-sparse forward/backward, lazy Adam and top-k inference.
+
+Network: sparse input -> dense hidden layer (ReLU) -> output layer over all
+labels, of which each example touches only an *active set*: its true labels,
+the labels in its LSH buckets, and random labels up to a minimum.
+
+Layouts (contiguous, row-major): the input layer ``W1`` is input-major
+(n_features, H), so each non-zero feature streams one row of H weights; the
+output layer ``W2`` is output-major (n_labels, H), so each active label is one
+dot product with the hidden vector.
+
+Training is lock-free and parallel in two phases per batch (see
+``train_batch``): examples in parallel, then weight gradients by row owner, so
+that threads never write the same row. Adam then updates only the rows the
+batch touched. Inputs are validated by the caller: these functions trust
+indices.
+"""
+
+import numpy as np
+
+cimport cython
+from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport sqrtf
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+from ._lsh cimport LSHTables
+from ._random cimport bounded, mix64
+from ._simd cimport get_kernels, sks_bf16, sks_kernels
+
+
+def train_batch(
+    LSHTables tables,
+    const int32_t[::1] X_indptr, const int32_t[::1] X_indices, const float[::1] X_data,
+    const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+    const int64_t[::1] batch,
+    const float[::1] weights,
+    const float[:, ::1] W1, const float[::1] b1,
+    const float[:, ::1] W2, const float[::1] b2,
+    const uint16_t[:, ::1] W2_bf16,
+    float[:, ::1] gW1, float[::1] gb1,
+    float[:, ::1] gW2, float[::1] gb2,
+    uint8_t[::1] touched_in, uint8_t[::1] touched_out,
+    uint32_t[:, ::1] stamps, uint32_t stamp_base,
+    Py_ssize_t max_active, Py_ssize_t min_active,
+    bint use_lsh, bint use_bf16, float inv_batch_size,
+    uint64_t seed, int n_threads,
+    float[::1] losses,
+    int32_t[::1] n_active,
+):
+    """One batch of SLIDE training: accumulate the gradients of the batch.
+
+    Phase 1 runs the examples in parallel: forward pass, active set, softmax
+    over it, and the gradient with respect to the hidden layer, into
+    per-example buffers; it only reads the weights. Phase 2 adds the weight
+    gradients: thread t owns the rows with ``row % n_threads == t`` and adds
+    every example's contribution to them in batch order. No two threads write
+    the same row, so no update is lost and the result is the same for any
+    number of threads.
+
+    # IN: the CSR data, the batch's row ids and weights, the parameters.
+    # OUT: gradients (gW1, gb1, gW2, gb2) and touched flags, added to; per
+    # example the loss and the active-set size (both 0 for a row with no
+    # label: such rows are skipped).
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t H = W1.shape[1]
+    cdef Py_ssize_t n_labels = W2.shape[0]
+    cdef Py_ssize_t B = batch.shape[0]
+    cdef int n_hashes = tables.n_hashes_per_table * tables.n_tables
+    cdef Py_ssize_t i, j, c, start, nnz, n_act, n_true, tries, owner
+    cdef int64_t r
+    cdef int tid
+    cdef float w, scale, mean_true, lse, inv_true
+    cdef uint32_t stamp, cand
+    cdef uint64_t rng
+    cdef uint32_t *st
+    cdef float *h
+    cdef float *gh
+    cdef float *logits
+    cdef float *grad
+    cdef int32_t *active
+    cdef int32_t *codes
+    cdef int32_t *keys
+    cdef sks_bf16 *h16
+    if B == 0:
+        return
+    hidden_buf = np.empty((B, H), dtype=np.float32)
+    ghidden_buf = np.zeros((B, H), dtype=np.float32)
+    active_buf = np.empty((B, max_active), dtype=np.int32)
+    grad_buf = np.empty((B, max_active), dtype=np.float32)
+    cdef float[:, ::1] hb = hidden_buf
+    cdef float[:, ::1] ghb = ghidden_buf
+    cdef int32_t[:, ::1] ab = active_buf
+    cdef float[:, ::1] gb = grad_buf
+
+    with nogil, parallel(num_threads=n_threads):
+        h16 = <sks_bf16 *> malloc(H * sizeof(sks_bf16))
+        logits = <float *> malloc(max_active * sizeof(float))
+        codes = <int32_t *> malloc(n_hashes * sizeof(int32_t))
+        keys = <int32_t *> malloc(tables.n_tables * sizeof(int32_t))
+        for i in prange(B, schedule="dynamic", chunksize=4):
+            tid = threadid()
+            r = batch[i]
+            w = weights[i]
+            st = &stamps[tid, 0]
+            stamp = stamp_base + <uint32_t>i + 1
+            rng = mix64(seed ^ (<uint64_t>r * <uint64_t>0x9E3779B97F4A7C15))
+            h = &hb[i, 0]
+            gh = &ghb[i, 0]
+            active = &ab[i, 0]
+            grad = &gb[i, 0]
+
+            # true labels first: the softmax target lives on active[0:n_true]
+            n_act = 0
+            for j in range(Y_indptr[r], Y_indptr[r + 1]):
+                active[n_act] = Y_indices[j]
+                st[Y_indices[j]] = stamp
+                n_act = n_act + 1
+            n_true = n_act
+            losses[i] = 0
+            n_active[i] = 0
+            if n_true == 0:
+                continue
+
+            # hidden = relu(x @ W1 + b1)
+            memcpy(h, &b1[0], H * sizeof(float))
+            start = X_indptr[r]
+            nnz = X_indptr[r + 1] - start
+            if nnz > 0:
+                K.sparse_dense_accum(&X_indices[start], &X_data[start], nnz,
+                                     &W1[0, 0], H, H, h)
+            for c in range(H):
+                if h[c] < 0:
+                    h[c] = 0
+
+            if use_lsh:
+                tables.hash_dense(h, codes, keys)
+                n_act = tables.query_into(
+                    keys, <int>bounded(&rng, <uint32_t>tables.n_tables), active, n_act,
+                    max_active, st, stamp)
+            if min_active >= n_labels:
+                for j in range(n_labels):
+                    if st[j] != stamp:
+                        st[j] = stamp
+                        active[n_act] = <int32_t>j
+                        n_act = n_act + 1
+            else:
+                tries = 0
+                while n_act < min_active and tries < 8 * min_active + 64:
+                    cand = bounded(&rng, <uint32_t>n_labels)
+                    tries = tries + 1
+                    if st[cand] != stamp:
+                        st[cand] = stamp
+                        active[n_act] = <int32_t>cand
+                        n_act = n_act + 1
+
+            if use_bf16:
+                K.f32_to_bf16(h, h16, H)
+                K.gather_dot_bf16(h16, &W2_bf16[0, 0], H, active, n_act, H, logits)
+            else:
+                K.gather_dot(h, &W2[0, 0], H, active, n_act, H, logits)
+            mean_true = 0
+            for j in range(n_act):
+                logits[j] = logits[j] + b2[active[j]]
+                if j < n_true:
+                    mean_true = mean_true + logits[j]
+            mean_true = mean_true / n_true
+            lse = K.softmax(logits, n_act, grad)
+            losses[i] = lse - mean_true
+            n_active[i] = <int32_t>n_act
+
+            # d loss / d logit = softmax - target, target 1/n_true on true labels
+            scale = w * inv_batch_size
+            inv_true = 1.0 / n_true
+            for j in range(n_act):
+                grad[j] = scale * (grad[j] - (inv_true if j < n_true else 0))
+
+            K.sparse_dense_accum(active, grad, n_act, &W2[0, 0], H, H, gh)
+            for c in range(H):
+                if h[c] <= 0:
+                    gh[c] = 0
+        free(h16)
+        free(logits)
+        free(codes)
+        free(keys)
+
+    for owner in prange(n_threads, nogil=True, schedule="static", chunksize=1,
+                        num_threads=n_threads):
+        for i in range(B):
+            for j in range(n_active[i]):
+                r = ab[i, j]
+                if r % n_threads == owner:
+                    K.axpy(gb[i, j], &hb[i, 0], &gW2[r, 0], H)
+                    gb2[r] += gb[i, j]
+                    touched_out[r] = 1
+            if n_active[i] == 0:
+                continue
+            for j in range(X_indptr[batch[i]], X_indptr[batch[i] + 1]):
+                r = X_indices[j]
+                if r % n_threads == owner:
+                    K.axpy(X_data[j], &ghb[i, 0], &gW1[r, 0], H)
+                    touched_in[r] = 1
+    for i in range(B):
+        if n_active[i] > 0:
+            K.axpy(1.0, &ghb[i, 0], &gb1[0], H)
+
+
+def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1] G,
+                const uint8_t[::1] touched, float lr, float beta1, float beta2,
+                float eps, Py_ssize_t step, int n_threads,
+                uint16_t[:, ::1] W_bf16=None):
+    """Bias-corrected Adam on the touched rows of W; their gradient is reset.
+
+    With `W_bf16`, the bfloat16 copy of each updated row is refreshed too.
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t n = W.shape[0], d = W.shape[1], r, c
+    cdef float b1t = 1.0 - beta1 ** step
+    cdef float b2t = 1.0 - beta2 ** step
+    cdef float lr_t = lr * (b2t ** 0.5) / b1t
+    cdef float eps_t = eps * (b2t ** 0.5)
+    cdef float g, m, v
+    cdef bint refresh = W_bf16 is not None and W_bf16.shape[0] == n
+    if n == 0 or d == 0:
+        return
+    for r in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        if not touched[r]:
+            continue
+        for c in range(d):
+            g = G[r, c]
+            m = beta1 * M[r, c] + (1 - beta1) * g
+            v = beta2 * V[r, c] + (1 - beta2) * g * g
+            M[r, c] = m
+            V[r, c] = v
+            W[r, c] = W[r, c] - lr_t * m / (sqrtf(v) + eps_t)
+            G[r, c] = 0
+        if refresh:
+            K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], d)
+
+
+def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+                   const float[::1] X_data, const float[:, ::1] W1,
+                   const float[::1] b1, int n_threads):
+    """relu(X @ W1 + b1) for CSR X, shape (n_rows, H), float32."""
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t n = X_indptr.shape[0] - 1, H = W1.shape[1], i, c, start
+    out = np.empty((n, H), dtype=np.float32)
+    cdef float[:, ::1] o = out
+    if n == 0 or H == 0:
+        return out
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        memcpy(&o[i, 0], &b1[0], H * sizeof(float))
+        start = X_indptr[i]
+        if X_indptr[i + 1] > start:
+            K.sparse_dense_accum(&X_indices[start], &X_data[start],
+                                 X_indptr[i + 1] - start, &W1[0, 0], H, H, &o[i, 0])
+        for c in range(H):
+            if o[i, c] < 0:
+                o[i, c] = 0
+    return out
+
+
+def topk_rows(const float[:, ::1] scores, Py_ssize_t k, int n_threads):
+    """Per row, the k best columns (ties: lower index) and their scores."""
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t n = scores.shape[0], m = scores.shape[1], i
+    k = min(k, m)
+    idx = np.empty((n, k), dtype=np.int32)
+    val = np.empty((n, k), dtype=np.float32)
+    cdef int32_t[:, ::1] iv = idx
+    cdef float[:, ::1] vv = val
+    if n == 0 or k == 0:
+        return idx, val
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        K.topk(&scores[i, 0], m, k, &iv[i, 0], &vv[i, 0])
+    return idx, val
+
+
+def topk_lsh(LSHTables tables, const float[:, ::1] hidden, const float[:, ::1] W2,
+             const float[::1] b2, const int32_t[::1] fallback, Py_ssize_t k,
+             Py_ssize_t max_candidates, int n_threads):
+    """Top-k among each row's LSH candidates only.
+
+    Rows with fewer than k candidates are completed from `fallback` (labels in
+    order of preference, e.g. by training frequency), so every row gets k.
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
+    cdef Py_ssize_t i, j, n_cand, cap
+    cdef int n_hashes = tables.n_hashes_per_table * tables.n_tables
+    cdef int tid
+    k = min(k, L)
+    cap = max(max_candidates, k)
+    idx = np.empty((n, k), dtype=np.int32)
+    val = np.empty((n, k), dtype=np.float32)
+    n_candidates = np.empty(n, dtype=np.int32)
+    stamps = np.zeros((max(n_threads, 1), max(L, 1)), dtype=np.uint32)
+    cdef int32_t[:, ::1] iv = idx
+    cdef float[:, ::1] vv = val
+    cdef int32_t[::1] nc = n_candidates
+    cdef uint32_t[:, ::1] st = stamps
+    cdef int32_t *cand
+    cdef float *sc
+    cdef int32_t *pos
+    cdef int32_t *codes
+    cdef int32_t *keys
+    if n == 0 or k == 0:
+        return idx, val, n_candidates
+    if n >= 2**32 - 2:
+        raise ValueError("too many rows for one call")
+    with nogil, parallel(num_threads=n_threads):
+        cand = <int32_t *> malloc((cap + k) * sizeof(int32_t))
+        sc = <float *> malloc((cap + k) * sizeof(float))
+        pos = <int32_t *> malloc(k * sizeof(int32_t))
+        codes = <int32_t *> malloc(n_hashes * sizeof(int32_t))
+        keys = <int32_t *> malloc(tables.n_tables * sizeof(int32_t))
+        for i in prange(n, schedule="dynamic", chunksize=8):
+            tid = threadid()
+            tables.hash_dense(&hidden[i, 0], codes, keys)
+            n_cand = tables.query_into(keys, 0, cand, 0, cap, &st[tid, 0], <uint32_t>i + 1)
+            nc[i] = <int32_t>n_cand
+            j = 0
+            while n_cand < k and j < fallback.shape[0]:
+                if st[tid, fallback[j]] != <uint32_t>i + 1:
+                    st[tid, fallback[j]] = <uint32_t>i + 1
+                    cand[n_cand] = fallback[j]
+                    n_cand = n_cand + 1
+                j = j + 1
+            K.gather_dot(&hidden[i, 0], &W2[0, 0], H, cand, n_cand, H, sc)
+            for j in range(n_cand):
+                sc[j] = sc[j] + b2[cand[j]]
+            K.topk(sc, n_cand, k, pos, &vv[i, 0])
+            for j in range(k):
+                iv[i, j] = cand[pos[j]]
+        free(cand)
+        free(sc)
+        free(pos)
+        free(codes)
+        free(keys)
+    return idx, val, n_candidates

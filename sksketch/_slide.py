@@ -1,0 +1,835 @@
+"""SLIDEClassifier: extreme multi-label classification with LSH-sparse training."""
+
+import math
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._kernels import _openmp, _slide
+from ._kernels._lsh import LSHTables
+
+# Stamps mark labels already in an example's active set; they are per thread
+# and must never wrap around, so they are reset well before 2**32.
+_STAMP_LIMIT = 2**32 - 2**20
+
+
+def _as_csr32(X, name="X"):
+    """CSR float32 with int32 indices and canonical (sorted, summed) entries."""
+    X = sp.csr_matrix(X, dtype=np.float32)
+    if X.nnz >= 2**31:
+        raise ValueError(f"{name} has {X.nnz} non-zeros; at most 2**31 - 1 are supported")
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    X.indices = X.indices.astype(np.int32, copy=False)
+    X.indptr = X.indptr.astype(np.int32, copy=False)
+    return X
+
+
+def _is_indicator(y):
+    """Whether y is a 2-D label indicator rather than class labels."""
+    if sp.issparse(y):
+        return True
+    y = np.asarray(y) if not hasattr(y, "ndim") else y
+    return y.ndim == 2 and y.shape[1] > 1
+
+
+def _resolve_count(value, n_labels):
+    """A label count given as an int, or as a float fraction of n_labels."""
+    if isinstance(value, Real) and not isinstance(value, Integral):
+        return max(1, math.ceil(value * n_labels))
+    return int(value)
+
+
+class SLIDEClassifier(ClassifierMixin, BaseEstimator):
+    """Extreme multi-label (and multiclass) classifier trained with SLIDE.
+
+    A network ``sparse input -> dense hidden layer (ReLU) -> softmax output over
+    all labels`` whose output layer is trained sparsely: locality-sensitive hash
+    tables over the output neurons' weight vectors pick, for each example, the
+    few labels whose weights resemble its hidden activation; with its true
+    labels and a few random ones they form the *active set*, and only those
+    neurons are computed, back-propagated and updated. Training and inference
+    cost therefore grow with the active set, not with the number of labels.
+    The examples of a batch are processed in parallel without locks (HOGWILD)
+    and Adam updates only the rows the batch touched.
+
+    Parameters
+    ----------
+    hidden_layer_size : int, default=128
+        Width of the hidden layer.
+    hash_family : {"dwta", "simhash"}, default="dwta"
+        LSH family over the output layer. ``"dwta"`` (densified winner-take-all)
+        suits the sparse, non-negative hidden activations; ``"simhash"``
+        (signed random projections) approximates angular similarity.
+    n_hashes_per_table : int, default=6
+        Hash codes concatenated into one bucket key (K): more codes make
+        buckets smaller and more selective.
+    n_tables : int, default=50
+        Number of hash tables (L): more tables retrieve more candidates.
+    n_buckets_log2 : int, default=18
+        At most ``2**n_buckets_log2`` buckets per table; longer keys are folded.
+    bucket_capacity : int, default=128
+        Most labels one bucket keeps.
+    bucket_policy : {"reservoir", "fifo"}, default="reservoir"
+        Which labels a full bucket keeps: ``"reservoir"``, a uniform random
+        subset drawn anew at each rehash; ``"fifo"``, the last ones inserted in
+        label order (the reference implementation's behaviour, which favours
+        high label ids).
+    max_active_labels : int or float, default=0.01
+        Active-set budget per example: a count, or a fraction of the labels.
+    min_active_labels : int, default=32
+        Examples whose buckets yield fewer labels are padded with random labels
+        up to this size. With at most this many labels, training is the exact
+        (full) softmax.
+    rehash_interval : int, default=50
+        Batches between two rehashes (the tables are rebuilt from the current
+        output weights).
+    rebuild_interval : int, default=1000
+        Batches between two draws of new hash functions.
+    rehash_schedule : {"fixed", "exponential"}, default="fixed"
+        ``"fixed"`` keeps ``rehash_interval``; ``"exponential"`` grows it as
+        ``rehash_interval * exp(rehash_growth * n)`` after the n-th rehash, as
+        the weights change less.
+    rehash_growth : float, default=0.1
+        Growth rate of the ``"exponential"`` schedule.
+    batch_size : int, default=128
+        Examples per gradient step.
+    learning_rate : float, default=1e-3
+        Adam step size.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam parameters.
+    max_iter : int, default=10
+        Epochs of ``fit``.
+    tol : float, default=1e-4
+        Training stops when the loss (or, with ``early_stopping``, the
+        validation score) has not improved by at least ``tol`` for
+        ``n_iter_no_change`` epochs.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data and stop on its
+        precision@1.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=5
+    shuffle : bool, default=True
+        Shuffle the examples every epoch.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the output layer's forward pass. ``"bfloat16"`` keeps a
+        bfloat16 copy of the output weights and computes the active logits with
+        bfloat16 dot products (AVX512_BF16 where the CPU has it); gradients and
+        master weights stay float32.
+    inference : {"full", "lsh"}, default="full"
+        How ``predict``/``predict_topk`` rank labels: ``"full"`` scores every
+        label exactly; ``"lsh"`` scores only the labels the hash tables return
+        (faster on huge label sets, approximate).
+    predict_top_k : int, default=1
+        For multi-label targets, how many of the top-ranked labels ``predict``
+        marks in its indicator output.
+    n_jobs : int, default=None
+        OpenMP threads; ``None`` means all the threads OpenMP allows (see
+        ``threadpoolctl``), ``-1`` all CPUs.
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+        Print one line per epoch when positive.
+    warm_start : bool, default=False
+        Continue from the previous ``fit`` instead of starting afresh.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (multiclass) or ``arange(n_labels)`` (multi-label).
+    n_features_in_ : int
+    input_weights_ : ndarray of shape (n_features, hidden_layer_size)
+    input_bias_ : ndarray of shape (hidden_layer_size,)
+    output_weights_ : ndarray of shape (n_classes, hidden_layer_size)
+    output_bias_ : ndarray of shape (n_classes,)
+    lsh_tables_ : LSHTables
+        The hash tables over the output layer.
+    loss_curve_ : list of float
+        Mean training loss (cross-entropy over the active set) per epoch.
+    validation_scores_ : list of float or None
+        Validation precision@1 per epoch, with ``early_stopping``.
+    mean_active_labels_ : float
+        Mean active-set size over the last epoch.
+    n_samples_skipped_ : int
+        Training rows without any label in the last epoch: they carry no
+        softmax target and are skipped.
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Training rows processed, over all epochs and calls.
+
+    Examples
+    --------
+    >>> from sksketch import SLIDEClassifier
+    >>> from sksketch.datasets import make_extreme_classification
+    >>> X, Y = make_extreme_classification(
+    ...     n_samples=2000, n_features=2000, n_labels=500, random_state=0)
+    >>> clf = SLIDEClassifier(max_iter=5, random_state=0).fit(X[:1500], Y[:1500])
+    >>> labels, scores = clf.predict_topk(X[1500:], k=5)
+    >>> labels.shape
+    (500, 5)
+    >>> clf.score(X[1500:], Y[1500:]) > 0.3
+    True
+    """
+
+    _parameter_constraints = {
+        "hidden_layer_size": [Interval(Integral, 1, None, closed="left")],
+        "hash_family": [StrOptions({"dwta", "simhash"})],
+        "n_hashes_per_table": [Interval(Integral, 1, 64, closed="both")],
+        "n_tables": [Interval(Integral, 1, None, closed="left")],
+        "n_buckets_log2": [Interval(Integral, 1, 24, closed="both")],
+        "bucket_capacity": [Interval(Integral, 1, None, closed="left")],
+        "bucket_policy": [StrOptions({"fifo", "reservoir"})],
+        "max_active_labels": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+        ],
+        "min_active_labels": [Interval(Integral, 0, None, closed="left")],
+        "rehash_interval": [Interval(Integral, 1, None, closed="left")],
+        "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
+        "rehash_schedule": [StrOptions({"fixed", "exponential"})],
+        "rehash_growth": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "precision": [StrOptions({"float32", "bfloat16"})],
+        "inference": [StrOptions({"full", "lsh"})],
+        "predict_top_k": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_size=128,
+        *,
+        hash_family="dwta",
+        n_hashes_per_table=6,
+        n_tables=50,
+        n_buckets_log2=18,
+        bucket_capacity=128,
+        bucket_policy="reservoir",
+        max_active_labels=0.01,
+        min_active_labels=32,
+        rehash_interval=50,
+        rebuild_interval=1000,
+        rehash_schedule="fixed",
+        rehash_growth=0.1,
+        batch_size=128,
+        learning_rate=1e-3,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        max_iter=10,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        shuffle=True,
+        precision="float32",
+        inference="full",
+        predict_top_k=1,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.hidden_layer_size = hidden_layer_size
+        self.hash_family = hash_family
+        self.n_hashes_per_table = n_hashes_per_table
+        self.n_tables = n_tables
+        self.n_buckets_log2 = n_buckets_log2
+        self.bucket_capacity = bucket_capacity
+        self.bucket_policy = bucket_policy
+        self.max_active_labels = max_active_labels
+        self.min_active_labels = min_active_labels
+        self.rehash_interval = rehash_interval
+        self.rebuild_interval = rebuild_interval
+        self.rehash_schedule = rehash_schedule
+        self.rehash_growth = rehash_growth
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.shuffle = shuffle
+        self.precision = precision
+        self.inference = inference
+        self.predict_top_k = predict_top_k
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------------ tags
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    # ------------------------------------------------------------ validation
+
+    def _validate_X(self, X, reset):
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float32, np.float64],
+            reset=reset,
+        )
+        return _as_csr32(X)
+
+    def _encode_y(self, y, classes, first_call, allow_unknown=False):
+        """Targets as a CSR indicator over ``classes_`` (int32 ids).
+
+        With `allow_unknown`, class labels outside ``classes_`` become rows
+        with no label (scored as misses) instead of an error.
+        """
+        if _is_indicator(y):
+            check_classification_targets(y)
+            Y = sp.csr_matrix(y)
+            Y.eliminate_zeros()
+            if Y.nnz and not np.all(Y.data == 1):
+                raise ValueError("y must be a binary indicator matrix (values 0 and 1)")
+            n_labels = Y.shape[1]
+            if first_call:
+                if classes is not None and len(classes) != n_labels:
+                    raise ValueError(
+                        f"classes has {len(classes)} entries but y has {n_labels} columns"
+                    )
+                self.classes_ = np.arange(n_labels)
+                self._multilabel = True
+                self._sparse_target = sp.issparse(y)
+            elif not self._multilabel:
+                raise ValueError(
+                    "y is a label indicator matrix but the model was fit on class labels"
+                )
+            elif n_labels != len(self.classes_):
+                raise ValueError(
+                    f"y has {n_labels} columns but the model was fit on {len(self.classes_)} labels"
+                )
+            Y.sort_indices()
+            Y.indices = Y.indices.astype(np.int32, copy=False)
+            Y.indptr = Y.indptr.astype(np.int32, copy=False)
+            return Y
+
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected.",
+                DataConversionWarning,
+                stacklevel=3,
+            )
+            y = y.ravel()
+        check_classification_targets(y)
+        if first_call:
+            self.classes_ = np.unique(y) if classes is None else np.unique(classes)
+            self._multilabel = False
+            self._sparse_target = False
+        elif self._multilabel:
+            raise ValueError("y holds class labels but the model was fit on an indicator matrix")
+        ids = np.searchsorted(self.classes_, y)
+        ids = np.clip(ids, 0, len(self.classes_) - 1)
+        known = self.classes_[ids] == y
+        if not allow_unknown and not np.all(known):
+            raise ValueError(
+                f"y contains labels not in classes: {np.unique(y[~known])[:10].tolist()}"
+            )
+        n = y.shape[0]
+        indptr = np.concatenate([[0], np.cumsum(known)]).astype(np.int32)
+        return sp.csr_matrix(
+            (np.ones(indptr[-1], dtype=np.float32), ids[known].astype(np.int32), indptr),
+            shape=(n, len(self.classes_)),
+        )
+
+    # ------------------------------------------------------------ fitting
+
+    def _n_threads(self):
+        return _openmp.effective_n_threads(self.n_jobs)
+
+    def _initialize(self, n_features, rng):
+        H = self.hidden_layer_size
+        L = len(self.classes_)
+        bound_in = np.sqrt(6.0 / (n_features + H))
+        bound_out = np.sqrt(6.0 / (H + L))
+        self.input_weights_ = rng.uniform(-bound_in, bound_in, (n_features, H)).astype(np.float32)
+        self.input_bias_ = np.zeros(H, dtype=np.float32)
+        self.output_weights_ = rng.uniform(-bound_out, bound_out, (L, H)).astype(np.float32)
+        self.output_bias_ = np.zeros(L, dtype=np.float32)
+        self._adam = {
+            name: np.zeros_like(a)
+            for name, a in (
+                ("m_in", self.input_weights_),
+                ("v_in", self.input_weights_),
+                ("m_in_bias", self.input_bias_[None, :]),
+                ("v_in_bias", self.input_bias_[None, :]),
+                ("m_out", self.output_weights_),
+                ("v_out", self.output_weights_),
+                ("m_out_bias", self.output_bias_[:, None]),
+                ("v_out_bias", self.output_bias_[:, None]),
+            )
+        }
+        self._step = 0
+        self._batches_since_rehash = 0
+        self._batches_since_rebuild = 0
+        self._n_rehashes = 0
+        self._label_counts = np.zeros(L, dtype=np.int64)
+        self.lsh_tables_ = LSHTables(
+            self.hash_family,
+            H,
+            self.n_hashes_per_table,
+            self.n_tables,
+            bucket_capacity=self.bucket_capacity,
+            policy=self.bucket_policy,
+            n_buckets_log2=self.n_buckets_log2,
+            seed=int(rng.randint(0, 2**31 - 1)),
+        )
+        self._output_bf16 = None
+        self.loss_curve_ = []
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = None if not self.early_stopping else -np.inf
+        self._best_loss = np.inf
+        self._no_improvement_count = 0
+        self.n_iter_ = 0
+        self.t_ = 0
+
+    def _uses_lsh(self):
+        return self._active_budget() < len(self.classes_)
+
+    def _active_budget(self):
+        L = len(self.classes_)
+        budget = _resolve_count(self.max_active_labels, L)
+        return min(L, max(budget, self.min_active_labels, 1))
+
+    def _rehash(self, rng, n_threads, new_functions=False):
+        if new_functions:
+            self.lsh_tables_.rebuild_functions(int(rng.randint(0, 2**31 - 1)))
+        self.lsh_tables_.build(self.output_weights_, n_threads=n_threads)
+
+    def _next_rehash_interval(self):
+        if self.rehash_schedule == "fixed":
+            return self.rehash_interval
+        return self.rehash_interval * math.exp(self.rehash_growth * self._n_rehashes)
+
+    def _sync_bf16(self):
+        if self.precision == "bfloat16":
+            from ._kernels._simd import f32_to_bf16
+
+            W = self.output_weights_
+            self._output_bf16 = f32_to_bf16(W.ravel()).reshape(W.shape)
+        else:
+            self._output_bf16 = None
+
+    def _run_epoch(self, X, Y, sample_weight, rng, n_threads):
+        """One pass over (X, Y) in shuffled batches; returns the mean loss."""
+        n = X.shape[0]
+        L = len(self.classes_)
+        budget = self._active_budget()
+        use_lsh = self._uses_lsh()
+        # Without LSH the budget covers every label: the exact full softmax.
+        min_active = min(self.min_active_labels, L) if use_lsh else L
+        use_bf16 = self.precision == "bfloat16"
+        grads = self._grads
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = order.astype(np.int64)
+        total_loss = 0.0
+        total_weight = 0.0
+        total_active = 0
+        n_skipped = 0
+        W2_bf16 = self._output_bf16 if use_bf16 else np.zeros((0, 0), dtype=np.uint16)
+        for start in range(0, n, self.batch_size):
+            batch = order[start : start + self.batch_size]
+            B = batch.shape[0]
+            weights = sample_weight[batch]
+            losses = np.empty(B, dtype=np.float32)
+            n_active = np.empty(B, dtype=np.int32)
+            if self._stamp_base + B >= _STAMP_LIMIT:
+                self._stamps.fill(0)
+                self._stamp_base = 0
+            _slide.train_batch(
+                self.lsh_tables_,
+                X.indptr, X.indices, X.data,
+                Y.indptr, Y.indices,
+                batch, weights,
+                self.input_weights_, self.input_bias_,
+                self.output_weights_, self.output_bias_,
+                W2_bf16,
+                grads["W_in"], grads["b_in"][0],
+                grads["W_out"], grads["b_out"],
+                grads["touched_in"], grads["touched_out"],
+                self._stamps, self._stamp_base,
+                budget, min_active, use_lsh, use_bf16,
+                1.0 / B,
+                int(rng.randint(0, 2**63 - 1, dtype=np.int64)),
+                n_threads,
+                losses, n_active,
+            )
+            self._stamp_base += B
+            self._step += 1
+            self._apply_adam(grads, n_threads, W2_bf16 if use_bf16 else None)
+            has_labels = n_active > 0
+            n_skipped += int(B - has_labels.sum())
+            total_loss += float(np.dot(losses[has_labels], weights[has_labels]))
+            total_weight += float(weights[has_labels].sum())
+            total_active += int(n_active.sum())
+            self._batches_since_rehash += 1
+            self._batches_since_rebuild += 1
+            if use_lsh and self._batches_since_rebuild >= self.rebuild_interval:
+                self._rehash(rng, n_threads, new_functions=True)
+                self._batches_since_rebuild = 0
+                self._batches_since_rehash = 0
+                self._n_rehashes += 1
+            elif use_lsh and self._batches_since_rehash >= self._next_rehash_interval():
+                self._rehash(rng, n_threads)
+                self._batches_since_rehash = 0
+                self._n_rehashes += 1
+        self.t_ += n
+        self.n_samples_skipped_ = n_skipped
+        n_used = n - n_skipped
+        self.mean_active_labels_ = total_active / n_used if n_used else 0.0
+        return total_loss / total_weight if total_weight > 0 else 0.0
+
+    def _apply_adam(self, grads, n_threads, W2_bf16):
+        a = self._adam
+        hp = (self.learning_rate, self.beta_1, self.beta_2, self.epsilon, self._step, n_threads)
+        _slide.adam_update(
+            self.output_weights_, a["m_out"], a["v_out"], grads["W_out"],
+            grads["touched_out"], *hp, W2_bf16,
+        )
+        _slide.adam_update(
+            self.output_bias_[:, None], a["m_out_bias"], a["v_out_bias"],
+            grads["b_out"][:, None], grads["touched_out"], *hp,
+        )
+        _slide.adam_update(
+            self.input_weights_, a["m_in"], a["v_in"], grads["W_in"],
+            grads["touched_in"], *hp,
+        )
+        _slide.adam_update(
+            self.input_bias_[None, :], a["m_in_bias"], a["v_in_bias"], grads["b_in"],
+            np.ones(1, dtype=np.uint8), *hp,
+        )
+        grads["touched_out"].fill(0)
+        grads["touched_in"].fill(0)
+
+    def _allocate_buffers(self, n_threads):
+        H = self.hidden_layer_size
+        L = len(self.classes_)
+        self._grads = {
+            "W_in": np.zeros_like(self.input_weights_),
+            "b_in": np.zeros((1, H), dtype=np.float32),
+            "W_out": np.zeros_like(self.output_weights_),
+            "b_out": np.zeros(L, dtype=np.float32),
+            "touched_in": np.zeros(self.input_weights_.shape[0], dtype=np.uint8),
+            "touched_out": np.zeros(L, dtype=np.uint8),
+        }
+        self._stamps = np.zeros((n_threads, max(L, 1)), dtype=np.uint32)
+        self._stamp_base = 0
+
+    def _release_buffers(self):
+        # Gradients and stamps are scratch: not part of the fitted model.
+        del self._grads, self._stamps, self._stamp_base
+
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        fitted = hasattr(self, "output_weights_")
+        if incremental:
+            first_call = not fitted
+            if first_call and classes is None and not _is_indicator(y):
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            if not first_call and classes is not None:
+                expected = np.arange(len(classes)) if self._multilabel else np.unique(classes)
+                if not np.array_equal(self.classes_, expected):
+                    raise ValueError(
+                        f"classes={classes!r} is not the same as on the first call to "
+                        f"partial_fit, was {self.classes_!r}"
+                    )
+        else:
+            first_call = not (self.warm_start and fitted)
+        X = self._validate_X(X, reset=first_call)
+        Y = self._encode_y(y, classes, first_call=first_call)
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {Y.shape[0]}")
+        if not self._multilabel and len(self.classes_) < 2:
+            raise ValueError(
+                "The number of classes has to be greater than one; got "
+                f"{len(self.classes_)} class"
+            )
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float32, ensure_non_negative=True
+        )
+
+        rng = check_random_state(self.random_state)
+        if first_call:
+            self._initialize(X.shape[1], rng)
+        self._rng = getattr(self, "_rng", None) if not first_call else None
+        if self._rng is None:
+            self._rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
+        rng = self._rng
+        n_threads = self._n_threads()
+        self._label_counts += np.bincount(Y.indices, minlength=len(self.classes_))
+
+        X_val = Y_val = None
+        if self.early_stopping and not incremental:
+            X, X_val, Y, Y_val, sample_weight, _ = train_test_split(
+                X, Y, sample_weight, test_size=self.validation_fraction, random_state=rng
+            )
+
+        if self._uses_lsh() and (first_call or self.lsh_tables_.n_items == 0):
+            self._rehash(rng, n_threads)
+        self._sync_bf16()
+        self._allocate_buffers(n_threads)
+        try:
+            n_epochs = 1 if incremental else self.max_iter
+            for _ in range(n_epochs):
+                started = time.perf_counter()
+                loss = self._run_epoch(X, Y, sample_weight, rng, n_threads)
+                elapsed = time.perf_counter() - started
+                self.n_iter_ += 1
+                self.loss_curve_.append(loss)
+                message = (
+                    f"Iteration {self.n_iter_}, loss = {loss:.6f}, "
+                    f"{X.shape[0] / max(elapsed, 1e-9):,.0f} samples/s"
+                )
+                if X_val is not None:
+                    score = self._precision_at_1(X_val, Y_val)
+                    self.validation_scores_.append(score)
+                    message += f", validation P@1 = {score:.4f}"
+                if self.verbose:
+                    print(message, flush=True)
+                if not incremental and self._should_stop(loss):
+                    break
+            else:
+                if not incremental and self.max_iter > 1:
+                    warnings.warn(
+                        f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
+                        "reached and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        finally:
+            self._release_buffers()
+        if self._uses_lsh() and self._batches_since_rehash > 0:
+            # Inference in "lsh" mode must see the final weights.
+            self._rehash(rng, n_threads)
+            self._batches_since_rehash = 0
+        return self
+
+    def _should_stop(self, loss):
+        if self.early_stopping:
+            score = self.validation_scores_[-1]
+            improved = score > self.best_validation_score_ + self.tol
+            self.best_validation_score_ = max(self.best_validation_score_, score)
+        else:
+            improved = loss < self._best_loss - self.tol
+            self._best_loss = min(self._best_loss, loss)
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        if self._no_improvement_count >= self.n_iter_no_change:
+            if self.verbose:
+                print(
+                    f"No improvement of at least tol={self.tol} for "
+                    f"{self.n_iter_no_change} consecutive epochs. Stopping."
+                )
+            return True
+        return False
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) for ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Dense or sparse, float32 or float64; sparse input is never densified.
+        y : array-like of shape (n_samples,) or {array-like, sparse matrix} of \
+                shape (n_samples, n_labels)
+            Class labels (multiclass) or a binary indicator matrix
+            (multi-label). Rows with no label are skipped.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights multiplying each example's gradient.
+
+        Returns
+        -------
+        self : SLIDEClassifier
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y), keeping the model's state across calls.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        classes : array-like of shape (n_classes,), default=None
+            All the classes, required on the first call for class-label targets
+            (optional for indicator targets, whose columns are the classes);
+            checked against the first call's when given again.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : SLIDEClassifier
+        """
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    # ------------------------------------------------------------ prediction
+
+    def _hidden(self, X):
+        return _slide.hidden_forward(
+            X.indptr, X.indices, X.data, self.input_weights_, self.input_bias_,
+            self._n_threads(),
+        )
+
+    def _check_predict_X(self, X):
+        check_is_fitted(self)
+        return self._validate_X(X, reset=False)
+
+    def _full_scores(self, hidden):
+        return hidden @ self.output_weights_.T + self.output_bias_
+
+    def _topk_ids(self, X, k):
+        """Top-k label ids and scores per row, without an n_samples x n_labels array."""
+        L = len(self.classes_)
+        k = min(k, L)
+        n_threads = self._n_threads()
+        hidden = self._hidden(X)
+        if self.inference == "lsh" and self.lsh_tables_.n_items == L:
+            fallback = np.argsort(-self._label_counts, kind="stable")[:k].astype(np.int32)
+            # Score the union of the query's buckets: at most one full bucket
+            # per table.
+            max_candidates = self.lsh_tables_.n_tables * self.lsh_tables_.bucket_capacity
+            idx, val, _ = _slide.topk_lsh(
+                self.lsh_tables_, hidden, self.output_weights_, self.output_bias_,
+                fallback, k, max_candidates, n_threads,
+            )
+            return idx, val
+        # Score rows in chunks of at most ~64 MB of float32 scores.
+        chunk = max(1, min(X.shape[0], (1 << 24) // max(L, 1)))
+        ids = np.empty((X.shape[0], k), dtype=np.int32)
+        vals = np.empty((X.shape[0], k), dtype=np.float32)
+        for s in range(0, X.shape[0], chunk):
+            scores = np.ascontiguousarray(self._full_scores(hidden[s : s + chunk]))
+            ids[s : s + chunk], vals[s : s + chunk] = _slide.topk_rows(scores, k, n_threads)
+        return ids, vals
+
+    def predict_topk(self, X, k=5):
+        """The k best-scored labels of each row, best first.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        k : int, default=5
+            Labels per row (at most the number of classes).
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples, min(k, n_classes))
+            Values of ``classes_``.
+        scores : ndarray of shape (n_samples, min(k, n_classes))
+            Their logits (float32).
+        """
+        if not isinstance(k, Integral) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        X = self._check_predict_X(X)
+        ids, scores = self._topk_ids(X, int(k))
+        return self.classes_[ids], scores
+
+    def decision_function(self, X):
+        """Logits of every class, shape (n_samples, n_classes).
+
+        This is dense: on huge label sets use :meth:`predict_topk`. For two
+        classes, the difference of the two logits, shape (n_samples,).
+        """
+        X = self._check_predict_X(X)
+        scores = self._full_scores(self._hidden(X))
+        if not self._multilabel and len(self.classes_) == 2:
+            return scores[:, 1] - scores[:, 0]
+        return scores
+
+    def predict_proba(self, X):
+        """Softmax over all classes, shape (n_samples, n_classes) (dense)."""
+        X = self._check_predict_X(X)
+        scores = self._full_scores(self._hidden(X)).astype(np.float64)
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Class labels, or for multi-label targets an indicator of the top labels.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,), or indicator of shape \
+                (n_samples, n_labels)
+            For multi-label targets, the ``predict_top_k`` best labels of each
+            row are marked; the indicator is sparse (CSR) when the model was
+            fit on a sparse indicator, dense otherwise.
+        """
+        X = self._check_predict_X(X)
+        if not self._multilabel:
+            ids, _ = self._topk_ids(X, 1)
+            return self.classes_[ids[:, 0]]
+        ids, _ = self._topk_ids(X, self.predict_top_k)
+        n, k = ids.shape
+        indicator = sp.csr_matrix(
+            (np.ones(n * k, dtype=np.int64), ids.ravel(), np.arange(0, n * k + 1, k)),
+            shape=(n, len(self.classes_)),
+        )
+        indicator.sort_indices()
+        return indicator if self._sparse_target else indicator.toarray()
+
+    def _precision_at_1(self, X, Y, sample_weight=None):
+        ids, _ = self._topk_ids(X, 1)
+        rows = np.arange(X.shape[0])
+        hits = np.asarray(Y[rows, ids[:, 0]]).ravel() > 0
+        return float(np.average(hits, weights=sample_weight)) if len(hits) else 0.0
+
+    def score(self, X, y, sample_weight=None):
+        """Precision@1: the share of rows whose top-ranked label is a true one.
+
+        For class-label targets this is the accuracy.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        Y = self._encode_y(y, None, first_call=False, allow_unknown=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        return self._precision_at_1(X, Y, sample_weight)
+

@@ -1,0 +1,368 @@
+"""SLIDEClassifier and its kernels."""
+
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_multilabel_classification
+from sklearn.exceptions import ConvergenceWarning
+from sksketch._kernels._lsh import LSHTables
+
+from sksketch import SLIDEClassifier
+from sksketch._kernels import _slide
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def make_xc(n_samples=3000, n_features=3000, n_labels=2000, seed=0):
+    """A small learnable extreme-classification problem (Zipf labels)."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_labels + 1) ** 0.8
+    popularity /= popularity.sum()
+    signatures = rng.integers(0, n_features, size=(n_labels, 12))
+    rows, cols, yrows, ycols = [], [], [], []
+    for i in range(n_samples):
+        labels = np.unique(rng.choice(n_labels, size=1 + rng.poisson(1.0), p=popularity))
+        feats = np.unique(
+            np.concatenate([signatures[labels].ravel(), rng.integers(0, n_features, 10)])
+        )
+        rows += [i] * len(feats)
+        cols += feats.tolist()
+        yrows += [i] * len(labels)
+        ycols += labels.tolist()
+    X = sp.csr_matrix(
+        (rng.uniform(0.5, 1.5, len(rows)), (rows, cols)), shape=(n_samples, n_features)
+    )
+    X = sp.csr_matrix(X.multiply(1 / np.sqrt(X.multiply(X).sum(axis=1))))
+    Y = sp.csr_matrix((np.ones(len(yrows)), (yrows, ycols)), shape=(n_samples, n_labels))
+    return X.astype(np.float32), Y
+
+
+def precision_at_1(labels, Y):
+    Y = sp.csr_matrix(Y)
+    return float(np.mean(np.asarray(Y[np.arange(Y.shape[0]), labels[:, 0]]).ravel() > 0))
+
+
+# --------------------------------------------------------------------- kernels
+
+
+def _batch_gradients_reference(X, Y, batch, w, W1, b1, W2, b2):
+    """Full-softmax gradients of one batch in float64."""
+    X = sp.csr_matrix(X)[batch].astype(np.float64)
+    Y = sp.csr_matrix(Y)[batch].toarray()
+    B = len(batch)
+    h = np.maximum(X @ W1.astype(np.float64) + b1, 0)
+    logits = h @ W2.T.astype(np.float64) + b2
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    n_true = Y.sum(axis=1, keepdims=True)
+    has = n_true[:, 0] > 0
+    t = np.divide(Y, n_true, out=np.zeros_like(Y), where=n_true > 0)
+    g = (w[:, None] * (p - t) / B) * has[:, None]
+    gh = (g @ W2.astype(np.float64)) * (h > 0)
+    loss = np.where(has, -(t * np.log(p)).sum(axis=1), 0.0)
+    return {
+        "W_in": X.T @ gh, "b_in": gh.sum(axis=0), "W_out": g.T @ h,
+        "b_out": g.sum(axis=0), "loss": loss,
+    }
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_train_batch_matches_full_softmax_reference(n_threads):
+    rng = np.random.default_rng(0)
+    n, d, L, H = 40, 30, 12, 16
+    X = sp.random(n, d, density=0.2, random_state=0, format="csr", dtype=np.float32)
+    Y = sp.random(n, L, density=0.15, random_state=1, format="csr")
+    Y.data[:] = 1
+    Y = Y.tolil()
+    Y[3] = 0  # a row with no label: skipped
+    Y = sp.csr_matrix(Y)
+    Y.eliminate_zeros()
+    X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
+    Y.indices, Y.indptr = Y.indices.astype(np.int32), Y.indptr.astype(np.int32)
+    W1 = rng.standard_normal((d, H)).astype(np.float32)
+    b1 = rng.standard_normal(H).astype(np.float32) * 0.1
+    W2 = rng.standard_normal((L, H)).astype(np.float32) * 0.3
+    b2 = rng.standard_normal(L).astype(np.float32) * 0.1
+    batch = np.array([0, 3, 5, 7, 11, 12, 20, 39], dtype=np.int64)
+    w = rng.uniform(0.5, 2, len(batch)).astype(np.float32)
+    grads = {
+        "W_in": np.zeros_like(W1), "b_in": np.zeros(H, np.float32),
+        "W_out": np.zeros_like(W2), "b_out": np.zeros(L, np.float32),
+    }
+    touched_in, touched_out = np.zeros(d, np.uint8), np.zeros(L, np.uint8)
+    losses = np.empty(len(batch), np.float32)
+    n_active = np.empty(len(batch), np.int32)
+    tables = LSHTables("dwta", H, 2, 2)
+    _slide.train_batch(
+        tables, X.indptr, X.indices, X.data, Y.indptr, Y.indices, batch, w,
+        W1, b1, W2, b2, np.zeros((0, 0), np.uint16),
+        grads["W_in"], grads["b_in"], grads["W_out"], grads["b_out"],
+        touched_in, touched_out, np.zeros((n_threads, L), np.uint32), 0,
+        L, L, False, False, 1.0 / len(batch), 7, n_threads, losses, n_active,
+    )
+    ref = _batch_gradients_reference(X, Y, batch, w, W1, b1, W2, b2)
+    for name in ("W_in", "b_in", "W_out", "b_out"):
+        np.testing.assert_allclose(grads[name], ref[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(losses, ref["loss"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(n_active, np.where(ref["loss"] > 0, L, 0))
+    rows_used = X[batch[n_active > 0]]
+    np.testing.assert_array_equal(touched_in > 0, np.asarray(rows_used.sum(axis=0)).ravel() > 0)
+    assert touched_out.all()
+
+
+def test_adam_update_matches_reference():
+    rng = np.random.default_rng(1)
+    W, G = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((6, 5))
+    G = G.astype(np.float32)
+    M = rng.standard_normal((6, 5)).astype(np.float32) * 0.1
+    V = rng.random((6, 5)).astype(np.float32) * 0.1
+    touched = np.array([1, 0, 1, 1, 0, 1], dtype=np.uint8)
+    lr, b1, b2, eps, step = 0.01, 0.9, 0.999, 1e-8, 3
+    m_ref = b1 * M + (1 - b1) * G
+    v_ref = b2 * V + (1 - b2) * G * G
+    w_ref = W - lr * (m_ref / (1 - b1**step)) / (np.sqrt(v_ref / (1 - b2**step)) + eps)
+    keep = touched == 0
+    w_ref[keep], m_ref[keep], v_ref[keep] = W[keep], M[keep], V[keep]
+    g_ref = np.where(keep[:, None], G, 0)
+    _slide.adam_update(W, M, V, G, touched, lr, b1, b2, eps, step, 2)
+    np.testing.assert_allclose(W, w_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(M, m_ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(V, v_ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(G, g_ref)
+
+
+def test_hidden_forward_and_topk_rows_match_numpy():
+    rng = np.random.default_rng(2)
+    X = sp.random(50, 40, density=0.1, random_state=2, format="csr", dtype=np.float32)
+    X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
+    W1 = rng.standard_normal((40, 24)).astype(np.float32)
+    b1 = rng.standard_normal(24).astype(np.float32)
+    h = _slide.hidden_forward(X.indptr, X.indices, X.data, W1, b1, 2)
+    np.testing.assert_allclose(h, np.maximum(X @ W1 + b1, 0), rtol=1e-5, atol=1e-6)
+    scores = rng.integers(0, 5, (30, 17)).astype(np.float32)
+    idx, val = _slide.topk_rows(scores, 4, 2)
+    ref = np.argsort(-scores, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_array_equal(val, np.take_along_axis(scores, ref, axis=1))
+
+
+def test_topk_lsh_scores_exactly_its_candidates():
+    rng = np.random.default_rng(3)
+    W2 = rng.standard_normal((500, 16)).astype(np.float32)
+    b2 = rng.standard_normal(500).astype(np.float32)
+    hidden = np.maximum(rng.standard_normal((20, 16)), 0).astype(np.float32)
+    tables = LSHTables("simhash", 16, 4, 8, seed=1)
+    tables.build(W2)
+    fallback = np.arange(5, dtype=np.int32)
+    idx, val, n_cand = _slide.topk_lsh(tables, hidden, W2, b2, fallback, 5, 10**6, 2)
+    for i in range(20):
+        cand = tables.query(hidden[i])
+        assert n_cand[i] == len(cand)
+        pool = list(cand) + [f for f in fallback if f not in cand]
+        scores = W2[pool] @ hidden[i] + b2[pool]
+        best = np.argsort(-scores, kind="stable")[:5]
+        np.testing.assert_array_equal(idx[i], np.asarray(pool)[best])
+        np.testing.assert_allclose(val[i], scores[best], rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------- estimator
+
+
+def test_multiclass_dense_and_sparse_agree():
+    X, y = load_iris(return_X_y=True)
+    params = dict(max_iter=100, learning_rate=1e-2, random_state=0, n_jobs=1)
+    dense = SLIDEClassifier(**params).fit(X, y)
+    sparse = SLIDEClassifier(**params).fit(sp.csr_matrix(X), y)
+    assert dense.score(X, y) > 0.9
+    np.testing.assert_array_equal(dense.predict(X), sparse.predict(sp.csr_matrix(X)))
+    labels, scores = dense.predict_topk(X, k=5)
+    assert labels.shape == (150, 3)  # k is capped at the number of classes
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    np.testing.assert_array_equal(labels[:, 0], dense.predict(X))
+    proba = dense.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(dense.classes_[proba.argmax(axis=1)], dense.predict(X))
+
+
+def test_string_classes_and_binary_decision_function():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = SLIDEClassifier(max_iter=60, learning_rate=1e-2, random_state=0).fit(X, names)
+    assert set(clf.predict(X)) <= set(names)
+    binary = SLIDEClassifier(max_iter=30, random_state=0).fit(X[:100], y[:100])
+    assert binary.decision_function(X[:100]).shape == (100,)
+
+
+@pytest.mark.parametrize("sparse_y", [False, True])
+def test_multilabel_output_kind_follows_y(sparse_y):
+    X, Y = make_multilabel_classification(400, n_features=30, n_classes=15, random_state=0)
+    Yfit = sp.csr_matrix(Y) if sparse_y else Y
+    clf = SLIDEClassifier(max_iter=20, predict_top_k=2, random_state=0).fit(X, Yfit)
+    pred = clf.predict(X)
+    assert sp.issparse(pred) == sparse_y
+    pred = sp.csr_matrix(pred)
+    assert pred.shape == Y.shape
+    np.testing.assert_array_equal(np.diff(pred.indptr), 2)
+    labels, _ = clf.predict_topk(X, k=2)
+    np.testing.assert_array_equal(np.sort(labels, axis=1), pred.indices.reshape(-1, 2))
+    assert clf.score(X, Y) == pytest.approx(precision_at_1(labels, Y))
+
+
+def test_learns_a_large_label_space_through_lsh():
+    X, Y = make_xc()
+    train, test = slice(0, 2400), slice(2400, None)
+    clf = SLIDEClassifier(max_iter=20, random_state=0, hash_family="simhash",
+                          n_hashes_per_table=6, n_tables=50)
+    clf.fit(X[train], Y[train])
+    assert clf._uses_lsh() and clf.mean_active_labels_ <= clf._active_budget()
+    labels, _ = clf.predict_topk(X[test], k=1)
+    frequent = np.asarray(Y[train].sum(axis=0)).ravel().argmax()
+    baseline = precision_at_1(np.full((600, 1), frequent), Y[test])
+    p1 = precision_at_1(labels, Y[test])
+    assert p1 > 0.5 and p1 > 5 * baseline
+    lsh_labels, _ = clf.set_params(inference="lsh").predict_topk(X[test], k=1)
+    assert precision_at_1(lsh_labels, Y[test]) > 0.8 * p1
+
+
+def test_rows_without_labels_are_skipped_and_counted():
+    X, Y = make_multilabel_classification(300, n_features=20, n_classes=8, random_state=1,
+                                          allow_unlabeled=True)
+    n_empty = int((Y.sum(axis=1) == 0).sum())
+    assert n_empty > 0
+    clf = SLIDEClassifier(max_iter=2, random_state=0).fit(X, Y)
+    assert clf.n_samples_skipped_ == n_empty
+    assert np.all(np.isfinite(clf.output_weights_))
+
+
+def test_zero_sample_weight_equals_dropping_rows_from_the_loss():
+    X, y = load_iris(return_X_y=True)
+    weights = np.ones(150)
+    weights[::2] = 0
+    clf = SLIDEClassifier(max_iter=1, batch_size=150, shuffle=False, random_state=0)
+    clf.fit(X, y, sample_weight=weights)
+    ref = SLIDEClassifier(max_iter=1, batch_size=150, shuffle=False, random_state=0)
+    # one full batch: zero-weight rows contribute nothing but still count in 1/B
+    ref.fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(clf.output_weights_, ref.output_weights_)
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        clf.fit(X, y, sample_weight=-weights)
+
+
+def test_partial_fit_classes_semantics():
+    X, y = load_iris(return_X_y=True)
+    clf = SLIDEClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[:50], y[:50], classes=[0, 1, 2])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    clf.partial_fit(X[50:], y[50:], classes=[0, 1, 2])  # as dask-ml sends it
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="not in classes"):
+        clf.partial_fit(X, y + 1)
+    assert clf.n_iter_ == 2 and clf.t_ == 150
+    _, Y = make_multilabel_classification(150, n_features=4, n_classes=6, random_state=0)
+    multi = SLIDEClassifier(random_state=0).partial_fit(X, Y)
+    np.testing.assert_array_equal(multi.classes_, np.arange(6))
+    with pytest.raises(ValueError, match="columns"):
+        multi.partial_fit(X, Y[:, :5])
+
+
+def test_warm_start_continues():
+    X, y = load_iris(return_X_y=True)
+    clf = SLIDEClassifier(max_iter=3, warm_start=True, random_state=0).fit(X, y)
+    first = clf.output_weights_.copy()
+    clf.fit(X, y)
+    assert clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
+    assert not np.array_equal(first, clf.output_weights_)
+
+
+def test_reproducible_for_any_thread_count():
+    X, Y = make_xc(n_samples=800, n_labels=500)
+    fits = [
+        SLIDEClassifier(max_iter=2, random_state=3, n_jobs=n_jobs).fit(X, Y)
+        for n_jobs in (1, 2, 1)
+    ]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(fits[0].output_weights_, other.output_weights_)
+        np.testing.assert_array_equal(fits[0].input_weights_, other.input_weights_)
+
+
+@pytest.mark.parametrize("inference", ["full", "lsh"])
+def test_persistence_round_trips(inference, tmp_path):
+    X, Y = make_xc(n_samples=600, n_labels=400)
+    clf = SLIDEClassifier(max_iter=2, inference=inference, random_state=0).fit(X, Y)
+    expected = clf.predict_topk(X, k=5)
+    for restored in (
+        pickle.loads(pickle.dumps(clf)),
+        joblib.load(joblib.dump(clf, tmp_path / "model.joblib")[0]),
+    ):
+        got = restored.predict_topk(X, k=5)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    fresh = clone(clf)
+    assert not hasattr(fresh, "output_weights_")
+    assert fresh.get_params() == clf.get_params()
+
+
+def test_bfloat16_matches_float32_quality():
+    X, Y = make_xc(n_samples=2000, n_labels=800, seed=4)
+    params = dict(max_iter=6, random_state=0, hash_family="simhash", n_hashes_per_table=8)
+    p = {}
+    for precision in ("float32", "bfloat16"):
+        clf = SLIDEClassifier(precision=precision, **params).fit(X[:1600], Y[:1600])
+        p[precision] = precision_at_1(clf.predict_topk(X[1600:], 1)[0], Y[1600:])
+    assert p["bfloat16"] >= p["float32"] - 0.03
+
+
+def test_portable_kernels_reach_the_same_precision():
+    code = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "from test_slide import make_xc, precision_at_1\n"
+        "from sksketch import SLIDEClassifier\n"
+        "X, Y = make_xc(n_samples=2000, n_labels=800, seed=5)\n"
+        "clf = SLIDEClassifier(max_iter=6, random_state=0, hash_family='simhash',\n"
+        "                      n_hashes_per_table=8).fit(X[:1600], Y[:1600])\n"
+        "print(precision_at_1(clf.predict_topk(X[1600:], 1)[0], Y[1600:]))\n"
+    )
+    results = {}
+    for isa in ("scalar", None):
+        env = dict(os.environ)
+        env.pop("SKSKETCH_ISA", None)
+        if isa:
+            env["SKSKETCH_ISA"] = isa
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        results[isa] = float(out.stdout.strip())
+    assert abs(results["scalar"] - results[None]) <= 0.01 + 1e-9
+
+
+def test_invalid_inputs():
+    X, y = load_iris(return_X_y=True)
+    clf = SLIDEClassifier(max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:, :3])
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        clf.predict_topk(X, k=0)
+    with pytest.raises(ValueError, match="binary indicator"):
+        SLIDEClassifier().fit(X[:10], np.full((10, 3), 2))
+    with pytest.raises(ValueError, match="greater than one"):
+        SLIDEClassifier().fit(X[:10], np.zeros(10))
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        SLIDEClassifier().fit(np.full((4, 2), np.nan), [0, 1, 0, 1])
