@@ -88,10 +88,12 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         high label ids).
     max_active_labels : int or float, default=0.01
         Active-set budget per example: a count, or a fraction of the labels.
-    min_active_labels : int, default=32
+    min_active_labels : int, default=1000
         Examples whose buckets yield fewer labels are padded with random labels
-        up to this size. With at most this many labels, training is the exact
-        (full) softmax.
+        up to this size (the reference implementation's rule). The random
+        negatives matter: they push down labels the tables rarely return, such
+        as frequent labels, which the sampled softmax would otherwise inflate.
+        With at most this many labels, training is the exact (full) softmax.
     rehash_interval : int, default=50
         Batches between two rehashes (the tables are rebuilt from the current
         output weights).
@@ -230,7 +232,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         bucket_capacity=128,
         bucket_policy="reservoir",
         max_active_labels=0.01,
-        min_active_labels=32,
+        min_active_labels=1000,
         rehash_interval=50,
         rebuild_interval=1000,
         rehash_schedule="fixed",
@@ -374,11 +376,20 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
     def _n_threads(self):
         return _openmp.effective_n_threads(self.n_jobs)
 
-    def _initialize(self, n_features, rng):
+    def _initialize(self, X, rng):
+        n_features = X.shape[1]
         H = self.hidden_layer_size
         L = len(self.classes_)
-        bound_in = np.sqrt(6.0 / (n_features + H))
-        bound_out = np.sqrt(6.0 / (H + L))
+        # A hidden unit sums the row's non-zeros, so its variance is
+        # Var(w) * |x|^2: scale by the data's mean squared row norm rather than
+        # by n_features (Glorot over 10^5 sparse features starts the hidden
+        # layer near zero, and each feature row is updated too rarely for Adam
+        # to grow it). Hidden pre-activations then start with unit variance:
+        # the first layer is an informative random projection from step one.
+        mean_sq_norm = float(X.multiply(X).sum()) / max(X.shape[0], 1)
+        bound_in = np.sqrt(3.0 / max(mean_sq_norm, 1e-12))
+        # Output rows: U(-1/sqrt(H), 1/sqrt(H)), independent of the label count.
+        bound_out = 1.0 / np.sqrt(H)
         self.input_weights_ = rng.uniform(-bound_in, bound_in, (n_features, H)).astype(np.float32)
         self.input_bias_ = np.zeros(H, dtype=np.float32)
         self.output_weights_ = rng.uniform(-bound_out, bound_out, (L, H)).astype(np.float32)
@@ -590,7 +601,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         if first_call:
-            self._initialize(X.shape[1], rng)
+            self._initialize(X, rng)
         self._rng = getattr(self, "_rng", None) if not first_call else None
         if self._rng is None:
             self._rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
