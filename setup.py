@@ -16,7 +16,6 @@ variables a builder may set:
 """
 
 import os
-import sys
 import tempfile
 import textwrap
 from glob import glob
@@ -127,6 +126,4 @@ def _extensions():
 
 
 if __name__ == "__main__":
-    if sys.version_info < (3, 10):
-        sys.exit("sksketch needs Python 3.10 or newer")
     setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,293 @@
+"""SLIDEClassifier against its peers: quality, training speed, inference.
+
+Sections (each can be run alone with --sections):
+
+quality   P@1/3/5 on Bibtex and Delicious (standard splits) next to
+          OneVsRestClassifier(LogisticRegression), run in this process.
+synth     The 50,000-label problem written by ../shared/tools/gen_synth_xc.py
+          with its defaults (100k features, ~76 non-zeros and ~3 labels per row,
+          50k train / 10k test): samples/s and P@1 per epoch on 2 threads,
+          hidden 128, batch 128, lr 1e-3, DWTA K=5 L=50, medians over repeats;
+          next to PyTorch on the CPU (EmbeddingBag -> 128 ReLU -> full softmax,
+          Adam, same batch, 2 threads) run live when torch is installed, and to
+          the optimized and original C++ SLIDE, whose figures on this 2-core
+          AVX-512 machine are printed as recorded (they cannot run in-process).
+bf16      "bfloat16" against "float32" on the synth problem: speed ratio, P@1.
+infer     predict_topk(X, 5) batch throughput and single-row latency (p50, p99)
+          for "full" and "lsh" inference on the synth model.
+
+    python benchmarks/bench_slide.py                       # everything
+    python benchmarks/bench_slide.py --sections quality
+    python benchmarks/bench_slide.py --sections synth --repeats 1
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+import sksketch
+from sksketch import SLIDEClassifier
+from sksketch.datasets import load_xc
+from sksketch.metrics import precision_at_k
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("SKSKETCH_DATA_DIR", ROOT.parent / "shared" / "data"))
+GENERATOR = ROOT.parent / "shared" / "tools" / "gen_synth_xc.py"
+
+# Figures of the C++ implementations on the synth problem, measured on this
+# 2-core AVX-512 machine (medians of three runs): samples/s and P@1 by epoch.
+CPP_REFERENCE = {
+    "optimized C++ SLIDE": {"samples_per_s": 2260.0, "p1": {1: 0.31, 3: 0.69}},
+    "original C++ SLIDE": {"samples_per_s": 530.0, "p1": {}},
+}
+PYTORCH_RECORDED = {"samples_per_s": 1060.0, "p1": {1: 0.55, 3: 0.75}, "seconds_3_epochs": 140.0}
+
+SYNTH_PARAMS = dict(
+    hidden_layer_size=128,
+    batch_size=128,
+    learning_rate=1e-3,
+    hash_family="dwta",
+    n_hashes_per_table=5,
+    n_tables=50,
+    max_active_labels=0.01,
+    n_jobs=2,
+)
+
+
+def _precisions(Y_true, labels, scores, n_labels):
+    """P@1, P@3, P@5 from top-k label ids and their scores."""
+    n, k = labels.shape
+    rows = np.repeat(np.arange(n), k)
+    # rank-preserving positive scores, so that stored entries are all kept
+    ranked = sp.csr_matrix((np.tile(np.arange(k, 0, -1), n).astype(float),
+                            (rows, labels.ravel())), shape=(n, n_labels))
+    return [precision_at_k(Y_true, ranked, k=j) for j in (1, 3, 5)]
+
+
+def section_quality(args):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    print("\n== quality: P@1/3/5 on real data (SLIDEClassifier vs OvR logistic regression)")
+    print(f"{'dataset':<10} {'model':<44} {'P@1':>7} {'P@3':>7} {'P@5':>7} {'fit s':>8}")
+    for name in ("bibtex", "delicious"):
+        folder = args.data_dir / name
+        if not folder.exists():
+            print(f"{name:<10} skipped: {folder} not found")
+            continue
+        X, Y = load_xc(folder / "train.txt")
+        Xt, Yt = load_xc(folder / "test.txt")
+        L = Y.shape[1]
+        models = {
+            "SLIDEClassifier (defaults, 30 epochs)": SLIDEClassifier(
+                max_iter=30, random_state=0, n_jobs=2
+            ),
+            "OneVsRest(LogisticRegression())": OneVsRestClassifier(
+                LogisticRegression(max_iter=1000), n_jobs=2
+            ),
+        }
+        for label, model in models.items():
+            started = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if isinstance(model, SLIDEClassifier):
+                    model.fit(X, Y)
+                else:
+                    keep = np.asarray(Y.sum(axis=0)).ravel() > 0
+                    model.fit(X, Y[:, keep].toarray())
+            elapsed = time.perf_counter() - started
+            if isinstance(model, SLIDEClassifier):
+                labels, scores = model.predict_topk(Xt, k=5)
+            else:
+                proba = np.zeros((Xt.shape[0], L))
+                proba[:, keep] = model.predict_proba(Xt)
+                labels = np.argsort(-proba, axis=1, kind="stable")[:, :5]
+                scores = np.take_along_axis(proba, labels, axis=1)
+            p = _precisions(Yt, labels, scores, L)
+            print(f"{name:<10} {label:<44} {p[0]:>7.4f} {p[1]:>7.4f} {p[2]:>7.4f} {elapsed:>8.1f}")
+
+
+def _synth_data(args):
+    out = args.cache_dir / "synth_xc_defaults"
+    if not (out / "train.txt").exists():
+        print(f"generating the synth problem into {out} ...", flush=True)
+        subprocess.run([sys.executable, str(GENERATOR), "--out", str(out)], check=True)
+    X, Y = load_xc(out / "train.txt")
+    Xt, Yt = load_xc(out / "test.txt")
+    return X, Y, Xt, Yt
+
+
+def _train_slide_epochs(X, Y, Xt, Yt, n_epochs, seed, **params):
+    clf = SLIDEClassifier(**{**SYNTH_PARAMS, **params, "random_state": seed})
+    classes = np.arange(Y.shape[1])
+    rates, p1, elapsed = [], [], 0.0
+    for _ in range(n_epochs):
+        started = time.perf_counter()
+        clf.partial_fit(X, Y, classes=classes)
+        seconds = time.perf_counter() - started
+        elapsed += seconds
+        rates.append(X.shape[0] / seconds)
+        p1.append(clf.score(Xt, Yt))
+    return clf, rates, p1, elapsed
+
+
+def _train_torch_epochs(X, Y, Xt, Yt, n_epochs, seed):
+    """EmbeddingBag -> 128 ReLU -> full softmax, Adam lr 1e-3, batch 128."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    n_features, n_labels = X.shape[1], Y.shape[1]
+    embed = torch.nn.EmbeddingBag(n_features, 128, mode="sum")
+    out = torch.nn.Linear(128, n_labels)
+    params = list(embed.parameters()) + list(out.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+
+    def forward(Xb):
+        idx = torch.from_numpy(Xb.indices.astype(np.int64))
+        offsets = torch.from_numpy(Xb.indptr[:-1].astype(np.int64))
+        w = torch.from_numpy(Xb.data.astype(np.float32))
+        return out(torch.relu(embed(idx, offsets, per_sample_weights=w)))
+
+    rng = np.random.default_rng(seed)
+    rates, p1 = [], []
+    for _ in range(n_epochs):
+        order = rng.permutation(X.shape[0])
+        started = time.perf_counter()
+        for s in range(0, X.shape[0], 128):
+            rows = order[s : s + 128]
+            Yb = Y[rows]
+            counts = np.diff(Yb.indptr)
+            keep = counts > 0
+            target = torch.zeros(len(rows), n_labels)
+            r = np.repeat(np.arange(len(rows)), counts)
+            target[r, Yb.indices] = torch.from_numpy(1.0 / counts[r]).float()
+            logits = forward(X[rows])
+            loss = -(target * torch.log_softmax(logits, dim=1)).sum(1)[torch.from_numpy(keep)]
+            opt.zero_grad()
+            loss.mean().backward()
+            opt.step()
+        rates.append(X.shape[0] / (time.perf_counter() - started))
+        with torch.no_grad():
+            top = np.concatenate([
+                forward(Xt[s : s + 1000]).argmax(1).numpy() for s in range(0, Xt.shape[0], 1000)
+            ])
+        p1.append(float(np.mean(np.asarray(Yt[np.arange(Xt.shape[0]), top]).ravel() > 0)))
+    return rates, p1
+
+
+def section_synth(args, data):
+    X, Y, Xt, Yt = data
+    n_epochs = args.epochs
+    print(f"\n== synth: {X.shape[0]} train rows, {Y.shape[1]} labels, 2 threads, "
+          f"median of {args.repeats} run(s)")
+    runs = [_train_slide_epochs(X, Y, Xt, Yt, n_epochs, seed) for seed in range(args.repeats)]
+    rate = statistics.median(statistics.median(r[1]) for r in runs)
+    p1 = [statistics.median(r[2][e] for r in runs) for e in range(n_epochs)]
+    print(f"{'model':<24} {'samples/s':>10} " + " ".join(f"{'P@1 ep' + str(e + 1):>9}"
+                                                       for e in range(n_epochs)))
+    print(f"{'SLIDEClassifier':<24} {rate:>10,.0f} " + " ".join(f"{v:>9.4f}" for v in p1))
+    torch_rate = PYTORCH_RECORDED["samples_per_s"]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(f"{'PyTorch (recorded)':<24} {torch_rate:>10,.0f}   (torch not installed)")
+    else:
+        t_rates, t_p1 = _train_torch_epochs(X, Y, Xt, Yt, min(n_epochs, args.torch_epochs), 0)
+        torch_rate = statistics.median(t_rates)
+        print(f"{'PyTorch CPU full softmax':<24} {torch_rate:>10,.0f} "
+              + " ".join(f"{v:>9.4f}" for v in t_p1))
+    for name, ref in CPP_REFERENCE.items():
+        cells = " ".join(f"{ref['p1'].get(e + 1, float('nan')):>9.2f}" for e in range(n_epochs))
+        print(f"{name + ' (recorded)':<24} {ref['samples_per_s']:>10,.0f} {cells}")
+    print("\nratios (our time per sample / theirs; below 1 means faster):")
+    for name, ref_rate in [("PyTorch", torch_rate)] + [
+        (n, r["samples_per_s"]) for n, r in CPP_REFERENCE.items()
+    ]:
+        print(f"  vs {name:<22} {ref_rate / rate:.3f}  (speed-up {rate / ref_rate:.2f}x)")
+    target_p1 = PYTORCH_RECORDED["p1"][3]
+    reached = [e + 1 for e, v in enumerate(p1) if v >= target_p1]
+    seconds_per_epoch = X.shape[0] / rate
+    if reached:
+        t = reached[0] * seconds_per_epoch
+        print(f"  P@1 {target_p1} reached after epoch {reached[0]}, ~{t:.0f} s "
+              f"(PyTorch: ~{PYTORCH_RECORDED['seconds_3_epochs']:.0f} s)")
+    else:
+        total = n_epochs * seconds_per_epoch
+        print(f"  P@1 {target_p1} not reached in {n_epochs} epochs (~{total:.0f} s)")
+    return runs[0][0]
+
+
+def section_bf16(args, data):
+    X, Y, Xt, Yt = data
+    print("\n== bf16: precision='bfloat16' against 'float32' on synth "
+          f"(active ISA: {sksketch.show_config('dicts')['simd']['active_isa']})")
+    res = {}
+    for precision in ("float32", "bfloat16"):
+        runs = [_train_slide_epochs(X, Y, Xt, Yt, 1, s, precision=precision)
+                for s in range(args.repeats)]
+        res[precision] = (statistics.median(r[1][0] for r in runs),
+                          statistics.median(r[2][0] for r in runs))
+        print(f"  {precision:<9} {res[precision][0]:>8,.0f} samples/s   P@1 after 1 epoch "
+              f"{res[precision][1]:.4f}")
+    print(f"  time ratio bfloat16 / float32: {res['float32'][0] / res['bfloat16'][0]:.3f}; "
+          f"P@1 difference {res['bfloat16'][1] - res['float32'][1]:+.4f}")
+
+
+def section_infer(args, clf, data):
+    _, _, Xt, _ = data
+    print("\n== inference: predict_topk(X, 5) on the synth model")
+    for mode in ("full", "lsh"):
+        clf.set_params(inference=mode)
+        started = time.perf_counter()
+        clf.predict_topk(Xt, k=5)
+        batch = Xt.shape[0] / (time.perf_counter() - started)
+        lat = []
+        for i in range(min(args.latency_rows, Xt.shape[0])):
+            row = Xt[i]
+            started = time.perf_counter()
+            clf.predict_topk(row, k=5)
+            lat.append((time.perf_counter() - started) * 1e3)
+        p50, p99 = np.percentile(lat, [50, 99])
+        print(f"  {mode:<5} batch {batch:>10,.0f} rows/s   single row p50 {p50:.3f} ms, "
+              f"p99 {p99:.3f} ms")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="quality,synth,bf16,infer")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cache-dir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "sksketch-bench")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--torch-epochs", type=int, default=1,
+                        help="epochs of the live PyTorch peer (slow: ~50 s each)")
+    parser.add_argument("--latency-rows", type=int, default=200)
+    args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
+    warnings.simplefilter("ignore")
+    print(f"sksketch {sksketch.__version__}, active ISA "
+          f"{sksketch.show_config('dicts')['simd']['active_isa']}")
+    if "quality" in sections:
+        section_quality(args)
+    if sections & {"synth", "bf16", "infer"}:
+        data = _synth_data(args)
+        clf = section_synth(args, data) if sections & {"synth", "infer"} else None
+        if "bf16" in sections:
+            section_bf16(args, data)
+        if "infer" in sections:
+            section_infer(args, clf, data)
+
+
+if __name__ == "__main__":
+    main()
