@@ -94,6 +94,17 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         negatives matter: they push down labels the tables rarely return, such
         as frequent labels, which the sampled softmax would otherwise inflate.
         With at most this many labels, training is the exact (full) softmax.
+    sampling_correction : {"logq", "none"}, default="logq"
+        How the sampled softmax accounts for the labels left out of the active
+        set. ``"logq"`` adds to each random label's logit the log of the inverse
+        of its inclusion probability, ``log((n_labels - n_retrieved) /
+        n_random)``: the random labels then stand in for all labels neither
+        true nor retrieved, and the softmax's normaliser estimates the full
+        one (labels that are true or retrieved count once, as in the exact
+        softmax). This keeps scores comparable across labels the tables
+        retrieve often and rarely, and converges to a higher precision.
+        ``"none"`` is the reference implementation's uncorrected softmax over
+        the active set.
     rehash_interval : int, default=50
         Batches between two rehashes (the tables are rebuilt from the current
         output weights).
@@ -197,6 +208,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
             Interval(Real, 0, 1, closed="right"),
         ],
         "min_active_labels": [Interval(Integral, 0, None, closed="left")],
+        "sampling_correction": [StrOptions({"logq", "none"})],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
         "rehash_schedule": [StrOptions({"fixed", "exponential"})],
@@ -233,6 +245,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         bucket_policy="reservoir",
         max_active_labels=0.01,
         min_active_labels=1000,
+        sampling_correction="logq",
         rehash_interval=50,
         rebuild_interval=1000,
         rehash_schedule="fixed",
@@ -265,6 +278,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         self.bucket_policy = bucket_policy
         self.max_active_labels = max_active_labels
         self.min_active_labels = min_active_labels
+        self.sampling_correction = sampling_correction
         self.rehash_interval = rehash_interval
         self.rebuild_interval = rebuild_interval
         self.rehash_schedule = rehash_schedule
@@ -501,6 +515,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
                 int(rng.randint(0, 2**63 - 1, dtype=np.int64)),
                 n_threads,
                 losses, n_active,
+                self.sampling_correction == "logq",
             )
             self._stamp_base += B
             self._step += 1

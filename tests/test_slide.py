@@ -112,7 +112,7 @@ def test_train_batch_matches_full_softmax_reference(n_threads):
         W1, b1, W2, b2, np.zeros((0, 0), np.uint16),
         grads["W_in"], grads["b_in"], grads["W_out"], grads["b_out"],
         touched_in, touched_out, np.zeros((n_threads, L), np.uint32), 0,
-        L, L, False, False, 1.0 / len(batch), 7, n_threads, losses, n_active,
+        L, L, False, False, 1.0 / len(batch), 7, n_threads, losses, n_active, False,
     )
     ref = _batch_gradients_reference(X, Y, batch, w, W1, b1, W2, b2)
     for name in ("W_in", "b_in", "W_out", "b_out"):
@@ -122,6 +122,48 @@ def test_train_batch_matches_full_softmax_reference(n_threads):
     rows_used = X[batch[n_active > 0]]
     np.testing.assert_array_equal(touched_in > 0, np.asarray(rows_used.sum(axis=0)).ravel() > 0)
     assert touched_out.all()
+
+
+@pytest.mark.parametrize("correct", [False, True])
+def test_train_batch_random_negatives_and_logq_correction(correct):
+    # One example, 5 of 12 labels active (its true labels plus random ones):
+    # the touched output rows tell which, and the gradient must be the softmax
+    # over them, with log((L - n_true) / n_random) added to the random ones.
+    rng = np.random.default_rng(2)
+    d, L, H = 10, 12, 8
+    X = sp.csr_matrix(rng.random((1, d)).astype(np.float32))
+    Y = sp.csr_matrix(np.array([[0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]]))
+    X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
+    Y.indices, Y.indptr = Y.indices.astype(np.int32), Y.indptr.astype(np.int32)
+    W1 = rng.standard_normal((d, H)).astype(np.float32)
+    b1 = np.abs(rng.standard_normal(H)).astype(np.float32)
+    W2 = rng.standard_normal((L, H)).astype(np.float32)
+    b2 = rng.standard_normal(L).astype(np.float32)
+    gW1, gb1 = np.zeros_like(W1), np.zeros(H, np.float32)
+    gW2, gb2 = np.zeros_like(W2), np.zeros(L, np.float32)
+    touched_out = np.zeros(L, np.uint8)
+    losses, n_active = np.empty(1, np.float32), np.empty(1, np.int32)
+    _slide.train_batch(
+        LSHTables("dwta", H, 2, 2), X.indptr, X.indices, X.data, Y.indptr, Y.indices,
+        np.array([0], np.int64), np.ones(1, np.float32), W1, b1, W2, b2,
+        np.zeros((0, 0), np.uint16), gW1, gb1, gW2, gb2, np.zeros(d, np.uint8), touched_out,
+        np.zeros((1, L), np.uint32), 0, 5, 5, False, False, 1.0, 11, 1, losses, n_active,
+        correct,
+    )
+    active = np.flatnonzero(touched_out)
+    assert n_active[0] == 5 and len(active) == 5 and {1, 7} <= set(active)
+    h = np.maximum(X.toarray()[0].astype(np.float64) @ W1 + b1, 0)
+    logits = W2[active].astype(np.float64) @ h + b2[active]
+    is_true = np.isin(active, [1, 7])
+    if correct:
+        logits[~is_true] += np.log((L - 2) / 3)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    target = is_true / 2
+    np.testing.assert_allclose(gb2[active], p - target, rtol=1e-4, atol=1e-6)
+    assert np.all(gb2[np.setdiff1d(np.arange(L), active)] == 0)
+    lse = np.log(np.exp(logits - logits.max()).sum()) + logits.max()
+    np.testing.assert_allclose(losses[0], lse - logits[is_true].mean(), rtol=1e-5)
 
 
 def test_adam_update_matches_reference():

@@ -20,7 +20,7 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport sqrtf
+from libc.math cimport logf, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -48,6 +48,7 @@ def train_batch(
     uint64_t seed, int n_threads,
     float[::1] losses,
     int32_t[::1] n_active,
+    bint correct_random,
 ):
     """One batch of SLIDE training: accumulate the gradients of the batch.
 
@@ -69,7 +70,8 @@ def train_batch(
     cdef Py_ssize_t n_labels = W2.shape[0]
     cdef Py_ssize_t B = batch.shape[0]
     cdef int n_hashes = tables.n_hashes_per_table * tables.n_tables
-    cdef Py_ssize_t i, j, c, start, nnz, n_act, n_true, tries, owner
+    cdef Py_ssize_t i, j, c, start, nnz, n_act, n_true, tries, owner, n_det
+    cdef float log_w
     cdef int64_t r
     cdef int tid
     cdef float w, scale, mean_true, lse, inv_true
@@ -140,6 +142,7 @@ def train_batch(
                 n_act = tables.query_into(
                     keys, <int>bounded(&rng, <uint32_t>tables.n_tables), active, n_act,
                     max_active, st, stamp)
+            n_det = n_act  # true labels and LSH candidates
             if min_active >= n_labels:
                 for j in range(n_labels):
                     if st[j] != stamp:
@@ -161,9 +164,17 @@ def train_batch(
                 K.gather_dot_bf16(h16, &W2_bf16[0, 0], H, active, n_act, H, logits)
             else:
                 K.gather_dot(h, &W2[0, 0], H, active, n_act, H, logits)
+            # Random labels stand in for all the labels not retrieved: with
+            # correct_random, each counts (n_labels - n_det) / n_random times in
+            # the partition function, which then estimates the full softmax's.
+            log_w = 0
+            if correct_random and n_act > n_det:
+                log_w = logf(<float>(n_labels - n_det) / <float>(n_act - n_det))
             mean_true = 0
             for j in range(n_act):
                 logits[j] = logits[j] + b2[active[j]]
+                if j >= n_det:
+                    logits[j] = logits[j] + log_w
                 if j < n_true:
                     mean_true = mean_true + logits[j]
             mean_true = mean_true / n_true
