@@ -88,8 +88,10 @@ def section_quality(args):
         Xt, Yt = load_xc(folder / "test.txt")
         L = Y.shape[1]
         models = {
-            "SLIDEClassifier (defaults, 30 epochs)": SLIDEClassifier(
-                max_iter=30, random_state=0, n_jobs=2
+            # Small data: a wider hidden layer with weight decay (the network
+            # overfits with the defaults, about 4 points of P@1 below).
+            "SLIDEClassifier (H=512, decay 1, 20 epochs)": SLIDEClassifier(
+                hidden_layer_size=512, weight_decay=1.0, max_iter=20, random_state=0, n_jobs=2
             ),
             "OneVsRest(LogisticRegression())": OneVsRestClassifier(
                 LogisticRegression(max_iter=1000), n_jobs=2

@@ -120,6 +120,11 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         Examples per gradient step.
     learning_rate : float, default=1e-3
         Adam step size.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (as in AdamW): each weight row a batch updates
+        also shrinks by ``learning_rate * weight_decay``. Rows a batch does not
+        touch are left alone, so rare features and labels decay less. Biases
+        are not decayed. Helps on small data sets, where the network overfits.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam parameters.
     max_iter : int, default=10
@@ -215,6 +220,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         "rehash_growth": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
@@ -252,6 +258,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         rehash_growth=0.1,
         batch_size=128,
         learning_rate=1e-3,
+        weight_decay=0.0,
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
@@ -285,6 +292,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         self.rehash_growth = rehash_growth
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -545,9 +553,10 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
     def _apply_adam(self, grads, n_threads, W2_bf16):
         a = self._adam
         hp = (self.learning_rate, self.beta_1, self.beta_2, self.epsilon, self._step, n_threads)
+        decay = self.weight_decay
         _slide.adam_update(
             self.output_weights_, a["m_out"], a["v_out"], grads["W_out"],
-            grads["touched_out"], *hp, W2_bf16,
+            grads["touched_out"], *hp, W2_bf16, decay,
         )
         _slide.adam_update(
             self.output_bias_[:, None], a["m_out_bias"], a["v_out_bias"],
@@ -555,7 +564,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         )
         _slide.adam_update(
             self.input_weights_, a["m_in"], a["v_in"], grads["W_in"],
-            grads["touched_in"], *hp,
+            grads["touched_in"], *hp, None, decay,
         )
         _slide.adam_update(
             self.input_bias_[None, :], a["m_in_bias"], a["v_in_bias"], grads["b_in"],

@@ -166,7 +166,8 @@ def test_train_batch_random_negatives_and_logq_correction(correct):
     np.testing.assert_allclose(losses[0], lse - logits[is_true].mean(), rtol=1e-5)
 
 
-def test_adam_update_matches_reference():
+@pytest.mark.parametrize("decay", [0.0, 2.0])
+def test_adam_update_matches_reference(decay):
     rng = np.random.default_rng(1)
     W, G = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((6, 5))
     G = G.astype(np.float32)
@@ -176,11 +177,13 @@ def test_adam_update_matches_reference():
     lr, b1, b2, eps, step = 0.01, 0.9, 0.999, 1e-8, 3
     m_ref = b1 * M + (1 - b1) * G
     v_ref = b2 * V + (1 - b2) * G * G
-    w_ref = W - lr * (m_ref / (1 - b1**step)) / (np.sqrt(v_ref / (1 - b2**step)) + eps)
+    w_ref = W * (1 - lr * decay) - lr * (m_ref / (1 - b1**step)) / (
+        np.sqrt(v_ref / (1 - b2**step)) + eps
+    )
     keep = touched == 0
     w_ref[keep], m_ref[keep], v_ref[keep] = W[keep], M[keep], V[keep]
     g_ref = np.where(keep[:, None], G, 0)
-    _slide.adam_update(W, M, V, G, touched, lr, b1, b2, eps, step, 2)
+    _slide.adam_update(W, M, V, G, touched, lr, b1, b2, eps, step, 2, None, decay)
     np.testing.assert_allclose(W, w_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(M, m_ref, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(V, v_ref, rtol=1e-5, atol=1e-7)

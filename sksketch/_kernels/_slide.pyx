@@ -221,10 +221,12 @@ def train_batch(
 def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1] G,
                 const uint8_t[::1] touched, float lr, float beta1, float beta2,
                 float eps, Py_ssize_t step, int n_threads,
-                uint16_t[:, ::1] W_bf16=None):
+                uint16_t[:, ::1] W_bf16=None, float weight_decay=0):
     """Bias-corrected Adam on the touched rows of W; their gradient is reset.
 
-    With `W_bf16`, the bfloat16 copy of each updated row is refreshed too.
+    With `weight_decay`, touched rows also shrink by ``lr * weight_decay``
+    (decoupled weight decay, as in AdamW). With `W_bf16`, the bfloat16 copy
+    of each updated row is refreshed too.
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = W.shape[0], d = W.shape[1], r, c
@@ -232,6 +234,7 @@ def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1]
     cdef float b2t = 1.0 - beta2 ** step
     cdef float lr_t = lr * (b2t ** 0.5) / b1t
     cdef float eps_t = eps * (b2t ** 0.5)
+    cdef float shrink = 1.0 - lr * weight_decay
     cdef float g, m, v
     cdef bint refresh = W_bf16 is not None and W_bf16.shape[0] == n
     if n == 0 or d == 0:
@@ -245,7 +248,7 @@ def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1]
             v = beta2 * V[r, c] + (1 - beta2) * g * g
             M[r, c] = m
             V[r, c] = v
-            W[r, c] = W[r, c] - lr_t * m / (sqrtf(v) + eps_t)
+            W[r, c] = W[r, c] * shrink - lr_t * m / (sqrtf(v) + eps_t)
             G[r, c] = 0
         if refresh:
             K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], d)
