@@ -15,6 +15,12 @@ synth     The 50,000-label problem written by ../shared/tools/gen_synth_xc.py
 bf16      "bfloat16" against "float32" on the synth problem: speed ratio, P@1.
 infer     predict_topk(X, 5) batch throughput and single-row latency (p50, p99)
           for "full" and "lsh" inference on the synth model.
+amazon    An Amazon-670K-shaped problem from make_extreme_classification
+          (135,909 features, 670,091 labels, ~75 non-zeros and ~5.45 labels per
+          row; 100k train rows): samples/s, peak RSS and P@1 against training
+          time for SLIDEClassifier and for PyTorch (one epoch, full softmax),
+          each in its own process; time to PyTorch's one-epoch P@1; inference
+          throughput and latency on the 670K-label model.
 
     python benchmarks/bench_slide.py                       # everything
     python benchmarks/bench_slide.py --sections quality
@@ -142,8 +148,22 @@ def _train_slide_epochs(X, Y, Xt, Yt, n_epochs, seed, **params):
     return clf, rates, p1, elapsed
 
 
-def _train_torch_epochs(X, Y, Xt, Yt, n_epochs, seed):
-    """EmbeddingBag -> 128 ReLU -> full softmax, Adam lr 1e-3, batch 128."""
+def _torch_p1(forward, Xt, Yt):
+    import torch
+
+    with torch.no_grad():
+        top = np.concatenate([
+            forward(Xt[s : s + 500]).argmax(1).numpy() for s in range(0, Xt.shape[0], 500)
+        ])
+    return float(np.mean(np.asarray(Yt[np.arange(Xt.shape[0]), top]).ravel() > 0))
+
+
+def _train_torch_epochs(X, Y, Xt, Yt, n_epochs, seed, batch_size=128, checkpoint_rows=None):
+    """EmbeddingBag -> 128 ReLU -> full softmax, Adam lr 1e-3.
+
+    Returns samples/s per epoch and P@1 per epoch; with `checkpoint_rows`,
+    also (training seconds, P@1) every that many rows (evaluation not timed).
+    """
     import torch
 
     torch.manual_seed(seed)
@@ -161,12 +181,14 @@ def _train_torch_epochs(X, Y, Xt, Yt, n_epochs, seed):
         return out(torch.relu(embed(idx, offsets, per_sample_weights=w)))
 
     rng = np.random.default_rng(seed)
-    rates, p1 = [], []
+    rates, p1, curve = [], [], []
+    elapsed, seen = 0.0, 0
     for _ in range(n_epochs):
         order = rng.permutation(X.shape[0])
-        started = time.perf_counter()
-        for s in range(0, X.shape[0], 128):
-            rows = order[s : s + 128]
+        epoch_time = 0.0
+        for s in range(0, X.shape[0], batch_size):
+            started = time.perf_counter()
+            rows = order[s : s + batch_size]
             Yb = Y[rows]
             counts = np.diff(Yb.indptr)
             keep = counts > 0
@@ -178,13 +200,15 @@ def _train_torch_epochs(X, Y, Xt, Yt, n_epochs, seed):
             opt.zero_grad()
             loss.mean().backward()
             opt.step()
-        rates.append(X.shape[0] / (time.perf_counter() - started))
-        with torch.no_grad():
-            top = np.concatenate([
-                forward(Xt[s : s + 1000]).argmax(1).numpy() for s in range(0, Xt.shape[0], 1000)
-            ])
-        p1.append(float(np.mean(np.asarray(Yt[np.arange(Xt.shape[0]), top]).ravel() > 0)))
-    return rates, p1
+            seconds = time.perf_counter() - started
+            epoch_time += seconds
+            elapsed += seconds
+            before, seen = seen, seen + len(rows)
+            if checkpoint_rows and seen // checkpoint_rows > before // checkpoint_rows:
+                curve.append((seen, elapsed, _torch_p1(forward, Xt, Yt)))
+        rates.append(X.shape[0] / epoch_time)
+        p1.append(curve[-1][2] if curve and curve[-1][0] == seen else _torch_p1(forward, Xt, Yt))
+    return (rates, p1, curve) if checkpoint_rows else (rates, p1)
 
 
 def section_synth(args, data):
@@ -264,9 +288,119 @@ def section_infer(args, clf, data):
               f"p99 {p99:.3f} ms")
 
 
+AMAZON_SHAPE = dict(n_features=135_909, n_labels=670_091, avg_labels_per_sample=5.45,
+                    avg_features_per_sample=75)
+AMAZON_PARAMS = dict(hidden_layer_size=128, batch_size=256, learning_rate=1e-3,
+                     max_active_labels=0.005, n_jobs=2)
+
+
+def _amazon_data(args):
+    from sksketch.datasets import make_extreme_classification
+
+    n = args.amazon_rows + args.amazon_test_rows
+    X, Y = make_extreme_classification(n, random_state=0, **AMAZON_SHAPE)
+    n_train = args.amazon_rows
+    return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
+
+
+def _peak_rss_gb():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+
+
+def _amazon_worker(args):
+    """Runs in its own process (so that its peak RSS is its own); prints JSON."""
+    import json
+
+    X, Y, Xt, Yt = _amazon_data(args)
+    step = args.amazon_checkpoint
+    result = {"model": args.amazon_worker, "rows": X.shape[0]}
+    if args.amazon_worker == "torch":
+        rates, p1, curve = _train_torch_epochs(X, Y, Xt, Yt, 1, 0, batch_size=256,
+                                               checkpoint_rows=step)
+        result.update(samples_per_s=rates[0], curve=curve)
+    else:
+        clf = SLIDEClassifier(**AMAZON_PARAMS, random_state=0)
+        classes = np.arange(Y.shape[1])
+        curve, elapsed, seen = [], 0.0, 0
+        for _ in range(args.amazon_epochs):
+            order = np.random.default_rng(seen).permutation(X.shape[0])
+            for s in range(0, X.shape[0], step):
+                rows = np.sort(order[s : s + step])
+                started = time.perf_counter()
+                clf.partial_fit(X[rows], Y[rows], classes=classes)
+                elapsed += time.perf_counter() - started
+                seen += len(rows)
+                curve.append((seen, elapsed, clf.score(Xt, Yt)))
+        result.update(samples_per_s=seen / elapsed, curve=curve,
+                      mean_active_labels=clf.mean_active_labels_)
+        infer = {}
+        for mode in ("full", "lsh"):
+            clf.set_params(inference=mode)
+            started = time.perf_counter()
+            clf.predict_topk(Xt, k=5)
+            rows_per_s = Xt.shape[0] / (time.perf_counter() - started)
+            lat = []
+            for i in range(min(args.latency_rows, Xt.shape[0])):
+                started = time.perf_counter()
+                clf.predict_topk(Xt[i], k=5)
+                lat.append((time.perf_counter() - started) * 1e3)
+            infer[mode] = (rows_per_s, *np.percentile(lat, [50, 99]).tolist())
+        result["inference"] = infer
+        result["lsh_p1"] = clf.score(Xt, Yt)
+    result["peak_rss_gb"] = _peak_rss_gb()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def section_amazon(args):
+    import json
+
+    print(f"\n== amazon: Amazon-670K-shaped generated problem, {args.amazon_rows} train rows, "
+          f"{args.amazon_test_rows} test rows (P@1 with full inference), 2 threads, batch 256")
+    results = {}
+    for model in ("slide", "torch"):
+        if model == "torch":
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                print("  PyTorch not installed: peer skipped")
+                continue
+        cmd = [sys.executable, __file__, "--amazon-worker", model,
+               "--amazon-rows", str(args.amazon_rows),
+               "--amazon-test-rows", str(args.amazon_test_rows),
+               "--amazon-checkpoint", str(args.amazon_checkpoint),
+               "--amazon-epochs", str(args.amazon_epochs),
+               "--latency-rows", str(args.latency_rows)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        results[model] = json.loads(out.split("RESULT ", 1)[1])
+    for model, r in results.items():
+        name = "SLIDEClassifier" if model == "slide" else "PyTorch CPU full softmax"
+        print(f"  {name:<26} {r['samples_per_s']:>9,.0f} samples/s   peak RSS "
+              f"{r['peak_rss_gb']:.2f} GB")
+        for rows, seconds, p1 in r["curve"]:
+            print(f"    after {rows:>7} rows  {seconds:>8.1f} s  P@1 {p1:.4f}")
+    if "slide" in results:
+        for mode, (rate, p50, p99) in results["slide"]["inference"].items():
+            print(f"  predict_topk(X, 5) {mode:<4}: batch {rate:>9,.0f} rows/s, single row "
+                  f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        print(f"  P@1 with inference='lsh': {results['slide']['lsh_p1']:.4f}")
+    if {"slide", "torch"} <= results.keys():
+        target_rows, target_s, target = results["torch"]["curve"][-1]
+        hit = [c for c in results["slide"]["curve"] if c[2] >= target]
+        if hit:
+            print(f"  PyTorch's one-epoch P@1 {target:.4f} ({target_s:.0f} s): SLIDEClassifier "
+                  f"reaches it after {hit[0][1]:.0f} s, time ratio {hit[0][1] / target_s:.3f} "
+                  f"({target_s / hit[0][1]:.1f}x sooner)")
+        else:
+            best = max(c[2] for c in results["slide"]["curve"])
+            print(f"  PyTorch's one-epoch P@1 {target:.4f} ({target_s:.0f} s) not reached: "
+                  f"SLIDEClassifier's best {best:.4f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="quality,synth,bf16,infer")
+    parser.add_argument("--sections", default="quality,synth,bf16,infer,amazon")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache-dir", type=Path,
                         default=Path(tempfile.gettempdir()) / "sksketch-bench")
@@ -275,13 +409,23 @@ def main(argv=None):
     parser.add_argument("--torch-epochs", type=int, default=1,
                         help="epochs of the live PyTorch peer (slow: ~50 s each)")
     parser.add_argument("--latency-rows", type=int, default=200)
+    parser.add_argument("--amazon-rows", type=int, default=100_000)
+    parser.add_argument("--amazon-test-rows", type=int, default=2000)
+    parser.add_argument("--amazon-checkpoint", type=int, default=10_000,
+                        help="rows between two P@1 evaluations")
+    parser.add_argument("--amazon-epochs", type=int, default=3)
+    parser.add_argument("--amazon-worker", choices=["slide", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.amazon_worker:
+        return _amazon_worker(args)
     sections = set(args.sections.split(","))
     warnings.simplefilter("ignore")
     print(f"sksketch {sksketch.__version__}, active ISA "
           f"{sksketch.show_config('dicts')['simd']['active_isa']}")
     if "quality" in sections:
         section_quality(args)
+    if "amazon" in sections:
+        section_amazon(args)
     if sections & {"synth", "bf16", "infer"}:
         data = _synth_data(args)
         clf = section_synth(args, data) if sections & {"synth", "infer"} else None

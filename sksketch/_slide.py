@@ -1,6 +1,8 @@
 """SLIDEClassifier: extreme multi-label classification with LSH-sparse training."""
 
+import copy
 import math
+import threading
 import time
 import warnings
 from numbers import Integral, Real
@@ -34,6 +36,10 @@ def _as_csr32(X, name="X"):
     X.indices = X.indices.astype(np.int32, copy=False)
     X.indptr = X.indptr.astype(np.int32, copy=False)
     return X
+
+
+# Guards the lazy build of the inference tables against concurrent predicts.
+_INFERENCE_TABLES_LOCK = threading.Lock()
 
 
 def _is_indicator(y):
@@ -673,10 +679,6 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
                     )
         finally:
             self._release_buffers()
-        if self._uses_lsh() and self._batches_since_rehash > 0:
-            # Inference in "lsh" mode must see the final weights.
-            self._rehash(rng, n_threads)
-            self._batches_since_rehash = 0
         return self
 
     def _should_stop(self, loss):
@@ -759,13 +761,14 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         k = min(k, L)
         n_threads = self._n_threads()
         hidden = self._hidden(X)
-        if self.inference == "lsh" and self.lsh_tables_.n_items == L:
-            fallback = np.argsort(-self._label_counts, kind="stable")[:k].astype(np.int32)
+        if self.inference == "lsh" and self._uses_lsh():
+            tables = self._inference_tables()
+            fallback = self._frequent_labels(k)
             # Score the union of the query's buckets: at most one full bucket
             # per table.
-            max_candidates = self.lsh_tables_.n_tables * self.lsh_tables_.bucket_capacity
+            max_candidates = tables.n_tables * tables.bucket_capacity
             idx, val, _ = _slide.topk_lsh(
-                self.lsh_tables_, hidden, self.output_weights_, self.output_bias_,
+                tables, hidden, self.output_weights_, self.output_bias_,
                 fallback, k, max_candidates, n_threads,
             )
             return idx, val
@@ -777,6 +780,37 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
             scores = np.ascontiguousarray(self._full_scores(hidden[s : s + chunk]))
             ids[s : s + chunk], vals[s : s + chunk] = _slide.topk_rows(scores, k, n_threads)
         return ids, vals
+
+    def _inference_tables(self):
+        """Tables over the current output weights, for ``inference="lsh"``.
+
+        The training tables are rehashed on their schedule, so after training
+        they may lag the final weights; inference then uses a copy with the
+        same hash functions, built once from the final weights. Training never
+        sees it, so predicting between ``partial_fit`` calls does not change
+        what is learned.
+        """
+        if self._batches_since_rehash == 0:
+            return self.lsh_tables_
+        with _INFERENCE_TABLES_LOCK:
+            cached = getattr(self, "_inference_tables_cache", None)
+            if cached is None or cached[0] != self._step:
+                tables = copy.deepcopy(self.lsh_tables_)
+                tables.build(self.output_weights_, n_threads=self._n_threads())
+                self._inference_tables_cache = cached = (self._step, tables)
+        return cached[1]
+
+    def _frequent_labels(self, k):
+        """The k most frequent training labels, most frequent first (cached)."""
+        cached = getattr(self, "_frequent_cache", None)
+        if cached is None or cached[0] != self.t_ or len(cached[1]) < k:
+            counts = self._label_counts
+            size = min(len(counts), max(k, 64))
+            top = np.argpartition(-counts, size - 1)[:size] if size < len(counts) else (
+                np.arange(len(counts)))
+            top = top[np.lexsort((top, -counts[top]))].astype(np.int32)
+            self._frequent_cache = cached = (self.t_, top)
+        return cached[1][:k]
 
     def predict_topk(self, X, k=5):
         """The k best-scored labels of each row, best first.

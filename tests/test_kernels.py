@@ -78,6 +78,23 @@ def test_axpy(isa, n, rng):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("shrink", [1.0, 0.99])
+def test_adam(isa, n, shrink, rng):
+    w, m, g = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    v = rng.random(n).astype(np.float32) * 0.1
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    m_ref = b1 * m.astype(np.float64) + (1 - b1) * g
+    v_ref = b2 * v.astype(np.float64) + (1 - b2) * g.astype(np.float64) ** 2
+    w_ref = w * np.float64(np.float32(shrink)) - lr * m_ref / (np.sqrt(v_ref) + eps)
+    _simd.adam(w, m, v, g, lr, b1, b2, eps, shrink, isa=isa)
+    np.testing.assert_allclose(m, m_ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(v, v_ref, rtol=5e-5, atol=1e-8)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-6)
+    assert not g.any()
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m", [0, 1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130])
 @pytest.mark.parametrize("nnz", [0, 1, 5, 77])
 def test_sparse_dense_accum(isa, m, nnz, rng):

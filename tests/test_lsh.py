@@ -160,3 +160,18 @@ def test_invalid_parameters():
     tables = LSHTables("dwta", 8, 2, 2)
     with pytest.raises(ValueError, match="columns"):
         tables.build(np.zeros((3, 9), dtype=np.float32))
+
+
+def test_full_buckets_pickle_deterministically():
+    # With small buckets most id slots stay unused; they must pickle as
+    # zeros, not as leftover memory that fails the state's range checks.
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        junk = [np.full(50 * 4000, 2**30, dtype=np.int32) for _ in range(3)]
+        del junk
+        t = LSHTables("simhash", 16, 3, 50, bucket_capacity=2, seed=1)
+        t.build(rng.standard_normal((4000, 16)).astype(np.float32))
+        state = t.__getstate__()
+        assert state["ids"].min() >= 0 and state["ids"].max() < 4000
+        t2 = pickle.loads(pickle.dumps(t))
+        np.testing.assert_array_equal(t2.__getstate__()["ids"], state["ids"])

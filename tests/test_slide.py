@@ -267,11 +267,12 @@ def test_multilabel_output_kind_follows_y(sparse_y):
     assert clf.score(X, Y) == pytest.approx(precision_at_1(labels, Y))
 
 
-def test_learns_a_large_label_space_through_lsh():
+@pytest.mark.parametrize("correction", ["logq", "none"])
+def test_learns_a_large_label_space_through_lsh(correction):
     X, Y = make_xc()
     train, test = slice(0, 2400), slice(2400, None)
     clf = SLIDEClassifier(max_iter=20, random_state=0, hash_family="simhash",
-                          n_hashes_per_table=6, n_tables=50)
+                          n_hashes_per_table=6, n_tables=50, sampling_correction=correction)
     clf.fit(X[train], Y[train])
     assert clf._uses_lsh() and clf.mean_active_labels_ <= clf._active_budget()
     labels, _ = clf.predict_topk(X[test], k=1)

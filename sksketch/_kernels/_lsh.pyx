@@ -239,7 +239,8 @@ cdef class LSHTables:
             order = np.arange(n - 1, -1, -1, dtype=np.int32)
         nb = self.n_buckets
         offsets = np.zeros(self.n_tables * (nb + 1), dtype=np.int32)
-        ids = np.empty(self.n_tables * n, dtype=np.int32)
+        # zeros: the slots past a table's last bucket stay unused, but are pickled
+        ids = np.zeros(self.n_tables * n, dtype=np.int32)
         self._fill(keys_view, order, offsets, ids, n_threads)
         self._set_tables(offsets, ids, n)
         self.n_rebuilds += 1

@@ -30,6 +30,8 @@ cdef extern from "simd.h" nogil:
             const float *s, sks_idx n, sks_idx k, int32_t *idx, float *val) noexcept nogil
         void (*f32_to_bf16)(const float *x, sks_bf16 *out, sks_idx n) noexcept nogil
         void (*bf16_to_f32)(const sks_bf16 *x, float *out, sks_idx n) noexcept nogil
+        void (*adam)(float *w, float *m, float *v, float *g, sks_idx n, float lr, float b1,
+                     float b2, float eps, float shrink) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

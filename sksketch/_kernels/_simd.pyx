@@ -200,6 +200,24 @@ def axpy(float alpha, const float[::1] x, float[::1] y, isa=None,
             K.axpy(alpha, _fptr(x), _wfptr(y), x.shape[0])
 
 
+def adam(float[::1] w, float[::1] m, float[::1] v, float[::1] g, float lr, float beta1,
+         float beta2, float eps, float shrink=1.0, isa=None, Py_ssize_t repeat=1):
+    """One Adam step on ``w`` in place (moments ``m``, ``v`` updated, ``g`` zeroed).
+
+    ``lr`` and ``eps`` carry the bias corrections;
+    ``w = w * shrink - lr * m / (sqrt(v) + eps)``.
+    """
+    _check_same_length(w, m, "w", "m")
+    _check_same_length(w, v, "w", "v")
+    _check_same_length(w, g, "w", "g")
+    cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
+    with nogil:
+        for _r in range(repeat):
+            K.adam(_wfptr(w), _wfptr(m), _wfptr(v), _wfptr(g), w.shape[0], lr, beta1, beta2,
+                   eps, shrink)
+
+
 def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                        const float[:, ::1] weights, float[::1] out, isa=None,
                        Py_ssize_t repeat=1):

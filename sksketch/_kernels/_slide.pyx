@@ -20,7 +20,7 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport logf, sqrtf
+from libc.math cimport logf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -229,27 +229,19 @@ def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1]
     of each updated row is refreshed too.
     """
     cdef const sks_kernels *K = get_kernels()
-    cdef Py_ssize_t n = W.shape[0], d = W.shape[1], r, c
+    cdef Py_ssize_t n = W.shape[0], d = W.shape[1], r
     cdef float b1t = 1.0 - beta1 ** step
     cdef float b2t = 1.0 - beta2 ** step
     cdef float lr_t = lr * (b2t ** 0.5) / b1t
     cdef float eps_t = eps * (b2t ** 0.5)
     cdef float shrink = 1.0 - lr * weight_decay
-    cdef float g, m, v
     cdef bint refresh = W_bf16 is not None and W_bf16.shape[0] == n
     if n == 0 or d == 0:
         return
     for r in prange(n, nogil=True, schedule="static", num_threads=n_threads):
         if not touched[r]:
             continue
-        for c in range(d):
-            g = G[r, c]
-            m = beta1 * M[r, c] + (1 - beta1) * g
-            v = beta2 * V[r, c] + (1 - beta2) * g * g
-            M[r, c] = m
-            V[r, c] = v
-            W[r, c] = W[r, c] * shrink - lr_t * m / (sqrtf(v) + eps_t)
-            G[r, c] = 0
+        K.adam(&W[r, 0], &M[r, 0], &V[r, 0], &G[r, 0], d, lr_t, beta1, beta2, eps_t, shrink)
         if refresh:
             K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], d)
 

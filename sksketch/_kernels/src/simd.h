@@ -62,6 +62,12 @@ typedef struct sks_kernels {
     /* round to nearest even; NaN stays a (quiet) NaN */
     void (*f32_to_bf16)(const float *x, sks_bf16 *out, sks_idx n);
     void (*bf16_to_f32)(const sks_bf16 *x, float *out, sks_idx n);
+    /* One Adam step on a row, gradient reset: for each i,
+       m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+       w = w * shrink - lr * m / (sqrt(v) + eps);  g = 0
+       (lr and eps already carry the bias corrections; shrink = 1 - decay). */
+    void (*adam)(float *w, float *m, float *v, float *g, sks_idx n, float lr, float b1,
+                 float b2, float eps, float shrink);
 } sks_kernels;
 
 typedef struct sks_cpu_features {

@@ -304,6 +304,37 @@ SKS_AVX2 static void bf16_to_f32_avx2(const sks_bf16 *x, float *out, sks_idx n)
         out[i] = sks_bf16_to_f32_1(x[i]);
 }
 
+SKS_AVX2 static void adam_avx2(float *w, float *m, float *v, float *g, sks_idx n, float lr,
+                               float b1, float b2, float eps, float shrink)
+{
+    const __m256 vb1 = _mm256_set1_ps(b1), vc1 = _mm256_set1_ps(1.0f - b1);
+    const __m256 vb2 = _mm256_set1_ps(b2), vc2 = _mm256_set1_ps(1.0f - b2);
+    const __m256 vlr = _mm256_set1_ps(lr), veps = _mm256_set1_ps(eps);
+    const __m256 vsh = _mm256_set1_ps(shrink), zero = _mm256_setzero_ps();
+    sks_idx i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gi = _mm256_loadu_ps(g + i);
+        __m256 mi = _mm256_fmadd_ps(vb1, _mm256_loadu_ps(m + i), _mm256_mul_ps(vc1, gi));
+        __m256 vi = _mm256_fmadd_ps(vb2, _mm256_loadu_ps(v + i),
+                                    _mm256_mul_ps(vc2, _mm256_mul_ps(gi, gi)));
+        __m256 step = _mm256_div_ps(_mm256_mul_ps(vlr, mi),
+                                    _mm256_add_ps(_mm256_sqrt_ps(vi), veps));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), vsh), step));
+        _mm256_storeu_ps(g + i, zero);
+    }
+    for (; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * shrink - lr * mi / (sqrtf(vi) + eps);
+        g[i] = 0.0f;
+    }
+}
+
 const sks_kernels sks_kernels_avx2 = {
     SKS_ISA_AVX2,
     dot_avx2,
@@ -316,6 +347,7 @@ const sks_kernels sks_kernels_avx2 = {
     topk_avx2,
     f32_to_bf16_avx2,
     bf16_to_f32_avx2,
+    adam_avx2,
 };
 
 #endif /* SKS_BUILD_AVX2 */

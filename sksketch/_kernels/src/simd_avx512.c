@@ -303,6 +303,30 @@ SKS_AVX512 static void bf16_to_f32_avx512(const sks_bf16 *x, float *out, sks_idx
     }
 }
 
+SKS_AVX512 static void adam_avx512(float *w, float *m, float *v, float *g, sks_idx n, float lr,
+                                   float b1, float b2, float eps, float shrink)
+{
+    const __m512 vb1 = _mm512_set1_ps(b1), vc1 = _mm512_set1_ps(1.0f - b1);
+    const __m512 vb2 = _mm512_set1_ps(b2), vc2 = _mm512_set1_ps(1.0f - b2);
+    const __m512 vlr = _mm512_set1_ps(lr), veps = _mm512_set1_ps(eps);
+    const __m512 vsh = _mm512_set1_ps(shrink), zero = _mm512_setzero_ps();
+    sks_idx i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = mask16(n - i);
+        __m512 gi = _mm512_maskz_loadu_ps(mk, g + i);
+        __m512 mi = _mm512_fmadd_ps(vb1, _mm512_maskz_loadu_ps(mk, m + i), _mm512_mul_ps(vc1, gi));
+        __m512 vi = _mm512_fmadd_ps(vb2, _mm512_maskz_loadu_ps(mk, v + i),
+                                    _mm512_mul_ps(vc2, _mm512_mul_ps(gi, gi)));
+        __m512 step = _mm512_div_ps(_mm512_mul_ps(vlr, mi),
+                                    _mm512_add_ps(_mm512_sqrt_ps(vi), veps));
+        _mm512_mask_storeu_ps(m + i, mk, mi);
+        _mm512_mask_storeu_ps(v + i, mk, vi);
+        _mm512_mask_storeu_ps(
+            w + i, mk, _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, w + i), vsh), step));
+        _mm512_mask_storeu_ps(g + i, mk, zero);
+    }
+}
+
 const sks_kernels sks_kernels_avx512 = {
     SKS_ISA_AVX512,
     dot_avx512,
@@ -315,6 +339,7 @@ const sks_kernels sks_kernels_avx512 = {
     topk_avx512,
     f32_to_bf16_avx512,
     bf16_to_f32_avx512,
+    adam_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -383,6 +408,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     topk_avx512,
     f32_to_bf16_avx512,
     bf16_to_f32_avx512,
+    adam_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

@@ -123,6 +123,21 @@ static void bf16_to_f32_scalar(const sks_bf16 *x, float *out, sks_idx n)
         out[i] = sks_bf16_to_f32_1(x[i]);
 }
 
+static void adam_scalar(float *w, float *m, float *v, float *g, sks_idx n, float lr,
+                        float b1, float b2, float eps, float shrink)
+{
+    sks_idx i;
+    for (i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * shrink - lr * mi / (sqrtf(vi) + eps);
+        g[i] = 0.0f;
+    }
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -135,4 +150,5 @@ const sks_kernels sks_kernels_scalar = {
     topk_scalar,
     f32_to_bf16_scalar,
     bf16_to_f32_scalar,
+    adam_scalar,
 };
