@@ -742,10 +742,16 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ prediction
 
+    def _predict_threads(self, n_rows):
+        # Waking a thread team costs more than a few rows of work (and the
+        # OpenMP and BLAS pools then contend for the cores): small calls,
+        # such as single-row latency-bound ones, run on the calling thread.
+        return max(1, min(self._n_threads(), n_rows // 32))
+
     def _hidden(self, X):
         return _slide.hidden_forward(
             X.indptr, X.indices, X.data, self.input_weights_, self.input_bias_,
-            self._n_threads(),
+            self._predict_threads(X.shape[0]),
         )
 
     def _check_predict_X(self, X):
@@ -759,7 +765,7 @@ class SLIDEClassifier(ClassifierMixin, BaseEstimator):
         """Top-k label ids and scores per row, without an n_samples x n_labels array."""
         L = len(self.classes_)
         k = min(k, L)
-        n_threads = self._n_threads()
+        n_threads = self._predict_threads(X.shape[0])
         hidden = self._hidden(X)
         if self.inference == "lsh" and self._uses_lsh():
             tables = self._inference_tables()

@@ -26,7 +26,7 @@ def test_demo_trains_and_reports(capsys):
 def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "sksketch", *SMALL], capture_output=True,
                          text=True, check=True).stdout
-    assert "inference='full': P@1" in out and "inference='lsh': P@1" in out
+    assert "inference='full' (exact scores): P@1" in out and "inference='lsh'" in out
 
 
 @pytest.mark.parametrize("argv", [[], ["nope"], ["demo", "--n-labels", "0"],
