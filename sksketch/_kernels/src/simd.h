@@ -17,6 +17,7 @@
 #ifndef SKS_SIMD_H
 #define SKS_SIMD_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,6 +95,21 @@ static inline sks_bf16 sks_f32_to_bf16_1(float f)
         return (sks_bf16)((v.u >> 16) | 0x40u);
     v.u += 0x7fffu + ((v.u >> 16) & 1u);
     return (sks_bf16)(v.u >> 16);
+}
+
+/* Scalar Adam on elements [i, n) of a row, for tails (see sks_kernels.adam). */
+static inline void sks_adam_tail(float *w, float *m, float *v, float *g, sks_idx i, sks_idx n,
+                                 float lr, float b1, float b2, float eps, float shrink)
+{
+    for (; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * shrink - lr * mi / (sqrtf(vi) + eps);
+        g[i] = 0.0f;
+    }
 }
 
 static inline float sks_bf16_to_f32_1(sks_bf16 h)

@@ -324,15 +324,7 @@ SKS_AVX2 static void adam_avx2(float *w, float *m, float *v, float *g, sks_idx n
         _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), vsh), step));
         _mm256_storeu_ps(g + i, zero);
     }
-    for (; i < n; i++) {
-        float gi = g[i];
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = w[i] * shrink - lr * mi / (sqrtf(vi) + eps);
-        g[i] = 0.0f;
-    }
+    sks_adam_tail(w, m, v, g, i, n, lr, b1, b2, eps, shrink);
 }
 
 const sks_kernels sks_kernels_avx2 = {

@@ -126,16 +126,7 @@ static void bf16_to_f32_scalar(const sks_bf16 *x, float *out, sks_idx n)
 static void adam_scalar(float *w, float *m, float *v, float *g, sks_idx n, float lr,
                         float b1, float b2, float eps, float shrink)
 {
-    sks_idx i;
-    for (i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = w[i] * shrink - lr * mi / (sqrtf(vi) + eps);
-        g[i] = 0.0f;
-    }
+    sks_adam_tail(w, m, v, g, 0, n, lr, b1, b2, eps, shrink);
 }
 
 const sks_kernels sks_kernels_scalar = {
