@@ -414,3 +414,25 @@ def test_invalid_inputs():
         SLIDEClassifier().fit(X[:10], np.zeros(10))
     with pytest.raises(ValueError, match="NaN|infinity"):
         SLIDEClassifier().fit(np.full((4, 2), np.nan), [0, 1, 0, 1])
+
+
+def test_lsh_predictions_between_partial_fits_do_not_change_training():
+    X, Y = make_xc(n_samples=1200, n_labels=1500)
+    classes = np.arange(Y.shape[1])
+    params = dict(random_state=0, min_active_labels=100, inference="lsh", rehash_interval=3)
+    a, b = SLIDEClassifier(**params), SLIDEClassifier(**params)
+    for start in range(0, 1200, 400):
+        chunk = slice(start, start + 400)
+        a.partial_fit(X[chunk], Y[chunk], classes=classes)
+        b.partial_fit(X[chunk], Y[chunk], classes=classes)
+        b.predict_topk(X[:50], k=3)  # builds inference tables from the current weights
+    np.testing.assert_array_equal(a.output_weights_, b.output_weights_)
+    la, sa = a.predict_topk(X[:200], k=3)
+    lb, sb = b.predict_topk(X[:200], k=3)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(sa, sb)
+    # the inference tables follow the final weights, and pickling keeps them
+    c = pickle.loads(pickle.dumps(b))
+    lc, sc = c.predict_topk(X[:200], k=3)
+    np.testing.assert_array_equal(lb, lc)
+    np.testing.assert_array_equal(sb, sc)
