@@ -224,6 +224,21 @@ def test_topk_lsh_scores_exactly_its_candidates():
         np.testing.assert_allclose(val[i], scores[best], rtol=1e-5, atol=1e-5)
 
 
+def test_topk_lsh_pads_rows_with_too_few_candidates():
+    rng = np.random.default_rng(4)
+    W2 = rng.standard_normal((300, 16)).astype(np.float32)
+    b2 = np.zeros(300, dtype=np.float32)
+    hidden = np.maximum(rng.standard_normal((30, 16)), 0).astype(np.float32)
+    tables = LSHTables("simhash", 16, 12, 2, seed=1)  # selective: few candidates
+    tables.build(W2)
+    k = 250
+    idx, val, n_cand = _slide.topk_lsh(tables, hidden, W2, b2, np.zeros(0, np.int32), k, k, 2)
+    for i in range(30):
+        n = min(int(n_cand[i]), k)
+        assert np.all(idx[i, :n] >= 0) and np.all(np.isfinite(val[i, :n]))
+        assert np.all(idx[i, n:] == -1) and np.all(val[i, n:] == -np.inf)
+
+
 # ------------------------------------------------------------------- estimator
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport logf
+from libc.math cimport INFINITY, logf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -290,11 +290,12 @@ def topk_lsh(LSHTables tables, const float[:, ::1] hidden, const float[:, ::1] W
     """Top-k among each row's LSH candidates only.
 
     Rows with fewer than k candidates are completed from `fallback` (labels in
-    order of preference, e.g. by training frequency), so every row gets k.
+    order of preference, e.g. by training frequency), so every row gets k; if
+    even that leaves fewer than k, the row ends with ids -1 and scores -inf.
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
-    cdef Py_ssize_t i, j, n_cand, cap
+    cdef Py_ssize_t i, j, n_cand, cap, n_top
     cdef int n_hashes = tables.n_hashes_per_table * tables.n_tables
     cdef int tid
     k = min(k, L)
@@ -337,9 +338,13 @@ def topk_lsh(LSHTables tables, const float[:, ::1] hidden, const float[:, ::1] W
             K.gather_dot(&hidden[i, 0], &W2[0, 0], H, cand, n_cand, H, sc)
             for j in range(n_cand):
                 sc[j] = sc[j] + b2[cand[j]]
-            K.topk(sc, n_cand, k, pos, &vv[i, 0])
-            for j in range(k):
+            n_top = K.topk(sc, n_cand, k, pos, &vv[i, 0])
+            for j in range(n_top):
                 iv[i, j] = cand[pos[j]]
+            # fewer candidates than k (a short fallback): -1 and -inf pad the row
+            for j in range(n_top, k):
+                iv[i, j] = -1
+                vv[i, j] = -INFINITY
         free(cand)
         free(sc)
         free(pos)
