@@ -38,12 +38,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 import sksketch
 from sksketch import SLIDEClassifier
 from sksketch.datasets import load_xc
 from sksketch.metrics import precision_at_k
+from sksketch.metrics._ranking import _ranked_topk
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SKSKETCH_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -69,13 +69,9 @@ SYNTH_PARAMS = dict(
 )
 
 
-def _precisions(Y_true, labels, scores, n_labels):
-    """P@1, P@3, P@5 from top-k label ids and their scores."""
-    n, k = labels.shape
-    rows = np.repeat(np.arange(n), k)
-    # rank-preserving positive scores, so that stored entries are all kept
-    ranked = sp.csr_matrix((np.tile(np.arange(k, 0, -1), n).astype(float),
-                            (rows, labels.ravel())), shape=(n, n_labels))
+def _precisions(Y_true, labels, n_labels):
+    """P@1, P@3, P@5 from top-5 label ids, best first."""
+    ranked = _ranked_topk(labels, n_labels)
     return [precision_at_k(Y_true, ranked, k=j) for j in (1, 3, 5)]
 
 
@@ -114,13 +110,12 @@ def section_quality(args):
                     model.fit(X, Y[:, keep].toarray())
             elapsed = time.perf_counter() - started
             if isinstance(model, SLIDEClassifier):
-                labels, scores = model.predict_topk(Xt, k=5)
+                labels, _ = model.predict_topk(Xt, k=5)
             else:
                 proba = np.zeros((Xt.shape[0], L))
                 proba[:, keep] = model.predict_proba(Xt)
                 labels = np.argsort(-proba, axis=1, kind="stable")[:, :5]
-                scores = np.take_along_axis(proba, labels, axis=1)
-            p = _precisions(Yt, labels, scores, L)
+            p = _precisions(Yt, labels, L)
             print(f"{name:<10} {label:<44} {p[0]:>7.4f} {p[1]:>7.4f} {p[2]:>7.4f} {elapsed:>8.1f}")
 
 

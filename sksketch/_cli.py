@@ -3,13 +3,17 @@
 import argparse
 import sys
 import time
+import warnings
 
 
 def _demo(args):
 
+    from sklearn.exceptions import ConvergenceWarning
+
     from . import SLIDEClassifier, show_config
     from .datasets import make_extreme_classification
     from .metrics import precision_at_k
+    from .metrics._ranking import _ranked_topk
 
     cfg = show_config("dicts")
     print(f"sksketch {cfg['sksketch']['version']}: SIMD {cfg['simd']['active_isa']}, "
@@ -29,10 +33,6 @@ def _demo(args):
                           random_state=args.random_state, verbose=1)
     print(f"training {clf!r}", flush=True)
     started = time.perf_counter()
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, Y)
@@ -46,25 +46,12 @@ def _demo(args):
         started = time.perf_counter()
         labels, scores = clf.predict_topk(Xt, k=5)
         seconds = time.perf_counter() - started
-        ranked = _ranked(labels, args.n_labels)
+        ranked = _ranked_topk(labels, args.n_labels)
         p = [precision_at_k(Yt, ranked, k=k) for k in (1, 3, 5)]
         note = "exact scores" if mode == "full" else "only the labels the hash tables return"
         print(f"test, inference={mode!r} ({note}): P@1 {p[0]:.4f}  P@3 {p[1]:.4f}  P@5 {p[2]:.4f}  "
               f"({Xt.shape[0] / seconds:,.0f} rows/s)", flush=True)
     return 0
-
-
-def _ranked(labels, n_labels):
-    """Top-k label ids as a sparse score matrix that keeps their order."""
-    import numpy as np
-    import scipy.sparse as sp
-
-    n, k = labels.shape
-    return sp.csr_matrix(
-        (np.tile(np.arange(k, 0, -1, dtype=np.float32), n),
-         (np.repeat(np.arange(n), k), labels.ravel())),
-        shape=(n, n_labels),
-    )
 
 
 def main(argv=None):

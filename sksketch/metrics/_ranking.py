@@ -26,6 +26,21 @@ from sklearn.utils.validation import _check_sample_weight
 _CHUNK_ENTRIES = 1 << 22
 
 
+def _ranked_topk(ids, n_labels):
+    """Top-k column ids per row, best first, as sparse rank-preserving scores.
+
+    The stored values are k, k-1, ..., 1 (all positive, so every entry is
+    kept), which the metrics rank exactly as the given order.
+    """
+    ids = np.asarray(ids)
+    n, k = ids.shape
+    return sp.csr_matrix(
+        (np.tile(np.arange(k, 0, -1, dtype=np.float64), n),
+         (np.repeat(np.arange(n), k), ids.ravel())),
+        shape=(n, n_labels),
+    )
+
+
 def _check_y_true(y_true):
     if sp.issparse(y_true):
         y_true = sp.csr_matrix(y_true)

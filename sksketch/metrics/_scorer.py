@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from ._ranking import ndcg_at_k, precision_at_k, psp_at_k, recall_at_k
+from ._ranking import _ranked_topk, ndcg_at_k, precision_at_k, psp_at_k, recall_at_k
 
 _METRICS = {
     "precision": precision_at_k,
@@ -48,16 +48,10 @@ class _TopKScorer:
         """Ranked scores of X: sparse from predict_topk when available."""
         classes = getattr(estimator, "classes_", None)
         if hasattr(estimator, "predict_topk"):
-            labels, scores = estimator.predict_topk(X, self.k)
-            n, k = labels.shape
+            labels, _ = estimator.predict_topk(X, self.k)
             order = np.argsort(classes, kind="stable")
-            pos = order[np.searchsorted(classes[order], labels.ravel())]
-            # Rank-preserving positive values: every top-k entry is stored.
-            ranks = np.tile(np.arange(k, 0, -1, dtype=np.float64), n)
-            y_score = sp.csr_matrix(
-                (ranks, (np.repeat(np.arange(n), k), pos)), shape=(n, len(classes))
-            )
-            return y_score, classes
+            pos = order[np.searchsorted(classes[order], labels)]
+            return _ranked_topk(pos, len(classes)), classes
         if hasattr(estimator, "decision_function"):
             scores = estimator.decision_function(X)
         else:
