@@ -164,6 +164,11 @@ def _check_same_length(a, b, name_a, name_b):
         )
 
 
+def _check_width(length, name, n_columns):
+    if length != n_columns:
+        raise ValueError(f"{name} has length {length} but weights has {n_columns} columns")
+
+
 def dot(const float[::1] x, const float[::1] y, isa=None, Py_ssize_t repeat=1):
     """``sum(x * y)`` of two float32 vectors."""
     _check_same_length(x, y, "x", "y")
@@ -223,10 +228,7 @@ def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                        Py_ssize_t repeat=1):
     """``out += sum_j values[j] * weights[indices[j]]`` in place."""
     _check_same_length(indices, values, "indices", "values")
-    if out.shape[0] != weights.shape[1]:
-        raise ValueError(
-            f"out has length {out.shape[0]} but weights has {weights.shape[1]} columns"
-        )
+    _check_width(out.shape[0], "out", weights.shape[1])
     _check_rows(indices, weights.shape[0], "indices")
     cdef const sks_kernels *K = _table(isa)
     _check_repeat(repeat)
@@ -240,10 +242,7 @@ def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
 def gather_dot(const float[::1] x, const float[:, ::1] weights,
                const int32_t[::1] rows, isa=None, Py_ssize_t repeat=1):
     """``weights[rows] @ x`` without forming ``weights[rows]``."""
-    if x.shape[0] != weights.shape[1]:
-        raise ValueError(
-            f"x has length {x.shape[0]} but weights has {weights.shape[1]} columns"
-        )
+    _check_width(x.shape[0], "x", weights.shape[1])
     _check_rows(rows, weights.shape[0], "rows")
     cdef const sks_kernels *K = _table(isa)
     _check_repeat(repeat)
@@ -259,10 +258,7 @@ def gather_dot(const float[::1] x, const float[:, ::1] weights,
 def gather_dot_bf16(const uint16_t[::1] x, const uint16_t[:, ::1] weights,
                     const int32_t[::1] rows, isa=None, Py_ssize_t repeat=1):
     """``weights[rows] @ x`` on bfloat16 (raw uint16) inputs, float32 result."""
-    if x.shape[0] != weights.shape[1]:
-        raise ValueError(
-            f"x has length {x.shape[0]} but weights has {weights.shape[1]} columns"
-        )
+    _check_width(x.shape[0], "x", weights.shape[1])
     _check_rows(rows, weights.shape[0], "rows")
     cdef const sks_kernels *K = _table(isa)
     _check_repeat(repeat)

@@ -143,7 +143,7 @@ def load_xc(path, *, dtype=np.float32):
     return X, Y
 
 
-def _csr64(M, name):
+def _csr64(M):
     M = sp.csr_matrix(M)
     M.sum_duplicates()
     M.sort_indices()
@@ -189,8 +189,8 @@ def dump_xc(X, Y, path):
         raise ValueError("X contains NaN or infinity (or values that overflow float32)")
     if Y.nnz and not np.all(Y.data == 1):
         raise ValueError("Y must be a binary indicator matrix (values 0 and 1)")
-    x_indptr, x_indices, x_data = _csr64(X, "X")
-    y_indptr, y_indices, _ = _csr64(Y, "Y")
+    x_indptr, x_indices, x_data = _csr64(X)
+    y_indptr, y_indices, _ = _csr64(Y)
     x_data = np.ascontiguousarray(x_data, dtype=np.float32)
     n = X.shape[0]
     folder = os.path.dirname(os.path.abspath(os.fspath(path)))
