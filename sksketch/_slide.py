@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._kernels import _openmp, _slide
 from ._kernels._lsh import LSHTables
+from .base import VersionedStateMixin
 
 # Stamps mark labels already in an example's active set; they are per thread
 # and must never wrap around, so they are reset well before 2**32.
@@ -57,7 +58,7 @@ def _resolve_count(value, n_labels):
     return int(value)
 
 
-class SLIDEClassifier(ClassifierMixin, BaseEstimator):
+class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
     """Extreme multi-label (and multiclass) classifier trained with SLIDE.
 
     A network ``sparse input -> dense hidden layer (ReLU) -> softmax output over

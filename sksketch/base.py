@@ -1,0 +1,106 @@
+"""Base classes shared by sksketch estimators.
+
+Fitted sksketch models hold arrays whose layout belongs to one release series
+(hash-table buckets, optimiser moments, bfloat16 copies). A pickle therefore
+records the sksketch version that wrote it, and loading it in a release with a
+different layout fails with a clear message instead of producing silently
+wrong predictions.
+
+Compatibility rule: a model loads in any sksketch release with the same
+``major.minor`` version as the one that saved it (patch releases and
+development builds of a series share one layout). Loading across a different
+``major.minor`` raises :class:`IncompatibleVersionError`; setting the
+environment variable ``SKSKETCH_ALLOW_VERSION_MISMATCH=1`` turns the error into
+an :class:`InconsistentVersionWarning` for users who accept the risk.
+"""
+
+import os
+import re
+import warnings
+
+from ._version import __version__
+
+__all__ = ["IncompatibleVersionError", "InconsistentVersionWarning", "VersionedStateMixin"]
+
+_VERSION_KEY = "_sksketch_version"
+_ALLOW_ENV = "SKSKETCH_ALLOW_VERSION_MISMATCH"
+
+
+class IncompatibleVersionError(ValueError):
+    """A pickled model was saved by an incompatible sksketch version.
+
+    Examples
+    --------
+    >>> from sksketch.base import IncompatibleVersionError
+    >>> issubclass(IncompatibleVersionError, ValueError)
+    True
+    """
+
+
+class InconsistentVersionWarning(UserWarning):
+    """A model from another sksketch series was loaded on request.
+
+    Issued instead of :class:`IncompatibleVersionError` when
+    ``SKSKETCH_ALLOW_VERSION_MISMATCH=1`` is set.
+
+    Examples
+    --------
+    >>> from sksketch.base import InconsistentVersionWarning
+    >>> issubclass(InconsistentVersionWarning, UserWarning)
+    True
+    """
+
+
+def _series(version):
+    """``(major, minor)`` of a version string, or None when it has none."""
+    match = re.match(r"\s*(\d+)\.(\d+)", str(version))
+    return None if match is None else (int(match.group(1)), int(match.group(2)))
+
+
+def _check_compatible(saved, current, name):
+    if saved is not None and _series(saved) is not None and _series(saved) == _series(current):
+        return
+    saved_text = "an unknown sksketch version" if saved is None else f"sksketch {saved}"
+    message = (
+        f"This {name} was saved with {saved_text} and cannot be loaded with sksketch "
+        f"{current}: models load only within the same major.minor release series. "
+        f"Install sksketch=={saved if saved is not None else '<the saving version>'} "
+        f"to load it, or retrain it with sksketch {current}. Set "
+        f"{_ALLOW_ENV}=1 to load it anyway at your own risk."
+    )
+    if os.environ.get(_ALLOW_ENV, "") not in ("", "0"):
+        warnings.warn(message, InconsistentVersionWarning, stacklevel=3)
+        return
+    raise IncompatibleVersionError(message)
+
+
+class VersionedStateMixin:
+    """Stamp pickles with the sksketch version and check it on loading.
+
+    Put it left of :class:`sklearn.base.BaseEstimator` in an estimator's bases;
+    it cooperates with scikit-learn's own ``__getstate__``/``__setstate__``
+    through ``super()``.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> import sksketch
+    >>> from sksketch import SLIDEClassifier
+    >>> clf = SLIDEClassifier(n_tables=4)
+    >>> clf.__getstate__()["_sksketch_version"] == sksketch.__version__
+    True
+    >>> pickle.loads(pickle.dumps(clf)).get_params()["n_tables"]
+    4
+    """
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state is None:
+            state = self.__dict__.copy()
+        return dict(state.items(), **{_VERSION_KEY: __version__})
+
+    def __setstate__(self, state):
+        state = dict(state)
+        saved = state.pop(_VERSION_KEY, None)
+        _check_compatible(saved, __version__, type(self).__name__)
+        super().__setstate__(state)
