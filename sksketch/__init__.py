@@ -6,6 +6,7 @@ run-time dispatched AVX-512 / AVX2 paths and a portable fallback.
 
 from ._slide import SLIDEClassifier
 from ._version import __version__
+from ._zeroshot import ZeroShotSoftLabelClassifier
 
 
 def show_config(mode="stdout"):
@@ -33,4 +34,4 @@ def show_config(mode="stdout"):
     return _show_config(mode=mode)
 
 
-__all__ = ["SLIDEClassifier", "__version__", "show_config"]
+__all__ = ["SLIDEClassifier", "ZeroShotSoftLabelClassifier", "__version__", "show_config"]

@@ -31,6 +31,10 @@ EXPECTED_FAILED_CHECKS = {
         "check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD,
         "check_sample_weight_equivalence_on_sparse_data": _MINIBATCH_SGD,
     },
+    "ZeroShotSoftLabelClassifier": {
+        "check_sample_weight_equivalence_on_dense_data": _MINIBATCH_SGD,
+        "check_sample_weight_equivalence_on_sparse_data": _MINIBATCH_SGD,
+    },
 }
 
 
