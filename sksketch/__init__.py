@@ -7,6 +7,7 @@ run-time dispatched AVX-512 / AVX2 paths and a portable fallback.
 from ._slide import SLIDEClassifier
 from ._version import __version__
 from ._zeroshot import ZeroShotSoftLabelClassifier
+from .sampling import NadarayaWatsonSketch
 
 
 def show_config(mode="stdout"):
@@ -34,4 +35,10 @@ def show_config(mode="stdout"):
     return _show_config(mode=mode)
 
 
-__all__ = ["SLIDEClassifier", "ZeroShotSoftLabelClassifier", "__version__", "show_config"]
+__all__ = [
+    "NadarayaWatsonSketch",
+    "SLIDEClassifier",
+    "ZeroShotSoftLabelClassifier",
+    "__version__",
+    "show_config",
+]

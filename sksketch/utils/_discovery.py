@@ -12,7 +12,9 @@ def all_estimators():
     """Every public estimator class defined in sksketch.
 
     Modules and classes whose name starts with an underscore are public when a
-    public module re-exports them; abstract classes are left out.
+    public module re-exports them; abstract classes are left out, and so are
+    classes without ``fit`` (the training-row samplers of ``sksketch.sampling``
+    are parameter holders for estimators, not estimators).
 
     Returns
     -------
@@ -41,6 +43,7 @@ def all_estimators():
                 and obj.__module__.startswith("sksketch.")
                 and not name.startswith("_")
                 and not inspect.isabstract(obj)
+                and callable(getattr(obj, "fit", None))
             ):
                 found[obj] = name
     return sorted(((name, cls) for cls, name in found.items()), key=itemgetter(0))

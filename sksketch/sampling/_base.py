@@ -1,0 +1,296 @@
+"""The sampler protocol: which training rows each mini-batch holds, and their weights.
+
+An estimator trains through a sampler in three calls:
+
+``start(X, loss_fn=None, random_state=None)``
+    at the start of every ``fit`` / ``partial_fit`` call, with that call's
+    training matrix. Learned state (a loss sketch) persists across calls;
+    per-call state (row hashes, probabilities, statistics) is reset.
+``batches(batch_size)``
+    one epoch: ``ceil(n_samples / batch_size)`` pairs ``(indices, weights)``,
+    int64 row ids and float32 importance weights (``1 / (N p_i)``, or
+    self-normalised; exactly 1 for uniform sampling).
+``observe(indices, losses)``
+    the per-example losses the training step just computed for those rows.
+
+:func:`sksketch.sampling.run_epoch` is the one loop that ties them together.
+"""
+
+import numbers
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_random_state
+
+from ..base import VersionedStateMixin
+
+__all__ = ["BaseSampler", "UniformSampler", "check_sampler"]
+
+SAMPLER_NAMES = ("uniform", "nw-sketch", "exact-loss")
+
+
+def _check_batch_size(batch_size):
+    if (
+        not isinstance(batch_size, numbers.Integral)
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _n_rows(X):
+    if sp.issparse(X) or isinstance(X, np.ndarray):
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+        return X.shape[0]
+    raise TypeError(
+        f"X must be a scipy sparse matrix or a NumPy array, got {type(X).__name__}"
+    )
+
+
+class BaseSampler(VersionedStateMixin, BaseEstimator):
+    """Base class of the training-row samplers.
+
+    Subclasses implement :meth:`_epoch_indices` (and, when they learn from
+    losses, :meth:`observe`); this class keeps the per-call state and the
+    per-epoch statistics.
+
+    Attributes
+    ----------
+    n_samples_ : int
+        Rows of the matrix given to the last :meth:`start`.
+    epoch_stats_ : dict
+        Statistics of the last finished epoch: ``n_batches``, ``n_draws``,
+        ``effective_sample_size`` (Kish's ``(sum w)**2 / sum w**2`` over the
+        epoch's draws), ``effective_sample_size_ratio`` (divided by the
+        draws), ``max_weight`` and ``sampler_time`` (seconds spent choosing
+        rows and learning from losses).
+    effective_sample_size_ : list of float
+        ``effective_sample_size`` of every epoch since the sampler was created.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksketch.sampling import BaseSampler
+    >>> class EveryOther(BaseSampler):
+    ...     def _epoch_indices(self, batch_size):
+    ...         order = np.r_[0:self.n_samples_:2, 1:self.n_samples_:2]
+    ...         for start in range(0, self.n_samples_, batch_size):
+    ...             idx = order[start:start + batch_size]
+    ...             yield idx, np.ones(len(idx), dtype=np.float32)
+    >>> sampler = EveryOther().start(np.zeros((5, 2), dtype=np.float32))
+    >>> [idx.tolist() for idx, _ in sampler.batches(3)]
+    [[0, 2, 4], [1, 3]]
+    """
+
+    def start(self, X, *, loss_fn=None, random_state=None):
+        """Begin a ``fit`` / ``partial_fit`` call on the training matrix `X`.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+            The call's training rows (CSR float32 with int32 indices, or a
+            C-contiguous float32 array, as the estimators pass them).
+        loss_fn : callable, default=None
+            ``loss_fn(indices) -> float32 array``: the current model's loss on
+            those rows. Only samplers that need exact losses call it.
+        random_state : RandomState, default=None
+            The estimator's generator; when None the sampler's own
+            ``random_state`` parameter seeds one.
+
+        Returns
+        -------
+        self : BaseSampler
+        """
+        n_samples = _n_rows(X)
+        if n_samples < 1:
+            raise ValueError("X must have at least one row")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
+        if random_state is None:
+            random_state = check_random_state(getattr(self, "random_state", None))
+        elif not isinstance(random_state, np.random.RandomState):
+            random_state = check_random_state(random_state)
+        self.n_samples_ = n_samples
+        self._X = X
+        self._loss_fn = loss_fn
+        self._rng = random_state
+        self._start(X)
+        if not hasattr(self, "effective_sample_size_"):
+            self.effective_sample_size_ = []
+        return self
+
+    def _start(self, X):
+        """Per-call preparation of a subclass (hashing rows, for example)."""
+
+    def batches(self, batch_size):
+        """One epoch of mini-batches.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch (the last batch holds the remainder).
+
+        Yields
+        ------
+        indices : ndarray of shape (n_batch,), dtype=int64
+            Row ids into the matrix given to :meth:`start`.
+        weights : ndarray of shape (n_batch,), dtype=float32
+            Importance weights of those rows.
+        """
+        if not hasattr(self, "_rng"):
+            raise RuntimeError(f"{type(self).__name__}.start must be called before batches")
+        batch_size = _check_batch_size(batch_size)
+        n_batches = 0
+        n_draws = 0
+        sum_w = 0.0
+        sum_w2 = 0.0
+        max_w = 0.0
+        self._sampler_time = 0.0
+        it = self._epoch_indices(batch_size)
+        while True:
+            tic = time.perf_counter()
+            try:
+                indices, weights = next(it)
+            except StopIteration:
+                self._sampler_time += time.perf_counter() - tic
+                break
+            self._sampler_time += time.perf_counter() - tic
+            n_batches += 1
+            n_draws += len(indices)
+            w64 = weights.astype(np.float64)
+            sum_w += w64.sum()
+            sum_w2 += (w64 * w64).sum()
+            max_w = max(max_w, float(w64.max(initial=0.0)))
+            yield indices, weights
+        ess = sum_w * sum_w / sum_w2 if sum_w2 > 0 else 0.0
+        self.epoch_stats_ = {
+            "n_batches": n_batches,
+            "n_draws": n_draws,
+            "effective_sample_size": ess,
+            "effective_sample_size_ratio": ess / n_draws if n_draws else 0.0,
+            "max_weight": max_w,
+            "sampler_time": self._sampler_time,
+        }
+        self.effective_sample_size_.append(ess)
+
+    def _epoch_indices(self, batch_size):
+        raise NotImplementedError
+
+    def observe(self, indices, losses):
+        """Learn from the losses the training step computed for `indices`.
+
+        Parameters
+        ----------
+        indices : ndarray of shape (n_batch,), dtype=int64
+        losses : ndarray of shape (n_batch,), dtype=float32
+
+        Returns
+        -------
+        self : BaseSampler
+        """
+        return self
+
+    def _timed_observe_begin(self):
+        return time.perf_counter()
+
+    def _timed_observe_end(self, tic):
+        if hasattr(self, "_sampler_time"):
+            self._sampler_time += time.perf_counter() - tic
+
+    def __getstate__(self):
+        # The training matrix and the loss callback belong to one call.
+        state = dict(super().__getstate__())
+        state.pop("_X", None)
+        state.pop("_loss_fn", None)
+        return state
+
+
+class UniformSampler(BaseSampler):
+    """Every row once per epoch, in shuffled (or fixed) order, weight 1.
+
+    Parameters
+    ----------
+    shuffle : bool, default=True
+        Draw a new permutation of the rows every epoch; when False the rows
+        come in order.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the permutations when the estimator does not pass a generator.
+
+    Attributes
+    ----------
+    n_samples_ : int
+    epoch_stats_ : dict
+    effective_sample_size_ : list of float
+        See :class:`BaseSampler`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksketch.sampling import UniformSampler
+    >>> sampler = UniformSampler(shuffle=False).start(np.zeros((5, 2), dtype=np.float32))
+    >>> [(idx.tolist(), w.tolist()) for idx, w in sampler.batches(2)]
+    [([0, 1], [1.0, 1.0]), ([2, 3], [1.0, 1.0]), ([4], [1.0])]
+    """
+
+    def __init__(self, shuffle=True, random_state=None):
+        self.shuffle = shuffle
+        self.random_state = random_state
+
+    def _epoch_indices(self, batch_size):
+        n = self.n_samples_
+        if self.shuffle:
+            order = self._rng.permutation(n).astype(np.int64)
+        else:
+            order = np.arange(n, dtype=np.int64)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, np.ones(len(idx), dtype=np.float32)
+
+
+def check_sampler(sampler):
+    """Resolve an estimator's ``sampler`` parameter into a fresh sampler.
+
+    Parameters
+    ----------
+    sampler : None, str or BaseSampler
+        None or ``"uniform"``: :class:`UniformSampler`; ``"nw-sketch"``:
+        :class:`NWSketchSampler`; ``"exact-loss"``: :class:`ExactLossSampler`;
+        a :class:`BaseSampler` instance is cloned (unfitted copy with the same
+        parameters).
+
+    Returns
+    -------
+    sampler : BaseSampler
+
+    Examples
+    --------
+    >>> from sksketch.sampling import check_sampler
+    >>> type(check_sampler("nw-sketch")).__name__
+    'NWSketchSampler'
+    >>> type(check_sampler(None)).__name__
+    'UniformSampler'
+    """
+    if sampler is None:
+        return UniformSampler()
+    if isinstance(sampler, str):
+        if sampler == "uniform":
+            return UniformSampler()
+        if sampler == "nw-sketch":
+            from ._nw import NWSketchSampler
+
+            return NWSketchSampler()
+        if sampler == "exact-loss":
+            from ._nw import ExactLossSampler
+
+            return ExactLossSampler()
+        raise ValueError(f"sampler must be one of {SAMPLER_NAMES} or a sampler, got {sampler!r}")
+    if isinstance(sampler, BaseSampler):
+        return clone(sampler)
+    raise TypeError(
+        f"sampler must be None, one of {SAMPLER_NAMES} or a BaseSampler instance, "
+        f"got {type(sampler).__name__}"
+    )

@@ -1,0 +1,484 @@
+"""Loss-proportional samplers and the Nadaraya-Watson loss sketch.
+
+``NWSketchSampler`` learns each example's loss as a function of its input with
+a sketch of the Nadaraya-Watson kernel regression
+``L(q) = sum_i k(x_i, q) l_i / sum_i k(x_i, q)``, ``k`` the SimHash collision
+probability ``(1 - angle / pi) ** n_hash_bits``: ``n_rows`` hash functions
+each send an example to one of ``n_buckets`` buckets holding a loss sum and a
+count; a query averages the sums and counts of its buckets. The training step's
+own losses feed the sketch, so estimating every example's loss costs ``n_rows``
+look-ups and no forward pass. ``ExactLossSampler`` is the expensive baseline:
+it recomputes the model's true loss on every row at every refresh.
+
+Both draw rows with probability ``p_i = (1 - uniform_mix) * L_i / sum_j L_j +
+uniform_mix / N`` (with replacement) and weight them by ``1 / (N p_i)``, which
+keeps the weighted gradient an unbiased estimate of the full-data gradient.
+"""
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..base import VersionedStateMixin
+from ._base import BaseSampler
+from ._sketch import SketchCore
+
+__all__ = ["ExactLossSampler", "NWSketchSampler", "NadarayaWatsonSketch"]
+
+WEIGHTINGS = ("importance", "self-normalised")
+_LOSS_CHUNK = 8192
+
+
+def _check_int(value, name, low, high=None):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return int(value)
+
+
+def _check_float(value, name, low, high, low_open=False):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not (low < value if low_open else low <= value) or not value <= high:
+        left = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {left}{low}, {high}], got {value}")
+    return value
+
+
+def _check_sketch_params(est):
+    n_rows = _check_int(est.n_rows, "n_rows", 1, 4096)
+    n_hash_bits = _check_int(est.n_hash_bits, "n_hash_bits", 1, 30)
+    if est.n_buckets is None:
+        n_buckets = 1 << n_hash_bits
+    else:
+        n_buckets = _check_int(est.n_buckets, "n_buckets", 1, 1 << n_hash_bits)
+    if est.projection_dim is not None:
+        _check_int(est.projection_dim, "projection_dim", 1)
+    return n_rows, n_hash_bits, n_buckets
+
+
+def _as_float32_rows(X):
+    """CSR float32 with int32 indices, or C-contiguous float32."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32)
+        if X.indices.dtype != np.int32 or X.indptr.dtype != np.int32:
+            X = sp.csr_matrix(
+                (X.data, X.indices.astype(np.int32), X.indptr.astype(np.int32)), shape=X.shape
+            )
+        X.sort_indices()
+        return X
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+class _ProbabilitySampler(BaseSampler):
+    """Draws rows in proportion to a per-row loss score mixed with uniform."""
+
+    def _validate_sampling_params(self):
+        self._eps = _check_float(self.uniform_mix, "uniform_mix", 0.0, 1.0)
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.refresh_interval is not None:
+            _check_int(self.refresh_interval, "refresh_interval", 1)
+
+    def _scores(self):
+        raise NotImplementedError
+
+    def _refresh(self):
+        n = self.n_samples_
+        scores = np.asarray(self._scores(), dtype=np.float64)
+        scores = np.where(np.isfinite(scores), np.maximum(scores, 0.0), 0.0)
+        total = scores.sum()
+        if total > 0 and self._eps < 1.0:
+            p = (1.0 - self._eps) * scores / total + self._eps / n
+        else:
+            p = np.full(n, 1.0 / n)
+        self.probabilities_ = p
+        self._cdf = np.cumsum(p)
+        self._inv_np = (1.0 / (n * p)).astype(np.float32)
+
+    def _epoch_indices(self, batch_size):
+        n = self.n_samples_
+        self._epoch_begin()
+        interval = self.refresh_interval
+        for b, start in enumerate(range(0, n, batch_size)):
+            if b == 0 or (interval is not None and b % interval == 0):
+                self._refresh()
+            size = min(batch_size, n - start)
+            u = self._rng.random_sample(size) * self._cdf[-1]
+            idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), n - 1)
+            idx = idx.astype(np.int64)
+            w = self._inv_np[idx]
+            if self.weighting == "self-normalised":
+                w = (w / w.mean(dtype=np.float64)).astype(np.float32)
+            yield idx, w
+
+    def _epoch_begin(self):
+        """Per-epoch hook (decay of a sketch, for example)."""
+
+
+class NWSketchSampler(_ProbabilitySampler):
+    """Draw rows by a Nadaraya-Watson sketch of their loss.
+
+    Parameters
+    ----------
+    n_rows : int, default=32
+        Hash functions (sketch rows, ``R``); the estimate's error shrinks
+        exponentially with them.
+    n_hash_bits : int, default=8
+        SimHash bits per row (``K``): the kernel is
+        ``(1 - angle / pi) ** n_hash_bits``, larger means more local.
+    n_buckets : int, default=None
+        Buckets per row (``W``); None means ``2 ** n_hash_bits``, smaller
+        values fold the codes modulo ``n_buckets``. Memory is
+        ``2 * n_rows * n_buckets`` floats whatever the dataset size.
+    uniform_mix : float, default=0.1
+        Share ``epsilon`` of the uniform distribution in the sampling
+        probabilities, so every row keeps ``p_i >= epsilon / N``.
+    weighting : {"importance", "self-normalised"}, default="importance"
+        ``"importance"``: weights ``1 / (N p_i)`` (unbiased gradient);
+        ``"self-normalised"``: the same divided by their batch mean (biased,
+        lower variance).
+    projection_dim : int, default=None
+        Hash a fixed Gaussian random projection of the input to this many
+        dimensions instead of the input itself.
+    decay : float, default=0.5
+        Factor multiplying the sketch's sums and counts at the start of every
+        epoch after the first, so losses of an older model fade; 1 keeps
+        everything, 0 forgets the previous epochs.
+    refresh_interval : int, default=None
+        Batches between recomputing the sampling probabilities from the
+        sketch; None recomputes them once per epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the hash functions and draws when the estimator does not pass
+        a generator.
+
+    Attributes
+    ----------
+    sketch_ : object
+        The sketch kernel (sums and counts); kept across ``start`` calls.
+    probabilities_ : ndarray of shape (n_samples,)
+        The last sampling distribution.
+    epoch_stats_ : dict
+    effective_sample_size_ : list of float
+        See :class:`BaseSampler`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksketch.sampling import NWSketchSampler, run_epoch
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(200, 5).astype(np.float32)
+    >>> loss = (X[:, 0] > 1).astype(np.float32) + 0.01
+    >>> sampler = NWSketchSampler(random_state=0).start(X)
+    >>> for epoch in range(2):
+    ...     stats = run_epoch(sampler, 50, lambda idx, w: loss[idx])
+    >>> bool(sampler.probabilities_[X[:, 0] > 1].mean()
+    ...      > 3 * sampler.probabilities_[X[:, 0] < 0].mean())
+    True
+    """
+
+    def __init__(
+        self,
+        n_rows=32,
+        n_hash_bits=8,
+        n_buckets=None,
+        uniform_mix=0.1,
+        weighting="importance",
+        projection_dim=None,
+        decay=0.5,
+        refresh_interval=None,
+        random_state=None,
+    ):
+        self.n_rows = n_rows
+        self.n_hash_bits = n_hash_bits
+        self.n_buckets = n_buckets
+        self.uniform_mix = uniform_mix
+        self.weighting = weighting
+        self.projection_dim = projection_dim
+        self.decay = decay
+        self.refresh_interval = refresh_interval
+        self.random_state = random_state
+
+    def _start(self, X):
+        self._validate_sampling_params()
+        n_rows, n_hash_bits, n_buckets = _check_sketch_params(self)
+        self._decay = _check_float(self.decay, "decay", 0.0, 1.0)
+        if getattr(self, "sketch_", None) is None:
+            seed_rng = (
+                self._rng if self.random_state is None else check_random_state(self.random_state)
+            )
+            self.sketch_ = SketchCore(
+                X.shape[1], n_rows, n_hash_bits, n_buckets, self.projection_dim, seed_rng
+            )
+        elif self.sketch_.n_features != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but this sampler's sketch was built "
+                f"for {self.sketch_.n_features}"
+            )
+        self._codes = self.sketch_.hash(_as_float32_rows(X))
+        self._n_epochs = 0
+
+    def _epoch_begin(self):
+        if self._n_epochs > 0 and self._decay < 1.0:
+            self.sketch_.scale(self._decay)
+        self._n_epochs += 1
+
+    def _scores(self):
+        return self.sketch_.query(self._codes)
+
+    def observe(self, indices, losses):
+        tic = self._timed_observe_begin()
+        indices = np.asarray(indices, dtype=np.int64)
+        losses = np.asarray(losses, dtype=np.float32)
+        if indices.shape != losses.shape:
+            raise ValueError(
+                f"indices and losses must have the same shape, got {indices.shape} and "
+                f"{losses.shape}"
+            )
+        self.sketch_.insert(self._codes[indices], losses)
+        self._timed_observe_end(tic)
+        return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_codes", None)
+        return state
+
+
+class ExactLossSampler(_ProbabilitySampler):
+    """Draw rows by the model's true current loss (recomputed at every refresh).
+
+    The dynamic baseline: each refresh runs the model on every training row
+    through the ``loss_fn`` the estimator passes to :meth:`start`, an extra
+    forward pass over the data.
+
+    Parameters
+    ----------
+    uniform_mix : float, default=0.1
+        Share of the uniform distribution in the sampling probabilities.
+    weighting : {"importance", "self-normalised"}, default="importance"
+        As in :class:`NWSketchSampler`.
+    refresh_interval : int, default=None
+        Batches between recomputing the losses; None means once per epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draws when the estimator does not pass a generator.
+
+    Attributes
+    ----------
+    probabilities_ : ndarray of shape (n_samples,)
+    epoch_stats_ : dict
+    effective_sample_size_ : list of float
+        See :class:`BaseSampler`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksketch.sampling import ExactLossSampler
+    >>> loss = np.array([0.0, 0.0, 0.0, 9.0], dtype=np.float32)
+    >>> sampler = ExactLossSampler(uniform_mix=0.2, random_state=0)
+    >>> _ = sampler.start(np.eye(4, dtype=np.float32), loss_fn=lambda idx: loss[idx])
+    >>> batches = list(sampler.batches(4))
+    >>> sampler.probabilities_.round(2).tolist()
+    [0.05, 0.05, 0.05, 0.85]
+    """
+
+    def __init__(
+        self, uniform_mix=0.1, weighting="importance", refresh_interval=None, random_state=None
+    ):
+        self.uniform_mix = uniform_mix
+        self.weighting = weighting
+        self.refresh_interval = refresh_interval
+        self.random_state = random_state
+
+    def _start(self, X):
+        self._validate_sampling_params()
+        if self._loss_fn is None:
+            raise ValueError(
+                "ExactLossSampler needs loss_fn: the estimator must pass the model's "
+                "per-example loss to start()"
+            )
+
+    def _scores(self):
+        n = self.n_samples_
+        out = np.empty(n, dtype=np.float64)
+        for start in range(0, n, _LOSS_CHUNK):
+            idx = np.arange(start, min(n, start + _LOSS_CHUNK), dtype=np.int64)
+            losses = np.asarray(self._loss_fn(idx), dtype=np.float64).reshape(-1)
+            if losses.shape[0] != idx.shape[0]:
+                raise ValueError(
+                    f"loss_fn returned {losses.shape[0]} losses for {idx.shape[0]} rows"
+                )
+            out[idx] = losses
+        return out
+
+
+class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
+    """Nadaraya-Watson kernel regression in a fixed-size sketch.
+
+    Estimates ``L(q) = sum_i k(x_i, q) y_i / sum_i k(x_i, q)`` with ``k`` the
+    SimHash collision probability ``(1 - angle(x_i, q) / pi) ** n_hash_bits``:
+    ``n_rows`` hash functions each map a row to one of ``n_buckets`` buckets
+    that keep a sum of targets and a count; a prediction divides the summed
+    sums of its buckets by their summed counts. Memory is
+    ``2 * n_rows * n_buckets`` floats, independent of the rows seen; an
+    update and a prediction cost ``n_rows * n_hash_bits`` projections per row.
+    Rows whose buckets are all empty get the mean of the targets seen.
+
+    Parameters
+    ----------
+    n_rows : int, default=32
+        Hash functions (sketch rows).
+    n_hash_bits : int, default=8
+        SimHash bits per hash function.
+    n_buckets : int, default=None
+        Buckets per row; None means ``2 ** n_hash_bits``.
+    decay : float, default=1.0
+        Factor multiplying the sums and counts before each :meth:`update`,
+        so older targets fade exponentially; 1 keeps them all.
+    projection_dim : int, default=None
+        Hash a fixed Gaussian random projection of the input to this many
+        dimensions instead of the input itself.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the hash functions.
+
+    Attributes
+    ----------
+    sketch_ : object
+        The sketch kernel.
+    n_features_in_ : int
+    sums_ : ndarray of shape (n_rows, n_buckets)
+        Decayed target sums per bucket.
+    counts_ : ndarray of shape (n_rows, n_buckets)
+        Decayed counts per bucket.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksketch.sampling import NadarayaWatsonSketch
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(500, 4)
+    >>> y = (X[:, 0] > 0).astype(float)
+    >>> nw = NadarayaWatsonSketch(random_state=0).fit(X, y)
+    >>> pred = nw.predict(X)
+    >>> bool(pred[y == 1].mean() > 0.7 and pred[y == 0].mean() < 0.3)
+    True
+    """
+
+    def __init__(
+        self,
+        n_rows=32,
+        n_hash_bits=8,
+        n_buckets=None,
+        decay=1.0,
+        projection_dim=None,
+        random_state=None,
+    ):
+        self.n_rows = n_rows
+        self.n_hash_bits = n_hash_bits
+        self.n_buckets = n_buckets
+        self.decay = decay
+        self.projection_dim = projection_dim
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def _validate(self, X, y, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32],
+            y_numeric=True,
+            reset=reset,
+        )
+        y = np.asarray(y, dtype=np.float32)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y must be finite")
+        return _as_float32_rows(X), y
+
+    def fit(self, X, y):
+        """Forget everything and insert (X, y).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Targets (for example losses).
+
+        Returns
+        -------
+        self : NadarayaWatsonSketch
+        """
+        self.sketch_ = None
+        return self._update(X, y, reset=True)
+
+    def update(self, X, y):
+        """Insert (X, y), after decaying what the sketch holds by ``decay``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : NadarayaWatsonSketch
+        """
+        return self._update(X, y, reset=getattr(self, "sketch_", None) is None)
+
+    def _update(self, X, y, reset):
+        n_rows, n_hash_bits, n_buckets = _check_sketch_params(self)
+        decay = _check_float(self.decay, "decay", 0.0, 1.0)
+        X, y = self._validate(X, y, reset)
+        if reset:
+            self.sketch_ = SketchCore(
+                X.shape[1],
+                n_rows,
+                n_hash_bits,
+                n_buckets,
+                self.projection_dim,
+                check_random_state(self.random_state),
+            )
+        elif decay < 1.0:
+            self.sketch_.scale(decay)
+        self.sketch_.insert(self.sketch_.hash(X), y)
+        return self
+
+    def predict(self, X):
+        """Estimated target of every row.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,), dtype=float64
+        """
+        check_is_fitted(self, "sketch_")
+        X = validate_data(
+            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False
+        )
+        return self.sketch_.query(self.sketch_.hash(_as_float32_rows(X)))
+
+    @property
+    def sums_(self):
+        check_is_fitted(self, "sketch_")
+        return np.asarray(self.sketch_.sums)
+
+    @property
+    def counts_(self):
+        check_is_fitted(self, "sketch_")
+        return np.asarray(self.sketch_.counts)
