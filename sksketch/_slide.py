@@ -496,7 +496,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         # Without LSH the budget covers every label: the exact full softmax.
         min_active = min(self.min_active_labels, L) if use_lsh else L
         use_bf16 = self.precision == "bfloat16"
-        grads = self._grads
+        buf = self._buffers
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         order = order.astype(np.int64)
         total_loss = 0.0
@@ -521,9 +521,8 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                 self.input_weights_, self.input_bias_,
                 self.output_weights_, self.output_bias_,
                 W2_bf16,
-                grads["W_in"], grads["b_in"][0],
-                grads["W_out"], grads["b_out"],
-                grads["touched_in"], grads["touched_out"],
+                buf["W_in"], buf["b_in"][0], buf["touched_in"],
+                buf["hidden"], buf["active"], buf["grad"], buf["ghidden"],
                 self._stamps, self._stamp_base,
                 budget, min_active, use_lsh, use_bf16,
                 1.0 / B,
@@ -534,7 +533,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             )
             self._stamp_base += B
             self._step += 1
-            self._apply_adam(grads, n_threads, W2_bf16 if use_bf16 else None)
+            self._apply_adam(buf, n_active, n_threads, W2_bf16)
             has_labels = n_active > 0
             n_skipped += int(B - has_labels.sum())
             total_loss += float(np.dot(losses[has_labels], weights[has_labels]))
@@ -557,46 +556,57 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         self.mean_active_labels_ = total_active / n_used if n_used else 0.0
         return total_loss / total_weight if total_weight > 0 else 0.0
 
-    def _apply_adam(self, grads, n_threads, W2_bf16):
+    def _apply_adam(self, buf, n_active, n_threads, W2_bf16):
         a = self._adam
-        hp = (self.learning_rate, self.beta_1, self.beta_2, self.epsilon, self._step, n_threads)
+        hp = (self.learning_rate, self.beta_1, self.beta_2, self.epsilon, self._step)
         decay = self.weight_decay
-        _slide.adam_update(
-            self.output_weights_, a["m_out"], a["v_out"], grads["W_out"],
-            grads["touched_out"], *hp, W2_bf16, decay,
+        B = n_active.shape[0]
+        _slide.update_output_layer(
+            buf["hidden"][:B], buf["active"][:B], buf["grad"][:B], n_active,
+            self.output_weights_, self.output_bias_, a["m_out"], a["v_out"],
+            a["m_out_bias"].ravel(), a["v_out_bias"].ravel(), W2_bf16,
+            buf["row_count"], buf["touched_rows"], buf["row_start"],
+            buf["pair_example"], buf["pair_grad"], *hp, decay, n_threads,
         )
         _slide.adam_update(
-            self.output_bias_[:, None], a["m_out_bias"], a["v_out_bias"],
-            grads["b_out"][:, None], grads["touched_out"], *hp,
+            self.input_weights_, a["m_in"], a["v_in"], buf["W_in"],
+            buf["touched_in"], *hp, n_threads, None, decay,
         )
         _slide.adam_update(
-            self.input_weights_, a["m_in"], a["v_in"], grads["W_in"],
-            grads["touched_in"], *hp, None, decay,
+            self.input_bias_[None, :], a["m_in_bias"], a["v_in_bias"], buf["b_in"],
+            np.ones(1, dtype=np.uint8), *hp, n_threads,
         )
-        _slide.adam_update(
-            self.input_bias_[None, :], a["m_in_bias"], a["v_in_bias"], grads["b_in"],
-            np.ones(1, dtype=np.uint8), *hp,
-        )
-        grads["touched_out"].fill(0)
-        grads["touched_in"].fill(0)
+        buf["touched_in"].fill(0)
 
     def _allocate_buffers(self, n_threads):
         H = self.hidden_layer_size
         L = len(self.classes_)
-        self._grads = {
+        B = self.batch_size
+        A = self._active_budget()
+        self._buffers = {
+            # input layer: a dense gradient, applied to the rows a batch touched
             "W_in": np.zeros_like(self.input_weights_),
             "b_in": np.zeros((1, H), dtype=np.float32),
-            "W_out": np.zeros_like(self.output_weights_),
-            "b_out": np.zeros(L, dtype=np.float32),
             "touched_in": np.zeros(self.input_weights_.shape[0], dtype=np.uint8),
-            "touched_out": np.zeros(L, dtype=np.uint8),
+            # per example of a batch: hidden activation, active labels, their
+            # logit gradients, and the hidden layer's gradient (scratch)
+            "hidden": np.empty((B, H), dtype=np.float32),
+            "active": np.empty((B, A), dtype=np.int32),
+            "grad": np.empty((B, A), dtype=np.float32),
+            "ghidden": np.empty((B, H), dtype=np.float32),
+            # the output layer's fused update groups the batch's pairs by label
+            "row_count": np.zeros(L, dtype=np.int32),
+            "touched_rows": np.empty(L, dtype=np.int32),
+            "row_start": np.empty(L + 1, dtype=np.int32),
+            "pair_example": np.empty(B * A, dtype=np.int32),
+            "pair_grad": np.empty(B * A, dtype=np.float32),
         }
         self._stamps = np.zeros((n_threads, max(L, 1)), dtype=np.uint32)
         self._stamp_base = 0
 
     def _release_buffers(self):
         # Gradients and stamps are scratch: not part of the fitted model.
-        del self._grads, self._stamps, self._stamp_base
+        del self._buffers, self._stamps, self._stamp_base
 
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
         if y is None:

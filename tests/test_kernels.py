@@ -111,6 +111,22 @@ def test_sparse_dense_accum(isa, m, nnz, rng):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130])
+@pytest.mark.parametrize("nnz", [0, 1, 5, 77])
+def test_sparse_dense_accum_bf16(isa, m, nnz, rng):
+    n_rows = 50
+    weights = _bf16_inputs(rng, (n_rows, m))
+    indices = _readonly(rng.integers(0, n_rows, nnz).astype(np.int32))
+    values = _readonly(rng.standard_normal(nnz).astype(np.float32))
+    out = rng.standard_normal(m).astype(np.float32)
+    wf = bf16_to_f32_reference(weights).astype(np.float64)
+    expected = out.astype(np.float64) + values.astype(np.float64) @ wf[indices]
+    scale = np.abs(values[:, None] * wf[indices]).sum(axis=0) + np.abs(out)
+    _simd.sparse_dense_accum_bf16(indices, values, _readonly(weights), out, isa=isa)
+    _close(out, expected, scale + 1.0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m", [0, 1, 3, 15, 16, 17, 32, 63, 100, 128, 129, 300])
 @pytest.mark.parametrize("n_rows", [0, 1, 3, 4, 5, 9, 64])
 @pytest.mark.parametrize("readonly", [False, True])

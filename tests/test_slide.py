@@ -80,6 +80,35 @@ def _batch_gradients_reference(X, Y, batch, w, W1, b1, W2, b2):
     }
 
 
+def _train_batch(tables, X, Y, batch, w, W1, b1, W2, b2, *, max_active, min_active,
+                 n_threads=1, use_lsh=False, correct=False, seed=7, W2_bf16=None):
+    """Run the kernel; return the input-layer gradients, the output layer's
+    gradients added up from its per-example buffers, losses and active sizes."""
+    B, H, L = len(batch), W1.shape[1], W2.shape[0]
+    grads = {"W_in": np.zeros_like(W1), "b_in": np.zeros(H, np.float32)}
+    touched_in = np.zeros(W1.shape[0], np.uint8)
+    hb, ghb = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
+    ab, gb = np.empty((B, max_active), np.int32), np.empty((B, max_active), np.float32)
+    losses, n_active = np.empty(B, np.float32), np.empty(B, np.int32)
+    use_bf16 = W2_bf16 is not None
+    _slide.train_batch(
+        tables, X.indptr, X.indices, X.data, Y.indptr, Y.indices, batch, w,
+        W1, b1, W2, b2, W2_bf16 if use_bf16 else np.zeros((0, 0), np.uint16),
+        grads["W_in"], grads["b_in"], touched_in, hb, ab, gb, ghb,
+        np.zeros((n_threads, L), np.uint32), 0, max_active, min_active, use_lsh, use_bf16,
+        1.0 / B, seed, n_threads, losses, n_active, correct,
+    )
+    grads["W_out"], grads["b_out"] = np.zeros((L, H)), np.zeros(L)
+    for i in range(B):
+        ids = ab[i, : n_active[i]]
+        assert len(np.unique(ids)) == len(ids)
+        grads["W_out"][ids] += gb[i, : n_active[i], None] * hb[i]
+        grads["b_out"][ids] += gb[i, : n_active[i]]
+    touched_out = np.zeros(L, bool)
+    touched_out[np.concatenate([ab[i, : n_active[i]] for i in range(B)])] = True
+    return grads, touched_in, touched_out, losses, n_active
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_train_batch_matches_full_softmax_reference(n_threads):
     rng = np.random.default_rng(0)
@@ -99,20 +128,9 @@ def test_train_batch_matches_full_softmax_reference(n_threads):
     b2 = rng.standard_normal(L).astype(np.float32) * 0.1
     batch = np.array([0, 3, 5, 7, 11, 12, 20, 39], dtype=np.int64)
     w = rng.uniform(0.5, 2, len(batch)).astype(np.float32)
-    grads = {
-        "W_in": np.zeros_like(W1), "b_in": np.zeros(H, np.float32),
-        "W_out": np.zeros_like(W2), "b_out": np.zeros(L, np.float32),
-    }
-    touched_in, touched_out = np.zeros(d, np.uint8), np.zeros(L, np.uint8)
-    losses = np.empty(len(batch), np.float32)
-    n_active = np.empty(len(batch), np.int32)
-    tables = LSHTables("dwta", H, 2, 2)
-    _slide.train_batch(
-        tables, X.indptr, X.indices, X.data, Y.indptr, Y.indices, batch, w,
-        W1, b1, W2, b2, np.zeros((0, 0), np.uint16),
-        grads["W_in"], grads["b_in"], grads["W_out"], grads["b_out"],
-        touched_in, touched_out, np.zeros((n_threads, L), np.uint32), 0,
-        L, L, False, False, 1.0 / len(batch), 7, n_threads, losses, n_active, False,
+    grads, touched_in, touched_out, losses, n_active = _train_batch(
+        LSHTables("dwta", H, 2, 2), X, Y, batch, w, W1, b1, W2, b2,
+        max_active=L, min_active=L, n_threads=n_threads,
     )
     ref = _batch_gradients_reference(X, Y, batch, w, W1, b1, W2, b2)
     for name in ("W_in", "b_in", "W_out", "b_out"):
@@ -139,17 +157,11 @@ def test_train_batch_random_negatives_and_logq_correction(correct):
     b1 = np.abs(rng.standard_normal(H)).astype(np.float32)
     W2 = rng.standard_normal((L, H)).astype(np.float32)
     b2 = rng.standard_normal(L).astype(np.float32)
-    gW1, gb1 = np.zeros_like(W1), np.zeros(H, np.float32)
-    gW2, gb2 = np.zeros_like(W2), np.zeros(L, np.float32)
-    touched_out = np.zeros(L, np.uint8)
-    losses, n_active = np.empty(1, np.float32), np.empty(1, np.int32)
-    _slide.train_batch(
-        LSHTables("dwta", H, 2, 2), X.indptr, X.indices, X.data, Y.indptr, Y.indices,
-        np.array([0], np.int64), np.ones(1, np.float32), W1, b1, W2, b2,
-        np.zeros((0, 0), np.uint16), gW1, gb1, gW2, gb2, np.zeros(d, np.uint8), touched_out,
-        np.zeros((1, L), np.uint32), 0, 5, 5, False, False, 1.0, 11, 1, losses, n_active,
-        correct,
+    grads, _, touched_out, losses, n_active = _train_batch(
+        LSHTables("dwta", H, 2, 2), X, Y, np.array([0], np.int64), np.ones(1, np.float32),
+        W1, b1, W2, b2, max_active=5, min_active=5, correct=correct, seed=11,
     )
+    gb2 = grads["b_out"]
     active = np.flatnonzero(touched_out)
     assert n_active[0] == 5 and len(active) == 5 and {1, 7} <= set(active)
     h = np.maximum(X.toarray()[0].astype(np.float64) @ W1 + b1, 0)
@@ -164,6 +176,64 @@ def test_train_batch_random_negatives_and_logq_correction(correct):
     assert np.all(gb2[np.setdiff1d(np.arange(L), active)] == 0)
     lse = np.log(np.exp(logits - logits.max()).sum()) + logits.max()
     np.testing.assert_allclose(losses[0], lse - logits[is_true].mean(), rtol=1e-5)
+
+
+def _adam_reference(W, M, V, G, lr, b1, b2, eps, step, decay):
+    m = b1 * M + (1 - b1) * G
+    v = b2 * V + (1 - b2) * G * G
+    w = W * (1 - lr * decay) - lr * (m / (1 - b1**step)) / (np.sqrt(v / (1 - b2**step)) + eps)
+    return w, m, v
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_update_output_layer_matches_reference(n_threads, bf16):
+    # Per-example gradients of a batch, with labels shared between examples
+    # and rows no example touched: each touched row gets Adam on the sum of
+    # its contributions, the others are left alone.
+    rng = np.random.default_rng(3)
+    B, A, L, H = 6, 5, 20, 24
+    hb = rng.standard_normal((B, H)).astype(np.float32)
+    n_active = np.array([5, 3, 0, 5, 1, 4], np.int32)
+    ab = np.stack([rng.choice(12, A, replace=False) for _ in range(B)]).astype(np.int32)
+    gb = rng.standard_normal((B, A)).astype(np.float32)
+    W = rng.standard_normal((L, H)).astype(np.float32)
+    b = rng.standard_normal(L).astype(np.float32)
+    M, V = rng.standard_normal((L, H)).astype(np.float32) * 0.1, rng.random((L, H)).astype(
+        np.float32) * 0.1
+    Mb, Vb = rng.standard_normal(L).astype(np.float32) * 0.1, rng.random(L).astype(np.float32)
+    G, gbias = np.zeros((L, H)), np.zeros(L)
+    for i in range(B):
+        for j in range(n_active[i]):
+            G[ab[i, j]] += gb[i, j] * hb[i].astype(np.float64)
+            gbias[ab[i, j]] += gb[i, j]
+    touched = np.zeros(L, bool)
+    touched[np.concatenate([ab[i, : n_active[i]] for i in range(B)])] = True
+    hp = dict(lr=0.01, b1=0.9, b2=0.999, eps=1e-8, step=4)
+    w_ref, m_ref, v_ref = _adam_reference(W, M, V, G, decay=0.5, **hp)
+    bias_ref, mb_ref, vb_ref = _adam_reference(b, Mb, Vb, gbias, decay=0.0, **hp)
+    for ref, old in ((w_ref, W), (m_ref, M), (v_ref, V)):
+        ref[~touched] = old[~touched]
+    for ref, old in ((bias_ref, b), (mb_ref, Mb), (vb_ref, Vb)):
+        ref[~touched] = old[~touched]
+    W_bf16 = np.zeros((L, H), np.uint16) if bf16 else np.zeros((0, 0), np.uint16)
+    row_count = np.zeros(L, np.int32)
+    n = _slide.update_output_layer(
+        hb, ab, gb, n_active, W, b, M, V, Mb, Vb, W_bf16, row_count,
+        np.empty(L, np.int32), np.empty(L + 1, np.int32),
+        np.empty(B * A, np.int32), np.empty(B * A, np.float32),
+        hp["lr"], hp["b1"], hp["b2"], hp["eps"], hp["step"], 0.5, n_threads,
+    )
+    assert n == touched.sum()
+    assert not row_count.any()
+    for got, ref in ((W, w_ref), (M, m_ref), (V, v_ref), (b, bias_ref), (Mb, mb_ref), (Vb, vb_ref)):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    if bf16:
+        from sksketch._kernels._simd import f32_to_bf16
+
+        np.testing.assert_array_equal(W_bf16[touched], f32_to_bf16(W[touched].ravel()).reshape(
+            -1, H))
+        assert not W_bf16[~touched].any()
 
 
 @pytest.mark.parametrize("decay", [0.0, 2.0])

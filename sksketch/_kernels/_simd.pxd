@@ -32,6 +32,9 @@ cdef extern from "simd.h" nogil:
         void (*bf16_to_f32)(const sks_bf16 *x, float *out, sks_idx n) noexcept nogil
         void (*adam)(float *w, float *m, float *v, float *g, sks_idx n, float lr, float b1,
                      float b2, float eps, float shrink) noexcept nogil
+        void (*sparse_dense_accum_bf16)(
+            const int32_t *indices, const float *values, sks_idx nnz,
+            const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

@@ -239,6 +239,22 @@ def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                                  _wfptr(out))
 
 
+def sparse_dense_accum_bf16(const int32_t[::1] indices, const float[::1] values,
+                            const uint16_t[:, ::1] weights, float[::1] out, isa=None,
+                            Py_ssize_t repeat=1):
+    """``out += sum_j values[j] * weights[indices[j]]`` in place, bfloat16 weights."""
+    _check_same_length(indices, values, "indices", "values")
+    _check_width(out.shape[0], "out", weights.shape[1])
+    _check_rows(indices, weights.shape[0], "indices")
+    cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
+    with nogil:
+        for _r in range(repeat):
+            K.sparse_dense_accum_bf16(_iptr(indices), _fptr(values), indices.shape[0],
+                                      _hptr2(weights), weights.shape[1], weights.shape[1],
+                                      _wfptr(out))
+
+
 def gather_dot(const float[::1] x, const float[:, ::1] weights,
                const int32_t[::1] rows, isa=None, Py_ssize_t repeat=1):
     """``weights[rows] @ x`` without forming ``weights[rows]``."""

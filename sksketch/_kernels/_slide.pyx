@@ -9,18 +9,21 @@ Layouts (contiguous, row-major): the input layer ``W1`` is input-major
 output layer ``W2`` is output-major (n_labels, H), so each active label is one
 dot product with the hidden vector.
 
-Training is lock-free and parallel in two phases per batch (see
-``train_batch``): examples in parallel, then weight gradients by row owner, so
-that threads never write the same row. Adam then updates only the rows the
-batch touched. Inputs are validated by the caller: these functions trust
-indices.
+Training is lock-free and parallel (see ``train_batch``): the examples of a
+batch in parallel, then the weight updates with each row owned by one thread,
+so that threads never write the same row. Only the rows a batch touched are
+updated: the input layer's through a gradient array and ``adam_update``; the
+output layer's (most of the work when labels are many) by
+``update_output_layer``, which adds up each row's gradient and applies Adam in
+one pass, without a gradient array. Inputs are validated by the caller: these
+functions trust indices.
 """
 
 import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport INFINITY, logf
+from libc.math cimport INFINITY, logf, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -40,8 +43,8 @@ def train_batch(
     const float[:, ::1] W2, const float[::1] b2,
     const uint16_t[:, ::1] W2_bf16,
     float[:, ::1] gW1, float[::1] gb1,
-    float[:, ::1] gW2, float[::1] gb2,
-    uint8_t[::1] touched_in, uint8_t[::1] touched_out,
+    uint8_t[::1] touched_in,
+    float[:, ::1] hb, int32_t[:, ::1] ab, float[:, ::1] gb, float[:, ::1] ghb,
     uint32_t[:, ::1] stamps, uint32_t stamp_base,
     Py_ssize_t max_active, Py_ssize_t min_active,
     bint use_lsh, bint use_bf16, float inv_batch_size,
@@ -50,20 +53,25 @@ def train_batch(
     int32_t[::1] n_active,
     bint correct_random,
 ):
-    """One batch of SLIDE training: accumulate the gradients of the batch.
+    """One batch of SLIDE training: the forward and backward passes.
 
     Phase 1 runs the examples in parallel: forward pass, active set, softmax
-    over it, and the gradient with respect to the hidden layer, into
-    per-example buffers; it only reads the weights. Phase 2 adds the weight
-    gradients: thread t owns the rows with ``row % n_threads == t`` and adds
-    every example's contribution to them in batch order. No two threads write
-    the same row, so no update is lost and the result is the same for any
-    number of threads.
+    over it, and the gradient with respect to the hidden layer; it only reads
+    the weights. For example ``i`` it leaves its hidden activation in
+    ``hb[i]``, its active labels in ``ab[i, :n_active[i]]`` and the gradient
+    of the loss with respect to their logits in ``gb[i]``: the output layer's
+    gradient is then ``sum_i gb[i, j] * hb[i]`` on row ``ab[i, j]``, which
+    :func:`update_output_layer` adds up and applies row by row. Phase 2 adds
+    the input layer's gradient: thread t owns the rows with
+    ``row % n_threads == t`` and adds every example's contribution to them in
+    batch order. No two threads write the same row, so no update is lost and
+    the result is the same for any number of threads.
 
     # IN: the CSR data, the batch's row ids and weights, the parameters.
-    # OUT: gradients (gW1, gb1, gW2, gb2) and touched flags, added to; per
-    # example the loss and the active-set size (both 0 for a row with no
-    # label: such rows are skipped).
+    # OUT: hb, ab, gb (rows [0, B)); ghb is scratch; input-layer gradients
+    # (gW1, gb1) and touched flags, added to; per example the loss and the
+    # active-set size (both 0 for a row with no label: such rows are skipped).
+    # Buffers hold at least B rows; ab and gb at least max_active columns.
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t H = W1.shape[1]
@@ -88,14 +96,6 @@ def train_batch(
     cdef sks_bf16 *h16
     if B == 0:
         return
-    hidden_buf = np.empty((B, H), dtype=np.float32)
-    ghidden_buf = np.zeros((B, H), dtype=np.float32)
-    active_buf = np.empty((B, max_active), dtype=np.int32)
-    grad_buf = np.empty((B, max_active), dtype=np.float32)
-    cdef float[:, ::1] hb = hidden_buf
-    cdef float[:, ::1] ghb = ghidden_buf
-    cdef int32_t[:, ::1] ab = active_buf
-    cdef float[:, ::1] gb = grad_buf
 
     with nogil, parallel(num_threads=n_threads):
         h16 = <sks_bf16 *> malloc(H * sizeof(sks_bf16))
@@ -188,7 +188,12 @@ def train_batch(
             for j in range(n_act):
                 grad[j] = scale * (grad[j] - (inv_true if j < n_true else 0))
 
-            K.sparse_dense_accum(active, grad, n_act, &W2[0, 0], H, H, gh)
+            # d loss / d hidden, from the same weights as the forward pass
+            memset(gh, 0, H * sizeof(float))
+            if use_bf16:
+                K.sparse_dense_accum_bf16(active, grad, n_act, &W2_bf16[0, 0], H, H, gh)
+            else:
+                K.sparse_dense_accum(active, grad, n_act, &W2[0, 0], H, H, gh)
             for c in range(H):
                 if h[c] <= 0:
                     gh[c] = 0
@@ -200,12 +205,6 @@ def train_batch(
     for owner in prange(n_threads, nogil=True, schedule="static", chunksize=1,
                         num_threads=n_threads):
         for i in range(B):
-            for j in range(n_active[i]):
-                r = ab[i, j]
-                if r % n_threads == owner:
-                    K.axpy(gb[i, j], &hb[i, 0], &gW2[r, 0], H)
-                    gb2[r] += gb[i, j]
-                    touched_out[r] = 1
             if n_active[i] == 0:
                 continue
             for j in range(X_indptr[batch[i]], X_indptr[batch[i] + 1]):
@@ -216,6 +215,90 @@ def train_batch(
     for i in range(B):
         if n_active[i] > 0:
             K.axpy(1.0, &ghb[i, 0], &gb1[0], H)
+
+
+def update_output_layer(
+    const float[:, ::1] hb, const int32_t[:, ::1] ab, const float[:, ::1] gb,
+    const int32_t[::1] n_active,
+    float[:, ::1] W, float[::1] b, float[:, ::1] M, float[:, ::1] V,
+    float[::1] Mb, float[::1] Vb, uint16_t[:, ::1] W_bf16,
+    int32_t[::1] row_count, int32_t[::1] touched, int32_t[::1] row_start,
+    int32_t[::1] pair_example, float[::1] pair_grad,
+    float lr, float beta1, float beta2, float eps, Py_ssize_t step,
+    float weight_decay, int n_threads,
+):
+    """Gradient accumulation and Adam on the output rows a batch touched, fused.
+
+    The batch's (example, label) pairs left by :func:`train_batch` are grouped
+    by label (a counting sort, in batch order); then each touched row's
+    gradient ``sum_i gb[i, j] * hb[i]`` is added up in a thread-local buffer
+    and Adam updates the row, its bias and, with `W_bf16`, its bfloat16 copy,
+    in one pass over the row. No dense gradient array is written or read, and
+    threads own disjoint rows. Returns the number of rows updated.
+
+    # IN: hb, ab, gb, n_active (rows [0, B) with B = n_active.shape[0]).
+    # IN/OUT: W, b and their Adam moments M, V, Mb, Vb; W_bf16 (shape (0, 0)
+    # for none). Scratch: row_count (n_labels, all zero on entry and on exit),
+    # touched (n_labels), row_start (n_labels + 1), pair_example and pair_grad
+    # (at least sum(n_active)).
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t B = n_active.shape[0], H = W.shape[1]
+    cdef Py_ssize_t i, j, k, p, r, n_touched = 0, pos
+    cdef float b1t = 1.0 - beta1 ** step
+    cdef float b2t = 1.0 - beta2 ** step
+    cdef float lr_t = lr * (b2t ** 0.5) / b1t
+    cdef float eps_t = eps * (b2t ** 0.5)
+    cdef float shrink = 1.0 - lr * weight_decay
+    cdef bint refresh = W_bf16.shape[0] == W.shape[0]
+    cdef float g, m, v
+    cdef float *acc
+    if B == 0 or H == 0:
+        return 0
+    with nogil:
+        for i in range(B):
+            for j in range(n_active[i]):
+                r = ab[i, j]
+                if row_count[r] == 0:
+                    touched[n_touched] = <int32_t>r
+                    n_touched = n_touched + 1
+                row_count[r] += 1
+        row_start[0] = 0
+        for k in range(n_touched):
+            r = touched[k]
+            row_start[k + 1] = row_start[k] + row_count[r]
+            row_count[r] = row_start[k]  # now the row's write cursor
+        for i in range(B):
+            for j in range(n_active[i]):
+                r = ab[i, j]
+                pos = row_count[r]
+                pair_example[pos] = <int32_t>i
+                pair_grad[pos] = gb[i, j]
+                row_count[r] = <int32_t>(pos + 1)
+        for k in range(n_touched):
+            row_count[touched[k]] = 0
+    if n_touched == 0:
+        return 0
+    with nogil, parallel(num_threads=n_threads):
+        acc = <float *> malloc(H * sizeof(float))
+        memset(acc, 0, H * sizeof(float))
+        for k in prange(n_touched, schedule="static"):
+            r = touched[k]
+            g = 0
+            for p in range(row_start[k], row_start[k + 1]):
+                K.axpy(pair_grad[p], &hb[pair_example[p], 0], acc, H)
+                g = g + pair_grad[p]
+            # Adam resets acc to zero for the next row.
+            K.adam(&W[r, 0], &M[r, 0], &V[r, 0], acc, H, lr_t, beta1, beta2, eps_t, shrink)
+            if refresh:
+                K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], H)
+            m = beta1 * Mb[r] + (1 - beta1) * g
+            v = beta2 * Vb[r] + (1 - beta2) * g * g
+            Mb[r] = m
+            Vb[r] = v
+            b[r] = b[r] - lr_t * m / (sqrtf(v) + eps_t)
+        free(acc)
+    return n_touched
 
 
 def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1] G,

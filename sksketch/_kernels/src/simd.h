@@ -69,6 +69,9 @@ typedef struct sks_kernels {
        (lr and eps already carry the bias corrections; shrink = 1 - decay). */
     void (*adam)(float *w, float *m, float *v, float *g, sks_idx n, float lr, float b1,
                  float b2, float eps, float shrink);
+    /* sparse_dense_accum over bfloat16 weights, accumulated in float32 */
+    void (*sparse_dense_accum_bf16)(const int32_t *indices, const float *values, sks_idx nnz,
+                                    const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out);
 } sks_kernels;
 
 typedef struct sks_cpu_features {

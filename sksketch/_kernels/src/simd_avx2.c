@@ -131,6 +131,42 @@ SKS_AVX2 static void sparse_dense_accum_avx2(const int32_t *indices, const float
 }
 
 /* Four rows at a time: each load of x feeds four independent FMA chains. */
+SKS_AVX2 static void sparse_dense_accum_bf16_avx2(const int32_t *indices, const float *values,
+                                                  sks_idx nnz, const sks_bf16 *weights,
+                                                  sks_idx ld, sks_idx m, float *out)
+{
+    sks_idx c = 0, j;
+    for (; c + 32 <= m; c += 32) {
+        __m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8);
+        __m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24);
+        for (j = 0; j < nnz; j++) {
+            const sks_bf16 *w = weights + (sks_idx)indices[j] * ld + c;
+            __m256 v = _mm256_set1_ps(values[j]);
+            a0 = _mm256_fmadd_ps(v, bf16x8_to_f32(w), a0);
+            a1 = _mm256_fmadd_ps(v, bf16x8_to_f32(w + 8), a1);
+            a2 = _mm256_fmadd_ps(v, bf16x8_to_f32(w + 16), a2);
+            a3 = _mm256_fmadd_ps(v, bf16x8_to_f32(w + 24), a3);
+        }
+        _mm256_storeu_ps(out + c, a0);
+        _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2);
+        _mm256_storeu_ps(out + c + 24, a3);
+    }
+    for (; c + 8 <= m; c += 8) {
+        __m256 a0 = _mm256_loadu_ps(out + c);
+        for (j = 0; j < nnz; j++)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(values[j]),
+                                 bf16x8_to_f32(weights + (sks_idx)indices[j] * ld + c), a0);
+        _mm256_storeu_ps(out + c, a0);
+    }
+    for (; c < m; c++) {
+        float a = out[c];
+        for (j = 0; j < nnz; j++)
+            a += values[j] * sks_bf16_to_f32_1(weights[(sks_idx)indices[j] * ld + c]);
+        out[c] = a;
+    }
+}
+
 SKS_AVX2 static void gather_dot_avx2(const float *x, const float *weights, sks_idx ld,
                                      const int32_t *rows, sks_idx n_rows, sks_idx m, float *out)
 {
@@ -340,6 +376,7 @@ const sks_kernels sks_kernels_avx2 = {
     f32_to_bf16_avx2,
     bf16_to_f32_avx2,
     adam_avx2,
+    sparse_dense_accum_bf16_avx2,
 };
 
 #endif /* SKS_BUILD_AVX2 */

@@ -123,6 +123,40 @@ SKS_AVX512 static void sparse_dense_accum_avx512(const int32_t *indices, const f
     }
 }
 
+SKS_AVX512 static void sparse_dense_accum_bf16_avx512(const int32_t *indices,
+                                                      const float *values, sks_idx nnz,
+                                                      const sks_bf16 *weights, sks_idx ld,
+                                                      sks_idx m, float *out)
+{
+    sks_idx c = 0, j;
+    for (; c + 64 <= m; c += 64) {
+        __m512 a0 = _mm512_loadu_ps(out + c), a1 = _mm512_loadu_ps(out + c + 16);
+        __m512 a2 = _mm512_loadu_ps(out + c + 32), a3 = _mm512_loadu_ps(out + c + 48);
+        for (j = 0; j < nnz; j++) {
+            const __m256i *w = (const __m256i *)(weights + (sks_idx)indices[j] * ld + c);
+            __m512 v = _mm512_set1_ps(values[j]);
+            a0 = _mm512_fmadd_ps(v, bf16x16_to_f32(_mm256_loadu_si256(w)), a0);
+            a1 = _mm512_fmadd_ps(v, bf16x16_to_f32(_mm256_loadu_si256(w + 1)), a1);
+            a2 = _mm512_fmadd_ps(v, bf16x16_to_f32(_mm256_loadu_si256(w + 2)), a2);
+            a3 = _mm512_fmadd_ps(v, bf16x16_to_f32(_mm256_loadu_si256(w + 3)), a3);
+        }
+        _mm512_storeu_ps(out + c, a0);
+        _mm512_storeu_ps(out + c + 16, a1);
+        _mm512_storeu_ps(out + c + 32, a2);
+        _mm512_storeu_ps(out + c + 48, a3);
+    }
+    for (; c < m; c += 16) {
+        __mmask16 mk = mask16(m - c);
+        __m512 a0 = _mm512_maskz_loadu_ps(mk, out + c);
+        for (j = 0; j < nnz; j++) {
+            const sks_bf16 *w = weights + (sks_idx)indices[j] * ld + c;
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(values[j]),
+                                 bf16x16_to_f32(_mm256_maskz_loadu_epi16(mk, w)), a0);
+        }
+        _mm512_mask_storeu_ps(out + c, mk, a0);
+    }
+}
+
 /* Horizontal sums of four vectors at once: lane r of the result is the sum of
    a_r. A shuffle tree costs far less than four separate reductions. */
 SKS_AVX512 static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
@@ -340,6 +374,7 @@ const sks_kernels sks_kernels_avx512 = {
     f32_to_bf16_avx512,
     bf16_to_f32_avx512,
     adam_avx512,
+    sparse_dense_accum_bf16_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -409,6 +444,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     f32_to_bf16_avx512,
     bf16_to_f32_avx512,
     adam_avx512,
+    sparse_dense_accum_bf16_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

@@ -52,6 +52,18 @@ static void sparse_dense_accum_scalar(const int32_t *indices, const float *value
         axpy_scalar(values[j], weights + (sks_idx)indices[j] * ld, out, m);
 }
 
+static void sparse_dense_accum_bf16_scalar(const int32_t *indices, const float *values,
+                                           sks_idx nnz, const sks_bf16 *weights, sks_idx ld,
+                                           sks_idx m, float *out)
+{
+    sks_idx j, c;
+    for (j = 0; j < nnz; j++) {
+        const sks_bf16 *w = weights + (sks_idx)indices[j] * ld;
+        for (c = 0; c < m; c++)
+            out[c] += values[j] * sks_bf16_to_f32_1(w[c]);
+    }
+}
+
 static void gather_dot_scalar(const float *x, const float *weights, sks_idx ld,
                               const int32_t *rows, sks_idx n_rows, sks_idx m, float *out)
 {
@@ -142,4 +154,5 @@ const sks_kernels sks_kernels_scalar = {
     f32_to_bf16_scalar,
     bf16_to_f32_scalar,
     adam_scalar,
+    sparse_dense_accum_bf16_scalar,
 };
