@@ -22,8 +22,8 @@ from sklearn.utils.validation import (
 from threadpoolctl import threadpool_limits
 
 from ._kernels import _dense, _openmp
-from ._sampling_compat import check_sampler, run_epoch
 from .base import VersionedStateMixin
+from .sampling import BaseSampler, check_sampler, run_epoch
 
 # Rows scored per chunk at prediction time.
 _PREDICT_CHUNK = 4096
@@ -165,9 +165,14 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
         accuracy among the seen classes.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=5
-    sampler : None, str or sampler instance, default=None
-        Which examples each batch draws (see :mod:`sksketch.sampling`):
-        ``None`` or ``"uniform"`` is a shuffled pass over the data.
+    sampler : {None, "uniform", "nw-sketch", "exact-loss"} or BaseSampler, \
+            default=None
+        Which examples each batch draws, and with which importance weights
+        (see :mod:`sksketch.sampling`): ``None`` or ``"uniform"`` is a
+        shuffled pass over the data; ``"nw-sketch"`` favours the examples a
+        sketch of the training losses predicts to be hard; a sampler instance
+        is cloned. The sampler's state persists across :meth:`partial_fit`
+        calls.
     n_jobs : int, default=None
         Threads of the compiled kernels, and of BLAS when given; ``None``:
         every thread OpenMP allows (BLAS left at its own setting).
@@ -247,7 +252,7 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "sampler": [None, str, object],
+        "sampler": [None, StrOptions({"uniform", "nw-sketch", "exact-loss"}), BaseSampler],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sksketch import ZeroShotSoftLabelClassifier
 from sksketch._kernels import _dense, _simd
 from sksketch._zeroshot import soft_label_targets
+from sksketch.sampling import check_sampler
 
 FORCED = os.environ.get(_simd.ISA_ENV_VAR)
 
@@ -363,6 +364,25 @@ def test_n_jobs_gives_the_same_model(rng):
     two = ZeroShotSoftLabelClassifier(A, n_jobs=2, **kw).fit(X, y)
     np.testing.assert_allclose(one.predict_proba(Xu), two.predict_proba(Xu), rtol=1e-4,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "nw-sketch", "exact-loss"])
+def test_trains_through_every_sampler(sampler, rng):
+    A, X, y, _, _ = _zsl_problem(rng, n=300, n_unseen=0)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=15, learning_rate=1e-2, random_state=0)
+    clf = ZeroShotSoftLabelClassifier(A, sampler=sampler, **kw).fit(X, y)
+    assert type(clf.sampler_).__name__ == type(check_sampler(sampler)).__name__
+    assert clf.score(X, y) > 0.9
+    again = ZeroShotSoftLabelClassifier(A, sampler=sampler, **kw).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    loaded = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_bad_sampler(rng):
+    A, X, y, _, _ = _zsl_problem(rng, n=50)
+    with pytest.raises(ValueError, match="sampler"):
+        ZeroShotSoftLabelClassifier(A, sampler="best").fit(X, y)
 
 
 def test_verbose_prints_epochs(rng, capsys):

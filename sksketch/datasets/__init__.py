@@ -2,5 +2,6 @@
 
 from ._synthetic import make_extreme_classification
 from ._xc import dump_xc, load_xc
+from ._xlsa17 import load_xlsa17
 
-__all__ = ["dump_xc", "load_xc", "make_extreme_classification"]
+__all__ = ["dump_xc", "load_xc", "load_xlsa17", "make_extreme_classification"]
