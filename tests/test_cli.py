@@ -246,6 +246,9 @@ def test_ctrl_c_during_training_leaves_the_old_model(xc_files, tmp_path):
          "--epochs", "100000", "--hidden-layer-size", "16", "--n-jobs", "1",
          "--progress", "plain"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a test run started in the background inherits an ignored SIGINT,
+        # and Python then never installs its KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout.readline().startswith("read ")
