@@ -4,6 +4,7 @@ scikit-learn compatible estimators whose hot loops are compiled kernels with
 run-time dispatched AVX-512 / AVX2 paths and a portable fallback.
 """
 
+from ._importance import ImportanceSampledClassifier
 from ._slide import SLIDEClassifier
 from ._version import __version__
 from ._zeroshot import ZeroShotSoftLabelClassifier
@@ -36,6 +37,7 @@ def show_config(mode="stdout"):
 
 
 __all__ = [
+    "ImportanceSampledClassifier",
     "NadarayaWatsonSketch",
     "SLIDEClassifier",
     "ZeroShotSoftLabelClassifier",

@@ -207,3 +207,234 @@ def test_nw_sketch_estimator_predicts_region_losses():
     assert pred[y == 1].mean() > 0.7 > 0.3 > pred[y == 0].mean()
     assert nw.sums_.shape == nw.counts_.shape == (32, 256)
     np.testing.assert_allclose(nw.counts_.sum(axis=1), 400)
+
+
+# ------------------------------------------------- kernel against the NumPy reference
+
+
+def _sparse_rows(n=300, d=40, seed=0):
+    X = _data(n, d, seed)
+    X[np.abs(X) < 0.6] = 0.0
+    return X
+
+
+def test_kernel_signs_match_reference():
+    from sksketch._kernels._nw_sketch import srp_signs
+
+    from sksketch.sampling._reference import srp_signs as ref_signs
+
+    for n_proj in (1, 64, 65, 200):
+        np.testing.assert_array_equal(srp_signs(17, n_proj, 99, 2), ref_signs(17, n_proj, 99))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n_buckets", [256, 100])
+def test_kernel_matches_reference_dense_and_csr(dtype, n_buckets):
+    from sksketch._kernels._nw_sketch import NWSketch
+
+    from sksketch.sampling._reference import NumpyNWSketch
+
+    X = _sparse_rows()
+    losses = np.random.RandomState(1).rand(len(X)).astype(np.float32)
+    kernel = NWSketch(X.shape[1], 12, 8, n_buckets, 7, dtype)
+    ref = NumpyNWSketch(12, 8, n_buckets, 7)
+    codes = ref.hash(X)
+    np.testing.assert_array_equal(kernel.hash_dense(X, 2), codes)
+    np.testing.assert_array_equal(kernel.hash_csr(sp.csr_matrix(X), 2), codes)
+    for decay, part in ((1.0, slice(None)), (0.7, slice(0, 90)), (0.5, slice(50, 300))):
+        kernel.insert(codes[part], losses[part], decay, 2)
+        ref.insert(codes[part], losses[part], decay)
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(kernel.sums, ref.sums, rtol=rtol)
+    np.testing.assert_allclose(kernel.counts, ref.counts, rtol=rtol)
+    empty = np.zeros((1, 12), dtype=np.int32)
+    kernel.scale(0.0)
+    assert kernel.query(empty)[0] == 0.0
+    ref_kernel = NWSketch(X.shape[1], 12, 8, n_buckets, 7, dtype)
+    ref_kernel.insert(codes, losses, 1.0, 1)
+    ref.insert(codes, losses, 0.0)
+    prior = float(losses.astype(np.float64).mean())
+    np.testing.assert_allclose(ref_kernel.query(codes, 2), ref.query(codes, prior), rtol=rtol)
+
+
+def test_kernel_validates_and_pickles():
+    from sksketch._kernels._nw_sketch import NWSketch
+
+    X = _sparse_rows(50, 10)
+    kernel = NWSketch(10, 4, 6, 64, 3)
+    codes = kernel.hash_dense(X)
+    kernel.insert(codes, np.ones(50, np.float32))
+    with pytest.raises(ValueError, match="features"):
+        kernel.hash_dense(np.zeros((2, 11), np.float32))
+    with pytest.raises(ValueError, match="codes"):
+        kernel.insert(codes + 64, np.ones(50, np.float32))
+    with pytest.raises(ValueError, match="losses"):
+        kernel.insert(codes, np.ones(49, np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        kernel.insert(codes, np.full(50, np.nan, np.float32))
+    with pytest.raises(ValueError, match="n_hash_bits"):
+        NWSketch(10, 4, 31, 64, 3)
+    with pytest.raises(ValueError, match="n_buckets"):
+        NWSketch(10, 4, 6, 65, 3)
+    bad = sp.csr_matrix(X)
+    bad.indices = bad.indices.astype(np.int64)
+    with pytest.raises(TypeError, match="int32"):
+        kernel.hash_csr(bad)
+    restored = pickle.loads(pickle.dumps(kernel))
+    np.testing.assert_array_equal(restored.query(codes), kernel.query(codes))
+    np.testing.assert_array_equal(restored.hash_dense(X), codes)
+
+
+# ------------------------------------------------------------- statistics
+
+
+def test_sketch_error_to_exact_nw_shrinks_with_rows():
+    from sksketch.sampling._reference import exact_nadaraya_watson
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 8)
+    y = np.sin(2 * X[:, 0]) + X[:, 1] ** 2
+    Q = rng.randn(100, 8)
+    exact = exact_nadaraya_watson(X, y, Q, n_hash_bits=4)
+    errors = {}
+    for n_rows in (2, 16, 128):
+        errs = []
+        for seed in range(4):
+            nw = NadarayaWatsonSketch(n_rows=n_rows, n_hash_bits=4, random_state=seed).fit(X, y)
+            errs.append(np.mean(np.abs(nw.predict(Q) - exact)))
+        errors[n_rows] = np.mean(errs)
+    assert errors[128] < errors[16] < errors[2]
+    assert errors[128] < 0.25 * errors[2]
+    assert errors[128] < 0.05 * np.std(y)
+
+
+def _probability_sampler(p_scores, uniform_mix, weighting="importance", seed=0):
+    n = len(p_scores)
+    sampler = ExactLossSampler(uniform_mix=uniform_mix, weighting=weighting, random_state=seed)
+    sampler.start(np.zeros((n, 1), np.float32), loss_fn=lambda idx: p_scores[idx])
+    return sampler
+
+
+def test_sampling_frequencies_follow_probabilities():
+    from scipy.stats import chisquare
+
+    scores = np.array([0.0, 1.0, 2.0, 4.0, 8.0, 0.5], dtype=np.float32)
+    sampler = _probability_sampler(scores, uniform_mix=0.2)
+    counts = np.zeros(len(scores))
+    for _ in range(3000):
+        for idx, _w in sampler.batches(6):
+            counts += np.bincount(idx, minlength=len(scores))
+    p = 0.8 * scores / scores.sum() + 0.2 / len(scores)
+    np.testing.assert_allclose(sampler.probabilities_, p)
+    assert chisquare(counts, counts.sum() * p).pvalue > 1e-3
+    assert chisquare(counts, np.full(6, counts.sum() / 6)).pvalue < 1e-6
+
+
+def test_importance_weighted_gradient_is_unbiased():
+    # A fixed linear model: the mean of many weighted mini-batch gradients
+    # must match the full-data gradient under loss-proportional sampling.
+    rng = np.random.RandomState(0)
+    n, d = 200, 5
+    X = rng.randn(n, d)
+    y = X @ rng.randn(d) + rng.randn(n)
+    w = rng.randn(d)
+    residual = X @ w - y
+    per_example_loss = (0.5 * residual**2).astype(np.float32)
+    full = X.T @ residual / n
+    sampler = _probability_sampler(per_example_loss, uniform_mix=0.1, seed=1)
+    grads = []
+    for _ in range(400):
+        for idx, iw in sampler.batches(20):
+            grads.append(X[idx].T @ (iw * residual[idx]) / len(idx))
+    grads = np.asarray(grads)
+    mean = grads.mean(axis=0)
+    stderr = grads.std(axis=0) / np.sqrt(len(grads))
+    assert np.all(np.abs(mean - full) < 4 * stderr + 1e-9)
+    assert np.linalg.norm(mean - full) < 0.05 * np.linalg.norm(full)
+
+
+def test_self_normalised_weights_average_one_per_batch():
+    scores = np.linspace(0.1, 5, 50).astype(np.float32)
+    sampler = _probability_sampler(scores, 0.1, weighting="self-normalised")
+    for _idx, w in sampler.batches(10):
+        assert w.mean() == pytest.approx(1.0, rel=1e-5)
+    assert sampler.effective_sample_size_[-1] < 50
+
+
+def test_nw_sampler_learns_where_the_loss_is_and_decays():
+    X = _data(400, 5)
+    hard = X[:, 0] > 1.0
+    loss = np.where(hard, 2.0, 0.01).astype(np.float32)
+    sampler = NWSketchSampler(random_state=0, uniform_mix=0.1).start(X)
+    stats = run_epoch(sampler, 40, lambda idx, w: loss[idx])
+    assert stats["effective_sample_size_ratio"] == pytest.approx(1.0)  # empty sketch: uniform
+    stats = run_epoch(sampler, 40, lambda idx, w: loss[idx])
+    p = sampler.probabilities_
+    assert p[hard].mean() > 3 * p[~hard].mean()
+    assert p.min() >= 0.1 / len(X) - 1e-12
+    assert stats["effective_sample_size_ratio"] < 0.9
+    before = sampler.sketch_.counts.sum()
+    run_epoch(sampler, 40, lambda idx, w: loss[idx])
+    # decay 0.5 at the epoch start, then one epoch of inserts
+    assert sampler.sketch_.counts.sum() == pytest.approx(0.5 * before + 400 * 32, rel=1e-6)
+
+
+def test_nw_sampler_reproducible_and_sketch_kept_across_starts():
+    X = _data(150, 4)
+    loss = np.abs(X[:, 0]).astype(np.float32)
+    runs = []
+    for _ in range(2):
+        sampler = NWSketchSampler(random_state=5).start(X)
+        run_epoch(sampler, 30, lambda idx, w: loss[idx])
+        run_epoch(sampler, 30, lambda idx, w: loss[idx])
+        runs.append(np.concatenate([i for i, _ in sampler.batches(30)]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    counts = sampler.sketch_.counts.copy()
+    sampler.start(X[:50])
+    np.testing.assert_array_equal(sampler.sketch_.counts, counts)
+    with pytest.raises(ValueError, match="features"):
+        sampler.start(_data(10, 3))
+
+
+def test_nw_sampler_projection_and_refresh():
+    X = sp.random(200, 1000, density=0.02, format="csr", random_state=0, dtype=np.float32)
+    loss = np.asarray(X.sum(axis=1)).ravel().astype(np.float32)
+    sampler = NWSketchSampler(projection_dim=16, refresh_interval=2, random_state=0)
+    sampler.start(X)
+    run_epoch(sampler, 20, lambda idx, w: loss[idx])
+    assert sampler.sketch_.kernel.n_features == 16
+    assert np.isclose(sampler.probabilities_.sum(), 1.0)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"n_rows": 0}, ValueError, "n_rows"),
+        ({"n_rows": 2.5}, TypeError, "n_rows"),
+        ({"n_hash_bits": 31}, ValueError, "n_hash_bits"),
+        ({"n_buckets": 1000}, ValueError, "n_buckets"),
+        ({"uniform_mix": 1.5}, ValueError, "uniform_mix"),
+        ({"uniform_mix": "a"}, TypeError, "uniform_mix"),
+        ({"weighting": "plain"}, ValueError, "weighting"),
+        ({"decay": -0.1}, ValueError, "decay"),
+        ({"refresh_interval": 0}, ValueError, "refresh_interval"),
+        ({"projection_dim": 0}, ValueError, "projection_dim"),
+    ],
+)
+def test_nw_sampler_bad_parameters(params, error, match):
+    with pytest.raises(error, match=match):
+        NWSketchSampler(**params).start(_data(10))
+
+
+def test_nw_sketch_estimator_update_decay_and_csr():
+    X = _sparse_rows(200, 20)
+    y = np.abs(X[:, 0])
+    dense = NadarayaWatsonSketch(decay=0.5, random_state=0).fit(X, y)
+    sparse = NadarayaWatsonSketch(decay=0.5, random_state=0).fit(sp.csr_matrix(X), y)
+    np.testing.assert_allclose(dense.predict(X), sparse.predict(sp.csr_matrix(X)))
+    dense.update(X[:10], y[:10])
+    np.testing.assert_allclose(dense.counts_.sum(axis=1), 0.5 * 200 + 10)
+    restored = pickle.loads(pickle.dumps(dense))
+    np.testing.assert_array_equal(restored.predict(X), dense.predict(X))
+    with pytest.raises(ValueError, match="decay"):
+        NadarayaWatsonSketch(decay=2.0).fit(X, y)

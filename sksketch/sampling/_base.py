@@ -86,6 +86,10 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
     [[0, 2, 4], [1, 3]]
     """
 
+    # True when observe() learns from the losses (estimators may skip
+    # computing losses that nothing reads)
+    _observes_losses = False
+
     def start(self, X, *, loss_fn=None, random_state=None):
         """Begin a ``fit`` / ``partial_fit`` call on the training matrix `X`.
 

@@ -184,6 +184,9 @@ class NWSketchSampler(_ProbabilitySampler):
     True
     """
 
+    # the training step's losses train the sketch
+    _observes_losses = True
+
     def __init__(
         self,
         n_rows=32,

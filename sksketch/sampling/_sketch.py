@@ -3,13 +3,14 @@
 import numpy as np
 import scipy.sparse as sp
 
-from ._reference import NumpyNWSketch
+from .._kernels._nw_sketch import NWSketch
+from .._kernels._openmp import effective_n_threads
 
 __all__ = ["SketchCore"]
 
 
 class SketchCore:
-    """Hash functions plus sums and counts; picklable.
+    """The compiled sketch plus an optional fixed random projection; picklable.
 
     Parameters
     ----------
@@ -17,7 +18,7 @@ class SketchCore:
     n_rows, n_hash_bits, n_buckets : int
     projection_dim : int or None
         When set, rows are first multiplied by a fixed Gaussian matrix of
-        shape (n_features, projection_dim).
+        shape (n_features, projection_dim) and the product is hashed.
     rng : RandomState
         Draws the hash seed (and the projection).
     """
@@ -29,45 +30,35 @@ class SketchCore:
             self.projection = None
             hashed_dim = self.n_features
         else:
-            self.projection = (
-                rng.standard_normal((self.n_features, projection_dim)).astype(np.float32)
+            self.projection = rng.standard_normal((self.n_features, projection_dim)).astype(
+                np.float32
             )
-            hashed_dim = projection_dim
-        self.hashed_dim = hashed_dim
-        self._core = NumpyNWSketch(n_rows, n_hash_bits, n_buckets, seed)
-        self.total_sum = 0.0
-        self.total_count = 0.0
+            hashed_dim = int(projection_dim)
+        self.kernel = NWSketch(hashed_dim, n_rows, n_hash_bits, n_buckets, seed)
 
     @property
     def sums(self):
-        return self._core.sums
+        return self.kernel.sums
 
     @property
     def counts(self):
-        return self._core.counts
-
-    def _project(self, X):
-        if self.projection is None:
-            return X
-        Z = X @ self.projection
-        return np.ascontiguousarray(Z.toarray() if sp.issparse(Z) else Z, dtype=np.float32)
+        return self.kernel.counts
 
     def hash(self, X):
-        """int32 codes of shape (n_samples, n_rows)."""
-        return self._core.hash(self._project(X))
+        """int32 buckets of shape (n_samples, n_rows) of CSR float32 or C float32 rows."""
+        n_threads = effective_n_threads()
+        if self.projection is not None:
+            Z = X @ self.projection
+            X = np.ascontiguousarray(Z.toarray() if sp.issparse(Z) else Z, dtype=np.float32)
+        if sp.issparse(X):
+            return self.kernel.hash_csr(X, n_threads)
+        return self.kernel.hash_dense(X, n_threads)
 
-    def insert(self, codes, losses):
-        losses = np.asarray(losses, dtype=np.float32)
-        self._core.insert(codes, losses)
-        self.total_sum += float(losses.sum(dtype=np.float64))
-        self.total_count += float(losses.shape[0])
+    def insert(self, codes, losses, decay=1.0):
+        self.kernel.insert(codes, losses, decay, effective_n_threads())
 
     def scale(self, factor):
-        self._core.sums *= factor
-        self._core.counts *= factor
-        self.total_sum *= factor
-        self.total_count *= factor
+        self.kernel.scale(factor)
 
     def query(self, codes):
-        prior = self.total_sum / self.total_count if self.total_count > 0 else 0.0
-        return self._core.query(codes, prior=prior)
+        return self.kernel.query(codes, effective_n_threads())

@@ -1,0 +1,311 @@
+"""ImportanceSampledClassifier: train any partial_fit classifier on sampler-drawn batches."""
+
+import inspect
+import numbers
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.linear_model import SGDClassifier
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from .base import VersionedStateMixin
+from .sampling import check_sampler, run_epoch
+from .sampling._nw import _as_float32_rows
+
+__all__ = ["ImportanceSampledClassifier"]
+
+# keeps log(p) finite when a model is certain and wrong
+_PROBA_FLOOR = 1e-7
+
+
+def _accepts_sample_weight(method):
+    return "sample_weight" in inspect.signature(method).parameters
+
+
+def _estimator_has(attr):
+    def check(self):
+        if hasattr(self, "estimator_"):
+            return hasattr(self.estimator_, attr)
+        return hasattr(self._base_estimator(), attr)
+
+    return check
+
+
+class ImportanceSampledClassifier(
+    VersionedStateMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator
+):
+    """Train a ``partial_fit`` classifier on batches drawn by a sampler.
+
+    Each epoch, the sampler chooses ``ceil(n_samples / batch_size)`` batches;
+    every batch's per-example log loss is computed from the current model's
+    ``predict_proba`` and fed back to the sampler (for ``"nw-sketch"`` these
+    losses train the Nadaraya-Watson loss sketch that draws the next epoch's
+    batches), then the model takes one ``partial_fit`` step on the batch with
+    the importance weights (times the user's ``sample_weight``) as its
+    ``sample_weight``.
+
+    Parameters
+    ----------
+    estimator : classifier, default=None
+        Any classifier with ``partial_fit`` and ``predict_proba``; None means
+        ``SGDClassifier(loss="log_loss")``. When its ``partial_fit`` takes no
+        ``sample_weight`` the importance weights cannot be applied and
+        non-uniform samplers train on a biased objective (a warning says so).
+    sampler : None, {"uniform", "nw-sketch", "exact-loss"} or BaseSampler, \
+            default=None
+        Which rows each batch holds; see :func:`sksketch.sampling.check_sampler`.
+    batch_size : int, default=256
+        Rows per ``partial_fit`` step.
+    max_iter : int, default=10
+        Epochs of :meth:`fit`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sampler and, when its own ``random_state`` is None, the
+        wrapped estimator.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The trained clone of `estimator`.
+    sampler_ : BaseSampler
+        The sampler, kept across :meth:`partial_fit` calls.
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    n_iter_ : int
+        Epochs trained.
+    loss_curve_ : list of float
+        Weighted mean log loss of the drawn batches per epoch, measured
+        before each step.
+    effective_sample_size_ : list of float
+        Kish's effective sample size of each epoch's importance weights.
+    sampler_time_ : list of float
+        Seconds per epoch spent by the sampler (hashing, sketch updates and
+        queries, drawing; exact losses for ``"exact-loss"``).
+    epoch_time_ : list of float
+        Wall-clock seconds per epoch.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from sksketch import ImportanceSampledClassifier
+    >>> X, y = make_classification(500, 10, random_state=0)
+    >>> clf = ImportanceSampledClassifier(sampler="nw-sketch", batch_size=50,
+    ...                                   max_iter=5, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.7
+    True
+    >>> len(clf.effective_sample_size_)
+    5
+    """
+
+    _test_params = {"batch_size": 32, "max_iter": 20}
+
+    def __init__(
+        self, estimator=None, sampler=None, batch_size=256, max_iter=10, random_state=None
+    ):
+        self.estimator = estimator
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def _base_estimator(self):
+        if self.estimator is None:
+            return SGDClassifier(loss="log_loss")
+        return self.estimator
+
+    def _validate_params_(self):
+        for name, value in (("batch_size", self.batch_size), ("max_iter", self.max_iter)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        base = self._base_estimator()
+        for attr in ("partial_fit", "predict_proba"):
+            if not hasattr(base, attr):
+                raise TypeError(
+                    f"estimator must have {attr}; got {type(base).__name__} without it"
+                )
+
+    def _first_call(self, classes):
+        self._validate_params_()
+        rng = check_random_state(self.random_state)
+        self._rng = rng
+        est = clone(self._base_estimator())
+        if "random_state" in est.get_params() and est.get_params()["random_state"] is None:
+            est.set_params(random_state=int(rng.randint(np.iinfo(np.int32).max)))
+        self.estimator_ = est
+        self._weighted = _accepts_sample_weight(est.partial_fit)
+        self.sampler_ = check_sampler(self.sampler)
+        self.classes_ = classes
+        self._started = False
+        self.n_iter_ = 0
+        self.loss_curve_ = []
+        self.effective_sample_size_ = []
+        self.sampler_time_ = []
+        self.epoch_time_ = []
+        if not self._weighted and type(self.sampler_).__name__ != "UniformSampler":
+            warnings.warn(
+                f"{type(est).__name__}.partial_fit takes no sample_weight: the importance "
+                "weights are dropped and training follows the sampling distribution",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _validate(self, X, y, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], reset=reset
+        )
+        check_classification_targets(y)
+        return X, y
+
+    def fit(self, X, y, sample_weight=None):
+        """Train a fresh clone of `estimator` for ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Multiplies each row's importance weight.
+
+        Returns
+        -------
+        self : ImportanceSampledClassifier
+        """
+        X, y = self._validate(X, y, reset=True)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"The number of classes has to be greater than one; got {len(classes)} class"
+            )
+        self._first_call(classes)
+        self._train(X, y, sample_weight, self.max_iter)
+        return self
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y), keeping the model and the sampler's sketch.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            Every class; required on the first call.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : ImportanceSampledClassifier
+        """
+        first = not hasattr(self, "estimator_")
+        X, y = self._validate(X, y, reset=first)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            self._first_call(np.unique(np.asarray(classes)))
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes={np.unique(classes)!r} differs from the first call's {self.classes_!r}"
+            )
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y holds labels not in classes: {unknown!r}")
+        self._train(X, y, sample_weight, 1)
+        return self
+
+    def _losses(self, X, y_codes):
+        """Per-example log loss of the current model."""
+        if not self._started:
+            return np.full(len(y_codes), np.log(len(self.classes_)), dtype=np.float32)
+        proba = self.estimator_.predict_proba(X)
+        cols = np.searchsorted(self.estimator_.classes_, self.classes_)
+        p = proba[np.arange(len(y_codes)), cols[y_codes]]
+        return (-np.log(np.maximum(p, _PROBA_FLOOR))).astype(np.float32)
+
+    def _train(self, X, y, sample_weight, n_epochs):
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+        y_codes = np.searchsorted(self.classes_, y)
+        X32 = _as_float32_rows(X)
+        est = self.estimator_
+        observes = getattr(self.sampler_, "_observes_losses", False)
+
+        def loss_fn(indices):
+            return self._losses(X[indices], y_codes[indices])
+
+        def train_batch(indices, weights):
+            Xb, yb = X[indices], y[indices]
+            losses = (
+                self._losses(Xb, y_codes[indices])
+                if observes
+                else np.zeros(len(indices), dtype=np.float32)
+            )
+            kwargs = {"classes": self.classes_}
+            if self._weighted:
+                kwargs["sample_weight"] = weights
+            est.partial_fit(Xb, yb, **kwargs)
+            self._started = True
+            return losses
+
+        self.sampler_.start(X32, loss_fn=loss_fn, random_state=self._rng)
+        for _ in range(n_epochs):
+            tic = time.perf_counter()
+            stats = run_epoch(self.sampler_, self.batch_size, train_batch, sample_weight)
+            self.epoch_time_.append(time.perf_counter() - tic)
+            self.loss_curve_.append(stats["loss"] if observes else float("nan"))
+            self.effective_sample_size_.append(stats["effective_sample_size"])
+            self.sampler_time_.append(stats["sampler_time"])
+            self.n_iter_ += 1
+
+    def predict(self, X):
+        """Class labels of the wrapped estimator.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "estimator_")
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        return self.estimator_.predict(X)
+
+    def predict_proba(self, X):
+        """Class probabilities of the wrapped estimator, columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "estimator_")
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        return self.estimator_.predict_proba(X)
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the wrapped estimator.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self, "estimator_")
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        return self.estimator_.decision_function(X)

@@ -1,0 +1,142 @@
+"""ImportanceSampledClassifier: sampler-drawn batches around any partial_fit classifier."""
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression, Perceptron, SGDClassifier
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
+
+from sksketch import ImportanceSampledClassifier
+from sksketch.sampling import NWSketchSampler, UniformSampler
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(
+        600, 12, n_informative=6, n_classes=3, n_clusters_per_class=2, random_state=0
+    )
+    return X, y
+
+
+@pytest.mark.parametrize("sampler", [None, "uniform", "nw-sketch", "exact-loss"])
+def test_every_sampler_trains(data, sampler):
+    X, y = data
+    clf = ImportanceSampledClassifier(
+        sampler=sampler, batch_size=64, max_iter=6, random_state=0
+    ).fit(X, y)
+    assert clf.score(X, y) > 0.5
+    assert clf.n_iter_ == 6
+    assert len(clf.effective_sample_size_) == len(clf.sampler_time_) == 6
+    assert all(0 < ess <= len(X) * (1 + 1e-6) for ess in clf.effective_sample_size_)
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+
+
+def test_nw_sketch_draws_unequal_weights_and_records_losses(data):
+    X, y = data
+    clf = ImportanceSampledClassifier(
+        sampler=NWSketchSampler(uniform_mix=0.1), batch_size=64, max_iter=4, random_state=0
+    ).fit(X, y)
+    assert clf.effective_sample_size_[0] == pytest.approx(len(X))
+    assert clf.effective_sample_size_[-1] < len(X)
+    assert np.all(np.isfinite(clf.loss_curve_))
+    assert clf.sampler_.sketch_.counts.sum() > 0
+
+
+def test_dense_and_csr_agree(data):
+    X, y = data
+    # SGDClassifier decays its intercept differently on sparse input; an MLP does not
+    make = lambda: ImportanceSampledClassifier(  # noqa: E731
+        MLPClassifier(hidden_layer_sizes=(8,)), sampler="nw-sketch", max_iter=3, random_state=1
+    )
+    a = make().fit(X, y)
+    b = make().fit(sp.csr_matrix(X), y)
+    np.testing.assert_allclose(a.sampler_.probabilities_, b.sampler_.probabilities_, rtol=1e-4)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(sp.csr_matrix(X)), atol=1e-4)
+
+
+def test_reproducible_and_pickles(data):
+    X, y = data
+    make = lambda: ImportanceSampledClassifier(  # noqa: E731
+        MLPClassifier(hidden_layer_sizes=(8,)), sampler="nw-sketch", max_iter=3, random_state=3
+    )
+    a, b = make().fit(X, y), make().fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    restored = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(restored.predict_proba(X), a.predict_proba(X))
+    np.testing.assert_array_equal(
+        restored.sampler_.sketch_.sums, a.sampler_.sketch_.sums
+    )
+    assert not hasattr(clone(a), "estimator_")
+
+
+def test_partial_fit_keeps_the_sketch(data):
+    X, y = data
+    clf = ImportanceSampledClassifier(sampler="nw-sketch", random_state=0)
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[:300], y[:300], classes=np.unique(y))
+    sampler = clf.sampler_
+    counts = sampler.sketch_.counts.sum()
+    clf.partial_fit(X[300:], y[300:])
+    assert clf.sampler_ is sampler
+    assert sampler.sketch_.counts.sum() > counts
+    assert clf.n_iter_ == 2
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y, classes=[0, 1])
+
+
+def test_sample_weight_multiplies_importance_weights(data):
+    X, y = data
+    seen = []
+
+    class Recording(SGDClassifier):
+        def partial_fit(self, X, y, classes=None, sample_weight=None):
+            seen.append(np.asarray(sample_weight))
+            return super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+
+    sw = np.full(len(X), 3.0)
+    ImportanceSampledClassifier(
+        Recording(loss="log_loss"), sampler=UniformSampler(), max_iter=1, random_state=0
+    ).fit(X, y, sample_weight=sw)
+    assert np.all(np.concatenate(seen) == 3.0)
+
+
+def test_estimator_without_sample_weight_warns(data):
+    X, y = data
+
+    class NoWeights(SGDClassifier):
+        def partial_fit(self, X, y, classes=None):
+            return super().partial_fit(X, y, classes=classes)
+
+    with pytest.warns(UserWarning, match="sample_weight"):
+        ImportanceSampledClassifier(
+            NoWeights(loss="log_loss"), sampler="nw-sketch", max_iter=1
+        ).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"max_iter": 1.5}, ValueError, "max_iter"),
+        ({"estimator": LogisticRegression()}, TypeError, "partial_fit"),
+        ({"estimator": Perceptron()}, TypeError, "predict_proba"),
+        ({"sampler": "sketchy"}, ValueError, "sampler"),
+    ],
+)
+def test_bad_parameters(data, params, error, match):
+    X, y = data
+    with pytest.raises(error, match=match):
+        ImportanceSampledClassifier(**params).fit(X, y)
+
+
+def test_gaussian_nb_works_as_inner_model(data):
+    X, y = data
+    clf = ImportanceSampledClassifier(GaussianNB(), sampler="exact-loss", max_iter=2).fit(X, y)
+    assert clf.predict_proba(X).shape == (len(X), 3)
+    assert not hasattr(clf, "decision_function")
