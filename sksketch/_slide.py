@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._kernels import _openmp, _slide
 from ._kernels._lsh import LSHTables
+from ._negative_sampling import collision_table, unigram_cdf
 from .base import VersionedStateMixin
 
 # Stamps mark labels already in an example's active set; they are per thread
@@ -93,8 +94,34 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         subset drawn anew at each rehash; ``"fifo"``, the last ones inserted in
         label order (the reference implementation's behaviour, which favours
         high label ids).
+    negative_sampling : {"lsh-embedding", "lsh-label", "uniform", "unigram", \
+            "full"}, default="lsh-embedding"
+        Where each example's negatives (the labels of its active set besides
+        its true ones) come from. All modes share one training kernel:
+
+        - ``"lsh-embedding"`` (SLIDE's scheme): the labels in the buckets of
+          the example's hidden activation, i.e. labels whose weights resemble
+          it, those the softmax ranks high: the most informative negatives,
+          adapting to the input and the weights; costs the hashing of each
+          example and the rehashes.
+        - ``"lsh-label"``: the labels in the buckets of the weight row of one of
+          its true labels (drawn at random): labels confusable with the true
+          one. Adapts to the weights, not to the input.
+        - ``"uniform"``: labels drawn uniformly at random: cheapest, but most
+          are easy negatives that teach little late in training.
+        - ``"unigram"``: labels drawn in proportion to their training frequency
+          (plus one), counted from the targets and updated by ``partial_fit``:
+          pushes down the frequent labels a model over-predicts; static.
+        - ``"full"``: every label, the exact softmax: the reference the others
+          approximate, at a cost that grows with the number of labels.
+
+        Both LSH modes query the same tables, rehashed on the schedule below,
+        and pad with uniform labels up to ``min_active_labels``.
     max_active_labels : int or float, default=0.01
-        Active-set budget per example: a count, or a fraction of the labels.
+        The active-set budget of an example (its true labels and its
+        negatives): a count, or a fraction of the labels. The set has at least
+        ``min_active_labels`` labels, so with the defaults an example gets
+        about 1000 negatives.
     min_active_labels : int, default=1000
         Examples whose buckets yield fewer labels are padded with random labels
         up to this size (the reference implementation's rule). The random
@@ -103,15 +130,20 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         With at most this many labels, training is the exact (full) softmax.
     sampling_correction : {"logq", "none"}, default="logq"
         How the sampled softmax accounts for the labels left out of the active
-        set. ``"logq"`` adds to each random label's logit the log of the inverse
-        of its inclusion probability, ``log((n_labels - n_retrieved) /
-        n_random)``: the random labels then stand in for all labels neither
-        true nor retrieved, and the softmax's normaliser estimates the full
-        one (labels that are true or retrieved count once, as in the exact
-        softmax). This keeps scores comparable across labels the tables
-        retrieve often and rarely, and converges to a higher precision.
-        ``"none"`` is the reference implementation's uncorrected softmax over
-        the active set.
+        set. ``"logq"`` subtracts from each negative's logit the log of its
+        inclusion probability, so that the softmax's normaliser estimates the
+        full one: for uniform labels ``n_random / (n_labels - n_retrieved)``
+        (the random labels stand in for all labels neither true nor
+        retrieved); for unigram labels ``1 - (1 - p_i)**n_draws``; for labels
+        the tables retrieve ``p + (1 - p) q``, with ``p = 1 - (1 - cp**K)**L``
+        their retrieval probability (``cp``, the hash family's collision
+        probability at the cosine of the query and the label's weights, is
+        exact for SimHash and measured on pairs of vectors at each draw of
+        hash functions for DWTA) and ``q`` that of the uniform padding. True
+        labels count once, as in the exact softmax. This keeps scores
+        comparable across labels sampled often and rarely, and converges to a
+        higher precision. ``"none"`` is the reference implementation's
+        uncorrected softmax over the active set.
     rehash_interval : int, default=50
         Batches between two rehashes (the tables are rebuilt from the current
         output weights).
@@ -220,6 +252,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             Interval(Real, 0, 1, closed="right"),
         ],
         "min_active_labels": [Interval(Integral, 0, None, closed="left")],
+        "negative_sampling": [StrOptions(set(_slide.MODES))],
         "sampling_correction": [StrOptions({"logq", "none"})],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
@@ -258,6 +291,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         bucket_policy="reservoir",
         max_active_labels=0.01,
         min_active_labels=1000,
+        negative_sampling="lsh-embedding",
         sampling_correction="logq",
         rehash_interval=50,
         rebuild_interval=1000,
@@ -292,6 +326,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         self.bucket_policy = bucket_policy
         self.max_active_labels = max_active_labels
         self.min_active_labels = min_active_labels
+        self.negative_sampling = negative_sampling
         self.sampling_correction = sampling_correction
         self.rehash_interval = rehash_interval
         self.rebuild_interval = rebuild_interval
@@ -452,6 +487,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             seed=int(rng.randint(0, 2**31 - 1)),
         )
         self._output_bf16 = None
+        self._cp_table = self._row_norms = None
         self.loss_curve_ = []
         self.validation_scores_ = [] if self.early_stopping else None
         self.best_validation_score_ = None if not self.early_stopping else -np.inf
@@ -461,17 +497,39 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         self.t_ = 0
 
     def _uses_lsh(self):
-        return self._active_budget() < len(self.classes_)
+        """Whether training queries the hash tables."""
+        return (
+            self.negative_sampling in ("lsh-embedding", "lsh-label")
+            and self._active_budget() < len(self.classes_)
+        )
 
     def _active_budget(self):
         L = len(self.classes_)
+        if self.negative_sampling == "full":
+            return L
         budget = _resolve_count(self.max_active_labels, L)
         return min(L, max(budget, self.min_active_labels, 1))
 
-    def _rehash(self, rng, n_threads, new_functions=False):
+    def _rehash(self, rng, n_threads, new_functions=False, queries=None):
+        """Rebuild the tables from the current output weights.
+
+        With the log-q correction, also keep what the inclusion probabilities
+        of retrieved labels need: the norms of the rows as hashed, and the
+        family's collision probability as a function of the cosine (measured
+        anew with each draw of hash functions, for DWTA).
+        """
         if new_functions:
             self.lsh_tables_.rebuild_functions(int(rng.randint(0, 2**31 - 1)))
-        self.lsh_tables_.build(self.output_weights_, n_threads=n_threads)
+        W = self.output_weights_
+        self.lsh_tables_.build(W, n_threads=n_threads)
+        if self.sampling_correction != "logq":
+            return
+        self._row_norms = np.linalg.norm(W, axis=1).astype(np.float32)
+        if new_functions or getattr(self, "_cp_table", None) is None:
+            items = W[rng.randint(0, W.shape[0], size=min(W.shape[0], 256))]
+            if self.negative_sampling == "lsh-label" or queries is None:
+                queries = W[rng.randint(0, W.shape[0], size=min(W.shape[0], 64))]
+            self._cp_table = collision_table(self.lsh_tables_, queries, items, n_threads)
 
     def _next_rehash_interval(self):
         if self.rehash_schedule == "fixed":
@@ -491,10 +549,24 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         """One pass over (X, Y) in shuffled batches; returns the mean loss."""
         n = X.shape[0]
         L = len(self.classes_)
-        budget = self._active_budget()
+        target = self._active_budget()
+        # the active set always holds all of an example's true labels
+        budget = max(target, self._max_true_labels(Y))
         use_lsh = self._uses_lsh()
-        # Without LSH the budget covers every label: the exact full softmax.
-        min_active = min(self.min_active_labels, L) if use_lsh else L
+        mode = _slide.MODES.index(self.negative_sampling)
+        if target >= L:
+            # the budget covers every label: the exact full softmax
+            mode = _slide.MODES.index("full")
+            budget = min_active = L
+        elif use_lsh:
+            min_active = min(self.min_active_labels, L)
+        else:
+            min_active = target
+        correct = self.sampling_correction == "logq"
+        empty_f, empty_d = np.zeros(0, np.float32), np.zeros(0, np.float64)
+        label_cdf = self._unigram_cdf if self.negative_sampling == "unigram" else empty_d
+        cp_table = self._cp_table if use_lsh and correct else empty_f
+        row_norms = self._row_norms if use_lsh and correct else empty_f
         use_bf16 = self.precision == "bfloat16"
         buf = self._buffers
         order = rng.permutation(n) if self.shuffle else np.arange(n)
@@ -524,12 +596,12 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                 buf["W_in"], buf["b_in"][0], buf["touched_in"],
                 buf["hidden"], buf["active"], buf["grad"], buf["ghidden"],
                 self._stamps, self._stamp_base,
-                budget, min_active, use_lsh, use_bf16,
+                budget, min_active, mode, use_bf16,
                 1.0 / B,
                 int(rng.randint(0, 2**63 - 1, dtype=np.int64)),
                 n_threads,
                 losses, n_active,
-                self.sampling_correction == "logq",
+                correct, label_cdf, cp_table, row_norms,
             )
             self._stamp_base += B
             self._step += 1
@@ -542,7 +614,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             self._batches_since_rehash += 1
             self._batches_since_rebuild += 1
             if use_lsh and self._batches_since_rebuild >= self.rebuild_interval:
-                self._rehash(rng, n_threads, new_functions=True)
+                self._rehash(rng, n_threads, new_functions=True, queries=buf["hidden"][:B])
                 self._batches_since_rebuild = 0
                 self._batches_since_rehash = 0
                 self._n_rehashes += 1
@@ -550,6 +622,8 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                 self._rehash(rng, n_threads)
                 self._batches_since_rehash = 0
                 self._n_rehashes += 1
+            if use_lsh and correct:
+                cp_table, row_norms = self._cp_table, self._row_norms
         self.t_ += n
         self.n_samples_skipped_ = n_skipped
         n_used = n - n_skipped
@@ -578,11 +652,15 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         )
         buf["touched_in"].fill(0)
 
-    def _allocate_buffers(self, n_threads):
+    @staticmethod
+    def _max_true_labels(Y):
+        return int(np.diff(Y.indptr).max()) if Y.shape[0] else 0
+
+    def _allocate_buffers(self, n_threads, Y):
         H = self.hidden_layer_size
         L = len(self.classes_)
         B = self.batch_size
-        A = self._active_budget()
+        A = max(self._active_budget(), self._max_true_labels(Y))
         self._buffers = {
             # input layer: a dense gradient, applied to the rows a batch touched
             "W_in": np.zeros_like(self.input_weights_),
@@ -656,10 +734,15 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                 X, Y, sample_weight, test_size=self.validation_fraction, random_state=rng
             )
 
-        if self._uses_lsh() and (first_call or self.lsh_tables_.n_items == 0):
-            self._rehash(rng, n_threads)
+        if self.negative_sampling == "unigram":
+            self._unigram_cdf = unigram_cdf(self._label_counts)
+        if self._uses_lsh() and (
+            first_call or self.lsh_tables_.n_items == 0
+            or (self.sampling_correction == "logq" and getattr(self, "_cp_table", None) is None)
+        ):
+            self._rehash(rng, n_threads, queries=self._hidden(X[:64]))
         self._sync_bf16()
-        self._allocate_buffers(n_threads)
+        self._allocate_buffers(n_threads, Y)
         try:
             n_epochs = 1 if incremental else self.max_iter
             for _ in range(n_epochs):
@@ -778,7 +861,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         k = min(k, L)
         n_threads = self._predict_threads(X.shape[0])
         hidden = self._hidden(X)
-        if self.inference == "lsh" and self._uses_lsh():
+        if self.inference == "lsh":
             tables = self._inference_tables()
             fallback = self._frequent_labels(k)
             # Score the union of the query's buckets: at most one full bucket
@@ -807,7 +890,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         sees it, so predicting between ``partial_fit`` calls does not change
         what is learned.
         """
-        if self._batches_since_rehash == 0:
+        if self._batches_since_rehash == 0 and self.lsh_tables_.n_items == len(self.classes_):
             return self.lsh_tables_
         with _INFERENCE_TABLES_LOCK:
             cached = getattr(self, "_inference_tables_cache", None)

@@ -81,7 +81,8 @@ def _batch_gradients_reference(X, Y, batch, w, W1, b1, W2, b2):
 
 
 def _train_batch(tables, X, Y, batch, w, W1, b1, W2, b2, *, max_active, min_active,
-                 n_threads=1, use_lsh=False, correct=False, seed=7, W2_bf16=None):
+                 n_threads=1, mode="uniform", correct=False, seed=7, W2_bf16=None,
+                 label_cdf=None, cp_table=None, row_norms=None):
     """Run the kernel; return the input-layer gradients, the output layer's
     gradients added up from its per-example buffers, losses and active sizes."""
     B, H, L = len(batch), W1.shape[1], W2.shape[0]
@@ -95,8 +96,11 @@ def _train_batch(tables, X, Y, batch, w, W1, b1, W2, b2, *, max_active, min_acti
         tables, X.indptr, X.indices, X.data, Y.indptr, Y.indices, batch, w,
         W1, b1, W2, b2, W2_bf16 if use_bf16 else np.zeros((0, 0), np.uint16),
         grads["W_in"], grads["b_in"], touched_in, hb, ab, gb, ghb,
-        np.zeros((n_threads, L), np.uint32), 0, max_active, min_active, use_lsh, use_bf16,
-        1.0 / B, seed, n_threads, losses, n_active, correct,
+        np.zeros((n_threads, L), np.uint32), 0, max_active, min_active,
+        _slide.MODES.index(mode), use_bf16, 1.0 / B, seed, n_threads, losses, n_active, correct,
+        np.zeros(0) if label_cdf is None else label_cdf,
+        np.zeros(0, np.float32) if cp_table is None else cp_table,
+        np.zeros(0, np.float32) if row_norms is None else row_norms,
     )
     grads["W_out"], grads["b_out"] = np.zeros((L, H)), np.zeros(L)
     for i in range(B):

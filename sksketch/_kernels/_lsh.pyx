@@ -207,6 +207,30 @@ cdef class LSHTables:
         self._hash_rows(X, keys_view, n_threads)
         return keys
 
+    def codes(self, const float[:, ::1] X, int n_threads=1):
+        """The individual hash codes of each row of X, shape (n_rows, n_hashes).
+
+        Code ``t * n_hashes_per_table + k`` is the k-th code of table t: two
+        vectors collide in table t when its ``n_hashes_per_table`` codes all
+        agree. The share of agreeing codes estimates the family's collision
+        probability of the two vectors.
+        """
+        if X.shape[1] != self.dim:
+            raise ValueError(f"X has {X.shape[1]} columns, the tables hash {self.dim}")
+        cdef Py_ssize_t i, n = X.shape[0]
+        cdef int n_hashes = self.n_hashes_per_table * self.n_tables
+        codes = np.empty((n, n_hashes), dtype=np.int32)
+        cdef int32_t[:, ::1] codes_view = codes
+        cdef int32_t *keys
+        if n == 0:
+            return codes
+        with nogil, parallel(num_threads=n_threads):
+            keys = <int32_t *> malloc(self.n_tables * sizeof(int32_t))
+            for i in prange(n, schedule="static"):
+                self.hash_dense(&X[i, 0], &codes_view[i, 0], keys)
+            free(keys)
+        return codes
+
     cdef void _hash_rows(self, const float[:, ::1] X, int32_t[:, ::1] keys,
                          int n_threads) noexcept:
         cdef Py_ssize_t i, n = X.shape[0]

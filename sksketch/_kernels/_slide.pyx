@@ -23,14 +23,97 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport INFINITY, logf, sqrtf
+from libc.math cimport INFINITY, expm1, log1p, logf, powf, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from ._lsh cimport LSHTables
-from ._random cimport bounded, mix64
+from ._random cimport bounded, mix64, next64
 from ._simd cimport get_kernels, sks_bf16, sks_kernels
+
+
+# How train_batch picks negatives; `mode` is the index in MODES.
+MODES = ("lsh-embedding", "lsh-label", "uniform", "unigram", "full")
+cdef enum:
+    MODE_LSH_EMBEDDING = 0
+    MODE_LSH_LABEL = 1
+    MODE_UNIFORM = 2
+    MODE_UNIGRAM = 3
+    MODE_FULL = 4
+
+
+cdef inline uint32_t draw_cdf(uint64_t *rng, const double[::1] cdf) noexcept nogil:
+    """A label drawn from cumulative probabilities (cdf[-1] == 1)."""
+    cdef double u = <double>(next64(rng) >> 11) * (1.0 / 9007199254740992.0)
+    cdef Py_ssize_t lo = 0, hi = cdf.shape[0] - 1, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cdf[mid] <= u:
+            lo = mid + 1
+        else:
+            hi = mid
+    return <uint32_t>lo
+
+
+cdef inline float retrieval_probability(
+        float cosine, const float[::1] cp_table, int n_hashes_per_table,
+        int n_tables) noexcept nogil:
+    """1 - (1 - cp^K)^L, with cp interpolated from its table over [-1, 1]."""
+    cdef Py_ssize_t nb = cp_table.shape[0] - 1, idx
+    cdef float x = (cosine + 1) * 0.5 * nb, frac, cp
+    if x <= 0:
+        cp = cp_table[0]
+    elif x >= nb:
+        cp = cp_table[nb]
+    else:
+        idx = <Py_ssize_t>x
+        frac = x - idx
+        cp = cp_table[idx] * (1 - frac) + cp_table[idx + 1] * frac
+    return 1 - powf(1 - powf(cp, <float>n_hashes_per_table), <float>n_tables)
+
+
+cdef void inclusion_log_weights(
+        int mode, Py_ssize_t n_labels, Py_ssize_t n_true, Py_ssize_t n_det,
+        Py_ssize_t n_act, Py_ssize_t tries, const int32_t *active, const float *dots,
+        const float *query, float query_norm, Py_ssize_t H, const float *W2,
+        const float[::1] row_norms,
+        const float[::1] cp_table, const double[::1] label_cdf,
+        int n_hashes_per_table, int n_tables, float *out) noexcept nogil:
+    """-log(inclusion probability) of each negative active[n_true:n_act].
+
+    Uniform labels drawn to fill the set: n_random / (n_labels - n_det) each.
+    LSH candidates: p + (1 - p) * q_u, p their retrieval probability from the
+    cosine of query and weight row, q_u the uniform labels' probability.
+    Unigram labels, drawn `tries` times: 1 - (1 - p_i)^tries (p_i > 0).
+    A retrieved label's probability is floored at 1 / n_labels, as a table
+    that returned it cannot have had a negligible chance to.
+    `dots` holds the hidden activation's dot products with the active rows
+    (without bias): the query's own when the query is the hidden activation.
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t j
+    cdef float q_u = 0, p, cosine, dot, floor = 1.0 / n_labels
+    cdef double pl
+    for j in range(n_true):
+        out[j] = 0
+    if mode == MODE_UNIGRAM:
+        for j in range(n_true, n_act):
+            pl = label_cdf[active[j]] - (label_cdf[active[j] - 1] if active[j] > 0 else 0)
+            pl = -expm1(tries * log1p(-pl)) if pl < 1 else 1
+            out[j] = -logf(<float>pl)
+        return
+    if n_act > n_det:
+        q_u = <float>(n_act - n_det) / <float>(n_labels - n_det)
+    for j in range(n_det, n_act):
+        out[j] = -logf(q_u)
+    if n_det == n_true:
+        return
+    for j in range(n_true, n_det):
+        dot = K.dot(query, &W2[active[j] * H], H) if mode == MODE_LSH_LABEL else dots[j]
+        cosine = dot / (query_norm * row_norms[active[j]] + 1e-30)
+        p = retrieval_probability(cosine, cp_table, n_hashes_per_table, n_tables)
+        out[j] = -logf(max(p + (1 - p) * q_u, floor))
 
 
 def train_batch(
@@ -47,11 +130,12 @@ def train_batch(
     float[:, ::1] hb, int32_t[:, ::1] ab, float[:, ::1] gb, float[:, ::1] ghb,
     uint32_t[:, ::1] stamps, uint32_t stamp_base,
     Py_ssize_t max_active, Py_ssize_t min_active,
-    bint use_lsh, bint use_bf16, float inv_batch_size,
+    int mode, bint use_bf16, float inv_batch_size,
     uint64_t seed, int n_threads,
     float[::1] losses,
     int32_t[::1] n_active,
-    bint correct_random,
+    bint correct,
+    const double[::1] label_cdf, const float[::1] cp_table, const float[::1] row_norms,
 ):
     """One batch of SLIDE training: the forward and backward passes.
 
@@ -67,7 +151,21 @@ def train_batch(
     batch order. No two threads write the same row, so no update is lost and
     the result is the same for any number of threads.
 
-    # IN: the CSR data, the batch's row ids and weights, the parameters.
+    The negatives of an example (its active labels besides the true ones)
+    come from `mode` (an index in ``MODES``): ``"lsh-embedding"`` the buckets of its hidden
+    activation, ``"lsh-label"`` the buckets of the weight row of one of its
+    true labels (drawn at random), then uniform random labels up to
+    `min_active`; ``"uniform"`` uniform random labels and
+    ``"unigram"`` labels drawn from `label_cdf` (cumulative label
+    probabilities), up to `min_active`; ``"full"`` every label. With
+    `correct`, each negative's logit is lowered by the log of its inclusion
+    probability (see ``inclusion_log_weights``), so that the sampled
+    softmax's normaliser estimates the full one.
+
+    # IN: the CSR data, the batch's row ids and weights, the parameters;
+    # label_cdf (unigram mode), cp_table and row_norms (LSH modes with
+    # correct: the collision probability on a grid of cosines in [-1, 1], and
+    # the norms of W2's rows when the tables were built).
     # OUT: hb, ab, gb (rows [0, B)); ghb is scratch; input-layer gradients
     # (gW1, gb1) and touched flags, added to; per example the loss and the
     # active-set size (both 0 for a row with no label: such rows are skipped).
@@ -79,7 +177,7 @@ def train_batch(
     cdef Py_ssize_t B = batch.shape[0]
     cdef int n_hashes = tables.n_hashes_per_table * tables.n_tables
     cdef Py_ssize_t i, j, c, start, nnz, n_act, n_true, tries, owner, n_det
-    cdef float log_w
+    cdef float query_norm
     cdef int64_t r
     cdef int tid
     cdef float w, scale, mean_true, lse, inv_true
@@ -94,8 +192,28 @@ def train_batch(
     cdef int32_t *codes
     cdef int32_t *keys
     cdef sks_bf16 *h16
+    cdef const float *query
     if B == 0:
         return
+    # Never trust sizes inside the nogil loop: every buffer row must hold the
+    # active set, and the active set all of an example's true labels.
+    if max_active > n_labels or min_active > max_active:
+        raise ValueError("need min_active <= max_active <= n_labels")
+    if (hb.shape[0] < B or ab.shape[0] < B or gb.shape[0] < B or ghb.shape[0] < B
+            or ab.shape[1] < max_active or gb.shape[1] < max_active
+            or hb.shape[1] != H or ghb.shape[1] != H or losses.shape[0] < B
+            or n_active.shape[0] < B or stamps.shape[0] < n_threads
+            or stamps.shape[1] < n_labels):
+        raise ValueError("a buffer is too small for the batch")
+    for i in range(B):
+        if Y_indptr[batch[i] + 1] - Y_indptr[batch[i]] > max_active:
+            raise ValueError(
+                f"row {batch[i]} has more true labels than max_active={max_active}")
+    if mode == MODE_UNIGRAM and label_cdf.shape[0] != n_labels:
+        raise ValueError("label_cdf must have one entry per label in unigram mode")
+    if correct and (mode == MODE_LSH_EMBEDDING or mode == MODE_LSH_LABEL) and (
+            row_norms.shape[0] != n_labels or cp_table.shape[0] < 2):
+        raise ValueError("row_norms and cp_table are needed to correct LSH negatives")
 
     with nogil, parallel(num_threads=n_threads):
         h16 = <sks_bf16 *> malloc(H * sizeof(sks_bf16))
@@ -137,20 +255,39 @@ def train_batch(
                 if h[c] < 0:
                     h[c] = 0
 
-            if use_lsh:
-                tables.hash_dense(h, codes, keys)
+            query = NULL
+            query_norm = 0
+            if mode == MODE_LSH_EMBEDDING:
+                query = h
+                if correct:
+                    query_norm = sqrtf(K.dot(h, h, H))
+            elif mode == MODE_LSH_LABEL:
+                j = active[bounded(&rng, <uint32_t>n_true)]
+                query = &W2[j, 0]
+                if correct:
+                    query_norm = row_norms[j]
+            if query != NULL:
+                tables.hash_dense(query, codes, keys)
                 n_act = tables.query_into(
                     keys, <int>bounded(&rng, <uint32_t>tables.n_tables), active, n_act,
                     max_active, st, stamp)
             n_det = n_act  # true labels and LSH candidates
-            if min_active >= n_labels:
+            tries = 0
+            if mode == MODE_FULL or min_active >= n_labels:
                 for j in range(n_labels):
                     if st[j] != stamp:
                         st[j] = stamp
                         active[n_act] = <int32_t>j
                         n_act = n_act + 1
+            elif mode == MODE_UNIGRAM:
+                while n_act < min_active and tries < 8 * min_active + 64:
+                    cand = draw_cdf(&rng, label_cdf)
+                    tries = tries + 1
+                    if st[cand] != stamp:
+                        st[cand] = stamp
+                        active[n_act] = <int32_t>cand
+                        n_act = n_act + 1
             else:
-                tries = 0
                 while n_act < min_active and tries < 8 * min_active + 64:
                     cand = bounded(&rng, <uint32_t>n_labels)
                     tries = tries + 1
@@ -164,17 +301,18 @@ def train_batch(
                 K.gather_dot_bf16(h16, &W2_bf16[0, 0], H, active, n_act, H, logits)
             else:
                 K.gather_dot(h, &W2[0, 0], H, active, n_act, H, logits)
-            # Random labels stand in for all the labels not retrieved: with
-            # correct_random, each counts (n_labels - n_det) / n_random times in
-            # the partition function, which then estimates the full softmax's.
-            log_w = 0
-            if correct_random and n_act > n_det:
-                log_w = logf(<float>(n_labels - n_det) / <float>(n_act - n_det))
+            if correct and mode != MODE_FULL and n_act < n_labels:
+                # log weights go to grad[], free until the softmax
+                inclusion_log_weights(
+                    mode, n_labels, n_true, n_det, n_act, tries, active, logits,
+                    query, query_norm, H, &W2[0, 0], row_norms, cp_table, label_cdf,
+                    tables.n_hashes_per_table, tables.n_tables, grad)
+            else:
+                for j in range(n_act):
+                    grad[j] = 0
             mean_true = 0
             for j in range(n_act):
-                logits[j] = logits[j] + b2[active[j]]
-                if j >= n_det:
-                    logits[j] = logits[j] + log_w
+                logits[j] = logits[j] + b2[active[j]] + grad[j]
                 if j < n_true:
                     mean_true = mean_true + logits[j]
             mean_true = mean_true / n_true
