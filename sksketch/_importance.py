@@ -6,11 +6,12 @@ import time
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.linear_model import SGDClassifier
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .base import VersionedStateMixin
@@ -42,8 +43,9 @@ class ImportanceSampledClassifier(
     """Train a ``partial_fit`` classifier on batches drawn by a sampler.
 
     Each epoch, the sampler chooses ``ceil(n_samples / batch_size)`` batches;
-    every batch's per-example log loss is computed from the current model's
-    ``predict_proba`` and fed back to the sampler (for ``"nw-sketch"`` these
+    every batch's per-example log loss (for multi-label targets: the binary
+    cross-entropy summed over the labels) is computed from the current
+    model's ``predict_proba`` and fed back to the sampler (for ``"nw-sketch"`` these
     losses train the Nadaraya-Watson loss sketch that draws the next epoch's
     batches), then the model takes one ``partial_fit`` step on the batch with
     the importance weights (times the user's ``sample_weight``) as its
@@ -74,6 +76,7 @@ class ImportanceSampledClassifier(
     sampler_ : BaseSampler
         The sampler, kept across :meth:`partial_fit` calls.
     classes_ : ndarray of shape (n_classes,)
+        Class labels, or ``arange(n_labels)`` for multi-label targets.
     n_features_in_ : int
     n_iter_ : int
         Epochs trained.
@@ -85,6 +88,9 @@ class ImportanceSampledClassifier(
     sampler_time_ : list of float
         Seconds per epoch spent by the sampler (hashing, sketch updates and
         queries, drawing; exact losses for ``"exact-loss"``).
+    loss_time_ : list of float
+        Seconds per epoch computing the batches' losses for the sampler (a
+        ``predict_proba`` on each batch; zero for samplers that read none).
     epoch_time_ : list of float
         Wall-clock seconds per epoch.
 
@@ -115,6 +121,8 @@ class ImportanceSampledClassifier(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        inner = get_tags(self._base_estimator())
+        tags.classifier_tags.multi_label = inner.classifier_tags.multi_label
         return tags
 
     def _base_estimator(self):
@@ -149,6 +157,7 @@ class ImportanceSampledClassifier(
         self.loss_curve_ = []
         self.effective_sample_size_ = []
         self.sampler_time_ = []
+        self.loss_time_ = []
         self.epoch_time_ = []
         if not self._weighted and type(self.sampler_).__name__ != "UniformSampler":
             warnings.warn(
@@ -159,11 +168,27 @@ class ImportanceSampledClassifier(
             )
 
     def _validate(self, X, y, reset):
+        multilabel = y is not None and type_of_target(y).startswith("multilabel")
         X, y = validate_data(
-            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], reset=reset
+            self,
+            X,
+            y,
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32],
+            reset=reset,
+            multi_output=multilabel,
+            y_numeric=multilabel,
         )
-        check_classification_targets(y)
+        if multilabel:
+            y = sp.csr_matrix(y, dtype=np.int8)
+        else:
+            check_classification_targets(y)
+        if hasattr(self, "_multilabel") and not reset and multilabel != self._multilabel:
+            raise ValueError("y switched between class labels and a multi-label indicator")
         return X, y
+
+    def _classes_of(self, y):
+        return np.arange(y.shape[1]) if sp.issparse(y) else np.unique(y)
 
     def fit(self, X, y, sample_weight=None):
         """Train a fresh clone of `estimator` for ``max_iter`` epochs.
@@ -171,7 +196,9 @@ class ImportanceSampledClassifier(
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : {array-like, sparse matrix} of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a binary indicator of labels for an estimator
+            that learns multi-label targets (such as ``MLPClassifier``).
         sample_weight : array-like of shape (n_samples,), default=None
             Multiplies each row's importance weight.
 
@@ -180,12 +207,13 @@ class ImportanceSampledClassifier(
         self : ImportanceSampledClassifier
         """
         X, y = self._validate(X, y, reset=True)
-        classes = np.unique(y)
+        classes = self._classes_of(y)
         if len(classes) < 2:
             raise ValueError(
                 f"The number of classes has to be greater than one; got {len(classes)} class"
             )
         self._first_call(classes)
+        self._multilabel = sp.issparse(y)
         self._train(X, y, sample_weight, self.max_iter)
         return self
 
@@ -207,23 +235,37 @@ class ImportanceSampledClassifier(
         first = not hasattr(self, "estimator_")
         X, y = self._validate(X, y, reset=first)
         if first:
-            if classes is None:
+            if classes is None and not sp.issparse(y):
                 raise ValueError("classes must be passed on the first call to partial_fit")
-            self._first_call(np.unique(np.asarray(classes)))
+            self._first_call(
+                self._classes_of(y) if classes is None else np.unique(np.asarray(classes))
+            )
+            self._multilabel = sp.issparse(y)
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
                 f"classes={np.unique(classes)!r} differs from the first call's {self.classes_!r}"
             )
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
+        if sp.issparse(y):
+            if y.shape[1] != len(self.classes_):
+                raise ValueError(f"y has {y.shape[1]} labels, expected {len(self.classes_)}")
+        elif (unknown := np.setdiff1d(np.unique(y), self.classes_)).size:
             raise ValueError(f"y holds labels not in classes: {unknown!r}")
         self._train(X, y, sample_weight, 1)
         return self
 
     def _losses(self, X, y_codes):
         """Per-example log loss of the current model."""
+        n = y_codes.shape[0]
+        if self._multilabel:
+            if not self._started:
+                return np.full(n, len(self.classes_) * np.log(2.0), dtype=np.float32)
+            proba = np.clip(self.estimator_.predict_proba(X), _PROBA_FLOOR, 1 - _PROBA_FLOOR)
+            Y = y_codes.toarray().astype(bool)
+            return (-np.where(Y, np.log(proba), np.log1p(-proba)).sum(axis=1)).astype(
+                np.float32
+            )
         if not self._started:
-            return np.full(len(y_codes), np.log(len(self.classes_)), dtype=np.float32)
+            return np.full(n, np.log(len(self.classes_)), dtype=np.float32)
         proba = self.estimator_.predict_proba(X)
         cols = np.searchsorted(self.estimator_.classes_, self.classes_)
         p = proba[np.arange(len(y_codes)), cols[y_codes]]
@@ -232,7 +274,7 @@ class ImportanceSampledClassifier(
     def _train(self, X, y, sample_weight, n_epochs):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
-        y_codes = np.searchsorted(self.classes_, y)
+        y_codes = y if self._multilabel else np.searchsorted(self.classes_, y)
         X32 = _as_float32_rows(X)
         est = self.estimator_
         observes = getattr(self.sampler_, "_observes_losses", False)
@@ -242,11 +284,14 @@ class ImportanceSampledClassifier(
 
         def train_batch(indices, weights):
             Xb, yb = X[indices], y[indices]
-            losses = (
-                self._losses(Xb, y_codes[indices])
-                if observes
-                else np.zeros(len(indices), dtype=np.float32)
-            )
+            if self._multilabel:
+                yb = yb.toarray()
+            if observes:
+                tic = time.perf_counter()
+                losses = self._losses(Xb, y_codes[indices])
+                loss_time[0] += time.perf_counter() - tic
+            else:
+                losses = np.zeros(len(indices), dtype=np.float32)
             kwargs = {"classes": self.classes_}
             if self._weighted:
                 kwargs["sample_weight"] = weights
@@ -255,13 +300,16 @@ class ImportanceSampledClassifier(
             return losses
 
         self.sampler_.start(X32, loss_fn=loss_fn, random_state=self._rng)
+        loss_time = [0.0]
         for _ in range(n_epochs):
+            loss_time[0] = 0.0
             tic = time.perf_counter()
             stats = run_epoch(self.sampler_, self.batch_size, train_batch, sample_weight)
             self.epoch_time_.append(time.perf_counter() - tic)
             self.loss_curve_.append(stats["loss"] if observes else float("nan"))
             self.effective_sample_size_.append(stats["effective_sample_size"])
             self.sampler_time_.append(stats["sampler_time"])
+            self.loss_time_.append(loss_time[0])
             self.n_iter_ += 1
 
     def predict(self, X):

@@ -140,3 +140,24 @@ def test_gaussian_nb_works_as_inner_model(data):
     clf = ImportanceSampledClassifier(GaussianNB(), sampler="exact-loss", max_iter=2).fit(X, y)
     assert clf.predict_proba(X).shape == (len(X), 3)
     assert not hasattr(clf, "decision_function")
+
+
+def test_multilabel_targets_with_mlp():
+    X, _ = make_classification(300, 10, random_state=0)
+    rng = np.random.RandomState(0)
+    Y = (X[:, :4] + 0.3 * rng.randn(300, 4) > 0.5).astype(int)
+    Y[:, 3] = 0
+    for y in (Y, sp.csr_matrix(Y)):
+        clf = ImportanceSampledClassifier(
+            MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01),
+            sampler="nw-sketch",
+            batch_size=50,
+            max_iter=5,
+            random_state=0,
+        ).fit(X, y)
+        np.testing.assert_array_equal(clf.classes_, np.arange(4))
+        assert clf.predict_proba(X).shape == (300, 4)
+        assert np.all(np.isfinite(clf.loss_curve_)) and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    clf.partial_fit(X, sp.csr_matrix(Y))
+    with pytest.raises(ValueError, match="multi-label"):
+        clf.partial_fit(X, Y[:, 0])

@@ -438,3 +438,21 @@ def test_nw_sketch_estimator_update_decay_and_csr():
     np.testing.assert_array_equal(restored.predict(X), dense.predict(X))
     with pytest.raises(ValueError, match="decay"):
         NadarayaWatsonSketch(decay=2.0).fit(X, y)
+
+
+def test_nw_sampler_reuses_hashes_of_the_same_matrix_only():
+    X = _data(100, 4)
+    sampler = NWSketchSampler(random_state=0).start(X)
+    codes = sampler._codes
+    sampler.start(X)
+    assert sampler._codes is codes
+    X[:, 0] += 1.0
+    sampler.start(X)
+    assert sampler._codes is not codes
+    Xs = sp.csr_matrix(X)
+    sampler.start(Xs)
+    codes = sampler._codes
+    sampler.start(Xs)
+    assert sampler._codes is codes
+    sampler.start(X.copy())
+    assert sampler._codes is not codes

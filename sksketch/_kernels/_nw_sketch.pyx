@@ -294,11 +294,18 @@ cdef class NWSketch:
         if codes.size and (codes.min() < 0 or codes.max() >= self.n_buckets):
             raise ValueError(f"codes must lie in [0, {self.n_buckets})")
 
-    def insert(self, codes, losses, double decay=1.0, int n_threads=1):
-        """Add losses at the given buckets, after multiplying the sketch by `decay`."""
+    def insert(self, codes, losses, double decay=1.0, int n_threads=1, bint check_codes=True):
+        """Add losses at the given buckets, after multiplying the sketch by `decay`.
+
+        ``check_codes=False`` skips the range check of codes that this sketch's
+        own ``hash_*`` produced (their shape is still checked).
+        """
         codes = np.ascontiguousarray(codes, dtype=np.int32)
         losses = np.ascontiguousarray(losses, dtype=np.float32).reshape(-1)
-        self._check_codes(codes)
+        if check_codes:
+            self._check_codes(codes)
+        elif codes.ndim != 2 or codes.shape[1] != self.n_rows:
+            raise ValueError(f"codes must have shape (n, {self.n_rows}), got {codes.shape}")
         if losses.shape[0] != codes.shape[0]:
             raise ValueError(f"{losses.shape[0]} losses for {codes.shape[0]} codes")
         if not np.all(np.isfinite(losses)):

@@ -77,6 +77,21 @@ def _as_float32_rows(X):
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
+def _fingerprint(X):
+    """Identity of a training matrix: buffers, shape and a sample of its values."""
+    arrays = (X.data, X.indices, X.indptr) if sp.issparse(X) else (X,)
+    step = max(1, X.shape[0] // 64)
+    sample = X[::step]
+    total = float(sample.sum(dtype=np.float64)) if not sp.issparse(sample) else float(
+        sample.data.sum(dtype=np.float64)
+    )
+    return (
+        X.shape,
+        tuple((a.__array_interface__["data"][0], a.dtype.str, a.strides) for a in arrays),
+        total,
+    )
+
+
 class _ProbabilitySampler(BaseSampler):
     """Draws rows in proportion to a per-row loss score mixed with uniform."""
 
@@ -107,20 +122,30 @@ class _ProbabilitySampler(BaseSampler):
         n = self.n_samples_
         self._epoch_begin()
         interval = self.refresh_interval
-        for b, start in enumerate(range(0, n, batch_size)):
-            if b == 0 or (interval is not None and b % interval == 0):
-                self._refresh()
-            size = min(batch_size, n - start)
-            u = self._rng.random_sample(size) * self._cdf[-1]
-            idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), n - 1)
-            idx = idx.astype(np.int64)
-            w = self._inv_np[idx]
-            if self.weighting == "self-normalised":
-                w = (w / w.mean(dtype=np.float64)).astype(np.float32)
-            yield idx, w
+        n_batches = -(-n // batch_size)
+        per_refresh = n_batches if interval is None else interval
+        for first in range(0, n_batches, per_refresh):
+            self._refresh()
+            # one draw for every batch until the next refresh
+            lo = first * batch_size
+            hi = min(n, (first + per_refresh) * batch_size)
+            u = self._rng.random_sample(hi - lo) * self._cdf[-1]
+            drawn = np.minimum(np.searchsorted(self._cdf, u, side="right"), n - 1)
+            drawn = drawn.astype(np.int64)
+            weights = self._inv_np[drawn]
+            for start in range(0, hi - lo, batch_size):
+                idx = drawn[start : start + batch_size]
+                w = weights[start : start + batch_size]
+                if self.weighting == "self-normalised":
+                    w = (w / w.mean(dtype=np.float64)).astype(np.float32)
+                yield idx, w
+        self._epoch_end()
 
     def _epoch_begin(self):
         """Per-epoch hook (decay of a sketch, for example)."""
+
+    def _epoch_end(self):
+        """Per-epoch hook run once the last batch has been observed."""
 
 
 class NWSketchSampler(_ProbabilitySampler):
@@ -225,7 +250,13 @@ class NWSketchSampler(_ProbabilitySampler):
                 f"X has {X.shape[1]} features, but this sampler's sketch was built "
                 f"for {self.sketch_.n_features}"
             )
-        self._codes = self.sketch_.hash(_as_float32_rows(X))
+        if getattr(self, "_codes", None) is not None:
+            self._flush()
+        # A partial_fit loop passes the same matrix every call: reuse its hashes.
+        key = _fingerprint(X)
+        if getattr(self, "_codes_key", None) != key or getattr(self, "_codes", None) is None:
+            self._codes = self.sketch_.hash(_as_float32_rows(X))
+            self._codes_key = key
         self._n_epochs = 0
 
     def _epoch_begin(self):
@@ -234,24 +265,55 @@ class NWSketchSampler(_ProbabilitySampler):
         self._n_epochs += 1
 
     def _scores(self):
+        self._flush()
         return self.sketch_.query(self._codes)
+
+    def _epoch_end(self):
+        self._flush()
+
+    def _flush(self):
+        # Losses observed since the last query enter the sketch in one call:
+        # the same sums and counts as batch by batch, without a kernel call
+        # per training step.
+        pending = getattr(self, "_pending", None)
+        if not pending:
+            return
+        indices = np.concatenate([i for i, _ in pending])
+        losses = np.concatenate([loss for _, loss in pending])
+        self._pending = []
+        # codes come from the sketch's own hashing: in range by construction
+        self.sketch_.insert(self._codes[indices], losses, trusted_codes=True)
 
     def observe(self, indices, losses):
         tic = self._timed_observe_begin()
         indices = np.asarray(indices, dtype=np.int64)
         losses = np.asarray(losses, dtype=np.float32)
-        if indices.shape != losses.shape:
+        if indices.shape != losses.shape or indices.ndim != 1:
             raise ValueError(
-                f"indices and losses must have the same shape, got {indices.shape} and "
+                f"indices and losses must be 1-d of the same shape, got {indices.shape} and "
                 f"{losses.shape}"
             )
-        self.sketch_.insert(self._codes[indices], losses)
+        if not hasattr(self, "_codes"):
+            raise RuntimeError("NWSketchSampler.start must be called before observe")
+        if indices.size and (indices.min() < 0 or indices.max() >= self.n_samples_):
+            raise ValueError(f"indices must lie in [0, {self.n_samples_})")
+        if not np.all(np.isfinite(losses)):
+            raise ValueError("losses must be finite")
+        if not hasattr(self, "_pending"):
+            self._pending = []
+        self._pending.append((indices.copy(), losses.copy()))
         self._timed_observe_end(tic)
         return self
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_codes", None)
+        state.pop("_codes_key", None)
+        if state.get("_pending"):
+            # observations not yet inserted are written into the pickled sketch
+            self._flush()
+            state["sketch_"] = self.sketch_
+        state.pop("_pending", None)
         return state
 
 

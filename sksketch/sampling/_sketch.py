@@ -8,6 +8,14 @@ from .._kernels._openmp import effective_n_threads
 
 __all__ = ["SketchCore"]
 
+# Below this many bucket updates or look-ups a call runs on the calling
+# thread: waking an OpenMP team costs more than a training batch's sketch work.
+_PARALLEL_MIN_WORK = 1 << 22
+
+
+def _threads(work):
+    return effective_n_threads() if work >= _PARALLEL_MIN_WORK else 1
+
 
 class SketchCore:
     """The compiled sketch plus an optional fixed random projection; picklable.
@@ -46,7 +54,7 @@ class SketchCore:
 
     def hash(self, X):
         """int32 buckets of shape (n_samples, n_rows) of CSR float32 or C float32 rows."""
-        n_threads = effective_n_threads()
+        n_threads = _threads(X.shape[0] * self.kernel.n_rows * self.kernel.n_hash_bits)
         if self.projection is not None:
             Z = X @ self.projection
             X = np.ascontiguousarray(Z.toarray() if sp.issparse(Z) else Z, dtype=np.float32)
@@ -54,11 +62,11 @@ class SketchCore:
             return self.kernel.hash_csr(X, n_threads)
         return self.kernel.hash_dense(X, n_threads)
 
-    def insert(self, codes, losses, decay=1.0):
-        self.kernel.insert(codes, losses, decay, effective_n_threads())
+    def insert(self, codes, losses, decay=1.0, trusted_codes=False):
+        self.kernel.insert(codes, losses, decay, _threads(codes.size), not trusted_codes)
 
     def scale(self, factor):
         self.kernel.scale(factor)
 
     def query(self, codes):
-        return self.kernel.query(codes, effective_n_threads())
+        return self.kernel.query(codes, _threads(codes.size))
