@@ -28,8 +28,13 @@ from .sampling import BaseSampler, check_sampler, run_epoch
 # Rows scored per chunk at prediction time.
 _PREDICT_CHUNK = 4096
 # Elements of work per thread below which an element-wise kernel stays on the
-# calling thread: waking a thread team costs more than a small batch's work.
-_MIN_WORK_PER_THREAD = 32768
+# calling thread: waking a thread team (and its spinning afterwards) costs
+# more than a mini-batch's element-wise work.
+_MIN_WORK_PER_THREAD = 1 << 20
+# Multiply-adds per BLAS thread below which a mini-batch's matrix products run
+# on one thread: a BLAS thread team on small products is slower than one
+# thread, many times slower when the cores are busy.
+_MIN_FLOPS_PER_BLAS_THREAD = 1 << 27
 
 
 def _threads_for(n_elements, n_threads):
@@ -174,8 +179,12 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
         is cloned. The sampler's state persists across :meth:`partial_fit`
         calls.
     n_jobs : int, default=None
-        Threads of the compiled kernels, and of BLAS when given; ``None``:
-        every thread OpenMP allows (BLAS left at its own setting).
+        Threads of the compiled kernels and of BLAS; ``None``: every thread
+        OpenMP allows (BLAS then keeps its own setting at prediction). In
+        training, a mini-batch's products use as many BLAS threads as their
+        size warrants (one for small networks and batches) and the
+        element-wise kernels use threads only for large arrays: a thread
+        team costs more than it saves on small mini-batch work.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         Print one line per epoch when positive.
@@ -406,6 +415,13 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
             return nullcontext()
         return threadpool_limits(limits=self._n_threads(), user_api="blas")
 
+    def _training_blas_limits(self, n_threads):
+        multiply_adds = self.batch_size * sum(W.size for W in self.coefs_)
+        if not self._one_hot:
+            multiply_adds += self.batch_size * self.class_attributes_.size
+        threads = max(1, min(n_threads, multiply_adds // _MIN_FLOPS_PER_BLAS_THREAD))
+        return threadpool_limits(limits=threads, user_api="blas")
+
     def _initialize(self, n_features, rng):
         sizes = [n_features, *self._hidden_sizes(), self.class_attributes_.shape[1]]
         self.coefs_, self.intercepts_ = [], []
@@ -583,7 +599,7 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
         def loss_fn(idx):
             return self._example_losses(X, ids, idx, n_threads)
 
-        with self._blas_limits():
+        with self._training_blas_limits(n_threads):
             self.sampler_.start(X, loss_fn=loss_fn, random_state=rng)
             n_epochs = 1 if incremental else self.max_iter
             for _ in range(n_epochs):

@@ -450,3 +450,15 @@ def test_bad_hidden_layer_sizes(rng):
     A, X, y, _, _ = _zsl_problem(rng, n=50)
     with pytest.raises(ValueError, match="hidden_layer_sizes"):
         ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(4, 0)).fit(X, y)
+
+
+def test_example_exits_cleanly_without_data(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), os.pardir, "examples",
+                           "plot_zeroshot_fashion_mnist.py")
+    result = subprocess.run(
+        [sys.executable, example],
+        env={**os.environ, "SKSKETCH_DATA_DIR": str(tmp_path), "MPLBACKEND": "Agg"},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Fashion-MNIST not found" in result.stdout
