@@ -122,8 +122,8 @@ def unigram_cdf(label_counts):
     Examples
     --------
     >>> from sksketch._negative_sampling import unigram_cdf
-    >>> unigram_cdf([1, 0, 2]).tolist()
-    [0.4, 0.6, 1.0]
+    >>> unigram_cdf([3, 0, 4]).tolist()
+    [0.4, 0.5, 1.0]
     """
     weights = np.asarray(label_counts, dtype=np.float64) + 1.0
     cdf = np.cumsum(weights)

@@ -21,6 +21,7 @@ from ._kernels import _openmp, _slide
 from ._kernels._lsh import LSHTables
 from ._negative_sampling import collision_table, unigram_cdf
 from .base import VersionedStateMixin
+from .sampling import BaseSampler, UniformSampler, check_sampler, run_epoch
 
 # Stamps mark labels already in an example's active set; they are per thread
 # and must never wrap around, so they are reset well before 2**32.
@@ -178,7 +179,19 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=5
     shuffle : bool, default=True
-        Shuffle the examples every epoch.
+        Shuffle the examples every epoch (with the default uniform sampler).
+    sampler : {None, "uniform", "nw-sketch", "exact-loss"} or BaseSampler, \
+            default=None
+        Which training rows each batch holds (see :mod:`sksketch.sampling`).
+        ``None`` or ``"uniform"``: every row once per epoch, in shuffled order
+        (unshuffled with ``shuffle=False`` and ``None``). ``"nw-sketch"``:
+        rows drawn in proportion to the loss a Nadaraya-Watson sketch of the
+        training losses predicts for them, learnt from the losses the
+        training step computes anyway, with importance weights that keep the
+        gradient unbiased. ``"exact-loss"``: the same by the current model's
+        true losses, from an extra forward pass over all labels (the costly
+        baseline). A sampler instance is cloned; its state persists across
+        ``partial_fit`` calls. Importance weights multiply ``sample_weight``.
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the output layer's forward pass. ``"bfloat16"`` keeps a
         bfloat16 copy of the output weights and computes the active logits with
@@ -217,6 +230,9 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         Validation precision@1 per epoch, with ``early_stopping``.
     mean_active_labels_ : float
         Mean active-set size over the last epoch.
+    sampler_ : BaseSampler
+        The sampler that drew the training batches (with its state, such as
+        the loss sketch and ``effective_sample_size_`` per epoch).
     n_samples_skipped_ : int
         Training rows without any label in the last epoch: they carry no
         softmax target and are skipped.
@@ -270,6 +286,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "shuffle": ["boolean"],
+        "sampler": [None, StrOptions({"uniform", "nw-sketch", "exact-loss"}), BaseSampler],
         "precision": [StrOptions({"float32", "bfloat16"})],
         "inference": [StrOptions({"full", "lsh"})],
         "predict_top_k": [Interval(Integral, 1, None, closed="left")],
@@ -309,6 +326,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         validation_fraction=0.1,
         n_iter_no_change=5,
         shuffle=True,
+        sampler=None,
         precision="float32",
         inference="full",
         predict_top_k=1,
@@ -344,6 +362,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.shuffle = shuffle
+        self.sampler = sampler
         self.precision = precision
         self.inference = inference
         self.predict_top_k = predict_top_k
@@ -546,8 +565,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             self._output_bf16 = None
 
     def _run_epoch(self, X, Y, sample_weight, rng, n_threads):
-        """One pass over (X, Y) in shuffled batches; returns the mean loss."""
-        n = X.shape[0]
+        """One pass over (X, Y) in the sampler's batches; returns the mean loss."""
         L = len(self.classes_)
         target = self._active_budget()
         # the active set always holds all of an example's true labels
@@ -569,17 +587,12 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         row_norms = self._row_norms if use_lsh and correct else empty_f
         use_bf16 = self.precision == "bfloat16"
         buf = self._buffers
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
-        order = order.astype(np.int64)
-        total_loss = 0.0
-        total_weight = 0.0
-        total_active = 0
-        n_skipped = 0
         W2_bf16 = self._output_bf16 if use_bf16 else np.zeros((0, 0), dtype=np.uint16)
-        for start in range(0, n, self.batch_size):
-            batch = order[start : start + self.batch_size]
+        totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0}
+        tables = {"cp": cp_table, "norms": row_norms}
+
+        def train_batch(batch, weights):
             B = batch.shape[0]
-            weights = sample_weight[batch]
             losses = np.empty(B, dtype=np.float32)
             n_active = np.empty(B, dtype=np.int32)
             if self._stamp_base + B >= _STAMP_LIMIT:
@@ -601,16 +614,17 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                 int(rng.randint(0, 2**63 - 1, dtype=np.int64)),
                 n_threads,
                 losses, n_active,
-                correct, label_cdf, cp_table, row_norms,
+                correct, label_cdf, tables["cp"], tables["norms"],
             )
             self._stamp_base += B
             self._step += 1
             self._apply_adam(buf, n_active, n_threads, W2_bf16)
             has_labels = n_active > 0
-            n_skipped += int(B - has_labels.sum())
-            total_loss += float(np.dot(losses[has_labels], weights[has_labels]))
-            total_weight += float(weights[has_labels].sum())
-            total_active += int(n_active.sum())
+            totals["skipped"] += int(B - has_labels.sum())
+            totals["loss"] += float(np.dot(losses[has_labels], weights[has_labels]))
+            totals["weight"] += float(weights[has_labels].sum())
+            totals["active"] += int(n_active.sum())
+            totals["rows"] += B
             self._batches_since_rehash += 1
             self._batches_since_rebuild += 1
             if use_lsh and self._batches_since_rebuild >= self.rebuild_interval:
@@ -623,12 +637,39 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                 self._batches_since_rehash = 0
                 self._n_rehashes += 1
             if use_lsh and correct:
-                cp_table, row_norms = self._cp_table, self._row_norms
-        self.t_ += n
-        self.n_samples_skipped_ = n_skipped
-        n_used = n - n_skipped
-        self.mean_active_labels_ = total_active / n_used if n_used else 0.0
-        return total_loss / total_weight if total_weight > 0 else 0.0
+                tables["cp"], tables["norms"] = self._cp_table, self._row_norms
+            return losses
+
+        run_epoch(self.sampler_, self.batch_size, train_batch, sample_weight)
+        self.t_ += totals["rows"]
+        self.n_samples_skipped_ = totals["skipped"]
+        n_used = totals["rows"] - totals["skipped"]
+        self.mean_active_labels_ = totals["active"] / n_used if n_used else 0.0
+        return totals["loss"] / totals["weight"] if totals["weight"] > 0 else 0.0
+
+    def _example_losses(self, X, Y, rows):
+        """Exact per-example loss (full softmax cross-entropy) on some rows.
+
+        For the exact-loss sampler: scores rows in chunks, never an
+        ``n_samples x n_labels`` array.
+        """
+        L = len(self.classes_)
+        out = np.zeros(len(rows), dtype=np.float32)
+        chunk = max(1, (1 << 22) // max(L, 1))
+        for s in range(0, len(rows), chunk):
+            idx = rows[s : s + chunk]
+            Xc, Yc = X[idx], Y[idx]
+            scores = self._full_scores(self._hidden(Xc)).astype(np.float64)
+            top = scores.max(axis=1, keepdims=True)
+            lse = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
+            n_true = np.diff(Yc.indptr)
+            true_sum = np.add.reduceat(
+                scores[np.repeat(np.arange(len(idx)), n_true), Yc.indices],
+                np.r_[0, np.cumsum(n_true)[:-1]],
+            ) if Yc.nnz else np.zeros(len(idx))
+            has = n_true > 0
+            out[s : s + chunk][has] = lse[has] - true_sum[has] / n_true[has]
+        return out
 
     def _apply_adam(self, buf, n_active, n_threads, W2_bf16):
         a = self._adam
@@ -741,6 +782,13 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             or (self.sampling_correction == "logq" and getattr(self, "_cp_table", None) is None)
         ):
             self._rehash(rng, n_threads, queries=self._hidden(X[:64]))
+        if first_call or not hasattr(self, "sampler_"):
+            self.sampler_ = check_sampler(
+                UniformSampler(shuffle=self.shuffle) if self.sampler is None else self.sampler
+            )
+        self.sampler_.start(
+            X, loss_fn=lambda rows: self._example_losses(X, Y, rows), random_state=rng
+        )
         self._sync_bf16()
         self._allocate_buffers(n_threads, Y)
         try:

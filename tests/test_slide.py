@@ -525,3 +525,42 @@ def test_lsh_predictions_between_partial_fits_do_not_change_training():
     lc, sc = c.predict_topk(X[:200], k=3)
     np.testing.assert_array_equal(lb, lc)
     np.testing.assert_array_equal(sb, sc)
+
+
+@pytest.mark.parametrize("sampler", [None, "uniform", "nw-sketch", "exact-loss"])
+def test_training_through_each_sampler(sampler):
+    X, Y = make_xc(n_samples=900, n_features=600, n_labels=300, seed=3)
+    params = dict(sampler=sampler, min_active_labels=60, batch_size=32, learning_rate=1e-2,
+                  random_state=0, n_jobs=1)
+    clf = SLIDEClassifier(max_iter=4, **params).fit(X[:800], Y[:800])
+    assert clf.score(X[800:], Y[800:]) > 0.5
+    assert clf.t_ == 4 * 800
+    inc = SLIDEClassifier(**params)
+    inc.partial_fit(X[:400], Y[:400], classes=np.arange(300))
+    first = inc.sampler_
+    inc.partial_fit(X[400:800], Y[400:800])
+    assert inc.sampler_ is first  # the sampler's state carries over
+    assert len(first.effective_sample_size_) == 2
+    restored = pickle.loads(pickle.dumps(inc))
+    np.testing.assert_array_equal(restored.predict_topk(X[800:], 3)[0],
+                                  inc.predict_topk(X[800:], 3)[0])
+
+
+def test_default_sampler_keeps_the_shuffle_parameter():
+    X, Y = make_xc(n_samples=300, n_features=200, n_labels=50, seed=4)
+    clf = SLIDEClassifier(shuffle=False, max_iter=1, random_state=0).fit(X, Y)
+    assert clf.sampler_.shuffle is False
+
+
+def test_example_losses_are_the_full_softmax_cross_entropy():
+    X, Y = make_xc(n_samples=200, n_features=150, n_labels=40, seed=5)
+    clf = SLIDEClassifier(max_iter=2, random_state=0).fit(X, Y)
+    Xc, Yc = clf._validate_X(X, reset=False), sp.csr_matrix(Y)
+    rows = np.array([0, 5, 7, 150, 199], dtype=np.int64)
+    got = clf._example_losses(Xc, Yc, rows)
+    h = np.maximum(Xc[rows] @ clf.input_weights_.astype(np.float64) + clf.input_bias_, 0)
+    logits = h @ clf.output_weights_.T.astype(np.float64) + clf.output_bias_
+    lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    T = Yc[rows].toarray()
+    expected = np.where(T.sum(1) > 0, lse - (logits * T).sum(1) / np.maximum(T.sum(1), 1), 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

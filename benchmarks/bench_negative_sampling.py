@@ -1,0 +1,229 @@
+"""SLIDEClassifier's negative samplers against each other, at equal wall-clock time.
+
+Every mode of ``negative_sampling`` (with and without the log-q correction
+where it applies) trains on the same data in chunks of rows; after each chunk
+the test set is scored (not timed) and P@1, P@5 are recorded against the
+training time so far. Each mode gets the same time budget: the time ``"full"``
+(the exact softmax) takes for one epoch, measured first in the same process.
+
+Data: Delicious (983 labels, ../shared/data/delicious) and a generated problem
+with at least 100,000 labels (sksketch.datasets.make_extreme_classification).
+Writes a table (stdout and ``benchmarks/results/negative_sampling_<name>.txt``)
+and a plot (``.png``, with matplotlib) per dataset, then checks on the
+generated problem whether an LSH mode beats "uniform" and "unigram" at equal
+time and reaches "full"'s one-epoch P@1 in under a third of full's time.
+
+    python benchmarks/bench_negative_sampling.py                  # both datasets
+    python benchmarks/bench_negative_sampling.py --datasets synth --labels 100000
+    python benchmarks/bench_negative_sampling.py --quick          # a smoke test
+"""
+
+import argparse
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from sksketch import SLIDEClassifier
+from sksketch.datasets import load_xc, make_extreme_classification
+from sksketch.metrics import precision_at_k
+from sksketch.metrics._ranking import _ranked_topk
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("SKSKETCH_DATA_DIR", ROOT.parent / "shared" / "data"))
+RESULTS = ROOT / "benchmarks" / "results"
+
+# (label, negative_sampling, sampling_correction)
+MODES = [
+    ("full", "full", "none"),
+    ("lsh-embedding + logq", "lsh-embedding", "logq"),
+    ("lsh-embedding", "lsh-embedding", "none"),
+    ("lsh-label + logq", "lsh-label", "logq"),
+    ("lsh-label", "lsh-label", "none"),
+    ("uniform + logq", "uniform", "logq"),
+    ("uniform", "uniform", "none"),
+    ("unigram + logq", "unigram", "logq"),
+    ("unigram", "unigram", "none"),
+]
+
+
+def _precisions(model, Xt, Yt):
+    labels, _ = model.predict_topk(Xt, k=5)
+    ranked = _ranked_topk(labels, Yt.shape[1])
+    return precision_at_k(Yt, ranked, k=1), precision_at_k(Yt, ranked, k=5)
+
+
+def train_for(params, X, Y, Xt, Yt, *, budget_s, chunk, max_epochs, seed):
+    """partial_fit in chunks until `budget_s` of training time (or max_epochs).
+
+    Returns [(train seconds, rows seen, P@1, P@5)], one entry per chunk.
+    """
+    model = SLIDEClassifier(**params, random_state=seed)
+    classes = np.arange(Y.shape[1])
+    rng = np.random.default_rng(seed)
+    curve, elapsed, seen = [], 0.0, 0
+    for _ in range(max_epochs):
+        order = rng.permutation(X.shape[0])
+        for s in range(0, X.shape[0], chunk):
+            rows = np.sort(order[s : s + chunk])
+            started = time.perf_counter()
+            model.partial_fit(X[rows], Y[rows], classes=classes)
+            elapsed += time.perf_counter() - started
+            seen += len(rows)
+            curve.append((elapsed, seen, *_precisions(model, Xt, Yt)))
+            if elapsed >= budget_s:
+                return curve
+    return curve
+
+
+def p1_at(curve, seconds):
+    """P@1 of the last checkpoint at or before `seconds` (0 before the first)."""
+    done = [c[2] for c in curve if c[0] <= seconds]
+    return done[-1] if done else 0.0
+
+
+def time_to(curve, target):
+    """Training seconds until P@1 first reaches `target` (inf if never)."""
+    return next((c[0] for c in curve if c[2] >= target), float("inf"))
+
+
+def run_dataset(name, X, Y, Xt, Yt, args, params):
+    print(f"\n== {name}: {X.shape[0]} train rows, {Xt.shape[0]} test rows, "
+          f"{Y.shape[1]} labels, {X.shape[1]} features", flush=True)
+    chunk = max(1, X.shape[0] // args.checkpoints)
+    curves = {}
+    # "full" first: its one-epoch time is every mode's budget.
+    curves["full"] = train_for({**params, "negative_sampling": "full"}, X, Y, Xt, Yt,
+                               budget_s=float("inf"), chunk=chunk, max_epochs=1, seed=0)
+    full_epoch_s, full_p1 = curves["full"][-1][0], curves["full"][-1][2]
+    budget = args.budget_factor * full_epoch_s
+    print(f"full: one epoch in {full_epoch_s:.1f} s, P@1 {full_p1:.4f}; "
+          f"budget per mode {budget:.1f} s", flush=True)
+    for label, mode, correction in MODES[1:]:
+        curves[label] = train_for(
+            {**params, "negative_sampling": mode, "sampling_correction": correction},
+            X, Y, Xt, Yt, budget_s=budget, chunk=chunk, max_epochs=args.max_epochs, seed=0)
+        last = curves[label][-1]
+        print(f"  {label:<22} {last[1] / max(last[0], 1e-9):>9,.0f} rows/s  "
+              f"P@1 {last[2]:.4f}  P@5 {last[3]:.4f}  after {last[0]:.1f} s", flush=True)
+
+    marks = [budget * f for f in (0.25, 0.5, 1.0)]
+    lines = [f"{name}: P@1 (P@5) at equal training time; full's one-epoch P@1 {full_p1:.4f} "
+             f"in {full_epoch_s:.1f} s",
+             f"{'mode':<22} {'rows/s':>9} " + " ".join(f"{f't={m:.0f}s':>15}" for m in marks)
+             + f" {'to full@1ep':>12} {'ratio':>7}"]
+    for label, curve in curves.items():
+        last = curve[-1]
+        cells = []
+        for m in marks:
+            done = [c for c in curve if c[0] <= m]
+            cells.append(f"{done[-1][2]:.4f} ({done[-1][3]:.4f})" if done else f"{'-':>15}")
+        t = time_to(curve, full_p1)
+        lines.append(f"{label:<22} {last[1] / max(last[0], 1e-9):>9,.0f} "
+                     + " ".join(f"{c:>15}" for c in cells)
+                     + f" {t:>11.1f}s {t / full_epoch_s:>7.3f}")
+    table = "\n".join(lines)
+    print(table, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"negative_sampling_{name}.txt").write_text(table + "\n")
+    _plot(name, curves, RESULTS / f"negative_sampling_{name}.png")
+    return curves, full_epoch_s, full_p1, budget
+
+
+def _plot(name, curves, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, curve in curves.items():
+        c = np.array(curve)
+        style = "-" if "lsh" in label or label == "full" else "--"
+        for ax, col in zip(axes, (2, 3), strict=True):
+            ax.plot(c[:, 0], c[:, col], style, marker=".", label=label)
+    for ax, metric in zip(axes, ("P@1", "P@5"), strict=True):
+        ax.set_xlabel("training time (s)")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{name}: {metric} against training time")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot: {path}")
+
+
+def verdict(curves, full_epoch_s, full_p1, budget):
+    lsh = [k for k in curves if k.startswith("lsh")]
+    static = [k for k in curves if k.startswith(("uniform", "unigram"))]
+    print("\nchecks on the generated problem:")
+    for m in (budget * 0.5, budget):
+        best_lsh = max(lsh, key=lambda k: p1_at(curves[k], m))
+        best_static = max(static, key=lambda k: p1_at(curves[k], m))
+        a, b = p1_at(curves[best_lsh], m), p1_at(curves[best_static], m)
+        print(f"  at {m:.0f} s: best LSH mode {best_lsh} P@1 {a:.4f} vs best static "
+              f"{best_static} {b:.4f}: {'LSH ahead' if a > b else 'LSH NOT ahead'}")
+    fastest = min(lsh, key=lambda k: time_to(curves[k], full_p1))
+    t = time_to(curves[fastest], full_p1)
+    print(f"  fastest LSH mode to full's one-epoch P@1 ({full_p1:.4f}): {fastest} in {t:.1f} s "
+          f"= {t / full_epoch_s:.3f} of full's {full_epoch_s:.1f} s "
+          f"({'under' if t < full_epoch_s / 3 else 'NOT under'} a third)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="delicious,synth")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--labels", type=int, default=100_000)
+    parser.add_argument("--features", type=int, default=100_000)
+    parser.add_argument("--train", type=int, default=10_000)
+    parser.add_argument("--test", type=int, default=1_000)
+    parser.add_argument("--checkpoints", type=int, default=10,
+                        help="evaluations per epoch")
+    parser.add_argument("--budget-factor", type=float, default=1.0,
+                        help="each mode's time budget, in epochs of full")
+    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.labels, args.features, args.train, args.test = 5_000, 5_000, 2_000, 300
+        args.checkpoints, args.max_epochs = 4, 3
+    warnings.simplefilter("ignore")
+    # The LSH settings: DWTA with 3 codes per table returns a useful number of
+    # candidates from a 128-wide hidden layer (6 codes return almost none).
+    params = dict(hidden_layer_size=128, batch_size=128, learning_rate=1e-3,
+                  hash_family="dwta", n_hashes_per_table=3, n_tables=50,
+                  max_active_labels=1000, min_active_labels=1000, n_jobs=args.n_jobs)
+    for name in args.datasets.split(","):
+        if name == "delicious":
+            folder = args.data_dir / "delicious"
+            if not folder.exists():
+                print(f"\n== delicious skipped: {folder} not found")
+                continue
+            X, Y = load_xc(folder / "train.txt")
+            Xt, Yt = load_xc(folder / "test.txt")
+            if args.quick:
+                X, Y, Xt, Yt = X[:2000], Y[:2000], Xt[:300], Yt[:300]
+            run_dataset("delicious", X, Y, Xt, Yt, args,
+                        {**params, "max_active_labels": 200, "min_active_labels": 200})
+        elif name == "synth":
+            started = time.perf_counter()
+            Xa, Ya = make_extreme_classification(args.train + args.test, args.features,
+                                                 args.labels, random_state=0)
+            print(f"\ngenerated {args.labels:,} labels in {time.perf_counter() - started:.1f} s")
+            X, Y, Xt, Yt = Xa[: args.train], Ya[: args.train], Xa[args.train:], Ya[args.train:]
+            result = run_dataset(f"synth{args.labels}", X, Y, Xt, Yt, args, params)
+            verdict(*result)
+        else:
+            parser.error(f"unknown dataset {name!r}")
+
+
+if __name__ == "__main__":
+    main()
