@@ -193,10 +193,13 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         baseline). A sampler instance is cloned; its state persists across
         ``partial_fit`` calls. Importance weights multiply ``sample_weight``.
     precision : {"float32", "bfloat16"}, default="float32"
-        Arithmetic of the output layer's forward pass. ``"bfloat16"`` keeps a
-        bfloat16 copy of the output weights and computes the active logits with
-        bfloat16 dot products (AVX512_BF16 where the CPU has it); gradients and
-        master weights stay float32.
+        Arithmetic of the output layer. ``"bfloat16"`` keeps a bfloat16 copy
+        of the output weights for the forward and backward passes (bfloat16
+        dot products with AVX512_BF16 where the CPU has it) and the output
+        layer's Adam moments in bfloat16 with stochastic rounding; gradients
+        and master weights stay float32. It halves the memory the passes read
+        and cuts a third of Adam's traffic, at a precision cost that is small
+        next to the gradient noise.
     inference : {"full", "lsh"}, default="full"
         How ``predict``/``predict_topk`` rank labels: ``"full"`` scores every
         label exactly; ``"lsh"`` scores only the labels the hash tables return
@@ -556,9 +559,26 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         return self.rehash_interval * math.exp(self.rehash_growth * self._n_rehashes)
 
     def _sync_bf16(self):
-        if self.precision == "bfloat16":
-            from ._kernels._simd import f32_to_bf16
+        """Match the output layer's copies to ``precision``.
 
+        In bfloat16, the forward and backward passes read a bfloat16 copy of
+        the output weights, and Adam keeps the output layer's moments in
+        bfloat16 (stochastically rounded, so that slow decays are not lost):
+        on huge label sets, Adam's pass over the touched rows is the largest
+        cost, and this cuts its memory traffic by a third. The master weights
+        stay float32. Switching precision between calls converts the moments.
+        """
+        from ._kernels._simd import bf16_to_f32, f32_to_bf16
+
+        a = self._adam
+        bf16 = self.precision == "bfloat16"
+        for name in ("m_out", "v_out"):
+            M = a[name]
+            if bf16 and M.dtype == np.float32:
+                a[name] = f32_to_bf16(M.ravel()).reshape(M.shape)
+            elif not bf16 and M.dtype == np.uint16:
+                a[name] = bf16_to_f32(M.ravel()).reshape(M.shape)
+        if bf16:
             W = self.output_weights_
             self._output_bf16 = f32_to_bf16(W.ravel()).reshape(W.shape)
         else:
@@ -676,9 +696,14 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         hp = (self.learning_rate, self.beta_1, self.beta_2, self.epsilon, self._step)
         decay = self.weight_decay
         B = n_active.shape[0]
+        # float32 moments, or bfloat16 ones in bfloat16 precision (see _sync_bf16)
+        f32 = a["m_out"].dtype == np.float32
+        none32, none16 = np.zeros((0, 0), np.float32), np.zeros((0, 0), np.uint16)
         _slide.update_output_layer(
             buf["hidden"][:B], buf["active"][:B], buf["grad"][:B], n_active,
-            self.output_weights_, self.output_bias_, a["m_out"], a["v_out"],
+            self.output_weights_, self.output_bias_,
+            a["m_out"] if f32 else none32, a["v_out"] if f32 else none32,
+            none16 if f32 else a["m_out"], none16 if f32 else a["v_out"],
             a["m_out_bias"].ravel(), a["v_out_bias"].ravel(), W2_bf16,
             buf["row_count"], buf["touched_rows"], buf["row_start"],
             buf["pair_example"], buf["pair_grad"], *hp, decay, n_threads,

@@ -94,6 +94,58 @@ def test_adam(isa, n, shrink, rng):
     assert not g.any()
 
 
+def _mix32(x):
+    x = x.astype(np.uint64) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & 0xFFFFFFFF
+    x ^= x >> 13
+    x = (x * 0xC2B2AE35) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def _round_sr_reference(f, bits16):
+    u = f.astype(np.float32).view(np.uint32).astype(np.uint64) + (bits16 & 0xFFFF)
+    return (u >> 16).astype(np.uint16)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 15, 16, 17, 33, 128, 130])
+def test_adam_bf16_moments(isa, n, rng):
+    lr, b1, b2, eps, shrink, seed = 0.01, 0.9, 0.999, 1e-8, 0.99, 12345
+    w = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    m = _bf16_inputs(rng, n)
+    v = bf16_round_reference(rng.random(n).astype(np.float32) + 0.1)
+    mf = bf16_to_f32_reference(m).astype(np.float64)
+    vf = bf16_to_f32_reference(v).astype(np.float64)
+    m_new = b1 * mf + (1 - b1) * g
+    v_new = b2 * vf + (1 - b2) * g.astype(np.float64) ** 2
+    w_ref = w * shrink - lr * m_new / (np.sqrt(v_new) + eps)
+    bits = _mix32(np.uint64(seed) ^ ((np.arange(n, dtype=np.uint64) * 0x9E3779B9) & 0xFFFFFFFF))
+    m_ref, v_ref = _round_sr_reference(m_new, bits), _round_sr_reference(v_new, bits >> 16)
+    _simd.adam_bf16_moments(w, m, v, g, lr, b1, b2, eps, shrink, seed, isa=isa)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-6)
+    # the float32 moments before rounding may differ in their last bit from
+    # the float64 reference, which can move a rounding by one bfloat16 step
+    assert np.abs(m.astype(np.int32) - m_ref.astype(np.int32)).max(initial=0) <= 1
+    assert np.abs(v.astype(np.int32) - v_ref.astype(np.int32)).max(initial=0) <= 1
+    assert not g.any()
+
+
+def test_stochastic_rounding_keeps_a_slow_decay():
+    # v * 0.999 rounds back to v under round-to-nearest bfloat16; stochastic
+    # rounding decays it on average, as float32 would
+    n, steps = 4096, 200
+    v = np.full(n, bf16_round_reference(np.array([1.0], np.float32))[0], np.uint16)
+    m = np.zeros(n, np.uint16)
+    w = np.zeros(n, np.float32)
+    for step in range(steps):
+        _simd.adam_bf16_moments(w, m, v, np.zeros(n, np.float32), 0.0, 0.9, 0.999, 1e-8,
+                                seed=step)
+    mean = bf16_to_f32_reference(v).astype(np.float64).mean()
+    assert mean == pytest.approx(0.999**steps, rel=2e-3)
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m", [0, 1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130])
 @pytest.mark.parametrize("nnz", [0, 1, 5, 77])

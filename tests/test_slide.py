@@ -223,7 +223,8 @@ def test_update_output_layer_matches_reference(n_threads, bf16):
     W_bf16 = np.zeros((L, H), np.uint16) if bf16 else np.zeros((0, 0), np.uint16)
     row_count = np.zeros(L, np.int32)
     n = _slide.update_output_layer(
-        hb, ab, gb, n_active, W, b, M, V, Mb, Vb, W_bf16, row_count,
+        hb, ab, gb, n_active, W, b, M, V, np.zeros((0, 0), np.uint16),
+        np.zeros((0, 0), np.uint16), Mb, Vb, W_bf16, row_count,
         np.empty(L, np.int32), np.empty(L + 1, np.int32),
         np.empty(B * A, np.int32), np.empty(B * A, np.float32),
         hp["lr"], hp["b1"], hp["b2"], hp["eps"], hp["step"], 0.5, n_threads,
@@ -564,3 +565,54 @@ def test_example_losses_are_the_full_softmax_cross_entropy():
     T = Yc[rows].toarray()
     expected = np.where(T.sum(1) > 0, lse - (logits * T).sum(1) / np.maximum(T.sum(1), 1), 0)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_update_output_layer_with_bfloat16_moments():
+    # Same update as float32 moments, the moments then rounded stochastically:
+    # each lands on one of the two bfloat16 values around the float32 result.
+    from sksketch._kernels._simd import bf16_to_f32, f32_to_bf16
+
+    rng = np.random.default_rng(8)
+    B, A, L, H = 4, 3, 10, 20
+    hb = rng.standard_normal((B, H)).astype(np.float32)
+    n_active = np.array([3, 2, 3, 1], np.int32)
+    ab = np.stack([rng.choice(L, A, replace=False) for _ in range(B)]).astype(np.int32)
+    gb = rng.standard_normal((B, A)).astype(np.float32)
+    W = rng.standard_normal((L, H)).astype(np.float32)
+    M16 = f32_to_bf16((rng.standard_normal(L * H) * 0.1).astype(np.float32)).reshape(L, H)
+    V16 = f32_to_bf16((rng.random(L * H) * 0.1 + 0.01).astype(np.float32)).reshape(L, H)
+    Mf, Vf = (bf16_to_f32(a.ravel()).reshape(L, H).astype(np.float64) for a in (M16, V16))
+    G = np.zeros((L, H))
+    for i in range(B):
+        for j in range(n_active[i]):
+            G[ab[i, j]] += gb[i, j] * hb[i]
+    touched = np.zeros(L, bool)
+    touched[np.concatenate([ab[i, : n_active[i]] for i in range(B)])] = True
+    w_ref, m_ref, v_ref = _adam_reference(W, Mf, Vf, G, 0.01, 0.9, 0.999, 1e-8, 2, 0.0)
+    W0, M0, V0 = W.copy(), M16.copy(), V16.copy()
+    none = np.zeros((0, 0), np.float32)
+    _slide.update_output_layer(
+        hb, ab, gb, n_active, W, np.zeros(L, np.float32), none, none, M16, V16,
+        np.zeros(L, np.float32), np.ones(L, np.float32), np.zeros((0, 0), np.uint16),
+        np.zeros(L, np.int32), np.empty(L, np.int32), np.empty(L + 1, np.int32),
+        np.empty(B * A, np.int32), np.empty(B * A, np.float32),
+        0.01, 0.9, 0.999, 1e-8, 2, 0.0, 2,
+    )
+    np.testing.assert_allclose(W[touched], w_ref[touched], rtol=1e-4, atol=1e-5)
+    for got, ref, old in ((M16, m_ref, M0), (V16, v_ref, V0)):
+        low = f32_to_bf16(ref[touched].astype(np.float32).ravel()).astype(np.int32)
+        diff = got[touched].ravel().astype(np.int32) - low
+        assert np.all(np.abs(diff) <= 1)
+        np.testing.assert_array_equal(got[~touched], old[~touched])
+    np.testing.assert_array_equal(W[~touched], W0[~touched])
+
+
+def test_switching_precision_between_calls_converts_the_moments():
+    X, Y = make_xc(n_samples=400, n_features=300, n_labels=100, seed=6)
+    clf = SLIDEClassifier(min_active_labels=30, random_state=0)
+    clf.partial_fit(X, Y, classes=np.arange(100))
+    assert clf._adam["m_out"].dtype == np.float32
+    clf.set_params(precision="bfloat16").partial_fit(X, Y)
+    assert clf._adam["m_out"].dtype == np.uint16 and clf._adam["v_out"].dtype == np.uint16
+    clf.set_params(precision="float32").partial_fit(X, Y)
+    assert clf._adam["v_out"].dtype == np.float32 and np.isfinite(clf.loss_curve_).all()

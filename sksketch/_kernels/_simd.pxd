@@ -5,7 +5,7 @@
 #     K.gather_dot(...)          # inside nogil code
 #
 # The table is chosen once, when sksketch._kernels._simd is imported.
-from libc.stdint cimport int32_t, uint16_t
+from libc.stdint cimport int32_t, uint16_t, uint32_t
 
 cdef extern from "simd.h" nogil:
     ctypedef ptrdiff_t sks_idx
@@ -32,6 +32,9 @@ cdef extern from "simd.h" nogil:
         void (*bf16_to_f32)(const sks_bf16 *x, float *out, sks_idx n) noexcept nogil
         void (*adam)(float *w, float *m, float *v, float *g, sks_idx n, float lr, float b1,
                      float b2, float eps, float shrink) noexcept nogil
+        void (*adam_bf16_moments)(float *w, sks_bf16 *m, sks_bf16 *v, float *g, sks_idx n,
+                                  float lr, float b1, float b2, float eps, float shrink,
+                                  uint32_t seed) noexcept nogil
         void (*sparse_dense_accum_bf16)(
             const int32_t *indices, const float *values, sks_idx nnz,
             const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil

@@ -223,6 +223,27 @@ def adam(float[::1] w, float[::1] m, float[::1] v, float[::1] g, float lr, float
                    eps, shrink)
 
 
+def adam_bf16_moments(float[::1] w, uint16_t[::1] m, uint16_t[::1] v, float[::1] g, float lr,
+                      float beta1, float beta2, float eps, float shrink=1.0,
+                      unsigned int seed=0, isa=None, Py_ssize_t repeat=1):
+    """Adam as :func:`adam`, with bfloat16 (raw uint16) moments, stochastically rounded.
+
+    The rounding bits of element i come from ``seed`` and i alone, so the
+    result is reproducible and the same on every variant (up to float32
+    rounding of the step itself).
+    """
+    _check_same_length(w, m, "w", "m")
+    _check_same_length(w, v, "w", "v")
+    _check_same_length(w, g, "w", "g")
+    cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
+    with nogil:
+        for _r in range(repeat):
+            K.adam_bf16_moments(_wfptr(w), &m[0] if m.shape[0] else NULL,
+                                &v[0] if v.shape[0] else NULL, _wfptr(g), w.shape[0], lr,
+                                beta1, beta2, eps, shrink, seed)
+
+
 def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                        const float[:, ::1] weights, float[::1] out, isa=None,
                        Py_ssize_t repeat=1):

@@ -359,6 +359,7 @@ def update_output_layer(
     const float[:, ::1] hb, const int32_t[:, ::1] ab, const float[:, ::1] gb,
     const int32_t[::1] n_active,
     float[:, ::1] W, float[::1] b, float[:, ::1] M, float[:, ::1] V,
+    uint16_t[:, ::1] M16, uint16_t[:, ::1] V16,
     float[::1] Mb, float[::1] Vb, uint16_t[:, ::1] W_bf16,
     int32_t[::1] row_count, int32_t[::1] touched, int32_t[::1] row_start,
     int32_t[::1] pair_example, float[::1] pair_grad,
@@ -375,8 +376,9 @@ def update_output_layer(
     threads own disjoint rows. Returns the number of rows updated.
 
     # IN: hb, ab, gb, n_active (rows [0, B) with B = n_active.shape[0]).
-    # IN/OUT: W, b and their Adam moments M, V, Mb, Vb; W_bf16 (shape (0, 0)
-    # for none). Scratch: row_count (n_labels, all zero on entry and on exit),
+    # IN/OUT: W, b and their Adam moments M, V (float32) or M16, V16
+    # (bfloat16, stochastically rounded: the other pair has shape (0, 0)), Mb,
+    # Vb; W_bf16 (shape (0, 0) for none). Scratch: row_count (n_labels, all zero on entry and on exit),
     # touched (n_labels), row_start (n_labels + 1), pair_example and pair_grad
     # (at least sum(n_active)).
     """
@@ -389,7 +391,15 @@ def update_output_layer(
     cdef float eps_t = eps * (b2t ** 0.5)
     cdef float shrink = 1.0 - lr * weight_decay
     cdef bint refresh = W_bf16.shape[0] == W.shape[0]
+    cdef bint bf16_moments = M16.shape[0] == W.shape[0]
+    cdef uint64_t step_seed = mix64(<uint64_t>step * <uint64_t>0x9E3779B97F4A7C15)
     cdef float g, m, v
+    if bf16_moments:
+        if M16.shape[1] != H or V16.shape[0] != W.shape[0] or V16.shape[1] != H:
+            raise ValueError("M16 and V16 must have W's shape")
+    elif M.shape[0] != W.shape[0] or M.shape[1] != H or V.shape[0] != W.shape[0] or (
+            V.shape[1] != H):
+        raise ValueError("M and V must have W's shape")
     cdef float *acc
     if B == 0 or H == 0:
         return 0
@@ -427,7 +437,11 @@ def update_output_layer(
                 K.axpy(pair_grad[p], &hb[pair_example[p], 0], acc, H)
                 g = g + pair_grad[p]
             # Adam resets acc to zero for the next row.
-            K.adam(&W[r, 0], &M[r, 0], &V[r, 0], acc, H, lr_t, beta1, beta2, eps_t, shrink)
+            if bf16_moments:
+                K.adam_bf16_moments(&W[r, 0], &M16[r, 0], &V16[r, 0], acc, H, lr_t, beta1,
+                                    beta2, eps_t, shrink, <uint32_t>mix64(step_seed ^ r))
+            else:
+                K.adam(&W[r, 0], &M[r, 0], &V[r, 0], acc, H, lr_t, beta1, beta2, eps_t, shrink)
             if refresh:
                 K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], H)
             m = beta1 * Mb[r] + (1 - beta1) * g

@@ -69,6 +69,11 @@ typedef struct sks_kernels {
        (lr and eps already carry the bias corrections; shrink = 1 - decay). */
     void (*adam)(float *w, float *m, float *v, float *g, sks_idx n, float lr, float b1,
                  float b2, float eps, float shrink);
+    /* Adam as above, with the moments m and v stored in bfloat16: computed in
+       float32, then stochastically rounded (sks_bf16_round_sr), the random bits
+       of element i being sks_adam_sr_bits(seed, i). */
+    void (*adam_bf16_moments)(float *w, sks_bf16 *m, sks_bf16 *v, float *g, sks_idx n, float lr,
+                              float b1, float b2, float eps, float shrink, uint32_t seed);
     /* sparse_dense_accum over bfloat16 weights, accumulated in float32 */
     void (*sparse_dense_accum_bf16)(const int32_t *indices, const float *values, sks_idx nnz,
                                     const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out);
@@ -115,11 +120,54 @@ static inline void sks_adam_tail(float *w, float *m, float *v, float *g, sks_idx
     }
 }
 
+/* murmur3's 32-bit finaliser: a bijection that mixes every bit */
+static inline uint32_t sks_mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x85ebca6bu;
+    x ^= x >> 13;
+    x *= 0xc2b2ae35u;
+    return x ^ (x >> 16);
+}
+
+/* 32 random bits for element i of a row (the low 16 round m, the high 16 v) */
+static inline uint32_t sks_adam_sr_bits(uint32_t seed, sks_idx i)
+{
+    return sks_mix32(seed ^ ((uint32_t)i * 0x9E3779B9u));
+}
+
+/* Stochastic rounding of a finite float to bfloat16: adding 16 random bits
+   below the kept ones rounds up with probability equal to the dropped
+   fraction, so the rounding is unbiased (a decay by 0.999 is not lost). */
+static inline sks_bf16 sks_bf16_round_sr(float f, uint32_t bits16)
+{
+    union { float f; uint32_t u; } v;
+    v.f = f;
+    return (sks_bf16)((v.u + (bits16 & 0xffffu)) >> 16);
+}
+
 static inline float sks_bf16_to_f32_1(sks_bf16 h)
 {
     union { float f; uint32_t u; } v;
     v.u = (uint32_t)h << 16;
     return v.f;
+}
+
+/* Scalar Adam with bfloat16 moments on elements [i, n) (see adam_bf16_moments). */
+static inline void sks_adam_bf16_moments_tail(float *w, sks_bf16 *m, sks_bf16 *v, float *g,
+                                              sks_idx i, sks_idx n, float lr, float b1,
+                                              float b2, float eps, float shrink, uint32_t seed)
+{
+    for (; i < n; i++) {
+        float gi = g[i];
+        float mi = b1 * sks_bf16_to_f32_1(m[i]) + (1.0f - b1) * gi;
+        float vi = b2 * sks_bf16_to_f32_1(v[i]) + (1.0f - b2) * gi * gi;
+        uint32_t bits = sks_adam_sr_bits(seed, i);
+        w[i] = w[i] * shrink - lr * mi / (sqrtf(vi) + eps);
+        m[i] = sks_bf16_round_sr(mi, bits);
+        v[i] = sks_bf16_round_sr(vi, bits >> 16);
+        g[i] = 0.0f;
+    }
 }
 
 #ifdef __cplusplus

@@ -363,6 +363,51 @@ SKS_AVX2 static void adam_avx2(float *w, float *m, float *v, float *g, sks_idx n
     sks_adam_tail(w, m, v, g, i, n, lr, b1, b2, eps, shrink);
 }
 
+SKS_AVX2 static inline __m256i mix32x8(__m256i x)
+{
+    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+    x = _mm256_mullo_epi32(x, _mm256_set1_epi32((int)0x85ebca6bu));
+    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 13));
+    x = _mm256_mullo_epi32(x, _mm256_set1_epi32((int)0xc2b2ae35u));
+    return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+/* round to bfloat16 with 16 random bits per lane, packed to 8 lanes of 16 bits */
+SKS_AVX2 static inline __m128i bf16_round_sr8(__m256 f, __m256i bits16)
+{
+    __m256i u = _mm256_srli_epi32(_mm256_add_epi32(_mm256_castps_si256(f), bits16), 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+}
+
+SKS_AVX2 static void adam_bf16_moments_avx2(float *w, sks_bf16 *m, sks_bf16 *v, float *g,
+                                            sks_idx n, float lr, float b1, float b2, float eps,
+                                            float shrink, uint32_t seed)
+{
+    const __m256 vb1 = _mm256_set1_ps(b1), vc1 = _mm256_set1_ps(1.0f - b1);
+    const __m256 vb2 = _mm256_set1_ps(b2), vc2 = _mm256_set1_ps(1.0f - b2);
+    const __m256 vlr = _mm256_set1_ps(lr), veps = _mm256_set1_ps(eps);
+    const __m256 vsh = _mm256_set1_ps(shrink), zero = _mm256_setzero_ps();
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i golden = _mm256_set1_epi32((int)0x9E3779B9u), vseed = _mm256_set1_epi32((int)seed);
+    const __m256i low16 = _mm256_set1_epi32(0xffff);
+    sks_idx i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)i), lane);
+        __m256i bits = mix32x8(_mm256_xor_si256(vseed, _mm256_mullo_epi32(idx, golden)));
+        __m256 gi = _mm256_loadu_ps(g + i);
+        __m256 mi = _mm256_fmadd_ps(vb1, bf16x8_to_f32(m + i), _mm256_mul_ps(vc1, gi));
+        __m256 vi = _mm256_fmadd_ps(vb2, bf16x8_to_f32(v + i),
+                                    _mm256_mul_ps(vc2, _mm256_mul_ps(gi, gi)));
+        __m256 step = _mm256_div_ps(_mm256_mul_ps(vlr, mi),
+                                    _mm256_add_ps(_mm256_sqrt_ps(vi), veps));
+        _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), vsh), step));
+        _mm_storeu_si128((__m128i *)(m + i), bf16_round_sr8(mi, _mm256_and_si256(bits, low16)));
+        _mm_storeu_si128((__m128i *)(v + i), bf16_round_sr8(vi, _mm256_srli_epi32(bits, 16)));
+        _mm256_storeu_ps(g + i, zero);
+    }
+    sks_adam_bf16_moments_tail(w, m, v, g, i, n, lr, b1, b2, eps, shrink, seed);
+}
+
 const sks_kernels sks_kernels_avx2 = {
     SKS_ISA_AVX2,
     dot_avx2,
@@ -376,6 +421,7 @@ const sks_kernels sks_kernels_avx2 = {
     f32_to_bf16_avx2,
     bf16_to_f32_avx2,
     adam_avx2,
+    adam_bf16_moments_avx2,
     sparse_dense_accum_bf16_avx2,
 };
 

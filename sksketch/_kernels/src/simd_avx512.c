@@ -361,6 +361,53 @@ SKS_AVX512 static void adam_avx512(float *w, float *m, float *v, float *g, sks_i
     }
 }
 
+SKS_AVX512 static inline __m512i mix32x16(__m512i x)
+{
+    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+    x = _mm512_mullo_epi32(x, _mm512_set1_epi32((int)0x85ebca6bu));
+    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 13));
+    x = _mm512_mullo_epi32(x, _mm512_set1_epi32((int)0xc2b2ae35u));
+    return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+}
+
+/* round to bfloat16 with 16 random bits per lane, packed to 16 lanes of 16 bits */
+SKS_AVX512 static inline __m256i bf16_round_sr16(__m512 f, __m512i bits16)
+{
+    __m512i u = _mm512_add_epi32(_mm512_castps_si512(f), bits16);
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+}
+
+SKS_AVX512 static void adam_bf16_moments_avx512(float *w, sks_bf16 *m, sks_bf16 *v, float *g,
+                                                sks_idx n, float lr, float b1, float b2,
+                                                float eps, float shrink, uint32_t seed)
+{
+    const __m512 vb1 = _mm512_set1_ps(b1), vc1 = _mm512_set1_ps(1.0f - b1);
+    const __m512 vb2 = _mm512_set1_ps(b2), vc2 = _mm512_set1_ps(1.0f - b2);
+    const __m512 vlr = _mm512_set1_ps(lr), veps = _mm512_set1_ps(eps);
+    const __m512 vsh = _mm512_set1_ps(shrink), zero = _mm512_setzero_ps();
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i golden = _mm512_set1_epi32((int)0x9E3779B9u), vseed = _mm512_set1_epi32((int)seed);
+    const __m512i low16 = _mm512_set1_epi32(0xffff);
+    sks_idx i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = mask16(n - i);
+        __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int)i), lane);
+        __m512i bits = mix32x16(_mm512_xor_si512(vseed, _mm512_mullo_epi32(idx, golden)));
+        __m512 gi = _mm512_maskz_loadu_ps(mk, g + i);
+        __m512 mi = _mm512_fmadd_ps(vb1, bf16x16_to_f32(_mm256_maskz_loadu_epi16(mk, m + i)),
+                                    _mm512_mul_ps(vc1, gi));
+        __m512 vi = _mm512_fmadd_ps(vb2, bf16x16_to_f32(_mm256_maskz_loadu_epi16(mk, v + i)),
+                                    _mm512_mul_ps(vc2, _mm512_mul_ps(gi, gi)));
+        __m512 step = _mm512_div_ps(_mm512_mul_ps(vlr, mi),
+                                    _mm512_add_ps(_mm512_sqrt_ps(vi), veps));
+        _mm512_mask_storeu_ps(
+            w + i, mk, _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, w + i), vsh), step));
+        _mm256_mask_storeu_epi16(m + i, mk, bf16_round_sr16(mi, _mm512_and_si512(bits, low16)));
+        _mm256_mask_storeu_epi16(v + i, mk, bf16_round_sr16(vi, _mm512_srli_epi32(bits, 16)));
+        _mm512_mask_storeu_ps(g + i, mk, zero);
+    }
+}
+
 const sks_kernels sks_kernels_avx512 = {
     SKS_ISA_AVX512,
     dot_avx512,
@@ -374,6 +421,7 @@ const sks_kernels sks_kernels_avx512 = {
     f32_to_bf16_avx512,
     bf16_to_f32_avx512,
     adam_avx512,
+    adam_bf16_moments_avx512,
     sparse_dense_accum_bf16_avx512,
 };
 
@@ -444,6 +492,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     f32_to_bf16_avx512,
     bf16_to_f32_avx512,
     adam_avx512,
+    adam_bf16_moments_avx512,
     sparse_dense_accum_bf16_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */

@@ -141,6 +141,13 @@ static void adam_scalar(float *w, float *m, float *v, float *g, sks_idx n, float
     sks_adam_tail(w, m, v, g, 0, n, lr, b1, b2, eps, shrink);
 }
 
+static void adam_bf16_moments_scalar(float *w, sks_bf16 *m, sks_bf16 *v, float *g, sks_idx n,
+                                     float lr, float b1, float b2, float eps, float shrink,
+                                     uint32_t seed)
+{
+    sks_adam_bf16_moments_tail(w, m, v, g, 0, n, lr, b1, b2, eps, shrink, seed);
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -154,5 +161,6 @@ const sks_kernels sks_kernels_scalar = {
     f32_to_bf16_scalar,
     bf16_to_f32_scalar,
     adam_scalar,
+    adam_bf16_moments_scalar,
     sparse_dense_accum_bf16_scalar,
 };
