@@ -16,7 +16,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .base import VersionedStateMixin
 from .sampling import check_sampler, run_epoch
-from .sampling._nw import _as_float32_rows
+from .sampling._nw import _as_float32_rows, _fingerprint
 
 __all__ = ["ImportanceSampledClassifier"]
 
@@ -65,6 +65,12 @@ class ImportanceSampledClassifier(
         Rows per ``partial_fit`` step.
     max_iter : int, default=10
         Epochs of :meth:`fit`.
+    hash_labels : bool, default=True
+        Give the sampler each row's input joined with its label vector
+        (one-hot, or multi-hot scaled to unit norm, times the median row norm
+        of the first call's input), so that rows with similar inputs but
+        different labels, whose losses differ, hash apart. When False the
+        sampler sees the input only.
     random_state : int, RandomState instance or None, default=None
         Seeds the sampler and, when its own ``random_state`` is None, the
         wrapped estimator.
@@ -86,8 +92,9 @@ class ImportanceSampledClassifier(
     effective_sample_size_ : list of float
         Kish's effective sample size of each epoch's importance weights.
     sampler_time_ : list of float
-        Seconds per epoch spent by the sampler (hashing, sketch updates and
-        queries, drawing; exact losses for ``"exact-loss"``).
+        Seconds per epoch spent by the sampler (sketch updates and queries,
+        drawing; exact losses for ``"exact-loss"``; the first epoch of a call
+        also counts preparing and hashing the rows).
     loss_time_ : list of float
         Seconds per epoch computing the batches' losses for the sampler (a
         ``predict_proba`` on each batch; zero for samplers that read none).
@@ -110,12 +117,19 @@ class ImportanceSampledClassifier(
     _test_params = {"batch_size": 32, "max_iter": 20}
 
     def __init__(
-        self, estimator=None, sampler=None, batch_size=256, max_iter=10, random_state=None
+        self,
+        estimator=None,
+        sampler=None,
+        batch_size=256,
+        max_iter=10,
+        hash_labels=True,
+        random_state=None,
     ):
         self.estimator = estimator
         self.sampler = sampler
         self.batch_size = batch_size
         self.max_iter = max_iter
+        self.hash_labels = hash_labels
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -180,7 +194,7 @@ class ImportanceSampledClassifier(
             y_numeric=multilabel,
         )
         if multilabel:
-            y = sp.csr_matrix(y, dtype=np.int8)
+            y = sp.csr_matrix(y, dtype=np.int32)
         else:
             check_classification_targets(y)
         if hasattr(self, "_multilabel") and not reset and multilabel != self._multilabel:
@@ -253,6 +267,45 @@ class ImportanceSampledClassifier(
         self._train(X, y, sample_weight, 1)
         return self
 
+    def _sampler_rows(self, X32, y_codes):
+        """What the sampler hashes: the input, or the input joined with the labels."""
+        if not self.hash_labels:
+            return X32
+        key = (_fingerprint(X32), _fingerprint(y_codes))
+        cached = getattr(self, "_sampler_rows_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if not hasattr(self, "_label_scale"):
+            norms = (
+                np.sqrt(np.asarray(X32.multiply(X32).sum(axis=1)).ravel())
+                if sp.issparse(X32)
+                else np.linalg.norm(X32, axis=1)
+            )
+            self._label_scale = float(np.median(norms)) or 1.0
+        n, n_labels = X32.shape[0], len(self.classes_)
+        if self._multilabel:
+            Y = sp.csr_matrix(y_codes, dtype=np.float32)
+            per_row = np.maximum(np.diff(Y.indptr), 1)
+            Y.data = (self._label_scale / np.sqrt(np.repeat(per_row, np.diff(Y.indptr)))).astype(
+                np.float32
+            )
+        else:
+            Y = sp.csr_matrix(
+                (np.full(n, self._label_scale, np.float32), y_codes, np.arange(n + 1)),
+                shape=(n, n_labels),
+            )
+        if sp.issparse(X32):
+            rows = _as_float32_rows(sp.hstack([X32, Y], format="csr"))
+        else:
+            rows = np.ascontiguousarray(np.hstack([X32, Y.toarray()]), dtype=np.float32)
+        self._sampler_rows_cache = (key, rows)
+        return rows
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_sampler_rows_cache", None)
+        return state
+
     def _losses(self, X, y_codes):
         """Per-example log loss of the current model."""
         n = y_codes.shape[0]
@@ -299,7 +352,10 @@ class ImportanceSampledClassifier(
             self._started = True
             return losses
 
-        self.sampler_.start(X32, loss_fn=loss_fn, random_state=self._rng)
+        tic = time.perf_counter()
+        rows = self._sampler_rows(X32, y_codes)
+        prepare_time = time.perf_counter() - tic
+        self.sampler_.start(rows, loss_fn=loss_fn, random_state=self._rng)
         loss_time = [0.0]
         for _ in range(n_epochs):
             loss_time[0] = 0.0
@@ -308,7 +364,8 @@ class ImportanceSampledClassifier(
             self.epoch_time_.append(time.perf_counter() - tic)
             self.loss_curve_.append(stats["loss"] if observes else float("nan"))
             self.effective_sample_size_.append(stats["effective_sample_size"])
-            self.sampler_time_.append(stats["sampler_time"])
+            self.sampler_time_.append(stats["sampler_time"] + prepare_time)
+            prepare_time = 0.0
             self.loss_time_.append(loss_time[0])
             self.n_iter_ += 1
 

@@ -161,3 +161,17 @@ def test_multilabel_targets_with_mlp():
     clf.partial_fit(X, sp.csr_matrix(Y))
     with pytest.raises(ValueError, match="multi-label"):
         clf.partial_fit(X, Y[:, 0])
+
+
+def test_sampler_hashes_inputs_joined_with_labels(data):
+    X, y = data
+    on = ImportanceSampledClassifier(sampler="nw-sketch", max_iter=1, random_state=0).fit(X, y)
+    off = ImportanceSampledClassifier(
+        sampler="nw-sketch", max_iter=1, hash_labels=False, random_state=0
+    ).fit(X, y)
+    assert on.sampler_.sketch_.n_features == X.shape[1] + 3
+    assert off.sampler_.sketch_.n_features == X.shape[1]
+    rows = on._sampler_rows_cache[1]
+    np.testing.assert_allclose(rows[:, : X.shape[1]], X.astype(np.float32))
+    np.testing.assert_allclose(rows[np.arange(len(y)), X.shape[1] + y], on._label_scale)
+    assert "_sampler_rows_cache" not in pickle.loads(pickle.dumps(on)).__dict__

@@ -67,7 +67,8 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         ``effective_sample_size`` (Kish's ``(sum w)**2 / sum w**2`` over the
         epoch's draws), ``effective_sample_size_ratio`` (divided by the
         draws), ``max_weight`` and ``sampler_time`` (seconds spent choosing
-        rows and learning from losses).
+        rows and learning from losses, plus, for the first epoch after
+        :meth:`start`, the time ``start`` took, such as hashing the rows).
     effective_sample_size_ : list of float
         ``effective_sample_size`` of every epoch since the sampler was created.
 
@@ -122,7 +123,10 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         self._X = X
         self._loss_fn = loss_fn
         self._rng = random_state
+        tic = time.perf_counter()
         self._start(X)
+        # counted in the next epoch's sampler_time
+        self._start_time = time.perf_counter() - tic
         if not hasattr(self, "effective_sample_size_"):
             self.effective_sample_size_ = []
         return self
@@ -153,7 +157,8 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         sum_w = 0.0
         sum_w2 = 0.0
         max_w = 0.0
-        self._sampler_time = 0.0
+        self._sampler_time = getattr(self, "_start_time", 0.0)
+        self._start_time = 0.0
         it = self._epoch_indices(batch_size)
         while True:
             tic = time.perf_counter()

@@ -78,17 +78,25 @@ def _as_float32_rows(X):
 
 
 def _fingerprint(X):
-    """Identity of a training matrix: buffers, shape and a sample of its values."""
-    arrays = (X.data, X.indices, X.indptr) if sp.issparse(X) else (X,)
-    step = max(1, X.shape[0] // 64)
-    sample = X[::step]
-    total = float(sample.sum(dtype=np.float64)) if not sp.issparse(sample) else float(
-        sample.data.sum(dtype=np.float64)
-    )
+    """Content checksum of a training matrix (or label vector): shape, the sum
+    of every row's values and of every row's squares, each also weighted by
+    the row's position, so changed values and reordered rows both show."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        rows = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        squares = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+    else:
+        X = np.asarray(X)
+        flat = X.reshape(X.shape[0], -1)
+        rows = flat.sum(axis=1, dtype=np.float64)
+        squares = np.einsum("ij,ij->i", flat, flat).astype(np.float64)
+    position = np.arange(1, X.shape[0] + 1, dtype=np.float64)
     return (
         X.shape,
-        tuple((a.__array_interface__["data"][0], a.dtype.str, a.strides) for a in arrays),
-        total,
+        float(rows.sum()),
+        float(rows @ position),
+        float(squares.sum()),
+        float(squares @ position),
     )
 
 
