@@ -353,7 +353,8 @@ class ImportanceSampledClassifier(
             return losses
 
         tic = time.perf_counter()
-        rows = self._sampler_rows(X32, y_codes)
+        # only a sampler that learns from losses hashes the rows it is given
+        rows = self._sampler_rows(X32, y_codes) if observes else X32
         prepare_time = time.perf_counter() - tic
         self.sampler_.start(rows, loss_fn=loss_fn, random_state=self._rng)
         loss_time = [0.0]
