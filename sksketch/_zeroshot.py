@@ -19,9 +19,9 @@ from sklearn.utils.validation import (
     check_is_fitted,
     validate_data,
 )
-from threadpoolctl import threadpool_limits
 
 from ._kernels import _dense, _openmp
+from ._threadpool import blas_thread_limits
 from .base import VersionedStateMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
 
@@ -413,14 +413,14 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
     def _blas_limits(self):
         if self.n_jobs is None:
             return nullcontext()
-        return threadpool_limits(limits=self._n_threads(), user_api="blas")
+        return blas_thread_limits(self._n_threads())
 
     def _training_blas_limits(self, n_threads):
         multiply_adds = self.batch_size * sum(W.size for W in self.coefs_)
         if not self._one_hot:
             multiply_adds += self.batch_size * self.class_attributes_.size
         threads = max(1, min(n_threads, multiply_adds // _MIN_FLOPS_PER_BLAS_THREAD))
-        return threadpool_limits(limits=threads, user_api="blas")
+        return blas_thread_limits(threads)
 
     def _initialize(self, n_features, rng):
         sizes = [n_features, *self._hidden_sizes(), self.class_attributes_.shape[1]]
