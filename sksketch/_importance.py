@@ -369,6 +369,7 @@ class ImportanceSampledClassifier(
             prepare_time = 0.0
             self.loss_time_.append(loss_time[0])
             self.n_iter_ += 1
+        self.sampler_.finish()
 
     def predict(self, X):
         """Class labels of the wrapped estimator.

@@ -226,7 +226,9 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
     output_weights_ : ndarray of shape (n_classes, hidden_layer_size)
     output_bias_ : ndarray of shape (n_classes,)
     lsh_tables_ : LSHTables
-        The hash tables over the output layer.
+        The hash tables over the output layer. Until training or
+        ``inference="lsh"`` first queries them, they hold one bucket per
+        table (their hash functions are drawn already).
     loss_curve_ : list of float
         Mean training loss (cross-entropy over the active set) per epoch.
     validation_scores_ : list of float or None
@@ -505,7 +507,9 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             self.n_tables,
             bucket_capacity=self.bucket_capacity,
             policy=self.bucket_policy,
-            n_buckets_log2=self.n_buckets_log2,
+            # tables nothing queries yet take one bucket (see _sized_tables)
+            n_buckets_log2=self.n_buckets_log2
+            if self._uses_lsh() or self.inference == "lsh" else 1,
             seed=int(rng.randint(0, 2**31 - 1)),
         )
         self._output_bf16 = None
@@ -540,6 +544,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         family's collision probability as a function of the cosine (measured
         anew with each draw of hash functions, for DWTA).
         """
+        self.lsh_tables_ = self._sized_tables(self.lsh_tables_)
         if new_functions:
             self.lsh_tables_.rebuild_functions(int(rng.randint(0, 2**31 - 1)))
         W = self.output_weights_
@@ -552,6 +557,30 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             if self.negative_sampling == "lsh-label" or queries is None:
                 queries = W[rng.randint(0, W.shape[0], size=min(W.shape[0], 64))]
             self._cp_table = collision_table(self.lsh_tables_, queries, items, n_threads)
+
+    def _sized_tables(self, tables):
+        """`tables`, or their twin with ``2**n_buckets_log2`` buckets.
+
+        Bucket offsets take 4 bytes per bucket and table even when the tables
+        are empty (52 MB with the defaults), so a model whose training never
+        queries them (a negative sampler without LSH, or a budget covering
+        every label) keeps one bucket per table until a first use. The twin
+        has the same hash functions: they depend on the seed, not on the
+        number of buckets.
+        """
+        wanted = min(self.n_buckets_log2, tables.bits_per_hash * tables.n_hashes_per_table)
+        if tables.n_buckets_log2 >= wanted or tables.n_items or tables.n_rebuilds:
+            return tables
+        return LSHTables(
+            tables.family_name,
+            tables.dim,
+            tables.n_hashes_per_table,
+            tables.n_tables,
+            bucket_capacity=tables.bucket_capacity,
+            policy=tables.policy_name,
+            n_buckets_log2=self.n_buckets_log2,
+            seed=tables.seed,
+        )
 
     def _next_rehash_interval(self):
         if self.rehash_schedule == "fixed":
@@ -846,6 +875,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                     )
         finally:
             self._release_buffers()
+            self.sampler_.finish()
         return self
 
     def _should_stop(self, loss):
@@ -968,7 +998,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         with _INFERENCE_TABLES_LOCK:
             cached = getattr(self, "_inference_tables_cache", None)
             if cached is None or cached[0] != self._step:
-                tables = copy.deepcopy(self.lsh_tables_)
+                tables = self._sized_tables(copy.deepcopy(self.lsh_tables_))
                 tables.build(self.output_weights_, n_threads=self._n_threads())
                 self._inference_tables_cache = cached = (self._step, tables)
         return cached[1]

@@ -630,6 +630,7 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
                         ConvergenceWarning,
                         stacklevel=3,
                     )
+        self.sampler_.finish()
         return self
 
     def _should_stop(self, loss):

@@ -131,6 +131,22 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
             self.effective_sample_size_ = []
         return self
 
+    def finish(self):
+        """End the ``fit`` / ``partial_fit`` call begun by :meth:`start`.
+
+        Drops the sampler's references to the call's training matrix and loss
+        function, so that a fitted estimator keeps neither its training data
+        alive nor, through the loss function, a reference cycle to itself.
+        What the sampler learnt (a loss sketch, cached row hashes) stays.
+
+        Returns
+        -------
+        self : BaseSampler
+        """
+        self._X = None
+        self._loss_fn = None
+        return self
+
     def _start(self, X):
         """Per-call preparation of a subclass (hashing rows, for example)."""
 
