@@ -5,6 +5,7 @@ run-time dispatched AVX-512 / AVX2 paths and a portable fallback.
 """
 
 from ._importance import ImportanceSampledClassifier
+from ._safe_io import load, save
 from ._slide import SLIDEClassifier
 from ._version import __version__
 from ._zeroshot import ZeroShotSoftLabelClassifier
@@ -42,5 +43,7 @@ __all__ = [
     "SLIDEClassifier",
     "ZeroShotSoftLabelClassifier",
     "__version__",
+    "load",
+    "save",
     "show_config",
 ]

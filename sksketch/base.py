@@ -12,6 +12,10 @@ development builds of a series share one layout). Loading across a different
 ``major.minor`` raises :class:`IncompatibleVersionError`; setting the
 environment variable ``SKSKETCH_ALLOW_VERSION_MISMATCH=1`` turns the error into
 an :class:`InconsistentVersionWarning` for users who accept the risk.
+
+:func:`sksketch.save` writes a model as data only (arrays and JSON in one
+``.npz`` file) that :func:`sksketch.load` reads without unpickling, under the
+same compatibility rule.
 """
 
 import os
@@ -104,3 +108,29 @@ class VersionedStateMixin:
         saved = state.pop(_VERSION_KEY, None)
         _check_compatible(saved, __version__, type(self).__name__)
         super().__setstate__(state)
+
+    def save(self, path, *, compress=False):
+        """Save this model to one ``.npz`` file that :func:`sksketch.load` reads without pickle.
+
+        Same as ``sksketch.save(self, path, compress=compress)``.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write; the file is overwritten.
+        compress : bool, default=False
+            Deflate the file's members.
+
+        Examples
+        --------
+        >>> import io
+        >>> import sksketch
+        >>> buffer = io.BytesIO()
+        >>> sksketch.SLIDEClassifier(n_tables=4).save(buffer)
+        >>> _ = buffer.seek(0)
+        >>> sksketch.load(buffer).n_tables
+        4
+        """
+        from ._safe_io import save
+
+        save(self, path, compress=compress)
