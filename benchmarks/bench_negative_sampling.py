@@ -112,7 +112,7 @@ def run_dataset(name, X, Y, Xt, Yt, args, params):
     marks = [budget * f for f in (0.25, 0.5, 1.0)]
     lines = [f"{name}: P@1 (P@5) at equal training time; full's one-epoch P@1 {full_p1:.4f} "
              f"in {full_epoch_s:.1f} s",
-             f"{'mode':<22} {'rows/s':>9} " + " ".join(f"{f't={m:.0f}s':>15}" for m in marks)
+             f"{'mode':<22} {'rows/s':>9} " + " ".join(f"{f't={m:.3g}s':>15}" for m in marks)
              + f" {'to full@1ep':>12} {'ratio':>7}"]
     for label, curve in curves.items():
         last = curve[-1]
@@ -123,7 +123,8 @@ def run_dataset(name, X, Y, Xt, Yt, args, params):
         t = time_to(curve, full_p1)
         lines.append(f"{label:<22} {last[1] / max(last[0], 1e-9):>9,.0f} "
                      + " ".join(f"{c:>15}" for c in cells)
-                     + f" {t:>11.1f}s {t / full_epoch_s:>7.3f}")
+                     + (f" {t:>11.2f}s {t / full_epoch_s:>7.3f}" if np.isfinite(t)
+                        else f" {'not reached':>12} {'-':>7}"))
     table = "\n".join(lines)
     print(table, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -447,3 +447,88 @@ def test_show_config_reports_active_isa(capsys):
     assert "openmp:" in printed
     with pytest.raises(ValueError, match="mode"):
         sksketch.show_config(mode="json")
+
+
+# ---------------------------------------------------------------- entry checks
+# The kernels index without bounds checks; each entry point checks the sizes it
+# relies on, so a caller's mistake (or a corrupt pickle) is a ValueError.
+
+def _f32(*shape):
+    return np.zeros(shape, dtype=np.float32)
+
+
+def test_dense_kernels_check_shapes():
+    from sksketch._kernels import _dense
+
+    with pytest.raises(ValueError, match="bias has 2 values"):
+        _dense.bias_relu(_f32(2, 3), _f32(2), True, 1)
+    with pytest.raises(ValueError, match="same shape"):
+        _dense.relu_backward(_f32(2, 3), _f32(2, 2), 1)
+    with pytest.raises(ValueError, match="same length"):
+        _dense.adam_step(_f32(4), _f32(4), _f32(3), _f32(4), 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+    args = dict(target_mass=1.0, unseen_targets=_f32(3, 0),
+                unseen_ids=np.zeros(0, np.int32), weights=np.ones(2, np.float32), scale=1.0,
+                grad=_f32(2, 3), losses=_f32(2), n_threads=1)
+    _dense.soft_label_cross_entropy(_f32(2, 3), np.array([0, 2], np.int32), *args.values())
+    with pytest.raises(ValueError, match=r"targets\[1\] = 3 is not in \[0, 3\)"):
+        _dense.soft_label_cross_entropy(_f32(2, 3), np.array([0, 3], np.int32), *args.values())
+    with pytest.raises(ValueError, match="inconsistent"):
+        _dense.soft_label_cross_entropy(_f32(2, 3), np.array([0], np.int32), *args.values())
+
+
+def test_slide_kernels_check_shapes():
+    from sksketch._kernels import _slide
+    from sksketch._kernels._lsh import LSHTables
+
+    W = _f32(5, 4)
+    with pytest.raises(ValueError, match="W's shape"):
+        _slide.adam_update(W, _f32(5, 4), _f32(5, 3), _f32(5, 4), np.ones(5, np.uint8),
+                           1e-3, 0.9, 0.999, 1e-8, 1, 1)
+    indptr, indices, data = (np.array([0, 2], np.int32), np.array([0, 4], np.int32),
+                             np.ones(2, np.float32))
+    out = _slide.hidden_forward(indptr, np.array([0, 2], np.int32), data, W, _f32(4), 1)
+    assert out.shape == (1, 4)
+    with pytest.raises(ValueError, match=r"X_indices must be in \[0, 5\)"):
+        _slide.hidden_forward(indptr, np.array([0, 5], np.int32), data, W, _f32(4), 1)
+    with pytest.raises(ValueError, match="b1 has 3 values"):
+        _slide.hidden_forward(indptr, indices, data, W, _f32(3), 1)
+    with pytest.raises(ValueError, match="CSR"):
+        _slide.hidden_forward(np.array([0, 3], np.int32), indices, data, W, _f32(4), 1)
+    tables = LSHTables("simhash", 4, 2, 3, seed=0)
+    W2 = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    tables.build(W2)
+    hidden = np.ones((2, 4), np.float32)
+    fallback = np.arange(2, dtype=np.int32)
+    ids, _, _ = _slide.topk_lsh(tables, hidden, W2, _f32(6), fallback, 2, 100, 1)
+    assert ids.shape == (2, 2) and ids.min() >= 0
+    with pytest.raises(ValueError, match="do not match"):
+        _slide.topk_lsh(tables, _f32(2, 3), W2[:, :3].copy(), _f32(6), fallback, 2, 100, 1)
+    with pytest.raises(ValueError, match="hold 6 items"):
+        _slide.topk_lsh(tables, hidden, W2[:5].copy(), _f32(5), fallback, 2, 100, 1)
+    with pytest.raises(ValueError, match="fallback"):
+        _slide.topk_lsh(tables, hidden, W2, _f32(6), np.array([0, 6], np.int32), 2, 100, 1)
+
+
+@pytest.mark.parametrize("family", ["dwta", "simhash"])
+def test_lsh_tables_refuse_corrupt_hash_functions(family):
+    import pickle
+
+    from sksketch._kernels._lsh import LSHTables
+
+    tables = LSHTables(family, 8, 2, 3, seed=0)
+    tables.build(np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32))
+    cls, args, state = tables.__reduce__()
+    assert pickle.loads(pickle.dumps(tables)).hash(np.ones((1, 8), np.float32)).shape == (1, 3)
+    bad = dict(state, coords=state["coords"][:-1])
+    with pytest.raises(ValueError, match="hash function sizes"):
+        cls(*args).__setstate__(bad)
+
+
+def test_nw_sketch_refuses_corrupt_state():
+    from sksketch._kernels._nw_sketch import NWSketch
+
+    sketch = NWSketch(4, 3, 5, 16, 0)
+    cls, args, state = sketch.__reduce__()
+    sums, counts, total_sum, total_count = state
+    with pytest.raises(ValueError, match="corrupt NWSketch state"):
+        cls(*args).__setstate__((sums[:, :8], counts, total_sum, total_count))

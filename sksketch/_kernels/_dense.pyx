@@ -30,6 +30,8 @@ def bias_relu(float[:, ::1] Z, const float[::1] bias, bint relu, int n_threads):
     """
     cdef Py_ssize_t n = Z.shape[0], d = Z.shape[1], i, j
     cdef float v
+    if bias.shape[0] != d:
+        raise ValueError(f"bias has {bias.shape[0]} values, Z has {d} columns")
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             if relu:
@@ -47,6 +49,8 @@ def relu_backward(float[:, ::1] G, const float[:, ::1] A, int n_threads):
     # IN/OUT: G (n_rows, n_units); IN: A, same shape.
     """
     cdef Py_ssize_t n = G.shape[0], d = G.shape[1], i, j
+    if A.shape[0] != n or A.shape[1] != d:
+        raise ValueError("G and A must have the same shape")
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             for j in range(d):
@@ -85,6 +89,19 @@ def soft_label_cross_entropy(
     cdef Py_ssize_t n = logits.shape[0], C = logits.shape[1]
     cdef Py_ssize_t n_unseen = unseen_ids.shape[0], i, j, k, y
     cdef float lse, total, dot_t, t, w
+    if (targets.shape[0] != n or weights.shape[0] != n or losses.shape[0] != n
+            or grad.shape[0] != n or grad.shape[1] != C
+            or unseen_targets.shape[1] != n_unseen or unseen_targets.shape[0] < C
+            and n_unseen > 0):
+        raise ValueError("soft_label_cross_entropy: inconsistent array shapes")
+    if n > 0 and C == 0:
+        raise ValueError("soft_label_cross_entropy: logits have no classes")
+    for i in range(n):
+        if targets[i] < 0 or targets[i] >= C:
+            raise ValueError(f"targets[{i}] = {targets[i]} is not in [0, {C})")
+    for k in range(n_unseen):
+        if unseen_ids[k] < 0 or unseen_ids[k] >= C:
+            raise ValueError(f"unseen_ids[{k}] = {unseen_ids[k]} is not in [0, {C})")
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             y = targets[i]
@@ -134,6 +151,8 @@ def adam_step(
     cdef float lr_t = <float>(learning_rate * b2t ** 0.5 / b1t)
     cdef float eps_t = <float>(epsilon * b2t ** 0.5)
     cdef float shrink = 1.0 - learning_rate * weight_decay
+    if m.shape[0] != n or v.shape[0] != n or g.shape[0] != n:
+        raise ValueError("param, m, v and g must have the same length")
     if n == 0:
         return
     with nogil:

@@ -409,6 +409,11 @@ cdef class LSHTables:
         ids = np.ascontiguousarray(state["ids"], dtype=np.int32)
         n_items = int(state["n_items"])
         # Never trust a state's arrays with unchecked indexing.
+        cdef Py_ssize_t n_hashes = self.n_hashes_per_table * self.n_tables
+        if coords.size != n_hashes * (self.bin_size if self.family == 0 else self.projection_nnz):
+            raise ValueError("corrupt LSHTables state: hash function sizes do not match")
+        if self.family != 0 and signs.size != coords.size:
+            raise ValueError("corrupt LSHTables state: hash function sizes do not match")
         if coords.size and (coords.min() < 0 or coords.max() >= self.dim):
             raise ValueError("corrupt LSHTables state: coordinates out of range")
         if offsets.size != self.n_tables * (self.n_buckets + 1) or ids.size != self.n_tables * n_items:

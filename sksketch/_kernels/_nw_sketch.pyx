@@ -250,6 +250,9 @@ cdef class NWSketch:
 
     def __setstate__(self, state):
         sums, counts, total_sum, total_count = state
+        if np.shape(sums) != (self.n_rows, self.n_buckets) or np.shape(counts) != np.shape(sums):
+            raise ValueError("corrupt NWSketch state: sums and counts must have shape "
+                             f"({self.n_rows}, {self.n_buckets})")
         self.sums = np.ascontiguousarray(sums, dtype=self.sums.dtype)
         self.counts = np.ascontiguousarray(counts, dtype=self.counts.dtype)
         self.total_sum = total_sum

@@ -471,6 +471,11 @@ def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1]
     cdef float eps_t = eps * (b2t ** 0.5)
     cdef float shrink = 1.0 - lr * weight_decay
     cdef bint refresh = W_bf16 is not None and W_bf16.shape[0] == n
+    if (M.shape[0] != n or M.shape[1] != d or V.shape[0] != n or V.shape[1] != d
+            or G.shape[0] != n or G.shape[1] != d or touched.shape[0] != n):
+        raise ValueError("M, V and G must have W's shape, touched one entry per row")
+    if refresh and W_bf16.shape[1] != d:
+        raise ValueError("W_bf16 must have W's shape")
     if n == 0 or d == 0:
         return
     for r in prange(n, nogil=True, schedule="static", num_threads=n_threads):
@@ -487,6 +492,15 @@ def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     """relu(X @ W1 + b1) for CSR X, shape (n_rows, H), float32."""
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = X_indptr.shape[0] - 1, H = W1.shape[1], i, c, start
+    if b1.shape[0] != H:
+        raise ValueError(f"b1 has {b1.shape[0]} values, W1 has {H} columns")
+    if n < 0 or X_indices.shape[0] != X_data.shape[0] or (
+            n > 0 and (X_indptr[0] != 0 or X_indptr[n] > X_indices.shape[0])):
+        raise ValueError("X_indptr, X_indices and X_data do not form a CSR matrix")
+    if X_indices.shape[0] and (np.min(X_indices) < 0 or np.max(X_indices) >= W1.shape[0]):
+        raise ValueError(f"X_indices must be in [0, {W1.shape[0]})")
+    if n > 0 and np.any(np.diff(np.asarray(X_indptr)) < 0):
+        raise ValueError("X_indptr must be non-decreasing")
     out = np.empty((n, H), dtype=np.float32)
     cdef float[:, ::1] o = out
     if n == 0 or H == 0:
@@ -533,6 +547,12 @@ def topk_lsh(LSHTables tables, const float[:, ::1] hidden, const float[:, ::1] W
     cdef Py_ssize_t i, j, n_cand, cap, n_top
     cdef int n_hashes = tables.n_hashes_per_table * tables.n_tables
     cdef int tid
+    if H != tables.dim or W2.shape[1] != H or b2.shape[0] != L:
+        raise ValueError("hidden, W2, b2 and the tables' width do not match")
+    if tables.n_items != L:
+        raise ValueError(f"the tables hold {tables.n_items} items, W2 has {L} rows")
+    if fallback.shape[0] and (np.min(fallback) < 0 or np.max(fallback) >= L):
+        raise ValueError(f"fallback labels must be in [0, {L})")
     k = min(k, L)
     cap = max(max_candidates, k)
     idx = np.empty((n, k), dtype=np.int32)
