@@ -19,7 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._kernels import _openmp, _slide
 from ._kernels._lsh import LSHTables
-from ._negative_sampling import collision_table, unigram_cdf
+from ._negative_sampling import N_COSINE_STEPS, collision_table, unigram_cdf
 from .base import VersionedStateMixin
 from .sampling import BaseSampler, UniformSampler, check_sampler, run_epoch
 
@@ -58,6 +58,54 @@ def _resolve_count(value, n_labels):
     if isinstance(value, Real) and not isinstance(value, Integral):
         return max(1, math.ceil(value * n_labels))
     return int(value)
+
+
+# Which part of memory_usage() each fitted attribute belongs to; the other
+# arrays are per-label vectors and small state ("other").
+_MEMORY_PARTS = {
+    "input_weights_": "weights",
+    "input_bias_": "weights",
+    "output_weights_": "weights",
+    "output_bias_": "weights",
+    "_adam": "optimizer",
+    "_output_bf16": "bfloat16_weights",
+    "lsh_tables_": "hash_tables",
+    "_inference_tables_cache": "hash_tables",
+    "sampler_": "sampler",
+}
+
+# Dense outputs (decision_function, predict_proba) above this size warn.
+_DENSE_OUTPUT_WARNING_BYTES = 2**31
+
+
+def _nbytes(obj, seen):
+    """Bytes of the arrays `obj` holds, each object counted once.
+
+    Follows containers, hash tables, sparse matrices and objects' attributes
+    (or, for compiled objects, their pickled state).
+    """
+    if obj is None or isinstance(obj, (str, bytes, int, float)) or id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, LSHTables):
+        return obj.nbytes
+    if sp.issparse(obj):
+        return sum(_nbytes(getattr(obj, name), seen) for name in ("data", "indices", "indptr"))
+    if isinstance(obj, dict):
+        return sum(_nbytes(value, seen) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(value, seen) for value in obj)
+    state = getattr(obj, "__dict__", None)
+    if state is None and type(obj).__module__.startswith("sksketch"):
+        state = obj.__getstate__()
+    return _nbytes(state, seen) if isinstance(state, dict) else 0
+
+
+def _n_bits(n):
+    """Bits needed to store a value in [0, n) (as the hash tables count them)."""
+    return max(0, int(n - 1).bit_length())
 
 
 class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
@@ -225,6 +273,12 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
     input_bias_ : ndarray of shape (hidden_layer_size,)
     output_weights_ : ndarray of shape (n_classes, hidden_layer_size)
     output_bias_ : ndarray of shape (n_classes,)
+        With ``F`` features, ``L`` labels and ``H = hidden_layer_size``, the
+        weights take ``4 (F H + L H + H + L)`` bytes and Adam's moments
+        ``8 (F H + H + L) + 8 L H`` (``4 L H`` in bfloat16, which adds a
+        ``2 L H`` bfloat16 copy of ``output_weights_``). :meth:`memory_usage`
+        measures every part; :meth:`estimate_memory` predicts it before
+        fitting (see the user guide for the hash tables and the buffers).
     lsh_tables_ : LSHTables
         The hash tables over the output layer. Until training or
         ``inference="lsh"`` first queries them, they hold one bucket per
@@ -776,6 +830,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         }
         self._stamps = np.zeros((n_threads, max(L, 1)), dtype=np.uint32)
         self._stamp_base = 0
+        self._training_buffers_nbytes = _nbytes([self._buffers, self._stamps], set())
 
     def _release_buffers(self):
         # Gradients and stamps are scratch: not part of the fitted model.
@@ -956,7 +1011,20 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         return self._validate_X(X, reset=False)
 
     def _full_scores(self, hidden):
-        return hidden @ self.output_weights_.T + self.output_bias_
+        scores = hidden @ self.output_weights_.T
+        scores += self.output_bias_
+        return scores
+
+    def _warn_dense_output(self, n_samples, itemsize, method):
+        n_bytes = n_samples * len(self.classes_) * itemsize
+        if n_bytes > _DENSE_OUTPUT_WARNING_BYTES:
+            warnings.warn(
+                f"{method} returns a dense ({n_samples}, {len(self.classes_)}) array "
+                f"({n_bytes / 2**30:.1f} GiB); predict_topk ranks the labels in row "
+                "chunks without it",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _topk_ids(self, X, k):
         """Top-k label ids and scores per row, without an n_samples x n_labels array."""
@@ -982,6 +1050,8 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         for s in range(0, X.shape[0], chunk):
             scores = np.ascontiguousarray(self._full_scores(hidden[s : s + chunk]))
             ids[s : s + chunk], vals[s : s + chunk] = _slide.topk_rows(scores, k, n_threads)
+            # freed before the next chunk's scores: one chunk alive at a time
+            del scores
         return ids, vals
 
     def _inference_tables(self):
@@ -1040,28 +1110,43 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Logits of every class, shape (n_samples, n_classes).
 
-        This is dense: on huge label sets use :meth:`predict_topk`. For two
-        classes, the difference of the two logits, shape (n_samples,).
+        This is dense, 4 bytes per row and class (float32), and warns above
+        2 GiB: on huge label sets use :meth:`predict_topk`, which ranks the
+        labels in row chunks. For two classes, the difference of the two
+        logits, shape (n_samples,).
         """
         X = self._check_predict_X(X)
+        self._warn_dense_output(X.shape[0], 4, "decision_function")
         scores = self._full_scores(self._hidden(X))
         if not self._multilabel and len(self.classes_) == 2:
             return scores[:, 1] - scores[:, 0]
         return scores
 
     def predict_proba(self, X):
-        """Softmax over all classes, shape (n_samples, n_classes) (dense)."""
+        """Softmax over all classes, shape (n_samples, n_classes).
+
+        This is dense, 8 bytes per row and class (float64), and warns above
+        2 GiB: on huge label sets use :meth:`predict_topk`.
+        """
         X = self._check_predict_X(X)
-        scores = self._full_scores(self._hidden(X)).astype(np.float64)
-        scores -= scores.max(axis=1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1, keepdims=True)
-        return scores
+        self._warn_dense_output(X.shape[0], 8, "predict_proba")
+        hidden = self._hidden(X)
+        proba = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
+        # float32 logits of a chunk of rows at a time: no second dense array
+        chunk = max(1, (1 << 24) // max(len(self.classes_), 1))
+        for s in range(0, X.shape[0], chunk):
+            scores = proba[s : s + chunk]
+            scores[...] = self._full_scores(hidden[s : s + chunk])
+            scores -= scores.max(axis=1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=1, keepdims=True)
+        return proba
 
     def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`."""
+        """Log of :meth:`predict_proba` (dense, like it)."""
+        proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+            return np.log(proba, out=proba)
 
     def predict(self, X):
         """Class labels, or for multi-label targets an indicator of the top labels.
@@ -1104,4 +1189,145 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         return self._precision_at_1(X, Y, sample_weight)
+
+    # ------------------------------------------------------------ memory
+
+    def memory_usage(self):
+        """Bytes the fitted model holds, by part, summed over its arrays.
+
+        Returns
+        -------
+        usage : dict of str to int
+            - ``"weights"``: both layers' weights and biases (float32).
+            - ``"optimizer"``: Adam's first and second moments (the output
+              layer's in bfloat16 with ``precision="bfloat16"``).
+            - ``"bfloat16_weights"``: the output layer's bfloat16 copy
+              (``precision="bfloat16"``).
+            - ``"hash_tables"``: the training tables and, once
+              ``inference="lsh"`` has predicted, its own tables.
+            - ``"sampler"``: the batch sampler's state (a loss sketch, row
+              hashes; none for the default uniform sampler).
+            - ``"other"``: per-label vectors (class labels, label counts, row
+              norms) and small state.
+            - ``"model"``: the sum of the above, what the fitted model holds.
+            - ``"training_buffers"``: scratch the last ``fit`` or
+              ``partial_fit`` call held while it ran (gradients, active sets,
+              per-thread stamps), released since.
+            - ``"total"``: ``model + training_buffers``, what a training call
+              holds besides its training data and short-lived temporaries.
+
+        See Also
+        --------
+        estimate_memory : the same parts, before fitting.
+
+        Examples
+        --------
+        >>> from sksketch import SLIDEClassifier
+        >>> from sksketch.datasets import make_extreme_classification
+        >>> X, Y = make_extreme_classification(
+        ...     n_samples=500, n_features=1000, n_labels=2000, random_state=0)
+        >>> clf = SLIDEClassifier(hidden_layer_size=32, max_iter=1, n_jobs=1,
+        ...                       random_state=0).fit(X, Y)
+        >>> usage = clf.memory_usage()
+        >>> usage["weights"] == 4 * (1000 * 32 + 32 + 2000 * 32 + 2000)
+        True
+        >>> estimate = clf.estimate_memory(1000, 2000, max_labels_per_sample=Y.sum(1).max())
+        >>> abs(estimate["total"] - usage["total"]) < 0.01 * usage["total"]
+        True
+        """
+        check_is_fitted(self)
+        usage = dict.fromkeys(
+            ("weights", "optimizer", "bfloat16_weights", "hash_tables", "sampler", "other"), 0
+        )
+        seen = set()
+        for name, value in vars(self).items():
+            if name not in ("_buffers", "_stamps"):
+                usage[_MEMORY_PARTS.get(name, "other")] += _nbytes(value, seen)
+        usage["model"] = sum(usage.values())
+        usage["training_buffers"] = getattr(self, "_training_buffers_nbytes", 0)
+        usage["total"] = usage["model"] + usage["training_buffers"]
+        return usage
+
+    def estimate_memory(self, n_features, n_labels, *, max_labels_per_sample=1):
+        """Bytes a model with these parameters will take, before fitting.
+
+        The parts of :meth:`memory_usage`, from the parameters and the size
+        of the problem (see the user guide for the formulas). With
+        ``inference="lsh"`` it counts the tables inference builds at its
+        first prediction (training's own tables serve instead when training
+        ended on a rehash). The sampler's state is not estimated (0, as for
+        the default uniform sampler); per-label vectors assume int64 class
+        labels.
+
+        Parameters
+        ----------
+        n_features : int
+            Number of input features.
+        n_labels : int
+            Number of labels (classes).
+        max_labels_per_sample : int, default=1
+            Most labels of one training row: the active set holds them all.
+
+        Returns
+        -------
+        usage : dict of str to int
+            The keys of :meth:`memory_usage`.
+
+        Examples
+        --------
+        >>> from sksketch import SLIDEClassifier
+        >>> usage = SLIDEClassifier(n_jobs=1).estimate_memory(100_000, 500_000)
+        >>> {part: round(n_bytes / 2**20) for part, n_bytes in usage.items()}  # MiB
+        {'weights': 295, 'optimizer': 590, 'bfloat16_weights': 0, 'hash_tables': 145,
+         'sampler': 0, 'other': 10, 'model': 1040, 'training_buffers': 66, 'total': 1106}
+        """
+        self._validate_params()
+        F, L, H = int(n_features), int(n_labels), self.hidden_layer_size
+        B, K, T = self.batch_size, self.n_hashes_per_table, self.n_tables
+        if self.negative_sampling == "full":
+            budget = L
+        else:
+            budget = _resolve_count(self.max_active_labels, L)
+            budget = min(L, max(budget, self.min_active_labels, 1))
+        A = max(budget, int(max_labels_per_sample))
+        uses_lsh = self.negative_sampling in ("lsh-embedding", "lsh-label") and budget < L
+        bf16 = self.precision == "bfloat16"
+
+        if self.hash_family == "dwta":
+            bin_size = min(8, H)
+            bits, functions = max(1, _n_bits(bin_size)), 4 * K * T * bin_size
+        else:
+            bits, functions = 1, 8 * K * T * max(1, H // 3)
+        full = min(self.n_buckets_log2, bits * K)
+
+        def tables(n_buckets_log2, n_items):
+            return functions + 4 * T * ((1 << n_buckets_log2) + 1) + 4 * T * n_items
+
+        used = uses_lsh or self.inference == "lsh"
+        hash_tables = tables(full if used else min(1, bits * K), L if uses_lsh else 0)
+        if self.inference == "lsh":
+            hash_tables += tables(full, L)
+        other = 16 * L  # class labels and label counts
+        if uses_lsh and self.sampling_correction == "logq":
+            other += 4 * L + 4 * (N_COSINE_STEPS + 1)  # row norms, collision table
+        if self.negative_sampling == "unigram":
+            other += 8 * L
+        usage = {
+            "weights": 4 * (F * H + H + L * H + L),
+            "optimizer": 4 * (2 * F * H + 2 * H + 2 * L) + (4 if bf16 else 8) * L * H,
+            "bfloat16_weights": 2 * L * H if bf16 else 0,
+            "hash_tables": hash_tables,
+            "sampler": 0,
+            "other": other,
+        }
+        usage["model"] = sum(usage.values())
+        usage["training_buffers"] = (
+            4 * F * H + F + 4 * H  # dense input-layer gradient, touched rows
+            + 8 * B * H  # hidden activations and their gradients
+            + 16 * B * A  # active labels and their logit gradients, twice
+            + 4 * (3 * L + 1)  # the output update's grouping by label
+            + 4 * _openmp.effective_n_threads(self.n_jobs) * max(L, 1)  # stamps
+        )
+        usage["total"] = usage["model"] + usage["training_buffers"]
+        return usage
 
