@@ -17,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .base import VersionedStateMixin
 from .sampling import check_sampler, run_epoch
 from .sampling._nw import _as_float32_rows, _fingerprint
+from .utils._validation import check_sparse_indices
 
 __all__ = ["ImportanceSampledClassifier"]
 
@@ -26,6 +27,18 @@ _PROBA_FLOOR = 1e-7
 
 def _accepts_sample_weight(method):
     return "sample_weight" in inspect.signature(method).parameters
+
+
+def _canonical_rows(X):
+    """``X``, with a sparse matrix's entries sorted and summed (on a copy when they are not).
+
+    The wrapped estimator then gets the same matrix, to the bit, however the
+    caller stored it.
+    """
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
 
 
 def _estimator_has(attr):
@@ -182,7 +195,14 @@ class ImportanceSampledClassifier(
             )
 
     def _validate(self, X, y, reset):
+        check_sparse_indices(X)
+        check_sparse_indices(y, "y")
         multilabel = y is not None and type_of_target(y).startswith("multilabel")
+        if multilabel and not get_tags(self._base_estimator()).classifier_tags.multi_label:
+            raise ValueError(
+                f"y is a multi-label indicator but {type(self._base_estimator()).__name__} "
+                "does not learn multi-label targets; use one that does, such as MLPClassifier"
+            )
         X, y = validate_data(
             self,
             X,
@@ -193,8 +213,19 @@ class ImportanceSampledClassifier(
             multi_output=multilabel,
             y_numeric=multilabel,
         )
+        X = _canonical_rows(X)
         if multilabel:
-            y = sp.csr_matrix(y, dtype=np.int32)
+            # a copy: summing repeated entries and dropping stored zeros must
+            # not touch the caller's matrix
+            y = sp.csr_matrix(y, dtype=np.int32, copy=True)
+            y.sum_duplicates()
+            y.eliminate_zeros()
+            # type_of_target calls any two values an indicator ({0, 2}, {-1, 1})
+            if y.nnz and not np.all(y.data == 1):
+                raise ValueError(
+                    "y must be a binary indicator matrix (values 0 and 1; repeated entries "
+                    "of a sparse y add up)"
+                )
         else:
             check_classification_targets(y)
         if hasattr(self, "_multilabel") and not reset and multilabel != self._multilabel:
@@ -214,7 +245,7 @@ class ImportanceSampledClassifier(
             Class labels, or a binary indicator of labels for an estimator
             that learns multi-label targets (such as ``MLPClassifier``).
         sample_weight : array-like of shape (n_samples,), default=None
-            Multiplies each row's importance weight.
+            Non-negative; multiplies each row's importance weight.
 
         Returns
         -------
@@ -326,7 +357,9 @@ class ImportanceSampledClassifier(
 
     def _train(self, X, y, sample_weight, n_epochs):
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float32, ensure_non_negative=True
+            )
         y_codes = y if self._multilabel else np.searchsorted(self.classes_, y)
         X32 = _as_float32_rows(X)
         est = self.estimator_
@@ -371,6 +404,12 @@ class ImportanceSampledClassifier(
             self.n_iter_ += 1
         self.sampler_.finish()
 
+    def _validate_predict_X(self, X):
+        check_is_fitted(self, "estimator_")
+        check_sparse_indices(X)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
+        return _canonical_rows(X)
+
     def predict(self, X):
         """Class labels of the wrapped estimator.
 
@@ -382,8 +421,7 @@ class ImportanceSampledClassifier(
         -------
         y : ndarray of shape (n_samples,)
         """
-        check_is_fitted(self, "estimator_")
-        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        X = self._validate_predict_X(X)
         return self.estimator_.predict(X)
 
     def predict_proba(self, X):
@@ -397,8 +435,7 @@ class ImportanceSampledClassifier(
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        check_is_fitted(self, "estimator_")
-        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        X = self._validate_predict_X(X)
         return self.estimator_.predict_proba(X)
 
     @available_if(_estimator_has("decision_function"))
@@ -413,6 +450,5 @@ class ImportanceSampledClassifier(
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
-        check_is_fitted(self, "estimator_")
-        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        X = self._validate_predict_X(X)
         return self.estimator_.decision_function(X)

@@ -22,6 +22,7 @@ from ._kernels._lsh import LSHTables
 from ._negative_sampling import N_COSINE_STEPS, collision_table, unigram_cdf
 from .base import VersionedStateMixin
 from .sampling import BaseSampler, UniformSampler, check_sampler, run_epoch
+from .utils._validation import check_sparse_indices
 
 # Stamps mark labels already in an example's active set; they are per thread
 # and must never wrap around, so they are reset well before 2**32.
@@ -441,11 +442,15 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------ validation
 
     def _validate_X(self, X, reset):
+        # before validate_data, whose dtype conversion sorts a copy of the indices
+        check_sparse_indices(X)
+        # float32 before the finiteness check, so values beyond float32's range
+        # are reported rather than trained on as infinities
         X = validate_data(
             self,
             X,
             accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float32, np.float64],
+            dtype=np.float32,
             reset=reset,
         )
         return _as_csr32(X)
@@ -457,11 +462,20 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         with no label (scored as misses) instead of an error.
         """
         if _is_indicator(y):
+            check_sparse_indices(y, "y")
             check_classification_targets(y)
             Y = sp.csr_matrix(y)
-            Y.eliminate_zeros()
+            if not Y.has_canonical_format or not Y.data.all():
+                # on a copy: the conversion shares a CSR y's arrays. Repeated
+                # entries add up, as in Y.toarray().
+                Y = Y.copy()
+                Y.sum_duplicates()
+                Y.eliminate_zeros()
             if Y.nnz and not np.all(Y.data == 1):
-                raise ValueError("y must be a binary indicator matrix (values 0 and 1)")
+                raise ValueError(
+                    "y must be a binary indicator matrix (values 0 and 1; repeated entries "
+                    "of a sparse y add up)"
+                )
             n_labels = Y.shape[1]
             if first_call:
                 if classes is not None and len(classes) != n_labels:
@@ -841,6 +855,11 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
+        if not sp.issparse(y) and np.asarray(y).ndim > 2:
+            raise ValueError(
+                "y must be class labels (1-D) or a label indicator matrix (2-D), got "
+                f"{np.asarray(y).ndim} dimensions"
+            )
         fitted = hasattr(self, "output_weights_")
         if incremental:
             first_call = not fitted
@@ -958,11 +977,16 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Dense or sparse, float32 or float64; sparse input is never densified.
+            Dense or sparse, float32 or float64, held as float32 (values
+            beyond its range are refused); sparse input is never densified.
+            Unsorted or repeated sparse entries (summed) and 64-bit indices
+            give the model of the canonical CSR matrix.
         y : array-like of shape (n_samples,) or {array-like, sparse matrix} of \
                 shape (n_samples, n_labels)
             Class labels (multiclass) or a binary indicator matrix
-            (multi-label). Rows with no label are skipped.
+            (multi-label). Rows with no label are skipped (and counted in
+            ``n_samples_skipped_``). A sparse indicator's repeated entries add
+            up, so a label stored twice in a row is refused as not binary.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights multiplying each example's gradient.
 
@@ -1186,6 +1210,8 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         Y = self._encode_y(y, None, first_call=False, allow_unknown=True)
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {Y.shape[0]}")
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         return self._precision_at_1(X, Y, sample_weight)

@@ -24,6 +24,7 @@ from ._kernels import _dense, _openmp
 from ._threadpool import blas_thread_limits
 from .base import VersionedStateMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
+from .utils._validation import check_sparse_indices
 
 # Rows scored per chunk at prediction time.
 _PREDICT_CHUNK = 4096
@@ -334,16 +335,22 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
     # ------------------------------------------------------------ validation
 
     def _validate_X(self, X, reset):
+        # before validate_data, whose dtype conversion sorts a copy of the indices
+        check_sparse_indices(X)
+        # float32 before the finiteness check, so values beyond float32's range
+        # are reported rather than trained on as infinities
         X = validate_data(
             self,
             X,
             accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float32, np.float64],
+            dtype=np.float32,
             reset=reset,
         )
         if sp.issparse(X):
-            X = sp.csr_matrix(X, dtype=np.float32)
-            X.sort_indices()
+            X = sp.csr_matrix(X)
+            if not X.has_sorted_indices:
+                # a sorted copy: the conversion shares a CSR X's arrays
+                X = X.sorted_indices()
             return X
         return np.ascontiguousarray(X, dtype=np.float32)
 

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 
 from ..base import VersionedStateMixin
+from ..utils._validation import check_sparse_indices
 
 __all__ = ["BaseSampler", "UniformSampler", "check_sampler"]
 
@@ -45,6 +46,7 @@ def _n_rows(X):
     if sp.issparse(X) or isinstance(X, np.ndarray):
         if X.ndim != 2:
             raise ValueError(f"X must be 2-dimensional, got shape {X.shape}")
+        check_sparse_indices(X)
         return X.shape[0]
     raise TypeError(
         f"X must be a scipy sparse matrix or a NumPy array, got {type(X).__name__}"

@@ -25,7 +25,8 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
         their losses (array-like of shape (n_batch,)) before or after the
         step, as the estimator computes them at no extra cost.
     sample_weight : ndarray of shape (n_samples,), default=None
-        The user's per-row weights over the matrix given to ``start``.
+        The user's per-row weights over the matrix given to ``start``: finite
+        and non-negative.
 
     Returns
     -------
@@ -53,6 +54,8 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
                 f"sample_weight must have shape ({sampler.n_samples_},), "
                 f"got {sample_weight.shape}"
             )
+        if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
     total_loss = 0.0
     total_weight = 0.0
     n_batches = 0

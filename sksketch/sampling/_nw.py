@@ -24,6 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..base import VersionedStateMixin
+from ..utils._validation import check_sparse_indices
 from ._base import BaseSampler
 from ._sketch import SketchCore
 
@@ -65,16 +66,27 @@ def _check_sketch_params(est):
 
 
 def _as_float32_rows(X):
-    """CSR float32 with int32 indices, or C-contiguous float32."""
+    """CSR float32 with int32 indices, or C-contiguous float32; finite values only."""
+    if np.iscomplexobj(X):
+        raise ValueError("X has complex values; real numbers are expected")
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
+        check_sparse_indices(X)
+        with np.errstate(over="ignore"):  # overflow to inf is reported below
+            X = sp.csr_matrix(X, dtype=np.float32)
         if X.indices.dtype != np.int32 or X.indptr.dtype != np.int32:
             X = sp.csr_matrix(
                 (X.data, X.indices.astype(np.int32), X.indptr.astype(np.int32)), shape=X.shape
             )
-        X.sort_indices()
-        return X
-    return np.ascontiguousarray(X, dtype=np.float32)
+        if not X.has_sorted_indices:
+            # a sorted copy: the conversion may share the caller's arrays
+            X = X.sorted_indices()
+        values = X.data
+    else:
+        with np.errstate(over="ignore"):
+            X = values = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("X contains NaN or infinity (or values that overflow float32)")
+    return X
 
 
 def _fingerprint(X):
@@ -294,7 +306,10 @@ class NWSketchSampler(_ProbabilitySampler):
 
     def observe(self, indices, losses):
         tic = self._timed_observe_begin()
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = np.asarray(indices)
+        if indices.size and indices.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integer row ids, got dtype {indices.dtype}")
+        indices = indices.astype(np.int64, copy=False)
         losses = np.asarray(losses, dtype=np.float32)
         if indices.shape != losses.shape or indices.ndim != 1:
             raise ValueError(
@@ -467,6 +482,7 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         return tags
 
     def _validate(self, X, y, reset):
+        check_sparse_indices(X)  # before validate_data converts other formats to CSR
         X, y = validate_data(
             self,
             X,
@@ -541,6 +557,7 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         y : ndarray of shape (n_samples,), dtype=float64
         """
         check_is_fitted(self, "sketch_")
+        check_sparse_indices(X)
         X = validate_data(
             self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False
         )
