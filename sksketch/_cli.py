@@ -162,9 +162,14 @@ def _read_data(path, fmt, n_features=None, n_labels=None, zero_based="auto"):
         raise CommandError(f"{path}: no such file") from None
     except ValueError as exc:
         raise CommandError(f"{path}: {exc}") from None
+    if not np.all(np.isfinite(X.data)):
+        raise CommandError(f"{path}: feature values must be finite float32 numbers")
     rows = np.repeat(np.arange(len(y)), [len(labels) for labels in y])
-    cols = np.fromiter((int(label) for labels in y for label in labels), dtype=np.int64,
-                       count=rows.size)
+    ids = np.fromiter((label for labels in y for label in labels), dtype=np.float64,
+                      count=rows.size)
+    if not np.all(np.isfinite(ids) & (ids == np.round(ids))):
+        raise CommandError(f"{path}: label ids must be integers")
+    cols = ids.astype(np.int64)
     width = n_labels if n_labels is not None else (int(cols.max()) + 1 if cols.size else 0)
     if cols.size and (cols.min() < 0 or cols.max() >= width):
         raise CommandError(f"{path}: label ids must lie in [0, {width})")
@@ -202,7 +207,8 @@ def _evaluate_topk(model, labels, Y, ks, propensities):
     for k in ks:
         results[f"P@{k}"] = precision_at_k(Y, ranked, k=k)
         results[f"nDCG@{k}"] = ndcg_at_k(Y, ranked, k=k)
-        results[f"PSP@{k}"] = psp_at_k(Y, ranked, k=k, propensities=propensities)
+        if propensities is not None:
+            results[f"PSP@{k}"] = psp_at_k(Y, ranked, k=k, propensities=propensities)
     return results
 
 
@@ -352,6 +358,9 @@ def _train(args):
         raise CommandError(str(exc)) from None
     started = time.perf_counter()
     X, Y = _read_data(args.train_file, "xc")
+    for size, what in ((X.shape[0], "rows"), (X.shape[1], "features"), (Y.shape[1], "labels")):
+        if size == 0:
+            raise CommandError(f"{args.train_file}: has no {what} to train on")
     print(f"read {args.train_file}: {X.shape[0]:,} rows, {X.shape[1]:,} features, "
           f"{Y.shape[1]:,} labels in {time.perf_counter() - started:.1f} s", flush=True)
     test = None
@@ -373,7 +382,8 @@ def _train(args):
         from .metrics import label_propensity
 
         labels, _ = _topk_in_chunks(clf, Xt, max(args.k), args, "evaluating")
-        propensities = label_propensity(Y) if Y.shape[0] > 1 else None
+        # the propensity model needs at least 3 rows; without it PSP is left out
+        propensities = label_propensity(Y) if Y.shape[0] > 2 else None
         print(f"test {args.test_file}: {Xt.shape[0]:,} rows", flush=True)
         _print_metrics(_evaluate_topk(clf, labels, Yt, args.k, propensities), False)
     save_model(clf, args.model)
@@ -416,8 +426,10 @@ def _evaluate(args):
                                zero_based=args.zero_based)
     else:
         Y_prop = Y
-    if Y_prop.shape[0] < 2:
-        raise CommandError("propensities need at least 2 labelled rows")
+    if X.shape[0] == 0:
+        raise CommandError(f"{args.data_file}: has no rows to evaluate")
+    if Y_prop.shape[0] < 3:
+        raise CommandError("propensities need at least 3 labelled rows")
     propensities = label_propensity(Y_prop, A=args.propensity_a, B=args.propensity_b)
     labels, _ = _topk_in_chunks(model, X, max(args.k), args, "evaluating")
     _print_metrics(_evaluate_topk(model, labels, Y, args.k, propensities), args.json)
@@ -432,6 +444,13 @@ def _k_list(text):
     if not ks or ks[0] < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return ks
+
+
+def _positive_number(text):
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _positive(text):
@@ -517,9 +536,9 @@ def build_parser():
                           help="ranks to evaluate at (default: 1,3,5)")
     evaluate.add_argument("--propensity-file",
                           help="labelled file whose label frequencies give the propensities")
-    evaluate.add_argument("--propensity-a", type=float, default=0.55,
+    evaluate.add_argument("--propensity-a", type=_number, default=0.55,
                           help="propensity constant A (0.55; Amazon 0.6, Wikipedia 0.5)")
-    evaluate.add_argument("--propensity-b", type=float, default=1.5,
+    evaluate.add_argument("--propensity-b", type=_positive_number, default=1.5,
                           help="propensity constant B (1.5; Amazon 2.6, Wikipedia 0.4)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_format(evaluate)

@@ -113,7 +113,8 @@ def make_extreme_classification(
                                          draw_label(int(n_lab.sum())), n_labels)
     y_indptr = np.concatenate([[0], np.cumsum(np.bincount(label_rows, minlength=n))])
 
-    nnz = np.maximum(1, rng.poisson(avg_features_per_sample, n))
+    # capped at the draw: a mean far above n_features must not size the arrays
+    nnz = np.minimum(np.maximum(1, rng.poisson(avg_features_per_sample, n)), n_features)
     n_noise = rng.binomial(nnz, noise_fraction)
     n_sig = nnz - n_noise
     # signature features: a random label of the row, a random slot of its signature
@@ -136,9 +137,8 @@ def make_extreme_classification(
     )
     # Repeated draws merge; top rows up with background features so the mean
     # non-zero count stays close to ``avg_features_per_sample``.
-    target = np.minimum(nnz, n_features)
     for _ in range(8):
-        deficit = target - np.bincount(x_rows, minlength=n)
+        deficit = nnz - np.bincount(x_rows, minlength=n)
         if not deficit.any():
             break
         extra_rows = np.repeat(np.arange(n), deficit)

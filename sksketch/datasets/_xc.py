@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._kernels import _xc_io
+from ..utils._validation import check_sparse_indices
 
 _MESSAGES = {
     _xc_io.ParseError.TOO_FEW_ROWS: "the file ends before the {n} rows its header announces",
@@ -163,7 +164,8 @@ def dump_xc(X, Y, path):
     X : {array-like, sparse matrix} of shape (n_samples, n_features)
         Finite feature values (stored as float32).
     Y : {array-like, sparse matrix} of shape (n_samples, n_labels)
-        Binary label indicator.
+        Binary label indicator (a sparse Y's repeated entries add up, so a
+        label stored twice in a row is refused as not binary).
     path : str or os.PathLike
 
     Examples
@@ -178,17 +180,29 @@ def dump_xc(X, Y, path):
     0,1 1:0.1
      0:3
     """
+    for name, M in (("X", X), ("Y", Y)):
+        check_sparse_indices(M, name)
+        if np.iscomplexobj(M):
+            raise ValueError(f"{name} has complex values; real numbers are expected")
     with np.errstate(over="ignore"):  # overflow to inf is reported below
+        if not sp.issparse(X):
+            # through NumPy: scipy.sparse refuses some real dtypes, such as float16
+            X = np.asarray(X, dtype=np.float32)
         X = sp.csr_matrix(X).astype(np.float32)
-    Y = sp.csr_matrix(Y)
+    # a copy: its repeated entries are summed and its zeros dropped in place
+    Y = sp.csr_matrix(Y, copy=True)
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
     X.eliminate_zeros()
+    Y.sum_duplicates()
     Y.eliminate_zeros()
     if not np.all(np.isfinite(X.data)):
         raise ValueError("X contains NaN or infinity (or values that overflow float32)")
     if Y.nnz and not np.all(Y.data == 1):
-        raise ValueError("Y must be a binary indicator matrix (values 0 and 1)")
+        raise ValueError(
+            "Y must be a binary indicator matrix (values 0 and 1; repeated entries of a "
+            "sparse Y add up)"
+        )
     x_indptr, x_indices, x_data = _csr64(X)
     y_indptr, y_indices, _ = _csr64(Y)
     x_data = np.ascontiguousarray(x_data, dtype=np.float32)

@@ -52,6 +52,19 @@ def _one_based(values, upper, what, path):
     return ids - 1
 
 
+def _real_finite(values, dtype, what, path):
+    """``values`` as a C-contiguous ``dtype`` array; complex, NaN and infinite entries refused."""
+    if np.iscomplexobj(values):
+        raise ValueError(f"{path}: {what} has complex values; real numbers are expected")
+    with np.errstate(over="ignore"):  # overflow to inf is reported below
+        values = np.ascontiguousarray(values, dtype=dtype)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"{path}: {what} contains NaN or infinity (or values that overflow {np.dtype(dtype)})"
+        )
+    return values
+
+
 def _class_names(raw):
     names = []
     for item in np.asarray(raw).ravel():
@@ -92,8 +105,8 @@ def load_xlsa17(root, name, *, features_file="res101.mat", splits_file="att_spli
     FileNotFoundError
         When a file is missing.
     ValueError
-        When a variable is missing, shapes disagree, or an index or label is
-        out of range.
+        When a variable is missing, shapes disagree, an index or label is
+        out of range, or features or attributes are complex, NaN or infinite.
 
     Examples
     --------
@@ -108,7 +121,7 @@ def load_xlsa17(root, name, *, features_file="res101.mat", splits_file="att_spli
     splits = _load_mat(splits_path)
     res = _load_mat(features_path)
 
-    att = np.asarray(_require(splits, "att", splits_path), dtype=np.float64)
+    att = _real_finite(_require(splits, "att", splits_path), np.float64, "att", splits_path)
     if att.ndim != 2:
         raise ValueError(f"{splits_path}: att must be 2-D (n_attributes x n_classes)")
     n_classes = att.shape[1]
@@ -123,7 +136,7 @@ def load_xlsa17(root, name, *, features_file="res101.mat", splits_file="att_spli
             f"{n_samples} columns (samples)"
         )
     y = _one_based(labels, n_classes, "labels", features_path)
-    X = np.ascontiguousarray(features.T, dtype=np.float32)
+    X = _real_finite(features.T, np.float32, "features", features_path)
 
     data = Bunch()
     for split in _SPLITS + _OPTIONAL_SPLITS:
@@ -136,7 +149,7 @@ def load_xlsa17(root, name, *, features_file="res101.mat", splits_file="att_spli
 
     data.class_attributes = np.ascontiguousarray(att.T)
     if "original_att" in splits:
-        original = np.asarray(splits["original_att"], dtype=np.float64)
+        original = _real_finite(splits["original_att"], np.float64, "original_att", splits_path)
         if original.shape != att.shape:
             raise ValueError(
                 f"{splits_path}: original_att has shape {original.shape}, att {att.shape}"

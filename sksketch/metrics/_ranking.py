@@ -10,8 +10,10 @@ Conventions shared by every metric:
   entry is ranked whatever its value, 0 and negative values included.
 * Higher scores rank first; ties go to the lower label index.
 * A row with no true label scores 0 and stays in the average, as in the
-  Extreme Classification Repository's tools. ``k`` may exceed the number of
-  labels: precision still divides by ``k``.
+  Extreme Classification Repository's tools; no rows at all score 0. ``k`` may
+  exceed the number of labels: precision still divides by ``k``.
+* A sparse matrix's repeated entries add up (as in ``toarray()``), so a
+  ``y_true`` label stored twice is a 2, which is not binary.
 """
 
 from numbers import Integral, Real
@@ -20,6 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import _check_sample_weight
+
+from ..utils._validation import check_sparse_indices
 
 # Dense scores are ranked in row chunks holding about this many entries, so no
 # temporary of shape (n_samples, n_labels) beyond y_score itself is made.
@@ -41,10 +45,23 @@ def _ranked_topk(ids, n_labels):
     )
 
 
+def _canonical_csr(M, input_name):
+    """CSR with sorted, summed entries, never modifying the caller's matrix."""
+    check_sparse_indices(M, input_name)
+    M = sp.csr_matrix(M)
+    if not M.has_canonical_format:
+        # a copy: the conversion shares a CSR input's arrays
+        M = M.copy()
+        M.sum_duplicates()
+    return M
+
+
 def _check_y_true(y_true):
     if sp.issparse(y_true):
-        y_true = sp.csr_matrix(y_true)
-        y_true.eliminate_zeros()
+        y_true = _canonical_csr(y_true, "y_true")
+        if not y_true.data.all():
+            y_true = y_true.copy()
+            y_true.eliminate_zeros()
         data = y_true.data
     else:
         y_true = np.asarray(y_true)
@@ -55,14 +72,19 @@ def _check_y_true(y_true):
             )
         data = y_true[y_true != 0]
     if data.size and not np.all(data == 1):
-        raise ValueError("y_true must be a binary indicator matrix (values 0 and 1)")
+        raise ValueError(
+            "y_true must be a binary indicator matrix (values 0 and 1; repeated entries of "
+            "a sparse y_true add up)"
+        )
     return y_true
 
 
 def _check_inputs(y_true, y_score, k, sample_weight):
     y_true = _check_y_true(y_true)
+    if np.iscomplexobj(y_score):
+        raise ValueError("y_score has complex values; real scores are expected")
     if sp.issparse(y_score):
-        y_score = sp.csr_matrix(y_score)
+        y_score = _canonical_csr(y_score, "y_score")
         values = y_score.data
     else:
         y_score = np.asarray(y_score, dtype=np.float64)
@@ -78,9 +100,13 @@ def _check_inputs(y_true, y_score, k, sample_weight):
         )
     if not np.all(np.isfinite(values)):
         raise ValueError("y_score contains NaN or infinity")
-    sample_weight = _check_sample_weight(
-        sample_weight, np.empty((y_true.shape[0], 0)), ensure_non_negative=True
-    )
+    if sample_weight is None:
+        # _check_sample_weight would refuse the all-zero weights of no rows
+        sample_weight = np.ones(y_true.shape[0])
+    else:
+        sample_weight = _check_sample_weight(
+            sample_weight, np.empty((y_true.shape[0], 0)), ensure_non_negative=True
+        )
     return y_true, y_score, sample_weight
 
 
@@ -143,6 +169,13 @@ def _hits(y_true, y_score, k):
 def _per_row_sum(rows, values, n):
     return np.bincount(rows, weights=values, minlength=n).astype(np.float64)
 
+
+# Propensity constants: any finite A, and B > 0 so that a label never seen
+# (N_l = 0) keeps a positive propensity.
+_PROPENSITY_CONSTANTS = {
+    "A": [Interval(Real, None, None, closed="neither")],
+    "B": [Interval(Real, 0, None, closed="neither")],
+}
 
 _COMMON = {
     "y_true": ["array-like", "sparse matrix"],
@@ -267,7 +300,7 @@ def ndcg_at_k(y_true, y_score, *, k=5, sample_weight=None):
 
 
 @validate_params(
-    {"y": ["array-like", "sparse matrix"], "A": [Real], "B": [Real]},
+    {"y": ["array-like", "sparse matrix"], **_PROPENSITY_CONSTANTS},
     prefer_skip_nested_validation=True,
 )
 def label_propensity(y, *, A=0.55, B=1.5):
@@ -280,10 +313,11 @@ def label_propensity(y, *, A=0.55, B=1.5):
     Parameters
     ----------
     y : {array-like, sparse matrix} of shape (n_samples, n_labels)
-        Binary indicator, normally the training targets.
+        Binary indicator, normally the training targets; at least 3 rows
+        (``C`` is positive only for ``N > e``).
     A, B : float, default=0.55, 1.5
         Dataset constants: 0.55 and 1.5 in general, 0.6 and 2.6 for
-        Amazon, 0.5 and 0.4 for Wikipedia.
+        Amazon, 0.5 and 0.4 for Wikipedia. ``B`` must be positive.
 
     Returns
     -------
@@ -300,8 +334,10 @@ def label_propensity(y, *, A=0.55, B=1.5):
     """
     y = _check_y_true(y)
     n = y.shape[0]
-    if n < 2:
-        raise ValueError("label_propensity needs y with at least 2 rows")
+    if n < 3:
+        # for N <= 2 < e, C = (ln N - 1) (B + 1)**A is negative and the
+        # "propensities" leave (0, 1]
+        raise ValueError(f"label_propensity needs y with at least 3 rows, got {n}")
     counts = np.asarray(y.sum(axis=0), dtype=np.float64).ravel()
     C = (np.log(n) - 1.0) * (B + 1.0) ** A
     return 1.0 / (1.0 + C * (counts + B) ** (-A))
@@ -311,8 +347,7 @@ def label_propensity(y, *, A=0.55, B=1.5):
     {
         **_COMMON,
         "propensities": ["array-like", None],
-        "A": [Real],
-        "B": [Real],
+        **_PROPENSITY_CONSTANTS,
     },
     prefer_skip_nested_validation=True,
 )

@@ -15,6 +15,10 @@ GZSLScores.__doc__ = """Seen accuracy S, unseen accuracy U and H = 2 S U / (S + 
 def _check_targets(y_true, y_pred, sample_weight):
     y_true = column_or_1d(y_true)
     y_pred = column_or_1d(y_pred)
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        # a NaN label equals no other, not even itself: its rows would silently drop out
+        if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+            raise ValueError(f"{name} contains NaN or infinity")
     check_consistent_length(y_true, y_pred, sample_weight)
     if sample_weight is not None:
         sample_weight = _check_sample_weight(sample_weight, y_true, ensure_non_negative=True)
