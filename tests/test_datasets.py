@@ -135,6 +135,11 @@ def test_number_forms(tmp_path):
         ("1 4 3\n0 1:1\r2:1\n", 2, "malformed token"),
         (b"1 4 3\n0 1:1 \xff\xfe:1\n", 2, "malformed token"),
         (b"\xff\xfe 4 3\n", 1, "bad header"),
+        (b"1\x1d2 2\n1\n", 1, "bad header"),
+        ("+1 2 2\n1\n", 1, "bad header"),
+        ("1_0 2 2\n1\n", 1, "bad header"),
+        # a forged row count fails before anything of its size is allocated
+        ("999999999999999 4 3\n0 1:1\n", 3, "ends before the 999999999999999 rows"),
     ],
 )
 def test_malformed_file_names_file_and_line(tmp_path, text, line, message):
@@ -375,3 +380,19 @@ def test_round_trip_every_float32_kind(tmp_path):
     got = np.array([np.float32(float(t.split(":")[1])) for t in first], dtype=np.float32)
     np.testing.assert_array_equal(got.view(np.uint32), vals[:n_cols].view(np.uint32))
     assert first[0] == "0:0.1" and first[4] == "4:1e+09" and first[5] == "5:10000000"
+
+
+def test_fuzz_script_runs_clean(tmp_path):
+    """tools/fuzz_xc.py finds no crash in a short run (atheris, when installed)."""
+    pytest.importorskip("atheris", reason="atheris is not installed (the 'fuzz' extra)")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "fuzz_xc.py"
+    if not script.exists():
+        pytest.skip("tools/fuzz_xc.py is not in this installation")
+    done = subprocess.run([sys.executable, str(script), "--seconds", "5"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done" in done.stderr

@@ -7,6 +7,7 @@ empty line is a row with neither.
 """
 
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -30,20 +31,23 @@ _MESSAGES = {
 }
 
 
+_HEADER = re.compile(rb"[ \t]*([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t\r]*")
+
+
 def _error(path, line, message):
     return ValueError(f"{os.fspath(path)}, line {line}: {message}")
 
 
 def _parse_header(path, data):
     end = data.find(b"\n")
-    line = data[: end if end >= 0 else len(data)].strip()
-    try:
-        fields = line.decode("ascii").split()
-        n, d, n_labels = (int(f) for f in fields)
-    except (UnicodeDecodeError, ValueError):
+    line = data[: end if end >= 0 else len(data)]
+    # the body's grammar: ASCII digits, fields separated by spaces or tabs
+    match = _HEADER.fullmatch(line)
+    if match is None:
         raise _error(
-            path, 1, f"bad header {line[:80]!r}: expected three integers 'N D L'"
-        ) from None
+            path, 1, f"bad header {line.strip()[:80]!r}: expected three integers 'N D L'"
+        )
+    n, d, n_labels = (int(f) for f in match.groups())
     if min(n, d, n_labels) < 0 or max(d, n_labels) >= 2**31:
         raise _error(path, 1, f"bad header {line[:80]!r}: sizes must be in [0, 2**31)")
     return n, d, n_labels, (end + 1 if end >= 0 else len(data))
@@ -110,7 +114,16 @@ def load_xc(path, *, dtype=np.float32):
     dtype = np.dtype(dtype)
     with open(path, "rb") as f:
         data = f.read()
+    return _parse_xc(data, path, dtype)
+
+
+def _parse_xc(data, path, dtype):
+    """Parse the bytes of an XC file; ``path`` names it in error messages."""
     n, d, n_labels, start = _parse_header(path, data)
+    if n > data.count(b"\n", start) + 1:
+        # checked before allocating n-sized arrays: a forged header cannot ask for terabytes
+        raise _error(path, data.count(b"\n") + 1,
+                     _MESSAGES[_xc_io.ParseError.TOO_FEW_ROWS].format(n=n))
     x_cap = data.count(b":", start)
     y_cap = data.count(b",", start) + n
     x_indptr = np.empty(n + 1, dtype=np.int64)
