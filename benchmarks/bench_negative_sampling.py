@@ -35,17 +35,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SKSKETCH_DATA_DIR", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 
-# (label, negative_sampling, sampling_correction)
+# (label, negative_sampling, sampling_correction, negative_fill)
 MODES = [
-    ("full", "full", "none"),
-    ("lsh-embedding + logq", "lsh-embedding", "logq"),
-    ("lsh-embedding", "lsh-embedding", "none"),
-    ("lsh-label + logq", "lsh-label", "logq"),
-    ("lsh-label", "lsh-label", "none"),
-    ("uniform + logq", "uniform", "logq"),
-    ("uniform", "uniform", "none"),
-    ("unigram + logq", "unigram", "logq"),
-    ("unigram", "unigram", "none"),
+    ("full", "full", "none", "uniform"),
+    ("lsh-embedding + logq", "lsh-embedding", "logq", "uniform"),
+    ("lsh-embedding", "lsh-embedding", "none", "uniform"),
+    ("lsh-label + logq", "lsh-label", "logq", "uniform"),
+    ("lsh-label", "lsh-label", "none", "uniform"),
+    ("lsh-embedding/unigram + logq", "lsh-embedding", "logq", "unigram"),
+    ("lsh-embedding/unigram", "lsh-embedding", "none", "unigram"),
+    ("lsh-label/unigram + logq", "lsh-label", "logq", "unigram"),
+    ("lsh-label/unigram", "lsh-label", "none", "unigram"),
+    ("uniform + logq", "uniform", "logq", "uniform"),
+    ("uniform", "uniform", "none", "uniform"),
+    ("unigram + logq", "unigram", "logq", "uniform"),
+    ("unigram", "unigram", "none", "uniform"),
 ]
 
 
@@ -101,9 +105,12 @@ def run_dataset(name, X, Y, Xt, Yt, args, params):
     budget = args.budget_factor * full_epoch_s
     print(f"full: one epoch in {full_epoch_s:.1f} s, P@1 {full_p1:.4f}; "
           f"budget per mode {budget:.1f} s", flush=True)
-    for label, mode, correction in MODES[1:]:
+    for label, mode, correction, fill in MODES[1:]:
+        if args.modes and label not in args.modes:
+            continue
         curves[label] = train_for(
-            {**params, "negative_sampling": mode, "sampling_correction": correction},
+            {**params, "negative_sampling": mode, "sampling_correction": correction,
+             "negative_fill": fill},
             X, Y, Xt, Yt, budget_s=budget, chunk=chunk, max_epochs=args.max_epochs, seed=0)
         last = curves[label][-1]
         print(f"  {label:<22} {last[1] / max(last[0], 1e-9):>9,.0f} rows/s  "
@@ -190,6 +197,8 @@ def main(argv=None):
     parser.add_argument("--budget-factor", type=float, default=1.0,
                         help="each mode's time budget, in epochs of full")
     parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=None,
+                        help="comma-separated labels of the modes to run (default: all)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     args = parser.parse_args(argv)

@@ -166,7 +166,17 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
           approximate, at a cost that grows with the number of labels.
 
         Both LSH modes query the same tables, rehashed on the schedule below,
-        and pad with uniform labels up to ``min_active_labels``.
+        and pad with random labels up to ``min_active_labels`` (see
+        ``negative_fill``).
+    negative_fill : {"uniform", "unigram"}, default="uniform"
+        How the LSH modes pad an example's active set when its buckets yield
+        fewer than ``min_active_labels`` labels: ``"uniform"`` (the reference
+        implementation's rule) or ``"unigram"``, labels drawn in proportion to
+        their training frequency as in ``negative_sampling="unigram"``. With
+        power-law label frequencies (most extreme classification data) the
+        frequent labels are the negatives a model must push down most often,
+        so unigram padding with LSH's adaptive candidates can beat either
+        alone. Ignored by the other modes.
     max_active_labels : int or float, default=0.01
         The active-set budget of an example (its true labels and its
         negatives): a count, or a fraction of the labels. The set has at least
@@ -330,6 +340,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         "min_active_labels": [Interval(Integral, 0, None, closed="left")],
         "negative_sampling": [StrOptions(set(_slide.MODES))],
         "sampling_correction": [StrOptions({"logq", "none"})],
+        "negative_fill": [StrOptions({"uniform", "unigram"})],
         "rehash_interval": [Interval(Integral, 1, None, closed="left")],
         "rebuild_interval": [Interval(Integral, 1, None, closed="left")],
         "rehash_schedule": [StrOptions({"fixed", "exponential"})],
@@ -370,6 +381,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         min_active_labels=1000,
         negative_sampling="lsh-embedding",
         sampling_correction="logq",
+        negative_fill="uniform",
         rehash_interval=50,
         rebuild_interval=1000,
         rehash_schedule="fixed",
@@ -406,6 +418,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         self.min_active_labels = min_active_labels
         self.negative_sampling = negative_sampling
         self.sampling_correction = sampling_correction
+        self.negative_fill = negative_fill
         self.rehash_interval = rehash_interval
         self.rebuild_interval = rebuild_interval
         self.rehash_schedule = rehash_schedule
@@ -597,6 +610,13 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             and self._active_budget() < len(self.classes_)
         )
 
+    def _uses_unigram(self):
+        """Whether training draws labels by their frequency (mode or LSH padding)."""
+        return self.negative_sampling == "unigram" or (
+            self.negative_fill == "unigram"
+            and self.negative_sampling in ("lsh-embedding", "lsh-label")
+        )
+
     def _active_budget(self):
         L = len(self.classes_)
         if self.negative_sampling == "full":
@@ -699,7 +719,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             min_active = target
         correct = self.sampling_correction == "logq"
         empty_f, empty_d = np.zeros(0, np.float32), np.zeros(0, np.float64)
-        label_cdf = self._unigram_cdf if self.negative_sampling == "unigram" else empty_d
+        label_cdf = self._unigram_cdf if self._uses_unigram() else empty_d
         cp_table = self._cp_table if use_lsh and correct else empty_f
         row_norms = self._row_norms if use_lsh and correct else empty_f
         use_bf16 = self.precision == "bfloat16"
@@ -903,7 +923,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
                 X, Y, sample_weight, test_size=self.validation_fraction, random_state=rng
             )
 
-        if self.negative_sampling == "unigram":
+        if self._uses_unigram():
             self._unigram_cdf = unigram_cdf(self._label_counts)
         if self._uses_lsh() and (
             first_call or self.lsh_tables_.n_items == 0
@@ -1336,7 +1356,10 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         other = 16 * L  # class labels and label counts
         if uses_lsh and self.sampling_correction == "logq":
             other += 4 * L + 4 * (N_COSINE_STEPS + 1)  # row norms, collision table
-        if self.negative_sampling == "unigram":
+        if self.negative_sampling == "unigram" or (
+            self.negative_fill == "unigram"
+            and self.negative_sampling in ("lsh-embedding", "lsh-label")
+        ):
             other += 8 * L
         usage = {
             "weights": 4 * (F * H + H + L * H + L),

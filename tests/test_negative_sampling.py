@@ -249,6 +249,69 @@ def test_logq_correction_of_lsh_negatives(family):
                                atol=2e-5)
 
 
+def test_lsh_modes_pad_with_unigram_labels_when_given_frequencies():
+    # negative_fill="unigram": with no candidate from the (empty) tables, the
+    # padding follows the label frequencies, like the unigram mode
+    L, true = 20, np.array([0])
+    cdf = unigram_cdf(np.arange(L) * 3)
+    p = np.diff(np.concatenate([[0], cdf]))
+    counts = np.zeros(L)
+    for seed in range(4000):
+        ab, _, _, _ = _run_kernel([true], L, mode="lsh-embedding", max_active=2, min_active=2,
+                                  seed=seed, label_cdf=cdf)
+        counts[ab[0, 1]] += 1
+    expected = np.delete(p, true) / np.delete(p, true).sum() * counts.sum()
+    assert stats.chisquare(np.delete(counts, true), expected).pvalue > 1e-3
+
+
+def test_logq_correction_of_lsh_negatives_with_unigram_padding():
+    # retrieved labels: -log(p + (1 - p) q_i), padding labels -log(q_i), with
+    # q_i = 1 - (1 - f_i)^T the chance that the T frequency draws hit label i
+    L, H, K = 300, 8, 4
+    rng = np.random.default_rng(4)
+    W2 = rng.standard_normal((L, H)).astype(np.float32)
+    tables = LSHTables("simhash", H, K, 3, bucket_capacity=1000, seed=2)
+    tables.build(W2)
+    norms = np.linalg.norm(W2, axis=1).astype(np.float32)
+    cp = collision_table(tables, W2[:20], W2[20:])
+    cdf = unigram_cdf(rng.integers(0, 50, L))
+    f = np.diff(np.concatenate([[0], cdf]))
+    ab, gb, n_active, hb = _run_kernel([np.array([7])], L, mode="lsh-embedding", max_active=50,
+                                       min_active=50, seed=9, correct=True, W2=W2, H=H,
+                                       tables=tables, cp_table=cp, row_norms=norms,
+                                       label_cdf=cdf)
+    ids = ab[0, : n_active[0]]
+    retrieved = set(tables.query(hb[0]).tolist()) - {7}
+    n_det = 1 + len(retrieved)
+    assert 1 < n_det < 50 and set(ids[1:n_det].tolist()) == retrieved
+    raw = W2[ids].astype(np.float64) @ hb[0]
+    cosine = raw[1:n_det] / (np.linalg.norm(hb[0]) * norms[ids[1:n_det]])
+    p = retrieval_probability(np.interp(cosine, np.linspace(-1, 1, len(cp)), cp), K, 3)
+    # T, the number of draws, is not returned: one T in its possible range must fit
+    fits = []
+    for T in range(50 - n_det, 8 * 50 + 64 + 1):
+        q = 1 - (1 - f[ids]) ** T
+        logits = raw.copy()
+        logits[1:n_det] -= np.log(p + (1 - p) * q[1:n_det])
+        logits[n_det:] -= np.log(q[n_det:])
+        fits.append(np.allclose(gb[0, : n_active[0]], _softmax_grad(logits, 1), rtol=2e-3,
+                                atol=2e-5))
+    assert any(fits)
+
+
+def test_negative_fill_unigram_trains_and_is_validated():
+    X, Y = make_extreme_classification(300, 60, 120, random_state=0)
+    params = dict(hidden_layer_size=16, max_active_labels=30, min_active_labels=30,
+                  n_hashes_per_table=2, n_tables=8, max_iter=2, random_state=0, n_jobs=1)
+    for mode in ("lsh-embedding", "lsh-label"):
+        clf = SLIDEClassifier(negative_sampling=mode, negative_fill="unigram", **params)
+        clf.fit(X, Y)
+        assert np.isfinite(clf.loss_curve_).all() and clf._unigram_cdf.shape == (120,)
+        assert clf.memory_usage()["other"] == clf.estimate_memory(60, 120, max_labels_per_sample=10)["other"]
+    with pytest.raises(ValueError, match="negative_fill"):
+        SLIDEClassifier(negative_fill="zipf").fit(X, Y)
+
+
 def test_lsh_label_queries_with_the_true_label_weights():
     L, H = 80, 8
     W2 = np.random.default_rng(6).standard_normal((L, H)).astype(np.float32)

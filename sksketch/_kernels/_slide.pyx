@@ -73,19 +73,29 @@ cdef inline float retrieval_probability(
     return 1 - powf(1 - powf(cp, <float>n_hashes_per_table), <float>n_tables)
 
 
+cdef inline float unigram_inclusion(const double[::1] label_cdf, int32_t label,
+                                    Py_ssize_t tries) noexcept nogil:
+    """1 - (1 - p)^tries: the chance that `tries` draws from `label_cdf` hit `label`."""
+    cdef double pl = label_cdf[label] - (label_cdf[label - 1] if label > 0 else 0)
+    pl = -expm1(tries * log1p(-pl)) if pl < 1 else 1
+    return <float>pl
+
+
 cdef void inclusion_log_weights(
         int mode, Py_ssize_t n_labels, Py_ssize_t n_true, Py_ssize_t n_det,
         Py_ssize_t n_act, Py_ssize_t tries, const int32_t *active, const float *dots,
         const float *query, float query_norm, Py_ssize_t H, const float *W2,
         const float[::1] row_norms,
         const float[::1] cp_table, const double[::1] label_cdf,
-        int n_hashes_per_table, int n_tables, float *out) noexcept nogil:
+        int n_hashes_per_table, int n_tables, bint fill_unigram,
+        float *out) noexcept nogil:
     """-log(inclusion probability) of each negative active[n_true:n_act].
 
     Uniform labels drawn to fill the set: n_random / (n_labels - n_det) each.
-    LSH candidates: p + (1 - p) * q_u, p their retrieval probability from the
-    cosine of query and weight row, q_u the uniform labels' probability.
-    Unigram labels, drawn `tries` times: 1 - (1 - p_i)^tries (p_i > 0).
+    Unigram labels, drawn `tries` times: q_i = 1 - (1 - p_i)^tries (p_i > 0),
+    both in unigram mode and as the fill of the LSH modes (`fill_unigram`).
+    LSH candidates: p + (1 - p) * q, p their retrieval probability from the
+    cosine of query and weight row, q the fill's probability for that label.
     A retrieved label's probability is floored at 1 / n_labels, as a table
     that returned it cannot have had a negligible chance to.
     `dots` holds the hidden activation's dot products with the active rows
@@ -93,27 +103,30 @@ cdef void inclusion_log_weights(
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t j
-    cdef float q_u = 0, p, cosine, dot, floor = 1.0 / n_labels
-    cdef double pl
+    cdef float q_u = 0, q, p, cosine, dot, floor = 1.0 / n_labels, log_q_u
     for j in range(n_true):
         out[j] = 0
     if mode == MODE_UNIGRAM:
         for j in range(n_true, n_act):
-            pl = label_cdf[active[j]] - (label_cdf[active[j] - 1] if active[j] > 0 else 0)
-            pl = -expm1(tries * log1p(-pl)) if pl < 1 else 1
-            out[j] = -logf(<float>pl)
+            out[j] = -logf(unigram_inclusion(label_cdf, active[j], tries))
         return
-    if n_act > n_det:
-        q_u = <float>(n_act - n_det) / <float>(n_labels - n_det)
-    for j in range(n_det, n_act):
-        out[j] = -logf(q_u)
+    if fill_unigram:
+        for j in range(n_det, n_act):
+            out[j] = -logf(unigram_inclusion(label_cdf, active[j], tries))
+    else:
+        if n_act > n_det:
+            q_u = <float>(n_act - n_det) / <float>(n_labels - n_det)
+            log_q_u = -logf(q_u)
+            for j in range(n_det, n_act):
+                out[j] = log_q_u
     if n_det == n_true:
         return
     for j in range(n_true, n_det):
         dot = K.dot(query, &W2[active[j] * H], H) if mode == MODE_LSH_LABEL else dots[j]
         cosine = dot / (query_norm * row_norms[active[j]] + 1e-30)
         p = retrieval_probability(cosine, cp_table, n_hashes_per_table, n_tables)
-        out[j] = -logf(max(p + (1 - p) * q_u, floor))
+        q = unigram_inclusion(label_cdf, active[j], tries) if fill_unigram else q_u
+        out[j] = -logf(max(p + (1 - p) * q, floor))
 
 
 def train_batch(
@@ -154,8 +167,8 @@ def train_batch(
     The negatives of an example (its active labels besides the true ones)
     come from `mode` (an index in ``MODES``): ``"lsh-embedding"`` the buckets of its hidden
     activation, ``"lsh-label"`` the buckets of the weight row of one of its
-    true labels (drawn at random), then uniform random labels up to
-    `min_active`; ``"uniform"`` uniform random labels and
+    true labels (drawn at random), then random labels up to `min_active`:
+    uniform, or drawn from `label_cdf` when it is given (one entry per label); ``"uniform"`` uniform random labels and
     ``"unigram"`` labels drawn from `label_cdf` (cumulative label
     probabilities), up to `min_active`; ``"full"`` every label. With
     `correct`, each negative's logit is lowered by the log of its inclusion
@@ -193,6 +206,8 @@ def train_batch(
     cdef int32_t *keys
     cdef sks_bf16 *h16
     cdef const float *query
+    cdef bint fill_unigram = (mode == MODE_LSH_EMBEDDING or mode == MODE_LSH_LABEL) and (
+        label_cdf.shape[0] == n_labels and n_labels > 0)
     if B == 0:
         return
     # Never trust sizes inside the nogil loop: every buffer row must hold the
@@ -211,6 +226,8 @@ def train_batch(
                 f"row {batch[i]} has more true labels than max_active={max_active}")
     if mode == MODE_UNIGRAM and label_cdf.shape[0] != n_labels:
         raise ValueError("label_cdf must have one entry per label in unigram mode")
+    if label_cdf.shape[0] not in (0, n_labels):
+        raise ValueError("label_cdf must be empty or have one entry per label")
     if correct and (mode == MODE_LSH_EMBEDDING or mode == MODE_LSH_LABEL) and (
             row_norms.shape[0] != n_labels or cp_table.shape[0] < 2):
         raise ValueError("row_norms and cp_table are needed to correct LSH negatives")
@@ -279,7 +296,7 @@ def train_batch(
                         st[j] = stamp
                         active[n_act] = <int32_t>j
                         n_act = n_act + 1
-            elif mode == MODE_UNIGRAM:
+            elif mode == MODE_UNIGRAM or fill_unigram:
                 while n_act < min_active and tries < 8 * min_active + 64:
                     cand = draw_cdf(&rng, label_cdf)
                     tries = tries + 1
@@ -306,7 +323,7 @@ def train_batch(
                 inclusion_log_weights(
                     mode, n_labels, n_true, n_det, n_act, tries, active, logits,
                     query, query_norm, H, &W2[0, 0], row_norms, cp_table, label_cdf,
-                    tables.n_hashes_per_table, tables.n_tables, grad)
+                    tables.n_hashes_per_table, tables.n_tables, fill_unigram, grad)
             else:
                 for j in range(n_act):
                     grad[j] = 0
