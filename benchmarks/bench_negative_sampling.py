@@ -197,6 +197,8 @@ def main(argv=None):
     parser.add_argument("--budget-factor", type=float, default=1.0,
                         help="each mode's time budget, in epochs of full")
     parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--hashes-per-table", type=int, default=3,
+                        help="DWTA codes per table (K) of the LSH modes")
     parser.add_argument("--modes", type=lambda s: s.split(","), default=None,
                         help="comma-separated labels of the modes to run (default: all)")
     parser.add_argument("--n-jobs", type=int, default=2)
@@ -209,7 +211,7 @@ def main(argv=None):
     # The LSH settings: DWTA with 3 codes per table returns a useful number of
     # candidates from a 128-wide hidden layer (6 codes return almost none).
     params = dict(hidden_layer_size=128, batch_size=128, learning_rate=1e-3,
-                  hash_family="dwta", n_hashes_per_table=3, n_tables=50,
+                  hash_family="dwta", n_hashes_per_table=args.hashes_per_table, n_tables=50,
                   max_active_labels=1000, min_active_labels=1000, n_jobs=args.n_jobs)
     for name in args.datasets.split(","):
         if name == "delicious":

@@ -17,7 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from .base import VersionedStateMixin
 from .sampling import check_sampler, run_epoch
 from .sampling._nw import _as_float32_rows, _fingerprint
-from .utils._validation import check_sparse_indices
+from .utils._validation import check_binary_indicator, check_sparse_indices
 
 __all__ = ["ImportanceSampledClassifier"]
 
@@ -215,17 +215,7 @@ class ImportanceSampledClassifier(
         )
         X = _canonical_rows(X)
         if multilabel:
-            # a copy: summing repeated entries and dropping stored zeros must
-            # not touch the caller's matrix
-            y = sp.csr_matrix(y, dtype=np.int32, copy=True)
-            y.sum_duplicates()
-            y.eliminate_zeros()
-            # type_of_target calls any two values an indicator ({0, 2}, {-1, 1})
-            if y.nnz and not np.all(y.data == 1):
-                raise ValueError(
-                    "y must be a binary indicator matrix (values 0 and 1; repeated entries "
-                    "of a sparse y add up)"
-                )
+            y = check_binary_indicator(y, dtype=np.int32, copy=True)
         else:
             check_classification_targets(y)
         if hasattr(self, "_multilabel") and not reset and multilabel != self._multilabel:

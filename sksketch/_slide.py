@@ -20,9 +20,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._kernels import _openmp, _slide
 from ._kernels._lsh import LSHTables
 from ._negative_sampling import N_COSINE_STEPS, collision_table, unigram_cdf
-from .base import VersionedStateMixin
+from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, UniformSampler, check_sampler, run_epoch
-from .utils._validation import check_sparse_indices
+from .utils._validation import check_binary_indicator, check_sparse_indices
 
 # Stamps mark labels already in an example's active set; they are per thread
 # and must never wrap around, so they are reset well before 2**32.
@@ -109,7 +109,7 @@ def _n_bits(n):
     return max(0, int(n - 1).bit_length())
 
 
-class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
+class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin, BaseEstimator):
     """Extreme multi-label (and multiclass) classifier trained with SLIDE.
 
     A network ``sparse input -> dense hidden layer (ReLU) -> softmax output over
@@ -477,18 +477,7 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
         if _is_indicator(y):
             check_sparse_indices(y, "y")
             check_classification_targets(y)
-            Y = sp.csr_matrix(y)
-            if not Y.has_canonical_format or not Y.data.all():
-                # on a copy: the conversion shares a CSR y's arrays. Repeated
-                # entries add up, as in Y.toarray().
-                Y = Y.copy()
-                Y.sum_duplicates()
-                Y.eliminate_zeros()
-            if Y.nnz and not np.all(Y.data == 1):
-                raise ValueError(
-                    "y must be a binary indicator matrix (values 0 and 1; repeated entries "
-                    "of a sparse y add up)"
-                )
+            Y = check_binary_indicator(y)
             n_labels = Y.shape[1]
             if first_call:
                 if classes is not None and len(classes) != n_labels:
@@ -971,24 +960,6 @@ class SLIDEClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
             self._release_buffers()
             self.sampler_.finish()
         return self
-
-    def _should_stop(self, loss):
-        if self.early_stopping:
-            score = self.validation_scores_[-1]
-            improved = score > self.best_validation_score_ + self.tol
-            self.best_validation_score_ = max(self.best_validation_score_, score)
-        else:
-            improved = loss < self._best_loss - self.tol
-            self._best_loss = min(self._best_loss, loss)
-        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if self._no_improvement_count >= self.n_iter_no_change:
-            if self.verbose:
-                print(
-                    f"No improvement of at least tol={self.tol} for "
-                    f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                )
-            return True
-        return False
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

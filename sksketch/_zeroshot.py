@@ -22,7 +22,7 @@ from sklearn.utils.validation import (
 
 from ._kernels import _dense, _openmp
 from ._threadpool import blas_thread_limits
-from .base import VersionedStateMixin
+from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
 from .utils._validation import check_sparse_indices
 
@@ -91,7 +91,9 @@ def soft_label_targets(attributes, seen, unseen_mass, temperature, similarity):
     return out
 
 
-class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEstimator):
+class ZeroShotSoftLabelClassifier(
+    VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin, BaseEstimator
+):
     """Zero-shot classifier trained on soft labels from class attributes.
 
     Each class ``c`` has an attribute vector ``a_c`` (a row of
@@ -639,24 +641,6 @@ class ZeroShotSoftLabelClassifier(VersionedStateMixin, ClassifierMixin, BaseEsti
                     )
         self.sampler_.finish()
         return self
-
-    def _should_stop(self, loss):
-        if self.early_stopping:
-            score = self.validation_scores_[-1]
-            improved = score > self.best_validation_score_ + self.tol
-            self.best_validation_score_ = max(self.best_validation_score_, score)
-        else:
-            improved = loss < self._best_loss - self.tol
-            self._best_loss = min(self._best_loss, loss)
-        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if self._no_improvement_count >= self.n_iter_no_change:
-            if self.verbose:
-                print(
-                    f"No improvement of at least tol={self.tol} for "
-                    f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                )
-            return True
-        return False
 
     def _seen_accuracy(self, X, ids):
         seen = np.isin(self.classes_, self.seen_classes_)

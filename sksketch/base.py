@@ -134,3 +134,34 @@ class VersionedStateMixin:
         from ._safe_io import save
 
         save(self, path, compress=compress)
+
+
+class _EpochStoppingMixin:
+    """The stopping rule of the epoch loops (``tol``, ``n_iter_no_change``).
+
+    With ``early_stopping``, an epoch improves when its validation score
+    (last of ``validation_scores_``) beats the best one by more than ``tol``;
+    otherwise when its training loss is below the best one by more than
+    ``tol``. Training stops after ``n_iter_no_change`` epochs without
+    improvement, as in scikit-learn's ``MLPClassifier``. The estimator resets
+    ``best_validation_score_``, ``_best_loss`` and ``_no_improvement_count``
+    when a fit starts.
+    """
+
+    def _should_stop(self, loss):
+        if self.early_stopping:
+            score = self.validation_scores_[-1]
+            improved = score > self.best_validation_score_ + self.tol
+            self.best_validation_score_ = max(self.best_validation_score_, score)
+        else:
+            improved = loss < self._best_loss - self.tol
+            self._best_loss = min(self._best_loss, loss)
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        if self._no_improvement_count >= self.n_iter_no_change:
+            if self.verbose:
+                print(
+                    f"No improvement of at least tol={self.tol} for "
+                    f"{self.n_iter_no_change} consecutive epochs. Stopping."
+                )
+            return True
+        return False

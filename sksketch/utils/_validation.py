@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_sparse_indices"]
+__all__ = ["check_binary_indicator", "check_sparse_indices"]
 
 
 def check_sparse_indices(X, input_name="X"):
@@ -53,3 +53,50 @@ def check_sparse_indices(X, input_name="X"):
         raise ValueError(
             f"{input_name} has {axis} indices outside [0, {n_minor}): a malformed sparse matrix"
         )
+
+
+def check_binary_indicator(y, dtype=None, copy=False):
+    """A multi-label target as canonical CSR with every stored value 1.
+
+    Repeated entries of a sparse ``y`` add up (as in ``y.toarray()``) and
+    stored zeros are dropped, on a copy when anything changes, so the
+    caller's matrix is never modified. scikit-learn's ``type_of_target``
+    calls any matrix of two values an indicator (``{0, 2}``, ``{-1, 1}``);
+    this refuses everything but 0 and 1.
+
+    Parameters
+    ----------
+    y : {array-like, sparse matrix} of shape (n_samples, n_labels)
+    dtype : dtype, default=None
+        dtype of the returned matrix (that of ``y`` when None).
+    copy : bool, default=False
+        Always return arrays of its own; otherwise a canonical CSR ``y`` may
+        share its arrays with the result.
+
+    Returns
+    -------
+    Y : scipy.sparse.csr_matrix of shape (n_samples, n_labels)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksketch.utils._validation import check_binary_indicator
+    >>> check_binary_indicator(np.array([[0, 1], [1, 0]])).nnz
+    2
+    >>> check_binary_indicator(np.array([[0, 2], [2, 0]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: y must be a binary indicator matrix (values 0 and 1; ...)
+    """
+    Y = sp.csr_matrix(y, dtype=dtype, copy=copy)
+    if not Y.has_canonical_format or not Y.data.all():
+        if not copy:  # the conversion may share a CSR y's arrays
+            Y = Y.copy()
+        Y.sum_duplicates()
+        Y.eliminate_zeros()
+    if Y.nnz and not np.all(Y.data == 1):
+        raise ValueError(
+            "y must be a binary indicator matrix (values 0 and 1; repeated entries "
+            "of a sparse y add up)"
+        )
+    return Y
