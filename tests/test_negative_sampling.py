@@ -179,14 +179,17 @@ def test_uniform_negatives_are_uniform():
     assert stats.chisquare(observed).pvalue > 1e-3
 
 
-def test_unigram_negatives_follow_the_label_frequencies():
+# "lsh-embedding" with label frequencies (negative_fill="unigram") and no
+# candidate from its (empty) tables pads by frequency, like the unigram mode
+@pytest.mark.parametrize("mode", ["unigram", "lsh-embedding"])
+def test_unigram_negatives_follow_the_label_frequencies(mode):
     L, true = 20, np.array([0])
     label_counts = np.arange(L) * 3
     cdf = unigram_cdf(label_counts)
     p = np.diff(np.concatenate([[0], cdf]))
     counts = np.zeros(L)
     for seed in range(4000):
-        ab, _, _, _ = _run_kernel([true], L, mode="unigram", max_active=2, min_active=2,
+        ab, _, _, _ = _run_kernel([true], L, mode=mode, max_active=2, min_active=2,
                                   seed=seed, label_cdf=cdf)
         counts[ab[0, 1]] += 1
     expected = np.delete(p, true) / np.delete(p, true).sum() * counts.sum()
@@ -247,21 +250,6 @@ def test_logq_correction_of_lsh_negatives(family):
     logits[n_det:] -= np.log(q)
     np.testing.assert_allclose(gb[0, : n_active[0]], _softmax_grad(logits, 1), rtol=2e-3,
                                atol=2e-5)
-
-
-def test_lsh_modes_pad_with_unigram_labels_when_given_frequencies():
-    # negative_fill="unigram": with no candidate from the (empty) tables, the
-    # padding follows the label frequencies, like the unigram mode
-    L, true = 20, np.array([0])
-    cdf = unigram_cdf(np.arange(L) * 3)
-    p = np.diff(np.concatenate([[0], cdf]))
-    counts = np.zeros(L)
-    for seed in range(4000):
-        ab, _, _, _ = _run_kernel([true], L, mode="lsh-embedding", max_active=2, min_active=2,
-                                  seed=seed, label_cdf=cdf)
-        counts[ab[0, 1]] += 1
-    expected = np.delete(p, true) / np.delete(p, true).sum() * counts.sum()
-    assert stats.chisquare(np.delete(counts, true), expected).pvalue > 1e-3
 
 
 def test_logq_correction_of_lsh_negatives_with_unigram_padding():
