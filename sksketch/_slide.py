@@ -1026,9 +1026,12 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         return self._validate_X(X, reset=False)
 
     def _full_scores(self, hidden):
-        scores = hidden @ self.output_weights_.T
-        scores += self.output_bias_
-        return scores
+        # Not a BLAS product: its result for a row depends on how many rows
+        # come with it and on the thread count; this kernel's does not.
+        return _slide.output_scores(
+            hidden, self.output_weights_, self.output_bias_,
+            self._predict_threads(hidden.shape[0] * len(self.classes_) // 1024),
+        )
 
     def _warn_dense_output(self, n_samples, itemsize, method):
         n_bytes = n_samples * len(self.classes_) * itemsize

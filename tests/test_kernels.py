@@ -532,3 +532,48 @@ def test_nw_sketch_refuses_corrupt_state():
     sums, counts, total_sum, total_count = state
     with pytest.raises(ValueError, match="corrupt NWSketch state"):
         cls(*args).__setstate__((sums[:, :8], counts, total_sum, total_count))
+
+
+@pytest.mark.parametrize("n_labels", [1, 7, 255, 256, 257, 1000])
+@pytest.mark.parametrize("width", [1, 5, 16, 33])
+def test_output_scores_matches_numpy(n_labels, width, rng):
+    from sksketch._kernels import _slide
+
+    hidden = _readonly(np.maximum(rng.standard_normal((9, width)), 0).astype(np.float32))
+    W2 = _readonly(rng.standard_normal((n_labels, width)).astype(np.float32))
+    b2 = _readonly(rng.standard_normal(n_labels).astype(np.float32))
+    got = _slide.output_scores(hidden, W2, b2, 2)
+    assert got.dtype == np.float32 and got.shape == (9, n_labels)
+    h64, w64 = hidden.astype(np.float64), W2.astype(np.float64)
+    _close(got, h64 @ w64.T + b2, np.abs(h64) @ np.abs(w64).T + np.abs(b2), rtol=4e-6)
+
+
+def test_output_scores_entry_does_not_depend_on_the_batch(rng):
+    # A BLAS product may score a row alone differently (in the last bits)
+    # from the same row in a batch, or with another thread count.
+    from sksketch._kernels import _slide
+
+    hidden = np.maximum(rng.standard_normal((64, 48)), 0).astype(np.float32)
+    W2 = rng.standard_normal((1300, 48)).astype(np.float32)
+    b2 = rng.standard_normal(1300).astype(np.float32)
+    full = _slide.output_scores(hidden, W2, b2, 2)
+    np.testing.assert_array_equal(_slide.output_scores(hidden, W2, b2, 1), full)
+    for i in (0, 17, 63):
+        np.testing.assert_array_equal(_slide.output_scores(hidden[i : i + 1], W2, b2, 2),
+                                      full[i : i + 1])
+    order = rng.permutation(64)
+    np.testing.assert_array_equal(_slide.output_scores(hidden[order], W2, b2, 2), full[order])
+
+
+def test_output_scores_checks_shapes_and_empty_inputs():
+    from sksketch._kernels import _slide
+
+    with pytest.raises(ValueError, match="do not match"):
+        _slide.output_scores(_f32(2, 4), _f32(3, 5), _f32(3), 1)
+    with pytest.raises(ValueError, match="do not match"):
+        _slide.output_scores(_f32(2, 4), _f32(3, 4), _f32(2), 1)
+    assert _slide.output_scores(_f32(0, 4), _f32(3, 4), _f32(3), 1).shape == (0, 3)
+    assert _slide.output_scores(_f32(2, 4), _f32(0, 4), _f32(0), 1).shape == (2, 0)
+    b2 = np.array([1.0, -2.0], np.float32)
+    np.testing.assert_array_equal(_slide.output_scores(_f32(3, 0), _f32(2, 0), b2, 1),
+                                  np.tile(b2, (3, 1)))

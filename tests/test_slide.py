@@ -317,6 +317,21 @@ def test_topk_lsh_pads_rows_with_too_few_candidates():
 # ------------------------------------------------------------------- estimator
 
 
+def test_scores_of_a_row_do_not_depend_on_its_batch_or_the_threads():
+    X, Y = make_xc(n_samples=600, n_features=300, n_labels=700)
+    clf = SLIDEClassifier(hidden_layer_size=32, max_iter=2, random_state=0, n_jobs=2).fit(X, Y)
+    labels, scores = clf.predict_topk(X, k=5)
+    decision = clf.decision_function(X[:40])
+    for i in (0, 5, 39):
+        row_labels, row_scores = clf.predict_topk(X[i : i + 1], k=5)
+        np.testing.assert_array_equal(row_labels[0], labels[i])
+        np.testing.assert_array_equal(row_scores[0], scores[i])
+        np.testing.assert_array_equal(clf.decision_function(X[i : i + 1])[0], decision[i])
+    one_thread = clone(clf).set_params(n_jobs=1)
+    one_thread.__dict__.update({k: v for k, v in clf.__dict__.items() if k != "n_jobs"})
+    np.testing.assert_array_equal(one_thread.predict_topk(X, k=5)[1], scores)
+
+
 def test_multiclass_dense_and_sparse_agree():
     X, y = load_iris(return_X_y=True)
     params = dict(max_iter=100, learning_rate=1e-2, random_state=0, n_jobs=1)

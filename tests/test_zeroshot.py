@@ -244,6 +244,18 @@ def test_calibration_gamma_moves_predictions_to_unseen(rng):
     assert np.isneginf(clf.decision_function(Xu)[:, 4:]).all()
 
 
+def test_scores_of_a_row_do_not_depend_on_its_batch(rng):
+    A, X, y, Xu, _ = _zsl_problem(rng, n_features=300)
+    clf = ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(256, 64), max_iter=3,
+                                      random_state=0).fit(X, y)
+    scores = clf.decision_function(X)
+    assert scores.dtype == np.float64
+    for i in (0, 7, 599):
+        np.testing.assert_allclose(clf.decision_function(X[i : i + 1])[0], scores[i],
+                                   rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X[::-1]), clf.predict(X)[::-1])
+
+
 def test_classes_label_the_attribute_rows(rng):
     A, X, y, Xu, yu = _zsl_problem(rng)
     names = np.array(["f", "e", "d", "c", "b", "a"])

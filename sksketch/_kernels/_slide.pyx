@@ -550,6 +550,58 @@ def topk_rows(const float[:, ::1] scores, Py_ssize_t k, int n_threads):
     return idx, val
 
 
+# Labels per block of output_scores: a multiple of every variant's gather_dot
+# group (4 or 8 rows), and a block of W2 rows stays in L2 while the rows of
+# `hidden` stream past it.
+cdef enum:
+    SCORE_BLOCK = 256
+
+
+def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2,
+                  int n_threads):
+    """``hidden @ W2.T + b2`` (float32), each entry independent of the batch.
+
+    An entry is the same bits whatever the number of rows, their order or the
+    thread count: labels are split into fixed blocks of SCORE_BLOCK, each
+    entry is one gather_dot of a hidden row with a W2 row, and which group of
+    the variant's kernel computes it depends on the label index alone. (A BLAS
+    product picks its kernel and summation order by the matrix shape and the
+    thread count, so a row scored alone can differ in the last bits from the
+    same row scored in a batch.) The threads share out the label blocks.
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
+    cdef Py_ssize_t blk, n_blocks, j0, m, i, j
+    if W2.shape[1] != H or b2.shape[0] != L:
+        raise ValueError(
+            f"hidden has {H} columns, W2 has shape ({W2.shape[0]}, {W2.shape[1]}) and b2 "
+            f"{b2.shape[0]} entries: they do not match"
+        )
+    scores = np.empty((n, L), dtype=np.float32)
+    if n == 0 or L == 0:
+        return scores
+    if H == 0:
+        scores[...] = np.asarray(b2)
+        return scores
+    if L >= 2**31:
+        raise ValueError("too many labels for one call")
+    # row ids within a block, relative to the block's first W2 row
+    cdef int32_t block_ids[SCORE_BLOCK]
+    for j in range(SCORE_BLOCK):
+        block_ids[j] = <int32_t> j
+    cdef float[:, ::1] sv = scores
+    n_blocks = (L + SCORE_BLOCK - 1) // SCORE_BLOCK
+    for blk in prange(n_blocks, nogil=True, schedule="static",
+                      num_threads=max(1, min(n_threads, n_blocks))):
+        j0 = blk * SCORE_BLOCK
+        m = min(<Py_ssize_t> SCORE_BLOCK, L - j0)
+        for i in range(n):
+            K.gather_dot(&hidden[i, 0], &W2[j0, 0], H, block_ids, m, H, &sv[i, j0])
+            for j in range(j0, j0 + m):
+                sv[i, j] = sv[i, j] + b2[j]
+    return scores
+
+
 def topk_lsh(LSHTables tables, const float[:, ::1] hidden, const float[:, ::1] W2,
              const float[::1] b2, const int32_t[::1] fallback, Py_ssize_t k,
              Py_ssize_t max_candidates, int n_threads):
