@@ -118,6 +118,7 @@ def make_sampler(kind, args):
             n_hash_bits=args.n_hash_bits,
             uniform_mix=args.uniform_mix,
             decay=args.decay,
+            projection_dim=args.projection_dim,
         )
     return ExactLossSampler(uniform_mix=args.uniform_mix)
 
@@ -271,6 +272,8 @@ def main(argv=None):
     parser.add_argument("--n-hash-bits", type=int, default=14)
     parser.add_argument("--uniform-mix", type=float, default=0.1)
     parser.add_argument("--decay", type=float, default=0.5)
+    parser.add_argument("--projection-dim", type=int, default=None,
+                        help="NW sketch: hash a Gaussian projection to this many dimensions")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 seed, subsampled")
     args = parser.parse_args(argv)
     if args.quick:
