@@ -8,6 +8,11 @@ the portable variant (portable time / variant time: higher is faster).
 
     python benchmarks/bench_kernels.py            # full table
     python benchmarks/bench_kernels.py --quick    # fewer repeats, smaller sizes
+
+A last table times SLIDE's full-inference scoring kernel (``output_scores``:
+every entry independent of the batch and the thread count) against the BLAS
+product ``hidden @ W.T + b`` it replaced, both on 2 threads (ratio: our time /
+BLAS time, lower is faster).
 """
 
 import argparse
@@ -142,6 +147,36 @@ def main(argv=None):
         )
     else:
         print(f"\nNo AVX-512 on this machine; best variant: {best}")
+    _output_scores_vs_blas(args.quick, repeats)
+
+
+def _output_scores_vs_blas(quick, repeats):
+    from threadpoolctl import threadpool_limits
+
+    from sksketch._kernels import _slide
+
+    rng = np.random.default_rng(0)
+    shapes = [(1, 100_000, 128), (167, 100_000, 128), (2000, 1000, 64), (1, 670_000, 128)]
+    if quick:
+        shapes = [(1, 20_000, 128), (64, 20_000, 128)]
+    print(f"\nFull-inference scores (median of {repeats}; 2 threads each)")
+    print(f"{'rows x labels x hidden':<26} {'output_scores':>14} {'BLAS':>10} {'ours/BLAS':>10}")
+    for n, n_labels, width in shapes:
+        hidden = rng.random((n, width), dtype=np.float32)
+        W = rng.standard_normal((n_labels, width), dtype=np.float32)
+        b = rng.standard_normal(n_labels, dtype=np.float32)
+        ours, blas = [], []
+        with threadpool_limits(2):
+            for _ in range(repeats):
+                start = time.perf_counter()
+                _slide.output_scores(hidden, W, b, 2)
+                ours.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                hidden @ W.T + b
+                blas.append(time.perf_counter() - start)
+        t_ours, t_blas = statistics.median(ours), statistics.median(blas)
+        print(f"{f'{n} x {n_labels:,} x {width}':<26} {t_ours * 1e3:>11.2f} ms "
+              f"{t_blas * 1e3:>7.2f} ms {t_ours / t_blas:>9.2f}x", flush=True)
 
 
 if __name__ == "__main__":
