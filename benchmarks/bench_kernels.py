@@ -147,13 +147,16 @@ def main(argv=None):
         )
     else:
         print(f"\nNo AVX-512 on this machine; best variant: {best}")
-    _output_scores_vs_blas(args.quick, repeats)
+    _output_scores_vs_blas(args.quick, repeats, min_seconds)
 
 
-def _output_scores_vs_blas(quick, repeats):
+def _output_scores_vs_blas(quick, repeats, min_seconds):
     from threadpoolctl import threadpool_limits
 
     from sksketch._kernels import _slide
+
+    def looped(fn):
+        return lambda reps: [fn() for _ in range(reps)]
 
     rng = np.random.default_rng(0)
     shapes = [(1, 100_000, 128), (167, 100_000, 128), (2000, 1000, 64), (1, 670_000, 128)]
@@ -165,19 +168,14 @@ def _output_scores_vs_blas(quick, repeats):
         hidden = rng.random((n, width), dtype=np.float32)
         W = rng.standard_normal((n_labels, width), dtype=np.float32)
         b = rng.standard_normal(n_labels, dtype=np.float32)
-        ours, blas = [], []
+        fns = {
+            "ours": looped(lambda: _slide.output_scores(hidden, W, b, 2)),
+            "blas": looped(lambda: hidden @ W.T + b),
+        }
         with threadpool_limits(2):
-            for _ in range(repeats):
-                start = time.perf_counter()
-                _slide.output_scores(hidden, W, b, 2)
-                ours.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                hidden @ W.T + b
-                blas.append(time.perf_counter() - start)
-        t_ours, t_blas = statistics.median(ours), statistics.median(blas)
-        print(f"{f'{n} x {n_labels:,} x {width}':<26} {t_ours * 1e3:>11.2f} ms "
-              f"{t_blas * 1e3:>7.2f} ms {t_ours / t_blas:>9.2f}x", flush=True)
-
+            t = _per_call_seconds(fns, repeats, min_seconds)
+        print(f"{f'{n} x {n_labels:,} x {width}':<26} {t['ours'] * 1e3:>11.2f} ms "
+              f"{t['blas'] * 1e3:>7.2f} ms {t['ours'] / t['blas']:>9.2f}x", flush=True)
 
 if __name__ == "__main__":
     main()

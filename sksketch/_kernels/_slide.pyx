@@ -583,8 +583,6 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     if H == 0:
         scores[...] = np.asarray(b2)
         return scores
-    if L >= 2**31:
-        raise ValueError("too many labels for one call")
     # row ids within a block, relative to the block's first W2 row
     cdef int32_t block_ids[SCORE_BLOCK]
     for j in range(SCORE_BLOCK):
