@@ -11,6 +11,11 @@ letter      UCI Letter, standardised; first 16000 train / last 4000 test.
 satellite   UCI Landsat Satellite, standardised; first 4435 / last 2000.
 delicious   Delicious (XC format, 983 labels, multi-label); P@1.
 
+Samplers: "uniform", "nw-sketch", "exact-loss"; a suffix ":none" or
+":self-normalised" sets the loss-proportional samplers' ``weighting`` (default
+importance weights 1 / (N p_i)), so "nw-sketch:none" draws by the sketch and
+trains on the draws unweighted.
+
 For every dataset and seed each sampler trains the same network; the script
 prints per-epoch curves (mean over seeds), the time each sampler needs to reach
 uniform sampling's final test score (mean over seeds; per seed in the JSON),
@@ -100,27 +105,47 @@ def load(name):
     raise ValueError(name)
 
 
-# network, batch, epochs, learning rate per dataset (the same for every sampler)
+# network, batch, epochs, learning rate per dataset (the same for every
+# sampler), and the dimension the NW sketch projects the input to before
+# hashing (None: hash the input itself; Fashion's 784 pixels are projected).
 SETTINGS = {
-    "fashion": {"hidden": (64,), "batch": 256, "epochs": 5, "lr": 1e-3},
-    "letter": {"hidden": (128,), "batch": 64, "epochs": 12, "lr": 2e-3},
-    "satellite": {"hidden": (64,), "batch": 32, "epochs": 15, "lr": 1e-3},
-    "delicious": {"hidden": (64,), "batch": 128, "epochs": 5, "lr": 1e-3},
+    "fashion": {"hidden": (64,), "batch": 256, "epochs": 5, "lr": 1e-3, "projection": 64},
+    "letter": {"hidden": (128,), "batch": 64, "epochs": 12, "lr": 2e-3, "projection": None},
+    "satellite": {"hidden": (64,), "batch": 32, "epochs": 15, "lr": 1e-3, "projection": None},
+    "delicious": {"hidden": (64,), "batch": 128, "epochs": 5, "lr": 1e-3, "projection": None},
 }
+SAMPLERS = ("uniform", "nw-sketch", "exact-loss")
+WEIGHTINGS = ("importance", "self-normalised", "none")
 
 
-def make_sampler(kind, args):
+def parse_sampler(spec):
+    kind, _, weighting = spec.partition(":")
+    if kind not in SAMPLERS or (weighting and (kind == "uniform" or weighting not in WEIGHTINGS)):
+        raise argparse.ArgumentTypeError(
+            f"{spec!r}: expected one of {SAMPLERS}, the last two optionally with "
+            f"':<weighting>', weighting one of {WEIGHTINGS}"
+        )
+    return spec
+
+
+def make_sampler(spec, args, name):
+    kind, _, weighting = spec.partition(":")
+    weighting = weighting or "importance"
     if kind == "uniform":
         return UniformSampler()
     if kind == "nw-sketch":
+        projection = SETTINGS[name]["projection"] if args.projection_dim is None else (
+            args.projection_dim
+        )
         return NWSketchSampler(
             n_rows=args.n_rows,
             n_hash_bits=args.n_hash_bits,
             uniform_mix=args.uniform_mix,
+            weighting=weighting,
             decay=args.decay,
-            projection_dim=args.projection_dim,
+            projection_dim=projection if projection and projection > 0 else None,
         )
-    return ExactLossSampler(uniform_mix=args.uniform_mix)
+    return ExactLossSampler(uniform_mix=args.uniform_mix, weighting=weighting)
 
 
 def score(clf, X, y, multilabel):
@@ -140,7 +165,7 @@ def run_one(name, data, kind, seed, args):
         hidden_layer_sizes=s["hidden"], learning_rate_init=s["lr"], random_state=seed
     )
     clf = ImportanceSampledClassifier(
-        mlp, sampler=make_sampler(kind, args), batch_size=s["batch"], random_state=seed
+        mlp, sampler=make_sampler(kind, args, name), batch_size=s["batch"], random_state=seed
     )
     classes = None if multilabel else np.unique(ytr)
     curve = []
@@ -266,14 +291,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--samplers", nargs="+", default=["uniform", "nw-sketch", "exact-loss"])
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        type=parse_sampler,
+        default=["uniform", "nw-sketch", "nw-sketch:none", "exact-loss", "exact-loss:none"],
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override per-dataset epochs")
     parser.add_argument("--n-rows", type=int, default=32)
     parser.add_argument("--n-hash-bits", type=int, default=14)
     parser.add_argument("--uniform-mix", type=float, default=0.1)
     parser.add_argument("--decay", type=float, default=0.5)
     parser.add_argument("--projection-dim", type=int, default=None,
-                        help="NW sketch: hash a Gaussian projection to this many dimensions")
+                        help="NW sketch: hash a Gaussian projection to this many dimensions "
+                        "(default: per dataset, see SETTINGS; 0 hashes the input itself)")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 seed, subsampled")
     args = parser.parse_args(argv)
     if args.quick:

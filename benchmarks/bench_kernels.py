@@ -169,8 +169,8 @@ def _output_scores_vs_blas(quick, repeats, min_seconds):
         W = rng.standard_normal((n_labels, width), dtype=np.float32)
         b = rng.standard_normal(n_labels, dtype=np.float32)
         fns = {
-            "ours": looped(lambda: _slide.output_scores(hidden, W, b, 2)),
-            "blas": looped(lambda: hidden @ W.T + b),
+            "ours": looped(lambda h=hidden, W=W, b=b: _slide.output_scores(h, W, b, 2)),
+            "blas": looped(lambda h=hidden, W=W, b=b: h @ W.T + b),
         }
         with threadpool_limits(2):
             t = _per_call_seconds(fns, repeats, min_seconds)

@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .base import VersionedStateMixin
-from .sampling import check_sampler, run_epoch
+from .sampling import NWSketchSampler, check_sampler, run_epoch
 from .sampling._nw import _as_float32_rows, _fingerprint
 from .utils._validation import check_binary_indicator, check_sparse_indices
 
@@ -291,11 +291,11 @@ class ImportanceSampledClassifier(
     def _sampler_rows(self, X32, y_codes):
         """What the sampler hashes: the input, or the input joined with the labels."""
         if not self.hash_labels:
-            return X32
-        key = (_fingerprint(X32), _fingerprint(y_codes))
+            return X32, None
+        key = ("input+labels", _fingerprint(X32), _fingerprint(y_codes))
         cached = getattr(self, "_sampler_rows_cache", None)
         if cached is not None and cached[0] == key:
-            return cached[1]
+            return cached[1], key
         if not hasattr(self, "_label_scale"):
             norms = (
                 np.sqrt(np.asarray(X32.multiply(X32).sum(axis=1)).ravel())
@@ -320,7 +320,7 @@ class ImportanceSampledClassifier(
         else:
             rows = np.ascontiguousarray(np.hstack([X32, Y.toarray()]), dtype=np.float32)
         self._sampler_rows_cache = (key, rows)
-        return rows
+        return rows, key
 
     def __getstate__(self):
         state = dict(super().__getstate__())
@@ -377,7 +377,10 @@ class ImportanceSampledClassifier(
 
         tic = time.perf_counter()
         # only a sampler that learns from losses hashes the rows it is given
-        rows = self._sampler_rows(X32, y_codes) if observes else X32
+        rows, key = self._sampler_rows(X32, y_codes) if observes else (X32, None)
+        if key is not None and isinstance(self.sampler_, NWSketchSampler):
+            # the sampler's hash cache can key on the checksum just computed
+            self.sampler_._rows_fingerprint = key
         prepare_time = time.perf_counter() - tic
         self.sampler_.start(rows, loss_fn=loss_fn, random_state=self._rng)
         loss_time = [0.0]

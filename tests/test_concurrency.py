@@ -138,7 +138,7 @@ def test_slide_first_lsh_predictions_race_to_one_table_build(xc, source):
             pickle.loads(pickle.dumps(fitted)))
         assert getattr(model, "_inference_tables_cache", None) is None
         blocks = _blocks(X.shape[0], 32)
-        calls = [lambda b=b: (b, model.predict_topk(X[b], k=10)) for b in blocks]
+        calls = [lambda b=b, m=model: (b, m.predict_topk(X[b], k=10)) for b in blocks]
         for block, (labels, scores) in _run_concurrently(calls, n_repeats=1):
             np.testing.assert_array_equal(labels, expected[0][block])
             np.testing.assert_array_equal(scores, expected[1][block])

@@ -175,3 +175,21 @@ def test_sampler_hashes_inputs_joined_with_labels(data):
     np.testing.assert_allclose(rows[:, : X.shape[1]], X.astype(np.float32))
     np.testing.assert_allclose(rows[np.arange(len(y)), X.shape[1] + y], on._label_scale)
     assert "_sampler_rows_cache" not in pickle.loads(pickle.dumps(on)).__dict__
+
+
+def test_partial_fit_reuses_the_sampler_hashes_until_inputs_or_labels_change(data):
+    X, y = data
+    clf = ImportanceSampledClassifier(sampler="nw-sketch", batch_size=32, random_state=0)
+    clf.partial_fit(X, y, classes=np.unique(y))
+    codes = clf.sampler_._codes
+    clf.partial_fit(X, y)
+    assert clf.sampler_._codes is codes
+    assert not hasattr(clf.sampler_, "_rows_fingerprint")
+    y2 = np.roll(y, 1)
+    clf.partial_fit(X, y2)  # same inputs, other labels: other rows to hash
+    assert clf.sampler_._codes is not codes
+    codes = clf.sampler_._codes
+    X2 = X.copy()
+    X2[0, 0] += 1.0
+    clf.partial_fit(X2, y2)
+    assert clf.sampler_._codes is not codes

@@ -477,8 +477,9 @@ def test_dense_kernels_check_shapes():
 
 
 def test_slide_kernels_check_shapes():
-    from sksketch._kernels import _slide
     from sksketch._kernels._lsh import LSHTables
+
+    from sksketch._kernels import _slide
 
     W = _f32(5, 4)
     with pytest.raises(ValueError, match="W's shape"):

@@ -295,7 +295,8 @@ def test_negative_fill_unigram_trains_and_is_validated():
         clf = SLIDEClassifier(negative_sampling=mode, negative_fill="unigram", **params)
         clf.fit(X, Y)
         assert np.isfinite(clf.loss_curve_).all() and clf._unigram_cdf.shape == (120,)
-        assert clf.memory_usage()["other"] == clf.estimate_memory(60, 120, max_labels_per_sample=10)["other"]
+        expected = clf.estimate_memory(60, 120, max_labels_per_sample=10)["other"]
+        assert clf.memory_usage()["other"] == expected
     with pytest.raises(ValueError, match="negative_fill"):
         SLIDEClassifier(negative_fill="zipf").fit(X, Y)
 

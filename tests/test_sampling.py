@@ -361,6 +361,22 @@ def test_self_normalised_weights_average_one_per_batch():
     assert sampler.effective_sample_size_[-1] < 50
 
 
+def test_unweighted_sampling_draws_by_loss_with_unit_weights():
+    from scipy.stats import chisquare
+
+    scores = np.array([0.0, 1.0, 2.0, 4.0, 8.0, 0.5], dtype=np.float32)
+    sampler = _probability_sampler(scores, uniform_mix=0.2, weighting="none")
+    counts = np.zeros(len(scores))
+    for _ in range(3000):
+        for idx, w in sampler.batches(6):
+            assert w.dtype == np.float32 and np.all(w == 1.0)
+            counts += np.bincount(idx, minlength=len(scores))
+    expected = 0.8 * scores / scores.sum() + 0.2 / len(scores)
+    np.testing.assert_allclose(sampler.probabilities_, expected)
+    assert chisquare(counts, counts.sum() * expected).pvalue > 1e-3
+    assert sampler.effective_sample_size_[-1] == pytest.approx(len(scores))
+
+
 def test_nw_sampler_learns_where_the_loss_is_and_decays():
     X = _data(400, 5)
     hard = X[:, 0] > 1.0

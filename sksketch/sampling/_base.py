@@ -9,7 +9,8 @@ An estimator trains through a sampler in three calls:
 ``batches(batch_size)``
     one epoch: ``ceil(n_samples / batch_size)`` pairs ``(indices, weights)``,
     int64 row ids and float32 importance weights (``1 / (N p_i)``, or
-    self-normalised; exactly 1 for uniform sampling).
+    self-normalised; exactly 1 for uniform sampling and for
+    ``weighting="none"``).
 ``observe(indices, losses)``
     the per-example losses the training step just computed for those rows.
 

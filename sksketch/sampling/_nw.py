@@ -12,7 +12,9 @@ it recomputes the model's true loss on every row at every refresh.
 
 Both draw rows with probability ``p_i = (1 - uniform_mix) * L_i / sum_j L_j +
 uniform_mix / N`` (with replacement) and weight them by ``1 / (N p_i)``, which
-keeps the weighted gradient an unbiased estimate of the full-data gradient.
+keeps the weighted gradient an unbiased estimate of the full-data gradient;
+``weighting="none"`` leaves the weights at 1, so training leans on the rows
+with high loss (a biased, hard-example-mining objective).
 """
 
 import numbers
@@ -30,7 +32,7 @@ from ._sketch import SketchCore
 
 __all__ = ["ExactLossSampler", "NWSketchSampler", "NadarayaWatsonSketch"]
 
-WEIGHTINGS = ("importance", "self-normalised")
+WEIGHTINGS = ("importance", "self-normalised", "none")
 _LOSS_CHUNK = 8192
 
 
@@ -136,7 +138,10 @@ class _ProbabilitySampler(BaseSampler):
             p = np.full(n, 1.0 / n)
         self.probabilities_ = p
         self._cdf = np.cumsum(p)
-        self._inv_np = (1.0 / (n * p)).astype(np.float32)
+        if self.weighting == "none":
+            self._inv_np = np.ones(n, dtype=np.float32)
+        else:
+            self._inv_np = (1.0 / (n * p)).astype(np.float32)
 
     def _epoch_indices(self, batch_size):
         n = self.n_samples_
@@ -186,10 +191,15 @@ class NWSketchSampler(_ProbabilitySampler):
     uniform_mix : float, default=0.1
         Share ``epsilon`` of the uniform distribution in the sampling
         probabilities, so every row keeps ``p_i >= epsilon / N``.
-    weighting : {"importance", "self-normalised"}, default="importance"
+    weighting : {"importance", "self-normalised", "none"}, default="importance"
         ``"importance"``: weights ``1 / (N p_i)`` (unbiased gradient);
         ``"self-normalised"``: the same divided by their batch mean (biased,
-        lower variance).
+        lower variance); ``"none"``: every weight 1, so the batches follow the
+        sampling distribution as drawn and training leans on high-loss rows
+        (the gradient of a loss-weighted objective, as in hard-example mining;
+        faster early progress where the hard rows are learnable, harmful
+        where they are label noise; the effective sample size, computed from
+        the weights, is then the number of draws).
     projection_dim : int, default=None
         Hash a fixed Gaussian random projection of the input to this many
         dimensions instead of the input itself.
@@ -273,7 +283,11 @@ class NWSketchSampler(_ProbabilitySampler):
         if getattr(self, "_codes", None) is not None:
             self._flush()
         # A partial_fit loop passes the same matrix every call: reuse its hashes.
-        key = _fingerprint(X)
+        # An estimator that has already fingerprinted the rows it built hands
+        # the checksum over, so the matrix is not read a second time.
+        key = self.__dict__.pop("_rows_fingerprint", None)
+        if key is None:
+            key = ("rows", _fingerprint(X))
         if getattr(self, "_codes_key", None) != key or getattr(self, "_codes", None) is None:
             self._codes = self.sketch_.hash(_as_float32_rows(X))
             self._codes_key = key
@@ -351,7 +365,7 @@ class ExactLossSampler(_ProbabilitySampler):
     ----------
     uniform_mix : float, default=0.1
         Share of the uniform distribution in the sampling probabilities.
-    weighting : {"importance", "self-normalised"}, default="importance"
+    weighting : {"importance", "self-normalised", "none"}, default="importance"
         As in :class:`NWSketchSampler`.
     refresh_interval : int, default=None
         Batches between recomputing the losses; None means once per epoch.
