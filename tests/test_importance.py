@@ -193,3 +193,45 @@ def test_partial_fit_reuses_the_sampler_hashes_until_inputs_or_labels_change(dat
     X2[0, 0] += 1.0
     clf.partial_fit(X2, y2)
     assert clf.sampler_._codes is not codes
+
+
+def test_losses_are_the_per_row_log_loss_of_the_model():
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 6)
+    Y = (rng.rand(300, 5) < 0.3).astype(int)
+    Y[0] = 0  # a row without labels
+    clf = ImportanceSampledClassifier(
+        MLPClassifier(hidden_layer_sizes=(8,), random_state=0), batch_size=50, max_iter=2,
+        random_state=0,
+    ).fit(X, sp.csr_matrix(Y))
+    proba = np.clip(clf.estimator_.predict_proba(X), 1e-7, 1 - 1e-7)
+    expected = -(Y * np.log(proba) + (1 - Y) * np.log1p(-proba)).sum(axis=1)
+    got = clf._losses(X, sp.csr_matrix(Y))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    y = Y[:, 0]
+    clf = ImportanceSampledClassifier(batch_size=50, max_iter=2, random_state=0).fit(X, y)
+    proba = clf.estimator_.predict_proba(X)
+    np.testing.assert_allclose(
+        clf._losses(X, y), -np.log(np.maximum(proba[np.arange(300), y], 1e-7)), rtol=1e-5
+    )
+
+
+def test_sketch_learns_from_every_trained_row_scored_in_groups(data, monkeypatch):
+    import sksketch._importance as importance
+
+    X, y = data
+    calls = []
+    observe = NWSketchSampler.observe
+
+    def spy(self, indices, losses):
+        calls.append(len(indices))
+        return observe(self, indices, losses)
+
+    monkeypatch.setattr(NWSketchSampler, "observe", spy)
+    monkeypatch.setattr(importance, "_LOSS_ROWS", 100)
+    clf = ImportanceSampledClassifier(sampler="nw-sketch", batch_size=32, max_iter=2,
+                                      random_state=0).fit(X, y)
+    # every drawn row is scored once per epoch: in groups of whole batches
+    # (4 x 32 >= 100 rows), then the epoch's remainder
+    assert calls == 2 * [128, 128, 128, 128, 600 - 4 * 128]
+    assert np.all(np.isfinite(clf.loss_curve_)) and all(t > 0 for t in clf.loss_time_)

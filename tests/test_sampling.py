@@ -142,6 +142,23 @@ def test_run_epoch_multiplies_sample_weight_and_feeds_observe():
     assert stats["effective_sample_size"] > 0
 
 
+def test_run_epoch_takes_steps_that_return_no_losses():
+    X = _data(10)
+    seen = []
+
+    class Recorder(UniformSampler):
+        def observe(self, indices, losses):
+            seen.append(indices)
+            return self
+
+    sampler = Recorder(shuffle=False).start(X)
+    returns = iter([X[:4, 0], None, X[8:, 0]])
+    stats = run_epoch(sampler, 4, lambda idx, w: next(returns))
+    assert stats["n_batches"] == 3 and stats["n_samples"] == 10
+    assert [len(i) for i in seen] == [4, 2]  # the step without losses is not observed
+    assert stats["loss"] == pytest.approx(X[[0, 1, 2, 3, 8, 9], 0].mean(), rel=1e-5)
+
+
 def test_run_epoch_rejects_wrong_shapes():
     sampler = UniformSampler().start(_data(6))
     with pytest.raises(ValueError, match="sample_weight"):

@@ -23,7 +23,9 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
         ``train_batch(indices, weights) -> losses``: one training step on the
         rows `indices` (int64) with per-example weights (float32); returns
         their losses (array-like of shape (n_batch,)) before or after the
-        step, as the estimator computes them at no extra cost.
+        step, as the estimator computes them at no extra cost, or None when
+        it has none (an estimator that scores rows in groups passes them to
+        ``sampler.observe`` itself; ``stats["loss"]`` then leaves them out).
     sample_weight : ndarray of shape (n_samples,), default=None
         The user's per-row weights over the matrix given to ``start``: finite
         and non-negative.
@@ -65,7 +67,12 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
             weights = importance
         else:
             weights = (importance * sample_weight[indices]).astype(np.float32, copy=False)
-        losses = np.asarray(train_batch(indices, weights), dtype=np.float32).reshape(-1)
+        losses = train_batch(indices, weights)
+        n_batches += 1
+        n_samples += indices.shape[0]
+        if losses is None:
+            continue
+        losses = np.asarray(losses, dtype=np.float32).reshape(-1)
         if losses.shape[0] != indices.shape[0]:
             raise ValueError(
                 f"train_batch returned {losses.shape[0]} losses for a batch of "
@@ -75,8 +82,6 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
         w = weights.astype(np.float64)
         total_loss += float(np.dot(w, losses))
         total_weight += float(w.sum())
-        n_batches += 1
-        n_samples += indices.shape[0]
     stats = {
         "loss": total_loss / total_weight if total_weight > 0 else 0.0,
         "n_batches": n_batches,
