@@ -21,8 +21,9 @@ prints per-epoch curves (mean over seeds), the time each sampler needs to reach
 uniform sampling's final test score (mean over seeds; per seed in the JSON),
 the ratio of that time to uniform's, and the sampler's share of epoch time
 (hashing, sketch insert/query and drawing for "nw-sketch"; the extra forward
-pass over all rows for "exact-loss") plus, separately, the per-batch loss
-computation the meta-estimator needs to feed the sketch. Results go to
+pass over all rows for "exact-loss") plus, separately, the loss computation
+the meta-estimator needs to feed the sketch (predict_proba on the trained
+rows, in groups). Results go to
 benchmarks/results/importance_sampling_<dataset>.{json,md,png}.
 
     python benchmarks/bench_importance_sampling.py                 # all four
