@@ -47,6 +47,7 @@ from sksketch import ImportanceSampledClassifier
 from sksketch.datasets import load_xc
 from sksketch.metrics import precision_at_k
 from sksketch.sampling import ExactLossSampler, NWSketchSampler, UniformSampler
+from sksketch.sampling._nw import WEIGHTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -116,7 +117,6 @@ SETTINGS = {
     "delicious": {"hidden": (64,), "batch": 128, "epochs": 5, "lr": 1e-3, "projection": None},
 }
 SAMPLERS = ("uniform", "nw-sketch", "exact-loss")
-WEIGHTINGS = ("importance", "self-normalised", "none")
 
 
 def parse_sampler(spec):

@@ -177,5 +177,6 @@ def _output_scores_vs_blas(quick, repeats, min_seconds):
         print(f"{f'{n} x {n_labels:,} x {width}':<26} {t['ours'] * 1e3:>11.2f} ms "
               f"{t['blas'] * 1e3:>7.2f} ms {t['ours'] / t['blas']:>9.2f}x", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -22,17 +22,13 @@ from .sampling import (
     check_sampler,
     run_epoch,
 )
-from .sampling._nw import _as_float32_rows, _fingerprint
+from .sampling._nw import _LOSS_CHUNK, _as_float32_rows, _fingerprint
 from .utils._validation import check_binary_indicator, check_sparse_indices
 
 __all__ = ["ImportanceSampledClassifier"]
 
 # keeps log(p) finite when a model is certain and wrong
 _PROBA_FLOOR = 1e-7
-# Rows whose losses are computed in one predict_proba call: the trained rows
-# are scored in groups this large, not batch by batch, since a call on a
-# small batch costs mostly the estimator's per-call overhead.
-_LOSS_ROWS = 8192
 
 
 def _accepts_sample_weight(method):
@@ -73,10 +69,10 @@ class ImportanceSampledClassifier(
     cross-entropy summed over the labels) is computed from the model's
     ``predict_proba`` and fed back to it, where it trains the
     Nadaraya-Watson loss sketch that draws the next batches. The trained
-    rows are scored in groups of up to 8192 (and the rest at the end of the
-    epoch), right after the steps that used them: one vectorised call
-    instead of one per batch, which with small batches costs several times
-    less.
+    rows are scored in groups of whole batches, 8192 rows or just over (and
+    the rest at the end of the epoch), right after the steps that used them:
+    one vectorised call instead of one per batch, which with small batches
+    costs several times less.
 
     Parameters
     ----------
@@ -386,7 +382,7 @@ class ImportanceSampledClassifier(
             indices = np.concatenate([i for i, _ in trained])
             weights = np.concatenate([w for _, w in trained]).astype(np.float64)
             trained.clear()
-            losses = self._losses(X[indices], y_codes[indices])
+            losses = loss_fn(indices)
             loss_time[0] += time.perf_counter() - tic
             self.sampler_.observe(indices, losses)
             loss_sum[0] += float(weights @ losses)
@@ -403,7 +399,7 @@ class ImportanceSampledClassifier(
             self._started = True
             if observes:
                 trained.append((indices, weights))
-                if sum(len(i) for i, _ in trained) >= loss_rows:
+                if len(trained) >= group_batches:
                     score_trained_rows()
             # the losses reach the sampler through score_trained_rows
             return None
@@ -424,10 +420,15 @@ class ImportanceSampledClassifier(
         loss_time = [0.0]
         loss_sum = [0.0, 0.0]
         trained = []
-        # a sampler refreshing its probabilities every k batches sees the
-        # losses of the rows trained before each refresh
+        # The trained rows are scored in groups of whole batches, up to the
+        # rows of one predict_proba call of the exact-loss sampler: a call on a
+        # small batch costs mostly the estimator's per-call overhead. A sampler
+        # refreshing its probabilities every k batches sees the losses of the
+        # rows trained before each refresh.
+        group_batches = -(-_LOSS_CHUNK // self.batch_size)
         refresh = getattr(self.sampler_, "refresh_interval", None)
-        loss_rows = _LOSS_ROWS if refresh is None else min(_LOSS_ROWS, refresh * self.batch_size)
+        if refresh is not None:
+            group_batches = min(group_batches, refresh)
         for _ in range(n_epochs):
             loss_time[0] = 0.0
             loss_sum[:] = [0.0, 0.0]

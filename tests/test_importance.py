@@ -228,7 +228,7 @@ def test_sketch_learns_from_every_trained_row_scored_in_groups(data, monkeypatch
         return observe(self, indices, losses)
 
     monkeypatch.setattr(NWSketchSampler, "observe", spy)
-    monkeypatch.setattr(importance, "_LOSS_ROWS", 100)
+    monkeypatch.setattr(importance, "_LOSS_CHUNK", 100)
     clf = ImportanceSampledClassifier(sampler="nw-sketch", batch_size=32, max_iter=2,
                                       random_state=0).fit(X, y)
     # every drawn row is scored once per epoch: in groups of whole batches
