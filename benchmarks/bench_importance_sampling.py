@@ -26,8 +26,14 @@ the meta-estimator needs to feed the sketch (predict_proba on the trained
 rows, in groups). Results go to
 benchmarks/results/importance_sampling_<dataset>.{json,md,png}.
 
+``--estimator slide`` trains ``SLIDEClassifier(sampler=...)`` instead: its
+training step returns every row's loss, so the sketch needs no extra pass and
+the exact-loss sampler's pass is the only loss computation beyond training
+(files ``importance_sampling_<dataset>_slide.*``).
+
     python benchmarks/bench_importance_sampling.py                 # all four
     python benchmarks/bench_importance_sampling.py --datasets letter --seeds 0 1 2
+    python benchmarks/bench_importance_sampling.py --estimator slide --datasets delicious
     python benchmarks/bench_importance_sampling.py --quick         # smoke test
 """
 
@@ -43,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sksketch import ImportanceSampledClassifier
+from sksketch import ImportanceSampledClassifier, SLIDEClassifier
 from sksketch.datasets import load_xc
 from sksketch.metrics import precision_at_k
 from sksketch.sampling import ExactLossSampler, NWSketchSampler, UniformSampler
@@ -156,35 +162,53 @@ def score(clf, X, y, multilabel):
 
 
 def run_one(name, data, kind, seed, args):
-    from sklearn.neural_network import MLPClassifier
-
     Xtr, ytr, Xte, yte = data
     multilabel = name == "delicious"
     s = SETTINGS[name]
     epochs = args.epochs or s["epochs"]
-    mlp = MLPClassifier(
-        hidden_layer_sizes=s["hidden"], learning_rate_init=s["lr"], random_state=seed
-    )
-    clf = ImportanceSampledClassifier(
-        mlp, sampler=make_sampler(kind, args, name), batch_size=s["batch"], random_state=seed
-    )
+    sampler = make_sampler(kind, args, name)
+    if args.estimator == "slide":
+        # the sampler inside the training loop: the step returns its losses
+        clf = SLIDEClassifier(hidden_layer_size=s["hidden"][0], batch_size=s["batch"],
+                              learning_rate=s["lr"], sampler=sampler, random_state=seed,
+                              n_jobs=args.n_jobs)
+    else:
+        from sklearn.neural_network import MLPClassifier
+
+        mlp = MLPClassifier(
+            hidden_layer_sizes=s["hidden"], learning_rate_init=s["lr"], random_state=seed
+        )
+        clf = ImportanceSampledClassifier(
+            mlp, sampler=sampler, batch_size=s["batch"], random_state=seed
+        )
     classes = None if multilabel else np.unique(ytr)
+    if args.estimator == "slide" and multilabel:
+        classes = np.arange(ytr.shape[1])
     curve = []
     elapsed = 0.0
+    sampler_time = loss_time = 0.0
     for _ in range(epochs):
         tic = time.perf_counter()
         clf.partial_fit(Xtr, ytr, classes=classes)
         elapsed += time.perf_counter() - tic
+        if args.estimator == "slide":
+            sampler_time += clf.sampler_.epoch_stats_["sampler_time"]
         curve.append((elapsed, score(clf, Xte, yte, multilabel)))
-    epoch_time = sum(clf.epoch_time_)
+    if args.estimator == "slide":
+        epoch_time = elapsed
+        ess = [e / Xtr.shape[0] for e in clf.sampler_.effective_sample_size_]
+    else:
+        epoch_time = sum(clf.epoch_time_)
+        sampler_time, loss_time = sum(clf.sampler_time_), sum(clf.loss_time_)
+        ess = [e / Xtr.shape[0] for e in clf.effective_sample_size_]
     return {
         "sampler": kind,
         "seed": seed,
         "times": [t for t, _ in curve],
         "scores": [a for _, a in curve],
-        "sampler_share": sum(clf.sampler_time_) / epoch_time,
-        "loss_share": sum(clf.loss_time_) / epoch_time,
-        "ess_ratio": [e / Xtr.shape[0] for e in clf.effective_sample_size_],
+        "sampler_share": sampler_time / epoch_time,
+        "loss_share": loss_time / epoch_time,
+        "ess_ratio": ess,
     }
 
 
@@ -306,6 +330,12 @@ def main(argv=None):
     parser.add_argument("--projection-dim", type=int, default=None,
                         help="NW sketch: hash a Gaussian projection to this many dimensions "
                         "(default: per dataset, see SETTINGS; 0 hashes the input itself)")
+    parser.add_argument(
+        "--estimator", choices=["mlp", "slide"], default="mlp",
+        help="mlp: ImportanceSampledClassifier around MLPClassifier (losses by predict_proba); "
+        "slide: SLIDEClassifier(sampler=...), whose training step returns the losses",
+    )
+    parser.add_argument("--n-jobs", type=int, default=2, help="threads of SLIDEClassifier")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 seed, subsampled")
     args = parser.parse_args(argv)
     if args.quick:
@@ -335,15 +365,16 @@ def main(argv=None):
                     flush=True,
                 )
         target, mean_curve, rows = summarise(name, runs, args.samplers, args.seeds)
-        text = report(name, target, mean_curve, rows, args.seeds, metric)
+        suffix = "" if args.estimator == "mlp" else f"_{args.estimator}"
+        text = report(name + suffix, target, mean_curve, rows, args.seeds, metric)
         print(text, flush=True)
-        stem = RESULTS / f"importance_sampling_{name}"
+        stem = RESULTS / f"importance_sampling_{name}{suffix}"
         settings = dict(SETTINGS[name], **{k: v for k, v in vars(args).items() if k != "datasets"})
         with open(f"{stem}.json", "w") as f:
             json.dump({"settings": settings, "summary": rows, "runs": runs, "target": target},
                       f, indent=1, default=str)
         Path(f"{stem}.md").write_text(text + "\n")
-        plot(name, mean_curve, target, metric, f"{stem}.png")
+        plot(name + suffix, mean_curve, target, metric, f"{stem}.png")
     return 0
 
 

@@ -246,15 +246,18 @@ def test_kernel_signs_match_reference():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("n_buckets", [256, 100])
-def test_kernel_matches_reference_dense_and_csr(dtype, n_buckets):
+# projections: 96 (a partial second word), 5 (under a byte), 448 (7 whole words)
+@pytest.mark.parametrize("n_rows, n_hash_bits", [(12, 8), (1, 5), (32, 14)])
+def test_kernel_matches_reference_dense_and_csr(dtype, n_buckets, n_rows, n_hash_bits):
     from sksketch._kernels._nw_sketch import NWSketch
 
     from sksketch.sampling._reference import NumpyNWSketch
 
     X = _sparse_rows()
     losses = np.random.RandomState(1).rand(len(X)).astype(np.float32)
-    kernel = NWSketch(X.shape[1], 12, 8, n_buckets, 7, dtype)
-    ref = NumpyNWSketch(12, 8, n_buckets, 7)
+    n_buckets = min(n_buckets, 2**n_hash_bits)
+    kernel = NWSketch(X.shape[1], n_rows, n_hash_bits, n_buckets, 7, dtype)
+    ref = NumpyNWSketch(n_rows, n_hash_bits, n_buckets, 7)
     codes = ref.hash(X)
     np.testing.assert_array_equal(kernel.hash_dense(X, 2), codes)
     np.testing.assert_array_equal(kernel.hash_csr(sp.csr_matrix(X), 2), codes)
@@ -264,10 +267,10 @@ def test_kernel_matches_reference_dense_and_csr(dtype, n_buckets):
     rtol = 1e-12 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(kernel.sums, ref.sums, rtol=rtol)
     np.testing.assert_allclose(kernel.counts, ref.counts, rtol=rtol)
-    empty = np.zeros((1, 12), dtype=np.int32)
+    empty = np.zeros((1, n_rows), dtype=np.int32)
     kernel.scale(0.0)
     assert kernel.query(empty)[0] == 0.0
-    ref_kernel = NWSketch(X.shape[1], 12, 8, n_buckets, 7, dtype)
+    ref_kernel = NWSketch(X.shape[1], n_rows, n_hash_bits, n_buckets, 7, dtype)
     ref_kernel.insert(codes, losses, 1.0, 1)
     ref.insert(codes, losses, 0.0)
     prior = float(losses.astype(np.float64).mean())
