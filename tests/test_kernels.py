@@ -195,6 +195,23 @@ def test_gather_dot(isa, m, n_rows, readonly, rng):
     _close(got, expected, np.abs(weights[rows] * x).sum(axis=1) + 1.0)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [0, 1, 7, 8, 9, 16, 45, 128, 129])
+@pytest.mark.parametrize("n_rows", [0, 1, 3, 4, 5, 8, 9, 17])
+def test_gather_dot2_gives_gather_dots_bits(isa, m, n_rows, rng):
+    # output_scores scores rows two at a time: each must get the bits it
+    # gets alone, or an entry would depend on the batch it came with
+    weights = _readonly(rng.standard_normal((40, m)).astype(np.float32))
+    x0 = _readonly(rng.standard_normal(m).astype(np.float32))
+    x1 = _readonly(rng.standard_normal(m).astype(np.float32))
+    rows = _readonly(rng.integers(0, 40, n_rows).astype(np.int32))
+    got0, got1 = _simd.gather_dot2(x0, x1, weights, rows, isa=isa)
+    np.testing.assert_array_equal(got0, _simd.gather_dot(x0, weights, rows, isa=isa))
+    np.testing.assert_array_equal(got1, _simd.gather_dot(x1, weights, rows, isa=isa))
+    with pytest.raises(ValueError, match="x1"):
+        _simd.gather_dot2(x0, x1[:-1] if m else np.ones(1, np.float32), weights, rows, isa=isa)
+
+
 def _bf16_inputs(rng, shape):
     # normal-range values: VDPBF16PS treats bfloat16 denormals as zero
     return bf16_round_reference(rng.standard_normal(shape).astype(np.float32))
@@ -549,21 +566,25 @@ def test_output_scores_matches_numpy(n_labels, width, rng):
     _close(got, h64 @ w64.T + b2, np.abs(h64) @ np.abs(w64).T + np.abs(b2), rtol=4e-6)
 
 
-def test_output_scores_entry_does_not_depend_on_the_batch(rng):
+@pytest.mark.parametrize("n_rows, width", [(64, 48), (33, 45), (7, 128), (5, 600)])
+def test_output_scores_entry_does_not_depend_on_the_batch(n_rows, width, rng):
     # A BLAS product may score a row alone differently (in the last bits)
-    # from the same row in a batch, or with another thread count.
+    # from the same row in a batch, or with another thread count. Rows are
+    # scored in pairs and labels in tiles sized by the width: neither may
+    # change an entry.
     from sksketch._kernels import _slide
 
-    hidden = np.maximum(rng.standard_normal((64, 48)), 0).astype(np.float32)
-    W2 = rng.standard_normal((1300, 48)).astype(np.float32)
+    hidden = np.maximum(rng.standard_normal((n_rows, width)), 0).astype(np.float32)
+    W2 = rng.standard_normal((1300, width)).astype(np.float32)
     b2 = rng.standard_normal(1300).astype(np.float32)
     full = _slide.output_scores(hidden, W2, b2, 2)
     np.testing.assert_array_equal(_slide.output_scores(hidden, W2, b2, 1), full)
-    for i in (0, 17, 63):
+    for i in (0, n_rows // 2, n_rows - 1):
         np.testing.assert_array_equal(_slide.output_scores(hidden[i : i + 1], W2, b2, 2),
                                       full[i : i + 1])
-    order = rng.permutation(64)
+    order = rng.permutation(n_rows)
     np.testing.assert_array_equal(_slide.output_scores(hidden[order], W2, b2, 2), full[order])
+    np.testing.assert_array_equal(_slide.output_scores(hidden[1:], W2, b2, 2), full[1:])
 
 
 def test_output_scores_checks_shapes_and_empty_inputs():

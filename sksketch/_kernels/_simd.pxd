@@ -38,6 +38,10 @@ cdef extern from "simd.h" nogil:
         void (*sparse_dense_accum_bf16)(
             const int32_t *indices, const float *values, sks_idx nnz,
             const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
+        void (*gather_dot2)(
+            const float *x0, const float *x1, const float *weights, sks_idx ld,
+            const int32_t *rows, sks_idx n_rows, sks_idx m, float *out0,
+            float *out1) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

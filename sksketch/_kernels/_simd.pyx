@@ -292,6 +292,25 @@ def gather_dot(const float[::1] x, const float[:, ::1] weights,
     return out
 
 
+def gather_dot2(const float[::1] x0, const float[::1] x1, const float[:, ::1] weights,
+                const int32_t[::1] rows, isa=None, Py_ssize_t repeat=1):
+    """``(weights[rows] @ x0, weights[rows] @ x1)``: gather_dot of both, same bits."""
+    _check_width(x0.shape[0], "x0", weights.shape[1])
+    _check_width(x1.shape[0], "x1", weights.shape[1])
+    _check_rows(rows, weights.shape[0], "rows")
+    cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
+    out0 = np.empty(rows.shape[0], dtype=np.float32)
+    out1 = np.empty(rows.shape[0], dtype=np.float32)
+    cdef float[::1] out0_view = out0, out1_view = out1
+    with nogil:
+        for _r in range(repeat):
+            K.gather_dot2(_fptr(x0), _fptr(x1), _fptr2(weights), weights.shape[1],
+                          _iptr(rows), rows.shape[0], x0.shape[0], _wfptr(out0_view),
+                          _wfptr(out1_view))
+    return out0, out1
+
+
 def gather_dot_bf16(const uint16_t[::1] x, const uint16_t[:, ::1] weights,
                     const int32_t[::1] rows, isa=None, Py_ssize_t repeat=1):
     """``weights[rows] @ x`` on bfloat16 (raw uint16) inputs, float32 result."""

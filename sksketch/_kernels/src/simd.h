@@ -77,6 +77,12 @@ typedef struct sks_kernels {
     /* sparse_dense_accum over bfloat16 weights, accumulated in float32 */
     void (*sparse_dense_accum_bf16)(const int32_t *indices, const float *values, sks_idx nnz,
                                     const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out);
+    /* gather_dot of two vectors over the same rows: out0 and out1 hold bit for
+       bit what gather_dot gives for x0 and x1 alone (each weight row is read
+       once for both). */
+    void (*gather_dot2)(const float *x0, const float *x1, const float *weights, sks_idx ld,
+                        const int32_t *rows, sks_idx n_rows, sks_idx m, float *out0,
+                        float *out1);
 } sks_kernels;
 
 typedef struct sks_cpu_features {

@@ -36,6 +36,18 @@ SKS_AVX2 static inline float hsum256(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
+/* hsum256 of four vectors at once: lane k is hsum256(a_k), bit for bit (the
+   same additions, in the same pairs) */
+SKS_AVX2 static inline __m128 hsum256x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m128 s0 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+    __m128 s1 = _mm_add_ps(_mm256_castps256_ps128(a1), _mm256_extractf128_ps(a1, 1));
+    __m128 s2 = _mm_add_ps(_mm256_castps256_ps128(a2), _mm256_extractf128_ps(a2, 1));
+    __m128 s3 = _mm_add_ps(_mm256_castps256_ps128(a3), _mm256_extractf128_ps(a3, 1));
+    _MM_TRANSPOSE4_PS(s0, s1, s2, s3);
+    return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
+}
+
 SKS_AVX2 static inline __m256 bf16x8_to_f32(const sks_bf16 *p)
 {
     __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
@@ -193,13 +205,54 @@ SKS_AVX2 static void gather_dot_avx2(const float *x, const float *weights, sks_i
             a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w2 + i, mask), a2);
             a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w3 + i, mask), a3);
         }
-        out[r] = hsum256(a0);
-        out[r + 1] = hsum256(a1);
-        out[r + 2] = hsum256(a2);
-        out[r + 3] = hsum256(a3);
+        _mm_storeu_ps(out + r, hsum256x4(a0, a1, a2, a3));
     }
     for (; r < n_rows; r++)
         out[r] = dot_avx2(x, weights + (sks_idx)rows[r] * ld, m);
+}
+
+/* gather_dot_avx2 for x0 and x1 at once: the same instructions per (x, row)
+   pair, so the same bits; each weight vector is loaded once for both, and
+   the eight independent sums hide the FMA latency. */
+SKS_AVX2 static void gather_dot2_avx2(const float *x0, const float *x1, const float *weights,
+                                      sks_idx ld, const int32_t *rows, sks_idx n_rows, sks_idx m,
+                                      float *out0, float *out1)
+{
+    sks_idx r = 0, i;
+    for (; r + 4 <= n_rows; r += 4) {
+        const float *w[4];
+        __m256 a[4], c[4], xv, yv, wv;
+        int q;
+        for (q = 0; q < 4; q++) {
+            w[q] = weights + (sks_idx)rows[r + q] * ld;
+            a[q] = c[q] = _mm256_setzero_ps();
+        }
+        for (i = 0; i + 8 <= m; i += 8) {
+            xv = _mm256_loadu_ps(x0 + i);
+            yv = _mm256_loadu_ps(x1 + i);
+            for (q = 0; q < 4; q++) {
+                wv = _mm256_loadu_ps(w[q] + i);
+                a[q] = _mm256_fmadd_ps(xv, wv, a[q]);
+                c[q] = _mm256_fmadd_ps(yv, wv, c[q]);
+            }
+        }
+        if (i < m) {
+            __m256i mask = tail_mask(m - i);
+            xv = _mm256_maskload_ps(x0 + i, mask);
+            yv = _mm256_maskload_ps(x1 + i, mask);
+            for (q = 0; q < 4; q++) {
+                wv = _mm256_maskload_ps(w[q] + i, mask);
+                a[q] = _mm256_fmadd_ps(xv, wv, a[q]);
+                c[q] = _mm256_fmadd_ps(yv, wv, c[q]);
+            }
+        }
+        _mm_storeu_ps(out0 + r, hsum256x4(a[0], a[1], a[2], a[3]));
+        _mm_storeu_ps(out1 + r, hsum256x4(c[0], c[1], c[2], c[3]));
+    }
+    for (; r < n_rows; r++) {
+        out0[r] = dot_avx2(x0, weights + (sks_idx)rows[r] * ld, m);
+        out1[r] = dot_avx2(x1, weights + (sks_idx)rows[r] * ld, m);
+    }
 }
 
 SKS_AVX2 static void gather_dot_bf16_avx2(const sks_bf16 *x, const sks_bf16 *weights, sks_idx ld,
@@ -423,6 +476,7 @@ const sks_kernels sks_kernels_avx2 = {
     adam_avx2,
     adam_bf16_moments_avx2,
     sparse_dense_accum_bf16_avx2,
+    gather_dot2_avx2,
 };
 
 #endif /* SKS_BUILD_AVX2 */

@@ -203,6 +203,16 @@ SKS_AVX512 static void gather_dot_avx512(const float *x, const float *weights, s
         out[r] = dot_avx512(x, weights + (sks_idx)rows[r] * ld, m);
 }
 
+/* two gather_dot_avx512 calls: its eight accumulators already hide the FMA
+   latency; sharing the weight loads between the two vectors is left to do */
+SKS_AVX512 static void gather_dot2_avx512(const float *x0, const float *x1,
+                                          const float *weights, sks_idx ld, const int32_t *rows,
+                                          sks_idx n_rows, sks_idx m, float *out0, float *out1)
+{
+    gather_dot_avx512(x0, weights, ld, rows, n_rows, m, out0);
+    gather_dot_avx512(x1, weights, ld, rows, n_rows, m, out1);
+}
+
 SKS_AVX512 static void gather_dot_bf16_avx512(const sks_bf16 *x, const sks_bf16 *weights,
                                               sks_idx ld, const int32_t *rows, sks_idx n_rows,
                                               sks_idx m, float *out)
@@ -423,6 +433,7 @@ const sks_kernels sks_kernels_avx512 = {
     adam_avx512,
     adam_bf16_moments_avx512,
     sparse_dense_accum_bf16_avx512,
+    gather_dot2_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -494,6 +505,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     adam_avx512,
     adam_bf16_moments_avx512,
     sparse_dense_accum_bf16_avx512,
+    gather_dot2_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

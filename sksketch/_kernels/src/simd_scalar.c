@@ -72,6 +72,14 @@ static void gather_dot_scalar(const float *x, const float *weights, sks_idx ld,
         out[r] = dot_scalar(x, weights + (sks_idx)rows[r] * ld, m);
 }
 
+static void gather_dot2_scalar(const float *x0, const float *x1, const float *weights,
+                               sks_idx ld, const int32_t *rows, sks_idx n_rows, sks_idx m,
+                               float *out0, float *out1)
+{
+    gather_dot_scalar(x0, weights, ld, rows, n_rows, m, out0);
+    gather_dot_scalar(x1, weights, ld, rows, n_rows, m, out1);
+}
+
 static void gather_dot_bf16_scalar(const sks_bf16 *x, const sks_bf16 *weights, sks_idx ld,
                                    const int32_t *rows, sks_idx n_rows, sks_idx m, float *out)
 {
@@ -163,4 +171,5 @@ const sks_kernels sks_kernels_scalar = {
     adam_scalar,
     adam_bf16_moments_scalar,
     sparse_dense_accum_bf16_scalar,
+    gather_dot2_scalar,
 };
