@@ -84,6 +84,7 @@ def _cases(quick, rng):
         rows = rng.integers(0, n_weight_rows, 1024).astype(np.int32)
         label = f"1024 rows x 128, weights in {where}"
         add("gather_dot", label, S.gather_dot, vec(128), w, rows)
+        add("gather_dot2", label, S.gather_dot2, vec(128), vec(128), w, rows)
         add("gather_dot_bf16", label, S.gather_dot_bf16, bf16(128), bf16(w.shape), rows)
 
     accum_sizes = [(64, "L1"), (4096, "L2/L3")] + ([] if quick else [(135_909, "RAM")])
