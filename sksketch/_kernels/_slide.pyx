@@ -550,9 +550,8 @@ def topk_rows(const float[:, ::1] scores, Py_ssize_t k, int n_threads):
     return idx, val
 
 
-# Labels per block of output_scores: a multiple of every variant's gather_dot
-# group (4 or 8 rows), and a block of W2 rows stays in L2 while the rows of
-# `hidden` stream past it.
+# Labels per block of output_scores (the unit the threads share out): a
+# multiple of every variant's gather_dot group (4 or 8 rows).
 cdef enum:
     SCORE_BLOCK = 256
     # floats of W2 per tile of output_scores: 16 KB, half an L1 data cache
@@ -565,8 +564,9 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
 
     An entry is the same bits whatever the number of rows, their order or the
     thread count: labels are split into fixed blocks of SCORE_BLOCK, each
-    entry is one gather_dot of a hidden row with a W2 row, and which group of
-    the variant's kernel computes it depends on the label index alone. (A BLAS
+    entry is one gather_dot of a hidden row with a W2 row (rows go in pairs
+    through gather_dot2, which gives the same bits), and which group of the
+    variant's kernel computes it depends on the label index alone. (A BLAS
     product picks its kernel and summation order by the matrix shape and the
     thread count, so a row scored alone can differ in the last bits from the
     same row scored in a batch.) The threads share out the label blocks.
