@@ -167,11 +167,13 @@ def run_one(name, data, kind, seed, args):
     s = SETTINGS[name]
     epochs = args.epochs or s["epochs"]
     sampler = make_sampler(kind, args, name)
-    if args.estimator == "slide":
+    slide = args.estimator == "slide"
+    if slide:
         # the sampler inside the training loop: the step returns its losses
         clf = SLIDEClassifier(hidden_layer_size=s["hidden"][0], batch_size=s["batch"],
                               learning_rate=s["lr"], sampler=sampler, random_state=seed,
                               n_jobs=args.n_jobs)
+        classes = np.arange(ytr.shape[1]) if multilabel else np.unique(ytr)
     else:
         from sklearn.neural_network import MLPClassifier
 
@@ -181,26 +183,23 @@ def run_one(name, data, kind, seed, args):
         clf = ImportanceSampledClassifier(
             mlp, sampler=sampler, batch_size=s["batch"], random_state=seed
         )
-    classes = None if multilabel else np.unique(ytr)
-    if args.estimator == "slide" and multilabel:
-        classes = np.arange(ytr.shape[1])
+        classes = None if multilabel else np.unique(ytr)
     curve = []
     elapsed = 0.0
-    sampler_time = loss_time = 0.0
+    slide_sampler_time = 0.0  # SLIDE's sampler reports the last epoch only
     for _ in range(epochs):
         tic = time.perf_counter()
         clf.partial_fit(Xtr, ytr, classes=classes)
         elapsed += time.perf_counter() - tic
-        if args.estimator == "slide":
-            sampler_time += clf.sampler_.epoch_stats_["sampler_time"]
+        if slide:
+            slide_sampler_time += clf.sampler_.epoch_stats_["sampler_time"]
         curve.append((elapsed, score(clf, Xte, yte, multilabel)))
-    if args.estimator == "slide":
-        epoch_time = elapsed
-        ess = [e / Xtr.shape[0] for e in clf.sampler_.effective_sample_size_]
+    if slide:
+        epoch_time, sampler_time, loss_time = elapsed, slide_sampler_time, 0.0
     else:
         epoch_time = sum(clf.epoch_time_)
         sampler_time, loss_time = sum(clf.sampler_time_), sum(clf.loss_time_)
-        ess = [e / Xtr.shape[0] for e in clf.effective_sample_size_]
+    ess = (clf.sampler_ if slide else clf).effective_sample_size_
     return {
         "sampler": kind,
         "seed": seed,
@@ -208,7 +207,7 @@ def run_one(name, data, kind, seed, args):
         "scores": [a for _, a in curve],
         "sampler_share": sampler_time / epoch_time,
         "loss_share": loss_time / epoch_time,
-        "ess_ratio": ess,
+        "ess_ratio": [e / Xtr.shape[0] for e in ess],
     }
 
 
