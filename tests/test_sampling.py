@@ -277,6 +277,52 @@ def test_kernel_matches_reference_dense_and_csr(dtype, n_buckets, n_rows, n_hash
     np.testing.assert_allclose(ref_kernel.query(codes, 2), ref.query(codes, prior), rtol=rtol)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kernel_insert_and_query_bits_do_not_depend_on_threads(dtype):
+    # each thread owns whole sketch rows and adds a batch in its order, so a
+    # bucket sees the same additions in the same order whatever the threads
+    from sksketch._kernels._nw_sketch import NWSketch
+
+    rng = np.random.RandomState(3)
+    n_rows, n_buckets = 7, 64
+    codes = rng.randint(0, n_buckets, (500, n_rows)).astype(np.int32)
+    losses = rng.rand(500).astype(np.float32)
+    results = []
+    for n_threads in (1, 2, 3, 16):
+        kernel = NWSketch(4, n_rows, 6, n_buckets, 7, dtype)
+        kernel.insert(codes[:300], losses[:300], 1.0, n_threads)
+        kernel.insert(codes[300:], losses[300:], 0.6, n_threads)
+        kernel.insert(codes[:0], losses[:0], 0.9, n_threads)  # decay alone
+        results.append((kernel.sums, kernel.counts, kernel.query(codes, n_threads)))
+    for sums, counts, estimates in results[1:]:
+        np.testing.assert_array_equal(sums, results[0][0])
+        np.testing.assert_array_equal(counts, results[0][1])
+        np.testing.assert_array_equal(estimates, results[0][2])
+
+
+def test_run_epoch_feeds_nw_sampler_like_observe_and_rejects_nan_losses():
+    X = _data(200)
+    loss = (1.0 + X[:, 0] ** 2).astype(np.float32)
+    buffer = np.empty(32, dtype=np.float32)
+
+    def reusing_step(idx, w):
+        # hands back the same buffer every step
+        buffer[: len(idx)] = loss[idx]
+        return buffer[: len(idx)]
+
+    a = NWSketchSampler(random_state=0).start(X)
+    b = NWSketchSampler(random_state=0).start(X)
+    run_epoch(a, 32, reusing_step)
+    for idx, _ in b.batches(32):
+        b.observe(idx, loss[idx])
+    np.testing.assert_array_equal(a.sketch_.sums, b.sketch_.sums)
+    np.testing.assert_array_equal(a.sketch_.counts, b.sketch_.counts)
+
+    c = NWSketchSampler(random_state=0).start(X)
+    with pytest.raises(ValueError, match="NaN or infinite losses"):
+        run_epoch(c, 32, lambda idx, w: np.full(len(idx), np.nan, dtype=np.float32))
+
+
 def test_kernel_validates_and_pickles():
     from sksketch._kernels._nw_sketch import NWSketch
 

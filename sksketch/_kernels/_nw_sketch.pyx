@@ -138,8 +138,10 @@ def insert(const int32_t[:, ::1] codes, const float[::1] losses, floating[:, ::1
            floating[:, ::1] counts, double decay=1.0, int n_threads=1):
     """Add a batch: ``sums[r, codes[i, r]] += losses[i]``, ``counts[...] += 1``.
 
-    With ``decay < 1`` the sketch is first multiplied by `decay`. Sketch rows
-    are independent, so threads split them and never share a bucket.
+    With ``decay < 1`` the sketch is first multiplied by `decay`. Each thread
+    owns a contiguous range of sketch rows, so no bucket is shared, and walks
+    the batch in order reading each row's codes contiguously: every bucket
+    receives its additions in batch order, whatever the thread count.
 
     Parameters
     ----------
@@ -150,18 +152,40 @@ def insert(const int32_t[:, ::1] codes, const float[::1] losses, floating[:, ::1
     cdef Py_ssize_t n = codes.shape[0]
     cdef int n_rows = sums.shape[0]
     cdef Py_ssize_t n_buckets = sums.shape[1]
-    cdef int r
+    cdef int t, r, r0, r1
     cdef Py_ssize_t i, b
+    cdef floating loss
+    cdef floating *s
+    cdef floating *c
+    cdef const int32_t *code
+    if n == 0:
+        if decay != 1.0:
+            n_threads = 1
+        else:
+            return
+    if n_threads < 1:
+        n_threads = 1
+    if n_threads > n_rows:
+        n_threads = n_rows
     with nogil:
-        for r in prange(n_rows, schedule="static", num_threads=n_threads):
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            r0 = t * n_rows // n_threads
+            r1 = (t + 1) * n_rows // n_threads
             if decay != 1.0:
-                for b in range(n_buckets):
-                    sums[r, b] = <floating>(sums[r, b] * decay)
-                    counts[r, b] = <floating>(counts[r, b] * decay)
+                for r in range(r0, r1):
+                    for b in range(n_buckets):
+                        sums[r, b] = <floating>(sums[r, b] * decay)
+                        counts[r, b] = <floating>(counts[r, b] * decay)
+            # the rows of this thread start at bucket 0 of row r0
+            s = &sums[r0, 0] if r1 > r0 else NULL
+            c = &counts[r0, 0] if r1 > r0 else NULL
             for i in range(n):
-                b = codes[i, r]
-                sums[r, b] += losses[i]
-                counts[r, b] += 1
+                loss = <floating>losses[i]
+                code = &codes[i, r0] if r1 > r0 else NULL
+                for r in range(r1 - r0):
+                    b = r * n_buckets + code[r]
+                    s[b] = s[b] + loss
+                    c[b] = c[b] + 1
 
 
 def query(const int32_t[:, ::1] codes, const floating[:, ::1] sums,
@@ -178,16 +202,26 @@ def query(const int32_t[:, ::1] codes, const floating[:, ::1] sums,
     """
     cdef Py_ssize_t n = codes.shape[0]
     cdef int n_rows = sums.shape[0]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, b
+    cdef Py_ssize_t n_buckets = sums.shape[1]
     cdef int r
     cdef double num, den
+    cdef const floating *s
+    cdef const floating *c
+    cdef const int32_t *code
+    if n == 0:
+        return
+    s = &sums[0, 0]
+    c = &counts[0, 0]
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads):
             num = 0.0
             den = 0.0
+            code = &codes[i, 0]
             for r in range(n_rows):
-                num = num + sums[r, codes[i, r]]
-                den = den + counts[r, codes[i, r]]
+                b = r * n_buckets + code[r]
+                num = num + s[b]
+                den = den + c[b]
             out[i] = num / den if den > 0 else prior
 
 

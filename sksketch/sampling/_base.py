@@ -171,11 +171,7 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         if not hasattr(self, "_rng"):
             raise RuntimeError(f"{type(self).__name__}.start must be called before batches")
         batch_size = _check_batch_size(batch_size)
-        n_batches = 0
-        n_draws = 0
-        sum_w = 0.0
-        sum_w2 = 0.0
-        max_w = 0.0
+        parts = []
         self._sampler_time = getattr(self, "_start_time", 0.0)
         self._start_time = 0.0
         it = self._epoch_indices(batch_size)
@@ -187,21 +183,21 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
                 self._sampler_time += time.perf_counter() - tic
                 break
             self._sampler_time += time.perf_counter() - tic
-            n_batches += 1
-            n_draws += len(indices)
-            w64 = weights.astype(np.float64)
-            sum_w += w64.sum()
-            sum_w2 += (w64 * w64).sum()
-            max_w = max(max_w, float(w64.max(initial=0.0)))
+            parts.append(weights)
             yield indices, weights
-        ess = sum_w * sum_w / sum_w2 if sum_w2 > 0 else 0.0
+        tic = time.perf_counter()
+        w = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+        n_draws = w.shape[0]
+        sum_w = w.sum()
+        sum_w2 = w @ w
+        ess = float(sum_w * sum_w / sum_w2) if sum_w2 > 0 else 0.0
         self.epoch_stats_ = {
-            "n_batches": n_batches,
+            "n_batches": len(parts),
             "n_draws": n_draws,
             "effective_sample_size": ess,
             "effective_sample_size_ratio": ess / n_draws if n_draws else 0.0,
-            "max_weight": max_w,
-            "sampler_time": self._sampler_time,
+            "max_weight": float(w.max(initial=0.0)),
+            "sampler_time": self._sampler_time + time.perf_counter() - tic,
         }
         self.effective_sample_size_.append(ess)
 
@@ -221,6 +217,12 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         self : BaseSampler
         """
         return self
+
+    def _observe_trusted(self, indices, losses):
+        """:meth:`observe` from :func:`run_epoch`: `indices` are this sampler's
+        own draws (int64) and `losses` a fresh float32 array of the same
+        length, so a subclass may skip validating and copying them."""
+        return self.observe(indices, losses)
 
     def _timed_observe_begin(self):
         return time.perf_counter()

@@ -58,10 +58,11 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
             )
         if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
             raise ValueError("sample_weight must be finite and non-negative")
-    total_loss = 0.0
-    total_weight = 0.0
     n_batches = 0
     n_samples = 0
+    weight_parts = []
+    loss_parts = []
+    observe = sampler._observe_trusted
     for indices, importance in sampler.batches(batch_size):
         if sample_weight is None:
             weights = importance
@@ -72,16 +73,21 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
         n_samples += indices.shape[0]
         if losses is None:
             continue
-        losses = np.asarray(losses, dtype=np.float32).reshape(-1)
+        # a copy: the step may hand back a buffer it reuses
+        losses = np.array(losses, dtype=np.float32).reshape(-1)
         if losses.shape[0] != indices.shape[0]:
             raise ValueError(
                 f"train_batch returned {losses.shape[0]} losses for a batch of "
                 f"{indices.shape[0]} rows"
             )
-        sampler.observe(indices, losses)
-        w = weights.astype(np.float64)
-        total_loss += float(np.dot(w, losses))
-        total_weight += float(w.sum())
+        observe(indices, losses)
+        weight_parts.append(weights)
+        loss_parts.append(losses)
+    total_loss = total_weight = 0.0
+    if loss_parts:
+        w = np.concatenate(weight_parts).astype(np.float64)
+        total_loss = float(w @ np.concatenate(loss_parts))
+        total_weight = float(w.sum())
     stats = {
         "loss": total_loss / total_weight if total_weight > 0 else 0.0,
         "n_batches": n_batches,

@@ -18,6 +18,7 @@ with high loss (a biased, hard-example-mining objective).
 """
 
 import numbers
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -274,8 +275,11 @@ class NWSketchSampler(_ProbabilitySampler):
             seed_rng = (
                 self._rng if self.random_state is None else check_random_state(self.random_state)
             )
+            # float32 sums and counts: sampling probabilities need no more,
+            # and the sketch is read and written every epoch
             self.sketch_ = SketchCore(
-                X.shape[1], n_rows, n_hash_bits, n_buckets, self.projection_dim, seed_rng
+                X.shape[1], n_rows, n_hash_bits, n_buckets, self.projection_dim, seed_rng,
+                dtype="float32",
             )
         elif self.sketch_.n_features != X.shape[1]:
             raise ValueError(
@@ -284,6 +288,7 @@ class NWSketchSampler(_ProbabilitySampler):
             )
         if getattr(self, "_codes", None) is not None:
             self._flush()
+        self._pending = []
         # A partial_fit loop passes the same matrix every call: reuse its hashes.
         # An estimator that has already fingerprinted the rows it built hands
         # the checksum over, so the matrix is not read a second time.
@@ -317,6 +322,9 @@ class NWSketchSampler(_ProbabilitySampler):
         indices = np.concatenate([i for i, _ in pending])
         losses = np.concatenate([loss for _, loss in pending])
         self._pending = []
+        if not np.isfinite(losses.sum(dtype=np.float64)):
+            # only losses that came through _observe_trusted can get here
+            raise ValueError("the training step returned NaN or infinite losses")
         # codes come from the sketch's own hashing: in range by construction
         self.sketch_.insert(self._codes[indices], losses, trusted_codes=True)
 
@@ -342,6 +350,17 @@ class NWSketchSampler(_ProbabilitySampler):
             self._pending = []
         self._pending.append((indices.copy(), losses.copy()))
         self._timed_observe_end(tic)
+        return self
+
+    def _observe_trusted(self, indices, losses):
+        if type(self).observe is not NWSketchSampler.observe:
+            return self.observe(indices, losses)
+        # run_epoch's own draws and a fresh float32 copy of the step's losses:
+        # kept as they are; their finiteness is checked once, when they enter
+        # the sketch
+        tic = time.perf_counter()
+        self._pending.append((indices, losses))
+        self._sampler_time += time.perf_counter() - tic
         return self
 
     def __getstate__(self):
