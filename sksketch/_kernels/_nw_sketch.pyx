@@ -25,8 +25,9 @@ from libc.stdlib cimport free, malloc
 
 from ._random cimport mix64
 
-# rows per BLAS product when hashing dense input (bounds the temporary)
-DENSE_CHUNK = 4096
+# Bytes of projections per BLAS product when hashing dense input: the
+# product is packed into codes while it is still in L2.
+DENSE_CHUNK_BYTES = 1 << 19
 
 # _BYTE_SIGNS[8 * v + b]: +1 if bit b of the byte v is set, else -1
 cdef double _BYTE_SIGNS[256 * 8]
@@ -82,8 +83,8 @@ def pack_codes(const float[:, ::1] Z, int32_t[:, ::1] codes, int n_rows, int n_h
             for r in range(n_rows):
                 code = 0
                 for k in range(n_hash_bits):
-                    if Z[i, r * n_hash_bits + k] > 0:
-                        code = code | ((<int64_t>1) << k)
+                    # branch-free: the signs are coin flips a branch would mispredict
+                    code = code | ((<int64_t>(Z[i, r * n_hash_bits + k] > 0)) << k)
                 codes[i, r] = <int32_t>(code % n_buckets)
 
 
@@ -312,11 +313,13 @@ cdef class NWSketch:
         n = X.shape[0]
         codes = np.empty((n, self.n_rows), dtype=np.int32)
         Xa = np.asarray(X)
-        for start in range(0, n, DENSE_CHUNK):
-            stop = min(n, start + DENSE_CHUNK)
+        chunk = max(16, DENSE_CHUNK_BYTES // (4 * self.n_rows * self.n_hash_bits))
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
             Z = np.ascontiguousarray(Xa[start:stop] @ self._signs, dtype=np.float32)
-            pack_codes(Z, codes[start:stop], self.n_rows, self.n_hash_bits, self.n_buckets,
-                       n_threads)
+            # on the calling thread: the BLAS threads of the product are still
+            # spinning, and an OpenMP team beside them thrashes the cores
+            pack_codes(Z, codes[start:stop], self.n_rows, self.n_hash_bits, self.n_buckets, 1)
         return codes
 
     def hash_csr(self, X, int n_threads=1):
