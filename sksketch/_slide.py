@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._kernels import _openmp, _slide
+from ._kernels import _openmp, _rows, _slide
 from ._kernels._lsh import LSHTables
 from ._negative_sampling import N_COSINE_STEPS, collision_table, unigram_cdf
 from .base import VersionedStateMixin, _EpochStoppingMixin
@@ -28,9 +28,36 @@ from .utils._validation import check_binary_indicator, check_sparse_indices
 # and must never wrap around, so they are reset well before 2**32.
 _STAMP_LIMIT = 2**32 - 2**20
 
+# Dense inputs of at least this many values are converted on every thread.
+_PARALLEL_ROWS_WORK = 1 << 20
 
-def _as_csr32(X, name="X"):
+
+def _dense_to_csr32(X, name, n_threads):
+    """CSR float32 of a dense matrix, in two row passes (scipy's conversion goes
+    through ``nonzero`` and COO: about 10x slower on Fashion-MNIST's 60000 x 784)."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n_threads = n_threads if X.size >= _PARALLEL_ROWS_WORK else 1
+    counts = np.empty(X.shape[0], dtype=np.int64)
+    _rows.dense_row_nonzeros(X, counts, n_threads)
+    indptr = np.zeros(X.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    if nnz >= 2**31:
+        raise ValueError(f"{name} has {nnz} non-zeros; at most 2**31 - 1 are supported")
+    indices = np.empty(nnz, dtype=np.int32)
+    data = np.empty(nnz, dtype=np.float32)
+    _rows.dense_to_csr(X, indptr, indices, data, n_threads)
+    indptr = indptr.astype(np.int32)
+    out = sp.csr_matrix((data, indices, indptr), shape=X.shape, copy=False)
+    out.indices, out.indptr = indices, indptr  # int32 whatever scipy would pick
+    out.has_canonical_format = True
+    return out
+
+
+def _as_csr32(X, name="X", n_threads=1):
     """CSR float32 with int32 indices and canonical (sorted, summed) entries."""
+    if isinstance(X, np.ndarray) and X.ndim == 2:
+        return _dense_to_csr32(X, name, n_threads)
     X = sp.csr_matrix(X, dtype=np.float32)
     if X.nnz >= 2**31:
         raise ValueError(f"{name} has {X.nnz} non-zeros; at most 2**31 - 1 are supported")
@@ -466,7 +493,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             dtype=np.float32,
             reset=reset,
         )
-        return _as_csr32(X)
+        return _as_csr32(X, n_threads=self._n_threads())
 
     def _encode_y(self, y, classes, first_call, allow_unknown=False):
         """Targets as a CSR indicator over ``classes_`` (int32 ids).

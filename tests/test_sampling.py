@@ -536,5 +536,26 @@ def test_nw_sampler_reuses_hashes_of_the_same_matrix_only():
     codes = sampler._codes
     sampler.start(Xs)
     assert sampler._codes is codes
+    # the same rows, dense: their codes are the same, so they are kept
     sampler.start(X.copy())
+    assert sampler._codes is codes
+    X[5, 1] += 1.0
+    sampler.start(X)
     assert sampler._codes is not codes
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fingerprint_sees_changed_moved_and_reordered_values(sparse):
+    from sksketch.sampling._nw import _fingerprint
+
+    X = np.abs(_data(50, 6)) + 0.5
+    variants = {"same": X.copy()}
+    variants["changed"] = X.copy()
+    variants["changed"][3, 2] += 0.25
+    variants["moved"] = X.copy()  # two values of a row swap columns
+    variants["moved"][4, [1, 2]] = X[4, [2, 1]]
+    variants["reordered"] = X[np.r_[1, 0, 2:50]]
+    wrap = sp.csr_matrix if sparse else np.asarray
+    key = _fingerprint(wrap(X))
+    got = {name: _fingerprint(wrap(V)) == key for name, V in variants.items()}
+    assert got == {"same": True, "changed": False, "moved": False, "reordered": False}

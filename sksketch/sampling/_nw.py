@@ -26,6 +26,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._kernels import _rows
+from .._kernels._openmp import effective_n_threads
 from ..base import VersionedStateMixin
 from ..utils._validation import check_sparse_indices
 from ._base import BaseSampler
@@ -95,26 +97,43 @@ def _as_float32_rows(X):
 
 
 def _fingerprint(X):
-    """Content checksum of a training matrix (or label vector): shape, the sum
-    of every row's values and of every row's squares, each also weighted by
-    the row's position, so changed values and reordered rows both show."""
-    if sp.issparse(X):
+    """Content checksum of a training matrix (or label vector): shape, and the
+    sums over rows of every row's sum of values, of squares and (for float32
+    matrices) of values times their column number, each also weighted by the
+    row's position, so changed values, moved values and reordered rows all
+    show."""
+    if (
+        sp.issparse(X)
+        and X.format == "csr"
+        and X.dtype == np.float32
+        and X.indices.dtype == np.int32
+        and X.indptr.dtype == np.int32
+    ):
+        per_row = np.empty((X.shape[0], 3), dtype=np.float64)
+        _rows.csr_row_checksums(X.data, X.indices, X.indptr, per_row, _row_threads(X.nnz))
+    elif isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype == np.float32:
+        X = np.ascontiguousarray(X)
+        per_row = np.empty((X.shape[0], 3), dtype=np.float64)
+        _rows.dense_row_checksums(X, per_row, _row_threads(X.size))
+    elif sp.issparse(X):
         X = X.tocsr()
-        rows = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        squares = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+        per_row = np.column_stack([
+            np.asarray(X.sum(axis=1), dtype=np.float64).ravel(),
+            np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel(),
+        ])
     else:
         X = np.asarray(X)
         flat = X.reshape(X.shape[0], -1)
-        rows = flat.sum(axis=1, dtype=np.float64)
-        squares = np.einsum("ij,ij->i", flat, flat).astype(np.float64)
+        per_row = np.column_stack([
+            flat.sum(axis=1, dtype=np.float64),
+            np.einsum("ij,ij->i", flat, flat).astype(np.float64),
+        ])
     position = np.arange(1, X.shape[0] + 1, dtype=np.float64)
-    return (
-        X.shape,
-        float(rows.sum()),
-        float(rows @ position),
-        float(squares.sum()),
-        float(squares @ position),
-    )
+    return (X.shape, *per_row.sum(axis=0).tolist(), *(position @ per_row).tolist())
+
+
+def _row_threads(work):
+    return effective_n_threads() if work >= (1 << 22) else 1
 
 
 class _ProbabilitySampler(BaseSampler):
