@@ -201,6 +201,11 @@ def main(argv=None):
                         help="DWTA codes per table (K) of the LSH modes")
     parser.add_argument("--modes", type=lambda s: s.split(","), default=None,
                         help="comma-separated labels of the modes to run (default: all)")
+    parser.add_argument("--label-cluster-size", type=int, default=1,
+                        help="generated problem: labels in clusters of this many by frequency")
+    parser.add_argument("--cluster-shared", type=float, default=0.0,
+                        help="generated problem: share of a label's signature common to its "
+                             "cluster (confusable siblings)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     args = parser.parse_args(argv)
@@ -227,11 +232,17 @@ def main(argv=None):
                         {**params, "max_active_labels": 200, "min_active_labels": 200})
         elif name == "synth":
             started = time.perf_counter()
-            Xa, Ya = make_extreme_classification(args.train + args.test, args.features,
-                                                 args.labels, random_state=0)
+            Xa, Ya = make_extreme_classification(
+                args.train + args.test, args.features, args.labels,
+                label_cluster_size=args.label_cluster_size,
+                cluster_shared_fraction=args.cluster_shared, random_state=0,
+            )
             print(f"\ngenerated {args.labels:,} labels in {time.perf_counter() - started:.1f} s")
             X, Y, Xt, Yt = Xa[: args.train], Ya[: args.train], Xa[args.train:], Ya[args.train:]
-            result = run_dataset(f"synth{args.labels}", X, Y, Xt, Yt, args, params)
+            name = f"synth{args.labels}"
+            if args.cluster_shared > 0:
+                name += f"_clusters{args.label_cluster_size}x{args.cluster_shared:g}"
+            result = run_dataset(name, X, Y, Xt, Yt, args, params)
             verdict(*result)
         else:
             parser.error(f"unknown dataset {name!r}")

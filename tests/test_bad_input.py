@@ -739,6 +739,8 @@ def test_load_xc_keeps_rows_without_labels(tmp_path):
     ({"label_zipf_exponent": np.nan}, "label_zipf_exponent"),
     ({"noise_fraction": 1.5}, "noise_fraction"),
     ({"n_features": "10"}, "n_features"),
+    ({"label_cluster_size": 0}, "label_cluster_size"),
+    ({"cluster_shared_fraction": -0.1}, "cluster_shared_fraction"),
 ])
 def test_make_extreme_classification_refuses_bad_parameters(params, name):
     kwargs = {"n_samples": 10, "n_features": 10, "n_labels": 5, **params}

@@ -328,6 +328,43 @@ def test_generator_is_learnable():
     assert p1 > 0.8 and p1 > 2 * chance
 
 
+def test_generator_label_clusters_share_features():
+    import scipy.sparse as sp
+
+    from sksketch.datasets import make_extreme_classification
+
+    kwargs = dict(n_samples=3000, n_features=20000, n_labels=400, avg_labels_per_sample=1.0,
+                  avg_features_per_sample=8, noise_fraction=0.0, random_state=0)
+    X0, Y0 = make_extreme_classification(**kwargs)
+    # a cluster size alone changes nothing
+    X1, Y1 = make_extreme_classification(label_cluster_size=8, **kwargs)
+    assert (X0 != X1).nnz == 0 and (Y0 != Y1).nnz == 0
+
+    def signatures(X, Y):
+        # features on at least a tenth of a label's rows (one label per row)
+        seen = sp.csr_matrix(Y.T @ (X != 0).astype(np.int32))
+        n_rows = np.asarray(Y.sum(axis=0)).ravel()
+        return [set(seen.indices[seen.indptr[j]:seen.indptr[j + 1]][
+                    seen.data[seen.indptr[j]:seen.indptr[j + 1]] >= 0.1 * n_rows[j]])
+                for j in range(Y.shape[1])]
+
+    def overlap(sets, a, b):
+        return len(sets[a] & sets[b]) / max(1, min(len(sets[a]), len(sets[b])))
+
+    X2, Y2 = make_extreme_classification(label_cluster_size=8, cluster_shared_fraction=0.5,
+                                         **kwargs)
+    np.testing.assert_array_equal(Y2.toarray(), Y0.toarray())  # the same labels
+    by_rank = np.argsort(-np.asarray(Y2.sum(axis=0)).ravel(), kind="stable")
+    clustered, independent = signatures(X2, Y2), signatures(X0, Y0)
+    # the most frequent labels are (almost surely) of the first cluster: half
+    # of their 30 signature features are common; a label far down is not
+    assert len(clustered[by_rank[0]]) >= 25
+    assert overlap(clustered, by_rank[0], by_rank[1]) >= 0.4
+    assert overlap(clustered, by_rank[1], by_rank[2]) >= 0.4
+    assert overlap(clustered, by_rank[0], by_rank[100]) < 0.1
+    assert overlap(independent, by_rank[0], by_rank[1]) < 0.1
+
+
 def test_generator_validation():
     with pytest.raises(ValueError, match="n_labels"):
         make_extreme_classification(10, 10, 0)

@@ -26,6 +26,7 @@ def _zipf_sampler(n, exponent, rng):
         return order[np.minimum(np.searchsorted(cdf, rng.random_sample(size), side="right"),
                                 n - 1)]
 
+    draw.order = order  # order[r]: the id of rank r
     return draw
 
 
@@ -46,6 +47,8 @@ def _unique_per_row(rows, cols, n_cols):
         "signature_size": [Interval(Integral, 1, None, closed="left")],
         "label_zipf_exponent": [Interval(Real, 0, None, closed="left")],
         "noise_fraction": [Interval(Real, 0, 1, closed="both")],
+        "label_cluster_size": [Interval(Integral, 1, None, closed="left")],
+        "cluster_shared_fraction": [Interval(Real, 0, 1, closed="both")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -60,6 +63,8 @@ def make_extreme_classification(
     signature_size=30,
     label_zipf_exponent=0.9,
     noise_fraction=0.4,
+    label_cluster_size=1,
+    cluster_shared_fraction=0.0,
     random_state=None,
 ):
     """Generate a learnable extreme multi-label problem with power-law labels.
@@ -88,6 +93,16 @@ def make_extreme_classification(
         Exponent of the label frequency law (0: uniform).
     noise_fraction : float, default=0.4
         Share of a row's features drawn from the background.
+    label_cluster_size : int, default=1
+        Labels form clusters of this many by frequency rank (ranks 0 to
+        ``label_cluster_size - 1``, and so on), so the labels of a cluster
+        are about equally frequent.
+    cluster_shared_fraction : float, default=0.0
+        Share of each label's signature slots that hold its cluster's common
+        features rather than its own: the labels of a cluster then look alike
+        (confusable siblings, as in a label hierarchy). 0 leaves every label
+        independent, and the output is then the same whatever
+        ``label_cluster_size``.
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -124,7 +139,17 @@ def make_extreme_classification(
         np.int64
     )
     slot = rng.randint(0, signature_size, sig_rows.size).astype(np.uint64)
-    key = labels[pick].astype(np.uint64) * np.uint64(signature_size) + slot
+    owner = labels[pick].astype(np.uint64)
+    n_shared = int(round(cluster_shared_fraction * signature_size))
+    if n_shared > 0:
+        # a cluster's common slots are owned by ids n_labels, n_labels + 1, ...
+        rank = np.empty(n_labels, dtype=np.int64)
+        rank[draw_label.order] = np.arange(n_labels)
+        cluster = np.uint64(n_labels) + (rank[labels[pick]] // label_cluster_size).astype(
+            np.uint64
+        )
+        owner = np.where(slot < np.uint64(n_shared), cluster, owner)
+    key = owner * np.uint64(signature_size) + slot
     sig_features = (_splitmix64(key ^ (seed << np.uint64(32))) % np.uint64(n_features)).astype(
         np.int64
     )
