@@ -35,6 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SKSKETCH_DATA_DIR", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 
+# The generated problem's size, and the SLIDEClassifier settings every mode
+# shares (diagnose_negative_candidates.py trains the same model).
+SYNTH = {"labels": 100_000, "features": 100_000, "train": 10_000}
+SLIDE_PARAMS = dict(hidden_layer_size=128, batch_size=128, learning_rate=1e-3,
+                    max_active_labels=1000, min_active_labels=1000)
+
 # (label, negative_sampling, sampling_correction, negative_fill)
 MODES = [
     ("full", "full", "none", "uniform"),
@@ -188,9 +194,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="delicious,synth")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--labels", type=int, default=100_000)
-    parser.add_argument("--features", type=int, default=100_000)
-    parser.add_argument("--train", type=int, default=10_000)
+    parser.add_argument("--labels", type=int, default=SYNTH["labels"])
+    parser.add_argument("--features", type=int, default=SYNTH["features"])
+    parser.add_argument("--train", type=int, default=SYNTH["train"])
     parser.add_argument("--test", type=int, default=1_000)
     parser.add_argument("--checkpoints", type=int, default=10,
                         help="evaluations per epoch")
@@ -215,9 +221,8 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     # The LSH settings: DWTA with 3 codes per table returns a useful number of
     # candidates from a 128-wide hidden layer (6 codes return almost none).
-    params = dict(hidden_layer_size=128, batch_size=128, learning_rate=1e-3,
-                  hash_family="dwta", n_hashes_per_table=args.hashes_per_table, n_tables=50,
-                  max_active_labels=1000, min_active_labels=1000, n_jobs=args.n_jobs)
+    params = dict(SLIDE_PARAMS, hash_family="dwta", n_hashes_per_table=args.hashes_per_table,
+                  n_tables=50, n_jobs=args.n_jobs)
     for name in args.datasets.split(","):
         if name == "delicious":
             folder = args.data_dir / "delicious"

@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_negative_sampling import SLIDE_PARAMS, SYNTH
 from sksketch._kernels._lsh import LSHTables
 
 from sksketch import SLIDEClassifier
@@ -58,22 +59,26 @@ def generators(W, b):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", type=int, default=100_000)
-    parser.add_argument("--features", type=int, default=100_000)
-    parser.add_argument("--train", type=int, default=10_000)
+    parser.add_argument("--labels", type=int, default=SYNTH["labels"])
+    parser.add_argument("--features", type=int, default=SYNTH["features"])
+    parser.add_argument("--train", type=int, default=SYNTH["train"])
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--n-tables", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label-cluster-size", type=int, default=1)
+    parser.add_argument("--cluster-shared", type=float, default=0.0,
+                        help="share of a label's signature common to its cluster")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    Xa, Ya = make_extreme_classification(args.train + args.test, args.features, args.labels,
-                                         random_state=args.seed)
+    Xa, Ya = make_extreme_classification(
+        args.train + args.test, args.features, args.labels,
+        label_cluster_size=args.label_cluster_size,
+        cluster_shared_fraction=args.cluster_shared, random_state=args.seed,
+    )
     X, Y, Xt, Yt = Xa[: args.train], Ya[: args.train], Xa[args.train:], Ya[args.train:]
-    model = SLIDEClassifier(hidden_layer_size=128, batch_size=128, learning_rate=1e-3,
-                            negative_sampling="unigram", sampling_correction="none",
-                            max_active_labels=1000, min_active_labels=1000,
-                            random_state=args.seed)
+    model = SLIDEClassifier(**SLIDE_PARAMS, negative_sampling="unigram",
+                            sampling_correction="none", random_state=args.seed)
     started = time.perf_counter()
     for _ in range(args.epochs):
         model.partial_fit(X, Y, classes=np.arange(args.labels))

@@ -245,17 +245,18 @@ def test_kernel_signs_match_reference():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("n_buckets", [256, 100])
+# every code a bucket, or codes folded into 2/5 as many buckets
+@pytest.mark.parametrize("buckets", ["all codes", "folded"])
 # projections: 96 (a partial second word), 5 (under a byte), 448 (7 whole words)
 @pytest.mark.parametrize("n_rows, n_hash_bits", [(12, 8), (1, 5), (32, 14)])
-def test_kernel_matches_reference_dense_and_csr(dtype, n_buckets, n_rows, n_hash_bits):
+def test_kernel_matches_reference_dense_and_csr(dtype, buckets, n_rows, n_hash_bits):
     from sksketch._kernels._nw_sketch import NWSketch
 
     from sksketch.sampling._reference import NumpyNWSketch
 
     X = _sparse_rows()
     losses = np.random.RandomState(1).rand(len(X)).astype(np.float32)
-    n_buckets = min(n_buckets, 2**n_hash_bits)
+    n_buckets = 2**n_hash_bits if buckets == "all codes" else 2**n_hash_bits * 2 // 5
     kernel = NWSketch(X.shape[1], n_rows, n_hash_bits, n_buckets, 7, dtype)
     ref = NumpyNWSketch(n_rows, n_hash_bits, n_buckets, 7)
     codes = ref.hash(X)
