@@ -177,6 +177,9 @@ def verdict(curves, full_epoch_s, full_p1, budget):
     lsh = [k for k in curves if k.startswith("lsh")]
     static = [k for k in curves if k.startswith(("uniform", "unigram"))]
     print("\nchecks on the generated problem:")
+    if not lsh or not static:
+        print("  skipped: they need at least one LSH mode and one of uniform / unigram")
+        return
     for m in (budget * 0.5, budget):
         best_lsh = max(lsh, key=lambda k: p1_at(curves[k], m))
         best_static = max(static, key=lambda k: p1_at(curves[k], m))
