@@ -438,7 +438,7 @@ def test_ids_out_of_range_are_refused(slide, data):
     with pytest.raises(ValueError, match="LSHTables: invalid item count"):
         _load_bytes(_tamper(payload, lambda m: m["state"]["lsh_tables_"]["state"]["items"]
                             .update(n_items=-1)))
-    with pytest.raises(ValueError, match=r"sums must be a float64 array of shape \(32, 256\)"):
+    with pytest.raises(ValueError, match=r"sums must be a float32 array of shape \(32, 256\)"):
         _load_bytes(_tamper(payload, arrays={
             "sampler_.sketch_.kernel.state.0": np.zeros((32, 255))}))
 
