@@ -159,6 +159,27 @@ def test_run_epoch_takes_steps_that_return_no_losses():
     assert stats["loss"] == pytest.approx(X[[0, 1, 2, 3, 8, 9], 0].mean(), rel=1e-5)
 
 
+def test_epoch_statistics_survive_a_sampler_that_reuses_its_buffers():
+    class Reusing(BaseSampler):
+        def _epoch_indices(self, batch_size):
+            idx = np.empty(batch_size, dtype=np.int64)
+            w = np.empty(batch_size, dtype=np.float32)
+            for start in range(0, self.n_samples_, batch_size):
+                n = min(batch_size, self.n_samples_ - start)
+                idx[:n] = np.arange(start, start + n)
+                w[:n] = 1.0 + start  # 1 for the first batch, 5 for the second
+                yield idx[:n], w[:n]
+
+    X = _data(8)
+    sampler = Reusing().start(X)
+    stats = run_epoch(sampler, 4, lambda idx, w: idx.astype(np.float32))
+    weights = np.repeat([1.0, 5.0], 4)
+    losses = np.arange(8.0)
+    assert stats["loss"] == pytest.approx(weights @ losses / weights.sum())
+    assert stats["effective_sample_size"] == pytest.approx(weights.sum() ** 2 / (weights @ weights))
+    assert stats["max_weight"] == 5.0
+
+
 def test_run_epoch_rejects_wrong_shapes():
     sampler = UniformSampler().start(_data(6))
     with pytest.raises(ValueError, match="sample_weight"):

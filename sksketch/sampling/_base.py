@@ -183,10 +183,11 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
                 self._sampler_time += time.perf_counter() - tic
                 break
             self._sampler_time += time.perf_counter() - tic
-            parts.append(weights)
+            # a copy: a sampler may yield the same buffer every batch
+            parts.append(np.array(weights, dtype=np.float64))
             yield indices, weights
         tic = time.perf_counter()
-        w = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+        w = np.concatenate(parts) if parts else np.zeros(0)
         n_draws = w.shape[0]
         sum_w = w.sum()
         sum_w2 = w @ w

@@ -81,11 +81,11 @@ def run_epoch(sampler, batch_size, train_batch, sample_weight=None):
                 f"{indices.shape[0]} rows"
             )
         observe(indices, losses)
-        weight_parts.append(weights)
+        weight_parts.append(np.array(weights, dtype=np.float64))  # the sampler may reuse it
         loss_parts.append(losses)
     total_loss = total_weight = 0.0
     if loss_parts:
-        w = np.concatenate(weight_parts).astype(np.float64)
+        w = np.concatenate(weight_parts)
         total_loss = float(w @ np.concatenate(loss_parts))
         total_weight = float(w.sum())
     stats = {
