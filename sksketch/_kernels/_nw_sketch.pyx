@@ -159,15 +159,10 @@ def insert(const int32_t[:, ::1] codes, const float[::1] losses, floating[:, ::1
     cdef floating *s
     cdef floating *c
     cdef const int32_t *code
-    if n == 0:
-        if decay != 1.0:
-            n_threads = 1
-        else:
-            return
-    if n_threads < 1:
-        n_threads = 1
-    if n_threads > n_rows:
-        n_threads = n_rows
+    if n == 0 and decay == 1.0:
+        return
+    # at most one thread per sketch row: every thread's range is non-empty
+    n_threads = max(1, min(n_threads, n_rows))
     with nogil:
         for t in prange(n_threads, schedule="static", num_threads=n_threads):
             r0 = t * n_rows // n_threads
@@ -178,11 +173,11 @@ def insert(const int32_t[:, ::1] codes, const float[::1] losses, floating[:, ::1
                         sums[r, b] = <floating>(sums[r, b] * decay)
                         counts[r, b] = <floating>(counts[r, b] * decay)
             # the rows of this thread start at bucket 0 of row r0
-            s = &sums[r0, 0] if r1 > r0 else NULL
-            c = &counts[r0, 0] if r1 > r0 else NULL
+            s = &sums[r0, 0]
+            c = &counts[r0, 0]
             for i in range(n):
                 loss = <floating>losses[i]
-                code = &codes[i, r0] if r1 > r0 else NULL
+                code = &codes[i, r0]
                 for r in range(r1 - r0):
                     b = r * n_buckets + code[r]
                     s[b] = s[b] + loss

@@ -611,9 +611,10 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
             if n % 2:
                 K.gather_dot(&hidden[n - 1, 0], &W2[t0, 0], H, block_ids, mt, H,
                              &sv[n - 1, t0])
-        for i in range(n):
-            for j in range(j0, j0 + m):
-                sv[i, j] = sv[i, j] + b2[j]
+            # the bias while the tile's scores are still in L1
+            for i in range(n):
+                for j in range(t0, t0 + mt):
+                    sv[i, j] = sv[i, j] + b2[j]
     return scores
 
 
