@@ -247,10 +247,10 @@ def main(argv=None):
             )
             print(f"\ngenerated {args.labels:,} labels in {time.perf_counter() - started:.1f} s")
             X, Y, Xt, Yt = Xa[: args.train], Ya[: args.train], Xa[args.train:], Ya[args.train:]
-            name = f"synth{args.labels}"
+            problem = f"synth{args.labels}"
             if args.cluster_shared > 0:
-                name += f"_clusters{args.label_cluster_size}x{args.cluster_shared:g}"
-            result = run_dataset(name, X, Y, Xt, Yt, args, params)
+                problem += f"_clusters{args.label_cluster_size}x{args.cluster_shared:g}"
+            result = run_dataset(problem, X, Y, Xt, Yt, args, params)
             verdict(*result)
         else:
             parser.error(f"unknown dataset {name!r}")

@@ -18,7 +18,6 @@ with high loss (a biased, hard-example-mining objective).
 """
 
 import numbers
-import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,11 +26,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._kernels import _rows
-from .._kernels._openmp import effective_n_threads
 from ..base import VersionedStateMixin
 from ..utils._validation import check_sparse_indices
 from ._base import BaseSampler
-from ._sketch import SketchCore
+from ._sketch import SketchCore, _threads
 
 __all__ = ["ExactLossSampler", "NWSketchSampler", "NadarayaWatsonSketch"]
 
@@ -110,11 +108,11 @@ def _fingerprint(X):
         and X.indptr.dtype == np.int32
     ):
         per_row = np.empty((X.shape[0], 3), dtype=np.float64)
-        _rows.csr_row_checksums(X.data, X.indices, X.indptr, per_row, _row_threads(X.nnz))
+        _rows.csr_row_checksums(X.data, X.indices, X.indptr, per_row, _threads(X.nnz))
     elif isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype == np.float32:
         X = np.ascontiguousarray(X)
         per_row = np.empty((X.shape[0], 3), dtype=np.float64)
-        _rows.dense_row_checksums(X, per_row, _row_threads(X.size))
+        _rows.dense_row_checksums(X, per_row, _threads(X.size))
     elif sp.issparse(X):
         X = X.tocsr()
         per_row = np.column_stack([
@@ -130,10 +128,6 @@ def _fingerprint(X):
         ])
     position = np.arange(1, X.shape[0] + 1, dtype=np.float64)
     return (X.shape, *per_row.sum(axis=0).tolist(), *(position @ per_row).tolist())
-
-
-def _row_threads(work):
-    return effective_n_threads() if work >= (1 << 22) else 1
 
 
 class _ProbabilitySampler(BaseSampler):
@@ -377,9 +371,9 @@ class NWSketchSampler(_ProbabilitySampler):
         # run_epoch's own draws and a fresh float32 copy of the step's losses:
         # kept as they are; their finiteness is checked once, when they enter
         # the sketch
-        tic = time.perf_counter()
+        tic = self._timed_observe_begin()
         self._pending.append((indices, losses))
-        self._sampler_time += time.perf_counter() - tic
+        self._timed_observe_end(tic)
         return self
 
     def __getstate__(self):

@@ -8,8 +8,8 @@ from .._kernels._openmp import effective_n_threads
 
 __all__ = ["SketchCore"]
 
-# Below this many bucket updates or look-ups a call runs on the calling
-# thread: waking an OpenMP team costs more than a training batch's sketch work.
+# Below this many bucket updates, look-ups or values checksummed a call runs on
+# the calling thread: waking an OpenMP team costs more than that work.
 _PARALLEL_MIN_WORK = 1 << 22
 
 
