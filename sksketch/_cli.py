@@ -95,24 +95,48 @@ def _write_atomically(path, write):
 
 
 def save_model(estimator, path):
-    """Write a fitted estimator to ``path`` with joblib, atomically."""
-    import joblib
+    """Write a fitted estimator to ``path`` with :func:`sksketch.save`, atomically.
 
-    _write_atomically(path, lambda f: joblib.dump(estimator, f))
+    The file is data only (arrays and JSON, no pickle), so :func:`load_model`
+    never runs code from it.
+    """
+    from ._safe_io import save
+
+    _write_atomically(path, lambda f: save(estimator, f))
+
+
+def _is_pickle(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x80"
+    except OSError:
+        return False
 
 
 def load_model(path):
-    """Read a model written by :func:`save_model` (``joblib.load``)."""
-    import joblib
+    """Read a model written by :func:`save_model` with :func:`sksketch.load` (no unpickling)."""
+    from ._safe_io import load
+    from .base import IncompatibleVersionError
 
     try:
-        model = joblib.load(path)
+        model = load(path)
     except FileNotFoundError:
         raise CommandError(f"{path}: no such model file") from None
-    except (EOFError, ValueError, KeyError, OSError) as exc:
-        if type(exc).__name__ == "IncompatibleVersionError":
-            raise CommandError(f"{path}: {exc}") from None
-        raise CommandError(f"{path}: not a model file written by sksketch ({exc})") from None
+    except IncompatibleVersionError as exc:
+        raise CommandError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        hint = ""
+        if _is_pickle(path):
+            # what 'sksketch train' wrote before it saved models as data
+            hint = (
+                "; it is a pickle, which sksketch does not load (unpickling can run code): "
+                "if you trust it, convert it with python -c \"import joblib, sksketch; "
+                f"sksketch.save(joblib.load('{path}'), 'model.npz')\""
+            )
+        raise CommandError(f"{exc}{hint}") from None
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read the model file ({exc.strerror or exc})") \
+            from None
     if not hasattr(model, "predict_topk"):
         raise CommandError(f"{path}: holds a {type(model).__name__}, not an sksketch model")
     return model
@@ -502,11 +526,13 @@ def build_parser():
         "train", help="train SLIDEClassifier on an XC-format file and write a model",
         description="Train SLIDEClassifier on a file in the Extreme Classification "
         "Repository format, optionally report P@k, nDCG@k and PSP@k on a test file, and "
-        "write the model (joblib) atomically: an interrupted run never leaves a partial "
-        "model file.",
+        "write the model atomically as an sksketch model file (sksketch.save: arrays and "
+        "JSON, read without unpickling): an interrupted run never leaves a partial model "
+        "file.",
     )
     train.add_argument("train_file", help="training data, XC format ('N D L' header)")
-    train.add_argument("-o", "--model", required=True, help="model file to write")
+    train.add_argument("-o", "--model", required=True,
+                       help="model file to write (customarily .npz; sksketch.load reads it)")
     train.add_argument("--test-file", help="test data, XC format, evaluated after training")
     train.add_argument("-k", type=_k_list, default=[1, 3, 5],
                        help="ranks to evaluate the test file at (default: 1,3,5)")
@@ -517,7 +543,7 @@ def build_parser():
         "predict", help="top-k labels and scores of each row of an XC or libsvm file",
         description="Write one line per input row: 'label:score' pairs, best first.",
     )
-    predict.add_argument("model", help="model file written by 'sksketch train'")
+    predict.add_argument("model", help="model file written by 'sksketch train' or sksketch.save")
     predict.add_argument("data_file", help="rows to predict (XC or libsvm)")
     predict.add_argument("-k", type=_positive, default=5, help="labels per row (default 5)")
     predict.add_argument("-o", "--output", help="output file (default: stdout)")
@@ -530,7 +556,8 @@ def build_parser():
         "the file's labels. Propensities for PSP@k come from --propensity-file (normally "
         "the training file) or, without it, from the evaluated file itself.",
     )
-    evaluate.add_argument("model", help="model file written by 'sksketch train'")
+    evaluate.add_argument("model",
+                          help="model file written by 'sksketch train' or sksketch.save")
     evaluate.add_argument("data_file", help="labelled rows (XC or libsvm)")
     evaluate.add_argument("-k", type=_k_list, default=[1, 3, 5],
                           help="ranks to evaluate at (default: 1,3,5)")

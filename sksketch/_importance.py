@@ -14,6 +14,16 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from . import _sklearn_state  # noqa: F401 (allows the estimators it may wrap in model files)
+from ._state import (
+    allow_in_model_files,
+    attr_array,
+    attr_integer,
+    check_rng,
+    fail,
+    is_fitted,
+    run_check,
+)
 from .base import VersionedStateMixin
 from .sampling import (
     ExactLossSampler,
@@ -22,6 +32,7 @@ from .sampling import (
     check_sampler,
     run_epoch,
 )
+from .sampling._base import _check_sampler_attribute
 from .sampling._nw import _LOSS_CHUNK, _as_float32_rows, _fingerprint
 from .utils._validation import check_binary_indicator, check_sparse_indices
 
@@ -56,6 +67,7 @@ def _estimator_has(attr):
     return check
 
 
+@allow_in_model_files
 class ImportanceSampledClassifier(
     VersionedStateMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator
 ):
@@ -338,6 +350,24 @@ class ImportanceSampledClassifier(
         state = dict(super().__getstate__())
         state.pop("_sampler_rows_cache", None)
         return state
+
+    def _check_state(self):
+        if not is_fitted(self, ("estimator_", "sampler_", "classes_", "n_features_in_", "_rng")):
+            return
+        inner = self.estimator_
+        # a wrapped scikit-learn estimator does not check its own unpickled state
+        run_check(inner)
+        n_features = attr_integer(self, "n_features_in_", 1)
+        classes = attr_array(self, "classes_", None, (None,), contiguous=False)
+        if hasattr(inner, "n_features_in_") and inner.n_features_in_ != n_features:
+            fail(self, f"estimator_ has {inner.n_features_in_} features, the model {n_features}")
+        inner_classes = getattr(inner, "classes_", None)
+        if inner_classes is not None and not (
+            isinstance(inner_classes, np.ndarray) and np.array_equal(inner_classes, classes)
+        ):
+            fail(self, "estimator_.classes_ differs from classes_")
+        check_rng(self, "_rng")
+        _check_sampler_attribute(self)
 
     def _losses(self, X, y_codes):
         """Per-example log loss of the current model."""

@@ -9,21 +9,19 @@ members by key, with the dtype and shape each must have.
 
 Loading reads the members with ``np.load(..., allow_pickle=False)`` and the
 metadata with :mod:`json`, so it never runs code from the file: the only
-objects it creates are instances of the classes in an allowlist (sksketch
-estimators, samplers and compiled tables, and the few scikit-learn parts
-an :class:`~sksketch.ImportanceSampledClassifier` may wrap), built from their
-state like unpickling builds them. It then checks the rebuilt model: shapes
-that must agree (weights against ``n_features_in_`` and ``classes_``,
-optimiser moments against weights), ids that index arrays (hash-table ids,
-label ids), the sizes the compiled kernels rely on. A file that fails any of
-these checks raises :class:`ValueError`; it never reaches a kernel.
+objects it creates are instances of the classes allowed in model files
+(:func:`sksketch._state.allow_in_model_files`), built from their state like
+unpickling builds them. Each rebuilt object's state is then checked by the
+checks its class owns, the same that unpickling runs (shapes that must agree,
+ids that index arrays, the sizes the compiled kernels rely on); a compiled
+object's state is checked before it is built. A file that fails any check
+raises :class:`ValueError`; it never reaches a kernel.
 
 Values themselves are not authenticated: weights load as saved, NaN and
 infinities included (a diverged model stays diverged, as with pickle).
 """
 
 import copyreg
-import functools
 import inspect
 import json
 import math
@@ -33,7 +31,8 @@ import zipfile
 import numpy as np
 import scipy.sparse as sp
 
-from . import base as _base
+from ._state import VERSION_KEY, StateError, allowed_classes, class_name, is_int
+from ._version import __version__
 
 __all__ = ["load", "save"]
 
@@ -50,77 +49,28 @@ _SPARSE_FIELDS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices
                   "coo": ("data", "row", "col")}
 
 
-class _FormatError(ValueError):
+class _FormatError(StateError):
     """The file is not a valid model file; load() adds the file's name."""
 
 
 # ------------------------------------------------------------------ allowlist
 
 
-def _class_name(cls):
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-@functools.cache
-def _registry():
-    """``{class name: (class, kind, precheck, check)}`` of every class a file may hold.
-
-    kind ``"estimator"``: a scikit-learn style estimator, stored as its
-    parameters and the rest of its ``__getstate__``; ``"object"``: a plain
-    object, stored as its ``__getstate__`` dict; ``"reduce"``: a compiled
-    object, stored as the constructor arguments and state of its ``__reduce__``.
-    `precheck(args, state)` runs before a compiled object is constructed,
-    `check(obj)` on every rebuilt object.
-    """
-    from sklearn.linear_model import SGDClassifier
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
-    from sklearn.preprocessing import LabelBinarizer
-
-    from ._importance import ImportanceSampledClassifier
-    from ._kernels._lsh import LSHTables
-    from ._kernels._nw_sketch import NWSketch
-    from ._slide import SLIDEClassifier
-    from ._zeroshot import ZeroShotSoftLabelClassifier
-    from .sampling import (
-        ExactLossSampler,
-        NadarayaWatsonSketch,
-        NWSketchSampler,
-        UniformSampler,
-    )
-    from .sampling._sketch import SketchCore
-
-    entries = [
-        (SLIDEClassifier, "estimator", None, _check_slide),
-        (ZeroShotSoftLabelClassifier, "estimator", None, _check_zeroshot),
-        (ImportanceSampledClassifier, "estimator", None, _check_importance),
-        (NadarayaWatsonSketch, "estimator", None, _check_nw_regressor),
-        (UniformSampler, "estimator", None, _check_sampler),
-        (NWSketchSampler, "estimator", None, _check_sampler),
-        (ExactLossSampler, "estimator", None, _check_sampler),
-        (SketchCore, "object", None, _check_sketch_core),
-        (LSHTables, "reduce", _precheck_lsh_tables, None),
-        (NWSketch, "reduce", _precheck_nw_sketch, None),
-        # what ImportanceSampledClassifier may wrap
-        (SGDClassifier, "estimator", None, _check_sgd),
-        (MLPClassifier, "estimator", None, _check_mlp),
-        (LabelBinarizer, "estimator", None, None),
-        (AdamOptimizer, "object", None, None),
-        (SGDOptimizer, "object", None, None),
-    ]
-    losses = {spec[0] for spec in SGDClassifier.loss_functions.values()}
-    entries += [(cls, "reduce", _precheck_loss, None) for cls in sorted(losses, key=_class_name)]
-    return {_class_name(cls): (cls, kind, pre, check) for cls, kind, pre, check in entries}
+def _foreign_estimators():
+    """Names of the allowed estimators that are not sksketch's own, for messages."""
+    return ", ".join(sorted(
+        entry.cls.__name__ for entry in allowed_classes().values()
+        if entry.kind == "estimator" and not entry.cls.__module__.startswith("sksketch.")
+    ))
 
 
 def _cannot_save(value, path):
     where = f" (at {path})" if path else ""
     return TypeError(
         f"sksketch.save cannot store a {type(value).__module__}.{type(value).__qualname__}"
-        f"{where}: it writes sksketch estimators and the few scikit-learn parts an "
-        "ImportanceSampledClassifier may wrap (SGDClassifier, MLPClassifier), as plain "
-        "data. Save this model with pickle or joblib (and load only files you trust) "
-        "or with skops.io."
+        f"{where}: it writes sksketch estimators and the few scikit-learn parts they may "
+        f"hold ({_foreign_estimators()}), as plain data. Save this model with pickle or "
+        "joblib (and load only files you trust) or with skops.io."
     )
 
 
@@ -135,7 +85,7 @@ class _Writer:
     """Turns a state tree into JSON nodes, collecting its arrays by key."""
 
     def __init__(self):
-        self.registry = {cls: (name, kind) for name, (cls, kind, _, _) in _registry().items()}
+        self.allowed = {entry.cls: (name, entry.kind) for name, entry in allowed_classes().items()}
         self.arrays = {}
         self._array_keys = {}
         self._object_ids = {}
@@ -278,9 +228,9 @@ class _Writer:
 
     def _object(self, value, path, depth):
         cls = type(value)
-        if cls not in self.registry:
+        if cls not in self.allowed:
             raise _cannot_save(value, path)
-        name, kind = self.registry[cls]
+        name, kind = self.allowed[cls]
         if kind == "reduce":
             reduced = value.__reduce__()
             if (
@@ -309,7 +259,7 @@ class _Writer:
         if type(state) is not dict or not all(type(k) is str for k in state):
             raise _cannot_save(value, path)
         state = dict(state)
-        state.pop(_base._VERSION_KEY, None)
+        state.pop(VERSION_KEY, None)
         node = {"type": kind, "class": name}
         if kind == "estimator":
             params = {k: state.pop(k) for k in cls._get_param_names() if k in state}
@@ -339,10 +289,9 @@ def save(estimator, path, *, compress=False):
     Parameters
     ----------
     estimator : estimator
-        A fitted or unfitted sksketch estimator or sampler. An
-        :class:`~sksketch.ImportanceSampledClassifier` may wrap a
-        :class:`~sklearn.linear_model.SGDClassifier` (its default) or a
-        :class:`~sklearn.neural_network.MLPClassifier`.
+        A fitted or unfitted sksketch estimator or sampler, holding only
+        objects of the classes allowed in model files (see
+        :ref:`safe_persistence`).
     path : str, path-like or binary file object
         Where to write; the file is overwritten. ``.npz`` is the customary
         extension (none is added).
@@ -354,9 +303,9 @@ def save(estimator, path, *, compress=False):
     ------
     TypeError
         The state holds something the format cannot store as data, such as
-        a wrapped estimator of another class or a Python object array; the
-        message names where it is. Such models need pickle or joblib (trusted
-        files only) or ``skops.io``.
+        a wrapped estimator of a class not allowed in model files or a
+        Python object array; the message names where it is. Such models
+        need pickle or joblib (trusted files only) or ``skops.io``.
 
     See Also
     --------
@@ -377,16 +326,15 @@ def save(estimator, path, *, compress=False):
     np.True_
     >>> folder.cleanup()
     """
-    if type(estimator) not in _registry_classes() or not isinstance(
-        estimator, _base.VersionedStateMixin
-    ):
+    entry = allowed_classes().get(class_name(type(estimator)))
+    if entry is None or entry.cls is not type(estimator) or entry.check_version is None:
         raise _cannot_save(estimator, "")
     writer = _Writer()
     root = writer.node(estimator, "")
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "sksketch_version": _base.__version__,
+        "sksketch_version": __version__,
         "estimator": root["class"],
         "params": root["params"],
         "state": root["state"],
@@ -399,20 +347,12 @@ def save(estimator, path, *, compress=False):
             _write_zip(file, text, writer.arrays, compress)
 
 
-def _registry_classes():
-    return {cls for cls, _, _, _ in _registry().values()}
-
-
 # ------------------------------------------------------------------ reading
 
 
 def _expect(condition, message):
     if not condition:
         raise _FormatError(message)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _fields(node, path, required, optional=()):
@@ -431,7 +371,7 @@ class _Reader:
 
     def __init__(self, npz):
         self.npz = npz
-        self.registry = _registry()
+        self.allowed = allowed_classes()
         self.arrays = {}
         self.native = {}
         self.objects = {}
@@ -448,7 +388,7 @@ class _Reader:
 
     def _register(self, node, obj, path):
         node_id = node["id"]
-        _expect(_is_int(node_id) and node_id not in self.objects,
+        _expect(is_int(node_id) and node_id not in self.objects,
                 f"{path}: object id {node_id!r} is not a new integer")
         self.objects[node_id] = obj
 
@@ -644,10 +584,10 @@ class _Reader:
 
     def _entry(self, node, path, kind):
         name = node.get("class")
-        _expect(type(name) is str and name in self.registry,
+        _expect(type(name) is str and name in self.allowed,
                 f"{path or 'the model'}: class {name!r:.120} is not one a model file may hold")
-        entry = self.registry[name]
-        _expect(entry[1] == kind, f"{path or 'the model'}: {name} cannot be a {kind} node")
+        entry = self.allowed[name]
+        _expect(entry.kind == kind, f"{path or 'the model'}: {name} cannot be a {kind} node")
         return entry
 
     def _state_dict(self, value, path, depth, cls):
@@ -665,14 +605,15 @@ class _Reader:
 
     def _node_estimator(self, node, path, depth):
         _fields(node, path, ("id", "class", "params", "state"))
-        cls, _, _, check = self._entry(node, path, "estimator")
+        entry = self._entry(node, path, "estimator")
+        cls = entry.cls
         obj = cls.__new__(cls)
         self._register(node, obj, path)
         params = self._state_dict(node["params"], path, depth, cls)
         names = set(cls._get_param_names())
         unknown = sorted(set(params) - names)
         _expect(not unknown, f"{path or 'the model'}: {cls.__name__} has no parameters {unknown}")
-        versioned = issubclass(cls, _base.VersionedStateMixin)
+        versioned = entry.check_version is not None
         missing = sorted(names - set(params))
         _expect(not versioned or not missing,
                 f"{path or 'the model'}: {cls.__name__} parameters {missing} are missing")
@@ -682,7 +623,8 @@ class _Reader:
         state = {**params, **state}
         if versioned:
             # the file's version was checked once for the whole model
-            state[_base._VERSION_KEY] = _base.__version__
+            state[VERSION_KEY] = __version__
+        # a class that checks its own state does so here, as when it is unpickled
         self._set_state(obj, state, path)
         if hasattr(cls, "_parameter_constraints"):
             # the checks fit would make, made now
@@ -690,18 +632,18 @@ class _Reader:
                 obj._validate_params()
             except (TypeError, ValueError) as exc:
                 raise _FormatError(f"{path or 'the model'}: {exc}") from None
-        if check is not None:
-            check(obj)
+        if entry.check is not None:
+            entry.check(obj)
         return obj
 
     def _node_object(self, node, path, depth):
         _fields(node, path, ("id", "class", "state"))
-        cls, _, _, check = self._entry(node, path, "object")
-        obj = cls.__new__(cls)
+        entry = self._entry(node, path, "object")
+        obj = entry.cls.__new__(entry.cls)
         self._register(node, obj, path)
-        self._set_state(obj, self._state_dict(node["state"], path, depth, cls), path)
-        if check is not None:
-            check(obj)
+        self._set_state(obj, self._state_dict(node["state"], path, depth, entry.cls), path)
+        if entry.check is not None:
+            entry.check(obj)
         return obj
 
     @staticmethod
@@ -711,6 +653,8 @@ class _Reader:
                 obj.__setstate__(state)
             else:
                 obj.__dict__.update(state)
+        except StateError:
+            raise
         except Exception as exc:
             raise _FormatError(
                 f"{path or 'the model'}: {type(obj).__name__} rejects its state ({exc})"
@@ -718,7 +662,7 @@ class _Reader:
 
     def _node_reduce(self, node, path, depth):
         _fields(node, path, ("id", "class", "args", "state"))
-        cls, _, precheck, check = self._entry(node, path, "reduce")
+        cls, _, precheck, check, _ = self._entry(node, path, "reduce")
         _expect(type(node["args"]) is list, f"{path}: args must be a JSON list")
         args = tuple(self.node(a, _join(path, f"args.{i}"), depth)
                      for i, a in enumerate(node["args"]))
@@ -840,22 +784,20 @@ def load(path):
             return _load(path, name)
         with open(path, "rb") as file:
             return _load(file, name)
-    except _FormatError as exc:
+    except StateError as exc:
         raise ValueError(f"Cannot load {name}: {exc}") from exc.__cause__
 
 
 def _load(file, name):
     with _load_npz(file) as npz:
         metadata = _read_metadata(npz)
-        registry = _registry()
+        allowed = allowed_classes()
         cls_name = metadata["estimator"]
-        _expect(type(cls_name) is str and cls_name in registry
-                and issubclass(registry[cls_name][0], _base.VersionedStateMixin),
+        _expect(type(cls_name) is str and cls_name in allowed
+                and allowed[cls_name].check_version is not None,
                 f"class {cls_name!r:.120} is not one a model file may hold")
         saved = metadata["sksketch_version"]
-        _base._check_compatible(
-            saved if type(saved) is str else None, _base.__version__, cls_name.rsplit(".")[-1]
-        )
+        allowed[cls_name].check_version(saved if type(saved) is str else None)
         reader = _Reader(npz)
         root = {"type": "estimator", "id": 0, "class": cls_name,
                 "params": metadata["params"], "state": metadata["state"]}
@@ -863,346 +805,3 @@ def _load(file, name):
         extra = reader.unexpected_members()
         _expect(not extra, f"the archive holds members no node refers to: {extra[:5]}")
     return estimator
-
-
-# ------------------------------------------------------------------ checks
-
-_F32, _F64, _I32, _I64, _U16 = "float32", "float64", "int32", "int64", "uint16"
-
-
-def _fail(obj, message):
-    raise _FormatError(f"{type(obj).__name__}: {message}")
-
-
-def _shape_text(shape):
-    dims = ["*" if n is None else str(n) for n in shape]
-    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
-
-
-def _check_array(obj, name, value, dtypes, shape, contiguous=True):
-    if not isinstance(value, np.ndarray):
-        _fail(obj, f"{name} must be an array, found {type(value).__name__}")
-    if dtypes is not None and value.dtype.name not in dtypes:
-        _fail(obj, f"{name} has dtype {value.dtype}, expected {' or '.join(dtypes)}")
-    if shape is not None and (
-        value.ndim != len(shape)
-        or any(n is not None and n != m for n, m in zip(shape, value.shape, strict=True))
-    ):
-        _fail(obj, f"{name} has shape {value.shape}, expected {_shape_text(shape)}")
-    if contiguous and not value.flags.c_contiguous:
-        _fail(obj, f"{name} must be C-contiguous")
-    return value
-
-
-def _attr_array(obj, name, dtypes, shape, optional=False, contiguous=True):
-    value = getattr(obj, name, None)
-    if value is None:
-        if optional:
-            return None
-        _fail(obj, f"{name} is missing")
-    return _check_array(obj, name, value, dtypes, shape, contiguous)
-
-
-def _integer(obj, name, low=0):
-    value = getattr(obj, name, None)
-    if not _is_int(value) or value < low:
-        _fail(obj, f"{name} must be an integer >= {low}, found {value!r:.40}")
-    return int(value)
-
-
-def _in_range(obj, name, ids, high):
-    if ids.size and (ids.min() < 0 or ids.max() >= high):
-        _fail(obj, f"{name} holds ids outside [0, {high})")
-
-
-def _fitted(obj, names):
-    """Whether obj holds its fitted state: all of `names`, or none of them."""
-    present = [hasattr(obj, n) for n in names]
-    if any(present) and not all(present):
-        missing = [n for n, p in zip(names, present, strict=True) if not p]
-        _fail(obj, f"a fitted model needs {missing}")
-    return all(present)
-
-
-def _check_rng(obj, name):
-    value = getattr(obj, name, None)
-    if value is not None and not isinstance(value, np.random.RandomState):
-        _fail(obj, f"{name} must be a RandomState")
-
-
-def _check_tables(obj, name, tables, dim, n_labels):
-    from ._kernels._lsh import LSHTables
-
-    if not isinstance(tables, LSHTables):
-        _fail(obj, f"{name} must be LSHTables, found {type(tables).__name__}")
-    if tables.dim != dim:
-        _fail(obj, f"{name} hash vectors of length {tables.dim}, the hidden layer has {dim}")
-    if tables.n_items not in (0, n_labels):
-        _fail(obj, f"{name} hold {tables.n_items} labels, the model has {n_labels}")
-
-
-_SLIDE_FITTED = (
-    "n_features_in_", "classes_", "input_weights_", "input_bias_", "output_weights_",
-    "output_bias_", "_adam", "_label_counts", "lsh_tables_", "_step", "t_", "n_iter_",
-)
-
-
-def _check_slide(est):
-    if not _fitted(est, _SLIDE_FITTED):
-        return
-    n_features = _integer(est, "n_features_in_", 1)
-    n_labels = len(_attr_array(est, "classes_", None, (None,), contiguous=False))
-    W1 = _attr_array(est, "input_weights_", (_F32,), (n_features, None))
-    H = W1.shape[1]
-    if est.hidden_layer_size != H:
-        _fail(est, f"hidden_layer_size={est.hidden_layer_size!r} but the weights have {H} units")
-    _attr_array(est, "input_bias_", (_F32,), (H,))
-    _attr_array(est, "output_weights_", (_F32,), (n_labels, H))
-    _attr_array(est, "output_bias_", (_F32,), (n_labels,))
-    adam = est._adam
-    shapes = {
-        "m_in": (n_features, H), "v_in": (n_features, H), "m_in_bias": (1, H),
-        "v_in_bias": (1, H), "m_out": (n_labels, H), "v_out": (n_labels, H),
-        "m_out_bias": (n_labels, 1), "v_out_bias": (n_labels, 1),
-    }
-    if type(adam) is not dict or set(adam) != set(shapes):
-        _fail(est, f"_adam must be a dict of {sorted(shapes)}")
-    for key, shape in shapes.items():
-        dtypes = (_F32, _U16) if key in ("m_out", "v_out") else (_F32,)
-        _check_array(est, f"_adam[{key!r}]", adam[key], dtypes, shape)
-    if adam["m_out"].dtype != adam["v_out"].dtype:
-        _fail(est, "the output layer's Adam moments differ in dtype")
-    _attr_array(est, "_label_counts", (_I64,), (n_labels,))
-    _attr_array(est, "_output_bf16", (_U16,), (n_labels, H), optional=True)
-    _attr_array(est, "_row_norms", (_F32,), (n_labels,), optional=True)
-    _attr_array(est, "_cp_table", (_F32,), (None,), optional=True)
-    _attr_array(est, "_unigram_cdf", (_F64,), (n_labels,), optional=True)
-    for name in ("_step", "t_", "n_iter_"):
-        _integer(est, name)
-    _check_tables(est, "lsh_tables_", est.lsh_tables_, H, n_labels)
-    cache = getattr(est, "_inference_tables_cache", None)
-    if cache is not None:
-        if type(cache) is not tuple or len(cache) != 2:
-            _fail(est, "_inference_tables_cache must be a pair")
-        _check_tables(est, "_inference_tables_cache", cache[1], H, n_labels)
-    frequent = getattr(est, "_frequent_cache", None)
-    if frequent is not None:
-        if type(frequent) is not tuple or len(frequent) != 2:
-            _fail(est, "_frequent_cache must be a pair")
-        _in_range(est, "_frequent_cache", _check_array(
-            est, "_frequent_cache", frequent[1], (_I32,), (None,)), n_labels)
-    _check_rng(est, "_rng")
-    _check_sampler_attr(est)
-
-
-_ZEROSHOT_FITTED = (
-    "n_features_in_", "classes_", "class_attributes_", "coefs_", "intercepts_", "_adam_m",
-    "_adam_v", "_seen_counts", "_one_hot", "_step", "t_", "n_iter_",
-)
-
-
-def _check_layers(est, n_features, dtypes, contiguous):
-    """Shapes of coefs_ and intercepts_; returns the output width."""
-    coefs, intercepts = est.coefs_, est.intercepts_
-    if type(coefs) is not list or type(intercepts) is not list or not coefs or (
-        len(coefs) != len(intercepts)
-    ):
-        _fail(est, "coefs_ and intercepts_ must be non-empty lists of one length")
-    width = n_features
-    for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
-        _check_array(est, f"coefs_[{i}]", W, dtypes, (width, None), contiguous)
-        width = W.shape[1]
-        _check_array(est, f"intercepts_[{i}]", b, (W.dtype.name,), (width,), contiguous)
-    return width
-
-
-def _check_like(est, name, arrays, params, contiguous=True):
-    if type(arrays) is not list or len(arrays) != len(params):
-        _fail(est, f"{name} must be a list of {len(params)} arrays")
-    for i, (a, p) in enumerate(zip(arrays, params, strict=True)):
-        _check_array(est, f"{name}[{i}]", a, (p.dtype.name,), p.shape, contiguous)
-
-
-def _check_zeroshot(est):
-    if not _fitted(est, _ZEROSHOT_FITTED):
-        return
-    n_features = _integer(est, "n_features_in_", 1)
-    n_classes = len(_attr_array(est, "classes_", None, (None,), contiguous=False))
-    attributes = _attr_array(est, "class_attributes_", (_F32,), (n_classes, None))
-    width = _check_layers(est, n_features, (_F32,), True)
-    if width != attributes.shape[1]:
-        _fail(est, f"the network outputs {width} values for {attributes.shape[1]} attributes")
-    if est._one_hot and attributes.shape[1] != n_classes:
-        _fail(est, "one-hot class attributes must have one column per class")
-    params = est.coefs_ + est.intercepts_
-    _check_like(est, "_adam_m", est._adam_m, params)
-    _check_like(est, "_adam_v", est._adam_v, params)
-    _attr_array(est, "_seen_counts", (_I64,), (n_classes,))
-    if hasattr(est, "soft_label_targets_") or hasattr(est, "_unseen_ids"):
-        unseen = _attr_array(est, "_unseen_ids", (_I32,), (None,))
-        _in_range(est, "_unseen_ids", unseen, n_classes)
-        _attr_array(est, "soft_label_targets_", (_F32,), (n_classes, len(unseen)))
-        for name in ("seen_classes_", "unseen_classes_"):
-            _attr_array(est, name, None, (None,), contiguous=False)
-    for name in ("_step", "t_", "n_iter_"):
-        _integer(est, name)
-    _check_rng(est, "_rng")
-    _check_sampler_attr(est)
-
-
-def _check_importance(est):
-    if not _fitted(est, ("estimator_", "sampler_", "classes_", "n_features_in_", "_rng")):
-        return
-    n_features = _integer(est, "n_features_in_", 1)
-    classes = _attr_array(est, "classes_", None, (None,), contiguous=False)
-    inner = est.estimator_
-    if hasattr(inner, "n_features_in_") and inner.n_features_in_ != n_features:
-        _fail(est, f"estimator_ has {inner.n_features_in_} features, the model {n_features}")
-    inner_classes = getattr(inner, "classes_", None)
-    if inner_classes is not None and not (
-        isinstance(inner_classes, np.ndarray) and np.array_equal(inner_classes, classes)
-    ):
-        _fail(est, "estimator_.classes_ differs from classes_")
-    _check_rng(est, "_rng")
-    _check_sampler_attr(est)
-
-
-def _check_sampler_attr(est):
-    from .sampling import BaseSampler
-
-    sampler = getattr(est, "sampler_", None)
-    if sampler is not None and not isinstance(sampler, BaseSampler):
-        _fail(est, f"sampler_ must be a sampler, found {type(sampler).__name__}")
-
-
-def _check_sampler(sampler):
-    from .sampling._sketch import SketchCore
-
-    _check_rng(sampler, "_rng")
-    if hasattr(sampler, "n_samples_"):
-        _integer(sampler, "n_samples_", 1)
-    sketch = getattr(sampler, "sketch_", None)
-    if sketch is not None and not isinstance(sketch, SketchCore):
-        _fail(sampler, f"sketch_ must be a sketch, found {type(sketch).__name__}")
-
-
-def _check_nw_regressor(est):
-    from .sampling._sketch import SketchCore
-
-    sketch = getattr(est, "sketch_", None)
-    if sketch is None:
-        return
-    n_features = _integer(est, "n_features_in_", 1)
-    if not isinstance(sketch, SketchCore):
-        _fail(est, f"sketch_ must be a sketch, found {type(sketch).__name__}")
-    if sketch.n_features != n_features:
-        _fail(est, f"sketch_ hashes {sketch.n_features} features, the model has {n_features}")
-
-
-def _check_sketch_core(core):
-    from ._kernels._nw_sketch import NWSketch
-
-    if set(vars(core)) != {"n_features", "projection", "kernel"}:
-        _fail(core, "the state must be n_features, projection and kernel")
-    n_features = _integer(core, "n_features", 1)
-    projection = _attr_array(core, "projection", (_F32,), (n_features, None), optional=True)
-    if not isinstance(core.kernel, NWSketch):
-        _fail(core, f"kernel must be an NWSketch, found {type(core.kernel).__name__}")
-    hashed = n_features if projection is None else projection.shape[1]
-    if core.kernel.n_features != hashed:
-        _fail(core, f"the kernel hashes {core.kernel.n_features} values, rows have {hashed}")
-
-
-def _precheck_lsh_tables(args, state, path):
-    """Sizes of LSHTables's state against its constructor arguments, before building it."""
-    from ._kernels._lsh import DWTA_BIN_SIZE, FAMILIES, POLICIES, _n_bits
-
-    where = f"{path}: LSHTables"
-    _expect(len(args) == 8, f"{where} takes 8 arguments")
-    family, dim, n_hashes_per_table, n_tables, capacity, policy, n_buckets_log2, seed = args
-    ints = (dim, n_hashes_per_table, n_tables, capacity, n_buckets_log2)
-    _expect(family in FAMILIES and policy in POLICIES and all(_is_int(n) and n >= 1 for n in ints)
-            and _is_int(seed) and 0 <= seed < 2**64 and n_buckets_log2 <= 24
-            and dim < 2**31 and capacity < 2**31 and n_hashes_per_table * n_tables < 2**31,
-            f"{where}: invalid arguments {args!r:.200}")
-    keys = {"coords", "signs", "offsets", "ids", "n_items", "n_rebuilds"}
-    _expect(type(state) is dict and set(state) == keys, f"{where}: the state must hold {keys}")
-    n_hashes = n_hashes_per_table * n_tables
-    if family == "dwta":
-        bin_size = min(DWTA_BIN_SIZE, dim)
-        n_coords, n_signs, bits = n_hashes * bin_size, 0, max(1, _n_bits(bin_size))
-    else:
-        n_coords = n_signs = n_hashes * max(1, dim // 3)
-        bits = 1
-    n_buckets = 1 << min(n_buckets_log2, bits * n_hashes_per_table)
-    n_items = state["n_items"]
-    _expect(_is_int(n_items) and 0 <= n_items < 2**31 - 1 and _is_int(state["n_rebuilds"])
-            and state["n_rebuilds"] >= 0, f"{where}: invalid item count")
-    sizes = {
-        "coords": (np.int32, n_coords),
-        "signs": (np.float32, n_signs),
-        "offsets": (np.int32, n_tables * (n_buckets + 1)),
-        "ids": (np.int32, n_tables * n_items),
-    }
-    for key, (dtype, size) in sizes.items():
-        value = state[key]
-        _expect(isinstance(value, np.ndarray) and value.dtype == dtype and value.ndim == 1
-                and value.size == size,
-                f"{where}: {key} must be a 1-d {np.dtype(dtype)} array of {size} values")
-
-
-def _precheck_nw_sketch(args, state, path):
-    where = f"{path}: NWSketch"
-    _expect(len(args) == 6, f"{where} takes 6 arguments")
-    n_features, n_rows, n_hash_bits, n_buckets, seed, dtype = args
-    _expect(all(_is_int(n) and 1 <= n < 2**31 for n in (n_features, n_rows, n_hash_bits,
-                                                          n_buckets))
-            and _is_int(seed) and 0 <= seed < 2**64 and dtype in ("float64", "float32"),
-            f"{where}: invalid arguments {args!r:.200}")
-    _expect(type(state) is tuple and len(state) == 4, f"{where}: the state must be 4 values")
-    sums, counts, total_sum, total_count = state
-    for name, value in (("sums", sums), ("counts", counts)):
-        _expect(isinstance(value, np.ndarray) and value.dtype == dtype
-                and value.shape == (n_rows, n_buckets),
-                f"{where}: {name} must be a {dtype} array of shape ({n_rows}, {n_buckets})")
-    _expect(all(type(t) in (float, int) for t in (total_sum, total_count)),
-            f"{where}: the totals must be numbers")
-
-
-def _precheck_loss(args, state, path):
-    _expect(len(args) <= 1 and all(type(a) in (float, int) for a in args) and state is None,
-            f"{path}: invalid loss function arguments")
-
-
-def _check_sgd(est):
-    if getattr(est, "coef_", None) is None:
-        return
-    n_features = _integer(est, "n_features_in_", 1)
-    n_classes = len(_attr_array(est, "classes_", None, (None,), contiguous=False))
-    k = 1 if n_classes == 2 else n_classes
-    coef = _attr_array(est, "coef_", (_F64, _F32), (k, n_features))
-    _attr_array(est, "intercept_", (coef.dtype.name,), (k,))
-    for name in ("_standard_coef", "_average_coef"):
-        value = _attr_array(est, name, (coef.dtype.name,), None, optional=True)
-        if value is not None and (value.size != coef.size or value.ndim not in (1, 2)):
-            _fail(est, f"{name} has shape {value.shape}, coef_ has {coef.shape}")
-    for name in ("_standard_intercept", "_average_intercept"):
-        _attr_array(est, name, (coef.dtype.name,), (k,), optional=True)
-    _attr_array(est, "_expanded_class_weight", None, (n_classes,), optional=True)
-
-
-def _check_mlp(est):
-    if not hasattr(est, "coefs_"):
-        return
-    n_features = _integer(est, "n_features_in_", 1)
-    width = _check_layers(est, n_features, (_F32, _F64), False)
-    if getattr(est, "n_outputs_", None) != width:
-        _fail(est, f"n_outputs_ is {getattr(est, 'n_outputs_', None)!r}, the network has {width}")
-    params = est.coefs_ + est.intercepts_
-    optimizer = getattr(est, "_optimizer", None)
-    for name in ("ms", "vs", "velocities"):
-        if hasattr(optimizer, name):
-            _check_like(est, f"_optimizer.{name}", getattr(optimizer, name), params, False)
-    for name, like in (("_best_coefs", est.coefs_), ("_best_intercepts", est.intercepts_)):
-        if getattr(est, name, None) is not None:
-            _check_like(est, name, getattr(est, name), like, False)

@@ -20,6 +20,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._kernels import _openmp, _rows, _slide
 from ._kernels._lsh import LSHTables
 from ._negative_sampling import N_COSINE_STEPS, collision_table, unigram_cdf
+from ._slide_state import check_state as _check_slide_state
+from ._state import allow_in_model_files
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, UniformSampler, check_sampler, run_epoch
 from .utils._validation import check_binary_indicator, check_sparse_indices
@@ -136,6 +138,7 @@ def _n_bits(n):
     return max(0, int(n - 1).bit_length())
 
 
+@allow_in_model_files
 class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin, BaseEstimator):
     """Extreme multi-label (and multiclass) classifier trained with SLIDE.
 
@@ -478,6 +481,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         tags.input_tags.sparse = True
         tags.classifier_tags.multi_label = True
         return tags
+
+    # checks of an unpickled (or sksketch.load-ed) state, in _slide_state.py
+    _check_state = _check_slide_state
 
     # ------------------------------------------------------------ validation
 

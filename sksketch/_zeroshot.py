@@ -21,7 +21,9 @@ from sklearn.utils.validation import (
 )
 
 from ._kernels import _dense, _openmp
+from ._state import allow_in_model_files
 from ._threadpool import blas_thread_limits
+from ._zeroshot_state import check_state as _check_zeroshot_state
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
 from .utils._validation import check_sparse_indices
@@ -91,6 +93,7 @@ def soft_label_targets(attributes, seen, unseen_mass, temperature, similarity):
     return out
 
 
+@allow_in_model_files
 class ZeroShotSoftLabelClassifier(
     VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin, BaseEstimator
 ):
@@ -333,6 +336,9 @@ class ZeroShotSoftLabelClassifier(
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+    # checks of an unpickled (or sksketch.load-ed) state, in _zeroshot_state.py
+    _check_state = _check_zeroshot_state
 
     # ------------------------------------------------------------ validation
 

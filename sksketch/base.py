@@ -16,17 +16,23 @@ an :class:`InconsistentVersionWarning` for users who accept the risk.
 :func:`sksketch.save` writes a model as data only (arrays and JSON in one
 ``.npz`` file) that :func:`sksketch.load` reads without unpickling, under the
 same compatibility rule.
+
+Unpickling and :func:`sksketch.load` run the same checks of the rebuilt state,
+each class's own ``_check_state``: a state that would break the model (arrays
+of the wrong shape, ids out of range) raises :class:`ValueError` naming the
+attribute, before any compiled kernel sees it.
 """
 
 import os
 import re
 import warnings
 
+from ._safe_io import save as _save
+from ._state import VERSION_KEY as _VERSION_KEY
 from ._version import __version__
 
 __all__ = ["IncompatibleVersionError", "InconsistentVersionWarning", "VersionedStateMixin"]
 
-_VERSION_KEY = "_sksketch_version"
 _ALLOW_ENV = "SKSKETCH_ALLOW_VERSION_MISMATCH"
 
 
@@ -79,11 +85,12 @@ def _check_compatible(saved, current, name):
 
 
 class VersionedStateMixin:
-    """Stamp pickles with the sksketch version and check it on loading.
+    """Stamp pickles with the sksketch version; check it and the state on loading.
 
     Put it left of :class:`sklearn.base.BaseEstimator` in an estimator's bases;
     it cooperates with scikit-learn's own ``__getstate__``/``__setstate__``
-    through ``super()``.
+    through ``super()``. After restoring a state, ``__setstate__`` calls the
+    class's ``_check_state``, which :func:`sksketch.load` runs too.
 
     Examples
     --------
@@ -95,6 +102,18 @@ class VersionedStateMixin:
     True
     >>> pickle.loads(pickle.dumps(clf)).get_params()["n_tables"]
     4
+
+    A state that would break the model is refused:
+
+    >>> from sklearn.datasets import make_classification
+    >>> X, y = make_classification(60, 8, n_informative=4, n_classes=3, random_state=0)
+    >>> clf = SLIDEClassifier(hidden_layer_size=8, n_tables=2, max_iter=1, random_state=0)
+    >>> state = clf.fit(X, y).__getstate__()
+    >>> state["output_bias_"] = state["output_bias_"][:2]
+    >>> SLIDEClassifier.__new__(SLIDEClassifier).__setstate__(state)
+    Traceback (most recent call last):
+    ...
+    sksketch._state.StateError: SLIDEClassifier: output_bias_ has shape (2,), expected (3,)
     """
 
     def __getstate__(self):
@@ -108,6 +127,20 @@ class VersionedStateMixin:
         saved = state.pop(_VERSION_KEY, None)
         _check_compatible(saved, __version__, type(self).__name__)
         super().__setstate__(state)
+        self._check_state()
+
+    @classmethod
+    def _check_saved_version(cls, saved):
+        """Refuse (or, on request, warn about) a state saved by another release series."""
+        _check_compatible(saved, __version__, cls.__name__)
+
+    def _check_state(self):
+        """Raise :class:`sksketch._state.StateError` if the restored state would break the model.
+
+        Run after unpickling and by :func:`sksketch.load`. Subclasses check
+        what their kernels and training rely on: dtypes and shapes that must
+        agree, ids in range, the types of the objects they hold.
+        """
 
     def save(self, path, *, compress=False):
         """Save this model to one ``.npz`` file that :func:`sksketch.load` reads without pickle.
@@ -131,9 +164,7 @@ class VersionedStateMixin:
         >>> sksketch.load(buffer).n_tables
         4
         """
-        from ._safe_io import save
-
-        save(self, path, compress=compress)
+        _save(self, path, compress=compress)
 
 
 class _EpochStoppingMixin:

@@ -802,7 +802,7 @@ def cli_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     X_gen, Y_gen = make_extreme_classification(60, 20, 8, random_state=0)
     dump_xc(X_gen, Y_gen, folder / "train.txt")
-    assert main(["train", str(folder / "train.txt"), "-o", str(folder / "m.joblib"),
+    assert main(["train", str(folder / "train.txt"), "-o", str(folder / "m.npz"),
                  *CLI_OPTIONS]) == 0
     return folder
 
@@ -814,10 +814,10 @@ def cli_model(tmp_path_factory):
 ])
 def test_cli_train_refuses_empty_data(text, message, tmp_path, capsys):
     (tmp_path / "data.txt").write_text(text)
-    assert main(["train", str(tmp_path / "data.txt"), "-o", str(tmp_path / "m.joblib"),
+    assert main(["train", str(tmp_path / "data.txt"), "-o", str(tmp_path / "m.npz"),
                  *CLI_OPTIONS]) == 1
     assert capsys.readouterr().err.strip().endswith(message)
-    assert not (tmp_path / "m.joblib").exists()
+    assert not (tmp_path / "m.npz").exists()
 
 
 @pytest.mark.parametrize("command, name, text, message", [
@@ -833,7 +833,7 @@ def test_cli_train_refuses_empty_data(text, message, tmp_path, capsys):
 def test_cli_refuses_bad_data_files_in_one_line(command, name, text, message, cli_model,
                                                 tmp_path, capsys):
     (tmp_path / name).write_text(text)
-    assert main([command, str(cli_model / "m.joblib"), str(tmp_path / name)]) == 1
+    assert main([command, str(cli_model / "m.npz"), str(tmp_path / name)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"sksketch {command}: error:") and err.count("\n") == 1
     assert re.search(message, err)
@@ -844,7 +844,7 @@ def test_cli_refuses_bad_data_files_in_one_line(command, name, text, message, cl
 ])
 def test_cli_refuses_bad_evaluate_options(option, value, cli_model, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["evaluate", str(cli_model / "m.joblib"), str(cli_model / "train.txt"),
+        main(["evaluate", str(cli_model / "m.npz"), str(cli_model / "train.txt"),
               option, value])
     assert exc.value.code == 2 and option in capsys.readouterr().err
 

@@ -2,17 +2,19 @@
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
 import sys
 import time
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import dump_svmlight_file
 
+import sksketch
+import sksketch._safe_io
 from sksketch import SLIDEClassifier
 from sksketch import _cli as cli
 from sksketch._cli import main
@@ -78,7 +80,7 @@ def xc_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_file(xc_files, tmp_path_factory):
     train, test, _, _ = xc_files
-    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    path = tmp_path_factory.mktemp("model") / "model.npz"
     assert main(["train", str(train), "-o", str(path), "--test-file", str(test),
                  *TRAIN_OPTIONS]) == 0
     return path
@@ -91,7 +93,10 @@ def _metrics(out):
 
 def test_train_writes_a_model_that_learned(model_file, xc_files, capsys):
     _, _, Xt, Yt = xc_files
-    model = joblib.load(model_file)
+    # a model file is written by sksketch.save, as data: no pickle
+    with np.load(model_file, allow_pickle=False) as npz:
+        assert "metadata.json" in npz.files
+    model = sksketch.load(model_file)
     assert isinstance(model, SLIDEClassifier)
     assert model.n_iter_ == 8 and model.hidden_layer_size == 32 and model.learning_rate == 0.01
     assert len(model.loss_curve_) == 8 and model.loss_curve_[-1] < model.loss_curve_[0]
@@ -103,7 +108,7 @@ def test_train_writes_a_model_that_learned(model_file, xc_files, capsys):
 
 def test_train_reports_test_metrics_equal_to_evaluate(model_file, xc_files, capsys):
     train, test, _, _ = xc_files
-    path = model_file.parent / "again.joblib"
+    path = model_file.parent / "again.npz"
     assert main(["train", str(train), "-o", str(path), "--test-file", str(test),
                  *TRAIN_OPTIONS]) == 0
     out = capsys.readouterr().out
@@ -121,7 +126,7 @@ def test_evaluate_matches_the_library_metrics(model_file, xc_files, capsys):
     from sksketch.metrics import label_propensity, ndcg_at_k, psp_at_k
 
     _, test, Xt, Yt = xc_files
-    model = joblib.load(model_file)
+    model = sksketch.load(model_file)
     assert main(["evaluate", str(model_file), str(test), "-k", "2,4", "--json",
                  "--progress", "none"]) == 0
     got = json.loads(capsys.readouterr().out)
@@ -136,7 +141,7 @@ def test_evaluate_matches_the_library_metrics(model_file, xc_files, capsys):
 
 def test_predict_xc_and_libsvm_agree_with_predict_topk(model_file, xc_files, tmp_path, capsys):
     _, test, Xt, Yt = xc_files
-    model = joblib.load(model_file)
+    model = sksketch.load(model_file)
     labels, scores = model.predict_topk(Xt, k=3)
     assert main(["predict", str(model_file), str(test), "-k", "3", "--progress", "none"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -170,14 +175,16 @@ def test_evaluate_reads_libsvm(model_file, xc_files, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["predict", "{model}", "{missing}"], "no such file"),
     (["predict", "{missing}", "{test}"], "no such model file"),
-    (["predict", "{test}", "{test}"], "not a model file"),
+    (["predict", "{test}", "{test}"], "not an sksketch model file (not a zip archive)"),
+    (["predict", "{folder}", "{test}"], "cannot read the model file"),
     (["evaluate", "{model}", "{bad}"], "line 2"),
 ])
 def test_command_errors_are_one_line(argv, message, model_file, xc_files, tmp_path, capsys):
     _, test, _, _ = xc_files
     bad = tmp_path / "bad.txt"
     bad.write_text("2 400 120\n0 1:x\n\n")
-    names = {"model": model_file, "test": test, "missing": tmp_path / "nope", "bad": bad}
+    names = {"model": model_file, "test": test, "missing": tmp_path / "nope", "bad": bad,
+             "folder": tmp_path}
     assert main([a.format(**names) for a in argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"sksketch {argv[0]}: error:") and message in err
@@ -185,7 +192,7 @@ def test_command_errors_are_one_line(argv, message, model_file, xc_files, tmp_pa
 
 def test_train_rejects_invalid_parameter_values(xc_files, tmp_path, capsys):
     train, _, _, _ = xc_files
-    model = tmp_path / "m.joblib"
+    model = tmp_path / "m.npz"
     assert main(["train", str(train), "-o", str(model), "--learning-rate", "-1"]) == 1
     assert "learning_rate" in capsys.readouterr().err
     assert not model.exists()
@@ -209,21 +216,21 @@ class _Interrupted(Exception):
 
 
 def test_interrupted_write_keeps_the_previous_model(tmp_path, monkeypatch):
-    path = tmp_path / "model.joblib"
+    path = tmp_path / "model.npz"
     old = SLIDEClassifier(hidden_layer_size=8)
     cli.save_model(old, path)
     before = path.read_bytes()
 
-    def dump_then_interrupt(obj, f, *args, **kwargs):
+    def save_then_interrupt(estimator, f, *args, **kwargs):
         f.write(b"partial bytes of a model")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(joblib, "dump", dump_then_interrupt)
+    monkeypatch.setattr(sksketch._safe_io, "save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         cli.save_model(SLIDEClassifier(hidden_layer_size=16), path)
     assert path.read_bytes() == before
-    assert joblib.load(path).hidden_layer_size == 8
-    assert sorted(os.listdir(tmp_path)) == ["model.joblib"]
+    assert sksketch.load(path).hidden_layer_size == 8
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
 
 
 def test_interrupted_first_write_leaves_no_file(tmp_path, monkeypatch):
@@ -232,13 +239,13 @@ def test_interrupted_first_write_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(KeyboardInterrupt):
-        cli.save_model(SLIDEClassifier(), tmp_path / "model.joblib")
+        cli.save_model(SLIDEClassifier(), tmp_path / "model.npz")
     assert os.listdir(tmp_path) == []
 
 
 def test_ctrl_c_during_training_leaves_the_old_model(xc_files, tmp_path):
     train, _, _, _ = xc_files
-    path = tmp_path / "model.joblib"
+    path = tmp_path / "model.npz"
     cli.save_model(SLIDEClassifier(hidden_layer_size=8), path)
     before = path.read_bytes()
     proc = subprocess.Popen(
@@ -262,7 +269,48 @@ def test_ctrl_c_during_training_leaves_the_old_model(xc_files, tmp_path):
     assert proc.returncode == 130
     assert "interrupted: no model written" in err
     assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["model.joblib"]
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+# ---------------------------------------------------------------- crafted model files
+
+
+class _RunsCode:
+    """Unpickles by calling exec: what a crafted pickle can do."""
+
+    def __init__(self, code):
+        self.code = code
+
+    def __reduce__(self):
+        return exec, (self.code,)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_crafted_pickle_is_refused_without_running_it(command, xc_files, tmp_path, capsys):
+    _, test, _, _ = xc_files
+    marker = tmp_path / "the pickle ran"
+    crafted = tmp_path / "model.joblib"
+    crafted.write_bytes(pickle.dumps(_RunsCode(f"open({str(marker)!r}, 'w').close()")))
+    assert main([command, str(crafted), str(test), "--progress", "none"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sksketch {command}: error: Cannot load {str(crafted)!r}: "
+                          "not an sksketch model file (not a zip archive); it is a pickle")
+    assert err.count("\n") == 1
+    assert not marker.exists()
+    # the file does run code when unpickled: the refusal above is what kept it from running
+    pickle.loads(crafted.read_bytes())
+    assert marker.exists()
+
+
+def test_a_tampered_model_file_is_refused_in_one_line(model_file, xc_files, tmp_path, capsys):
+    _, test, _, _ = xc_files
+    model = sksketch.load(model_file)
+    model.output_bias_ = model.output_bias_[:-1].copy()
+    tampered = tmp_path / "tampered.npz"
+    sksketch.save(model, tampered)
+    assert main(["predict", str(tampered), str(test), "--progress", "none"]) == 1
+    err = capsys.readouterr().err
+    assert "SLIDEClassifier: output_bias_ has shape" in err and err.count("\n") == 1
 
 
 def test_progress_bar_with_tqdm_and_plain_lines_without(model_file, xc_files, tmp_path,

@@ -1,21 +1,26 @@
 """sksketch.save / sksketch.load: models stored as data and loaded without pickle."""
 
+import copy
 import io
 import json
 import pickle
 import warnings
 import zipfile
 
+import joblib
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone, is_classifier
+from sklearn.linear_model import SGDClassifier
 from sklearn.naive_bayes import BernoulliNB
 from sklearn.neural_network import MLPClassifier
+from sksketch._kernels._lsh import LSHTables
 
 import sksketch
 import sksketch.base
 from sksketch import ImportanceSampledClassifier, SLIDEClassifier, ZeroShotSoftLabelClassifier
+from sksketch import _sklearn_state as sklearn_state
 from sksketch.base import IncompatibleVersionError
 from sksketch.datasets import make_extreme_classification
 from sksketch.utils import all_estimators
@@ -477,3 +482,151 @@ def test_values_are_loaded_as_saved(slide, data):
     weights[0] = np.nan
     loaded = _load_bytes(_tamper(payload, arrays={"output_bias_": weights}))
     assert np.isnan(loaded.decision_function(X)[:, 0]).all()
+
+
+# ------------------------------------------------------------------ tampered pickles
+# Unpickling runs the checks sksketch.load runs: a pickle (or joblib file)
+# whose state would break the model raises the same ValueError.
+
+
+def _with(obj, **attributes):
+    """A shallow copy of `obj` with `attributes` replaced, as a tampered file would hold."""
+    tampered = copy.copy(obj)
+    vars(tampered).update(attributes)
+    return tampered
+
+
+def _refused_like_load(tampered, message):
+    """Unpickling `tampered` raises what sksketch.load of it raises; returns the message."""
+    with pytest.raises(ValueError, match=message) as from_pickle:
+        pickle.loads(pickle.dumps(tampered))
+    buffer = io.BytesIO()
+    joblib.dump(tampered, buffer)
+    buffer.seek(0)
+    with pytest.raises(ValueError, match=message) as from_joblib:
+        joblib.load(buffer)
+    with pytest.raises(ValueError, match=message) as from_file:
+        _round_trip(tampered)
+    assert type(from_pickle.value) is type(from_joblib.value)
+    assert str(from_joblib.value) == str(from_pickle.value)
+    assert str(from_file.value).endswith(f": {from_pickle.value}")
+    return str(from_pickle.value)
+
+
+def test_tampered_pickles_are_refused_like_tampered_files(slide):
+    est, _ = slide
+    L, H = est.output_weights_.shape
+    adam = dict(est._adam, m_out=np.zeros((L, H + 1), np.float32))
+    other_tables = LSHTables("dwta", H + 2, 2, 4, 8, "fifo", 6, 0)
+    cases = [
+        ({"output_weights_": np.zeros((L - 1, H), np.float32)},
+         r"SLIDEClassifier: output_weights_ has shape \(11, 16\), expected \(12, 16\)$"),
+        ({"output_bias_": est.output_bias_.astype(np.float64)},
+         "output_bias_ has dtype float64, expected float32"),
+        ({"_adam": adam}, r"_adam\['m_out'\] has shape \(12, 17\)"),
+        ({"_frequent_cache": (3, np.array([0, L + 5], np.int32))},
+         r"_frequent_cache holds ids outside \[0, 12\)"),
+        ({"lsh_tables_": other_tables}, "lsh_tables_ hash vectors of length 18"),
+        ({"hidden_layer_size": 32}, "hidden_layer_size=32 but the weights have 16 units"),
+        ({"sampler_": "uniform"}, "sampler_ must be a sampler, found str"),
+        ({"_rng": np.random.default_rng(0)}, "_rng must be a RandomState"),
+        ({"input_weights_": None}, "input_weights_ is missing"),
+    ]
+    for attributes, message in cases:
+        _refused_like_load(_with(est, **attributes), message)
+    # the sampler's sketch checks itself too
+    sketch = est.sampler_.sketch_
+    tampered_sketch = _with(sketch, n_features=sketch.n_features + 1)
+    _refused_like_load(_with(est, sampler_=_with(est.sampler_, sketch_=tampered_sketch)),
+                       r"SketchCore: the kernel hashes \d+ values, rows have \d+")
+
+
+class _Reduced:
+    """Pickles as the given ``__reduce__`` value: a compiled object with a tampered state."""
+
+    def __init__(self, reduced):
+        self.reduced = reduced
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def test_a_pickle_with_label_ids_out_of_range_in_the_tables_is_refused(slide):
+    est, _ = slide
+    cls, args, state = est.lsh_tables_.__reduce__()
+    ids = state["ids"].copy()
+    ids[0] = est.output_weights_.shape[0] + 5
+    tampered = _with(est, lsh_tables_=_Reduced((cls, args, dict(state, ids=ids))))
+    with pytest.raises(ValueError, match="LSHTables state: ids out of range"):
+        pickle.loads(pickle.dumps(tampered))
+    # and the tables of another model size, consistent in themselves
+    n_items = est.output_weights_.shape[0] - 1
+    tables = LSHTables(*args)
+    tables.build(np.ones((n_items, args[1]), np.float32))
+    assert tables.n_items == n_items
+    with pytest.raises(ValueError, match="lsh_tables_ hold 11 labels, the model has 12"):
+        pickle.loads(pickle.dumps(_with(est, lsh_tables_=tables)))
+
+
+def test_tampered_zero_shot_and_importance_pickles_are_refused(data):
+    X, y, Y = data
+    zsl = _fit(ZeroShotSoftLabelClassifier(
+        np.eye(14, dtype=np.float32), classes=np.arange(14), hidden_layer_sizes=(8,),
+        max_iter=1, random_state=0,
+    ), X, y)
+    _refused_like_load(_with(zsl, _unseen_ids=np.array([2, 14], np.int32)),
+                       r"ZeroShotSoftLabelClassifier: _unseen_ids holds ids outside \[0, 14\)")
+    _refused_like_load(_with(zsl, coefs_=[zsl.coefs_[0][1:], *zsl.coefs_[1:]]),
+                       r"coefs_\[0\] has shape \(49, 8\), expected \(50, \*\)")
+    # a wrapped scikit-learn estimator, checked by the classifier that holds it
+    averaged = SGDClassifier(loss="log_loss", average=True, random_state=0)
+    sgd = _fit(ImportanceSampledClassifier(averaged, max_iter=2, random_state=0), X, y)
+    inner = sgd.estimator_
+    short = np.zeros(3, inner.coef_.dtype)
+    _refused_like_load(_with(sgd, estimator_=_with(inner, _standard_coef=short)),
+                       r"SGDClassifier: _standard_coef has shape \(3,\)")
+    _refused_like_load(_with(sgd, estimator_=_with(inner, coef_=inner.coef_[:, 1:].copy())),
+                       r"SGDClassifier: coef_ has shape \(12, 49\), expected \(12, 50\)")
+    mlp = _fit(ImportanceSampledClassifier(MLPClassifier((8,), random_state=0), max_iter=2,
+                                           random_state=0), X, Y.toarray())
+    optimizer = mlp.estimator_._optimizer
+    moments = [m[:1] for m in optimizer.ms]
+    tampered = _with(mlp, estimator_=_with(mlp.estimator_,
+                                           _optimizer=_with(optimizer, ms=moments)))
+    _refused_like_load(tampered, r"MLPClassifier: _optimizer.ms\[0\] has shape \(1, 8\)")
+
+
+def test_the_private_scikit_learn_state_the_checks_read_exists(data):
+    """The checks of a wrapped estimator read these private attributes of scikit-learn:
+    a release that renames one fails here instead of leaving it unchecked."""
+    X, y, _ = data
+    classes = np.unique(y)
+    sgd = SGDClassifier(average=True, random_state=0).partial_fit(X, y, classes=classes)
+    for name in sklearn_state.SGD_AVERAGED_COEFS:
+        assert getattr(sgd, name).size == sgd.coef_.size, name
+    for name in sklearn_state.SGD_AVERAGED_INTERCEPTS:
+        assert getattr(sgd, name).shape == sgd.intercept_.shape, name
+    # the private state the checks leave alone is recomputed by every partial_fit
+    sgd._expanded_class_weight = sgd._loss_function_ = None
+    sgd.partial_fit(X, y)
+    assert sgd._expanded_class_weight.shape == classes.shape
+    assert sgd._loss_function_ is not None
+
+    optimizers = {cls.__name__: cls for cls in sklearn_state._optimizer_classes()}
+    assert set(optimizers) == set(sklearn_state.MLP_OPTIMIZER_ARRAYS)
+    for solver, name in (("adam", "AdamOptimizer"), ("sgd", "SGDOptimizer")):
+        mlp = MLPClassifier((4,), solver=solver, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mlp.partial_fit(X, y, classes=classes)
+        optimizer = getattr(mlp, sklearn_state.MLP_OPTIMIZER)
+        assert type(optimizer) is optimizers[name]
+        shapes = [p.shape for p in mlp.coefs_ + mlp.intercepts_]
+        for arrays in sklearn_state.MLP_OPTIMIZER_ARRAYS[name]:
+            assert [a.shape for a in getattr(optimizer, arrays)] == shapes, arrays
+        # partial_fit keeps training with the optimiser it restored
+        mlp.partial_fit(X, y)
+        assert getattr(mlp, sklearn_state.MLP_OPTIMIZER) is optimizer
+    # so _best_coefs, which only fit with early stopping reads, never is
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=classes)

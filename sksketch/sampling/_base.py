@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 
+from .._state import allow_in_model_files, attr_integer, check_rng, fail
 from ..base import VersionedStateMixin
 from ..utils._validation import check_sparse_indices
 
@@ -239,7 +240,20 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         state.pop("_loss_fn", None)
         return state
 
+    def _check_state(self):
+        check_rng(self, "_rng")
+        if hasattr(self, "n_samples_"):
+            attr_integer(self, "n_samples_", 1)
 
+
+def _check_sampler_attribute(est):
+    """The ``sampler_`` of a restored estimator, if any, is a sampler."""
+    sampler = getattr(est, "sampler_", None)
+    if sampler is not None and not isinstance(sampler, BaseSampler):
+        fail(est, f"sampler_ must be a sampler, found {type(sampler).__name__}")
+
+
+@allow_in_model_files
 class UniformSampler(BaseSampler):
     """Every row once per epoch, in shuffled (or fixed) order, weight 1.
 

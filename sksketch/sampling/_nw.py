@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._kernels import _rows
+from .._state import allow_in_model_files, attr_integer, fail
 from ..base import VersionedStateMixin
 from ..utils._validation import check_sparse_indices
 from ._base import BaseSampler
@@ -189,6 +190,7 @@ class _ProbabilitySampler(BaseSampler):
         """Per-epoch hook run once the last batch has been observed."""
 
 
+@allow_in_model_files
 class NWSketchSampler(_ProbabilitySampler):
     """Draw rows by a Nadaraya-Watson sketch of their loss.
 
@@ -387,7 +389,14 @@ class NWSketchSampler(_ProbabilitySampler):
         state.pop("_pending", None)
         return state
 
+    def _check_state(self):
+        super()._check_state()
+        sketch = getattr(self, "sketch_", None)
+        if sketch is not None and not isinstance(sketch, SketchCore):
+            fail(self, f"sketch_ must be a sketch, found {type(sketch).__name__}")
 
+
+@allow_in_model_files
 class ExactLossSampler(_ProbabilitySampler):
     """Draw rows by the model's true current loss (recomputed at every refresh).
 
@@ -455,6 +464,7 @@ class ExactLossSampler(_ProbabilitySampler):
         return out
 
 
+@allow_in_model_files
 class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
     """Nadaraya-Watson kernel regression in a fixed-size sketch.
 
@@ -528,6 +538,16 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.regressor_tags.poor_score = True
         return tags
+
+    def _check_state(self):
+        sketch = getattr(self, "sketch_", None)
+        if sketch is None:
+            return
+        n_features = attr_integer(self, "n_features_in_", 1)
+        if not isinstance(sketch, SketchCore):
+            fail(self, f"sketch_ must be a sketch, found {type(sketch).__name__}")
+        if sketch.n_features != n_features:
+            fail(self, f"sketch_ hashes {sketch.n_features} features, the model has {n_features}")
 
     def _validate(self, X, y, reset):
         check_sparse_indices(X)  # before validate_data converts other formats to CSR

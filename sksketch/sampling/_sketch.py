@@ -5,6 +5,7 @@ import scipy.sparse as sp
 
 from .._kernels._nw_sketch import NWSketch
 from .._kernels._openmp import effective_n_threads
+from .._state import F32, allow_in_model_files, attr_array, attr_integer, fail
 
 __all__ = ["SketchCore"]
 
@@ -17,6 +18,7 @@ def _threads(work):
     return effective_n_threads() if work >= _PARALLEL_MIN_WORK else 1
 
 
+@allow_in_model_files(kind="object")
 class SketchCore:
     """The compiled sketch plus an optional fixed random projection; picklable.
 
@@ -47,6 +49,21 @@ class SketchCore:
             )
             hashed_dim = int(projection_dim)
         self.kernel = NWSketch(hashed_dim, n_rows, n_hash_bits, n_buckets, seed, dtype)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._check_state()
+
+    def _check_state(self):
+        if set(vars(self)) != {"n_features", "projection", "kernel"}:
+            fail(self, "the state must be n_features, projection and kernel")
+        n_features = attr_integer(self, "n_features", 1)
+        projection = attr_array(self, "projection", (F32,), (n_features, None), optional=True)
+        if not isinstance(self.kernel, NWSketch):
+            fail(self, f"kernel must be an NWSketch, found {type(self.kernel).__name__}")
+        hashed = n_features if projection is None else projection.shape[1]
+        if self.kernel.n_features != hashed:
+            fail(self, f"the kernel hashes {self.kernel.n_features} values, rows have {hashed}")
 
     @property
     def sums(self):

@@ -1,0 +1,57 @@
+"""The checks of a restored ZeroShotSoftLabelClassifier's state (unpickled or read by
+:func:`sksketch.load`).
+
+Its network's layers, Adam moments and the class-attribute matrix must agree
+in dtype and shape, and the unseen-class ids its soft labels index with must
+be in range, before it predicts or trains.
+"""
+
+from ._state import (
+    F32,
+    I32,
+    I64,
+    attr_array,
+    attr_integer,
+    check_layers,
+    check_like,
+    check_rng,
+    fail,
+    ids_in_range,
+    is_fitted,
+)
+from .sampling._base import _check_sampler_attribute
+
+__all__ = ["check_state"]
+
+_FITTED = (
+    "n_features_in_", "classes_", "class_attributes_", "coefs_", "intercepts_", "_adam_m",
+    "_adam_v", "_seen_counts", "_one_hot", "_step", "t_", "n_iter_",
+)
+
+
+def check_state(est):
+    """ZeroShotSoftLabelClassifier._check_state: refuse a fitted state it would misread."""
+    if not is_fitted(est, _FITTED):
+        return
+    n_features = attr_integer(est, "n_features_in_", 1)
+    n_classes = len(attr_array(est, "classes_", None, (None,), contiguous=False))
+    attributes = attr_array(est, "class_attributes_", (F32,), (n_classes, None))
+    width = check_layers(est, n_features, (F32,), True)
+    if width != attributes.shape[1]:
+        fail(est, f"the network outputs {width} values for {attributes.shape[1]} attributes")
+    if est._one_hot and attributes.shape[1] != n_classes:
+        fail(est, "one-hot class attributes must have one column per class")
+    params = est.coefs_ + est.intercepts_
+    check_like(est, "_adam_m", est._adam_m, params)
+    check_like(est, "_adam_v", est._adam_v, params)
+    attr_array(est, "_seen_counts", (I64,), (n_classes,))
+    if hasattr(est, "soft_label_targets_") or hasattr(est, "_unseen_ids"):
+        unseen = attr_array(est, "_unseen_ids", (I32,), (None,))
+        ids_in_range(est, "_unseen_ids", unseen, n_classes)
+        attr_array(est, "soft_label_targets_", (F32,), (n_classes, len(unseen)))
+        for name in ("seen_classes_", "unseen_classes_"):
+            attr_array(est, name, None, (None,), contiguous=False)
+    for name in ("_step", "t_", "n_iter_"):
+        attr_integer(est, name)
+    check_rng(est, "_rng")
+    _check_sampler_attribute(est)
