@@ -20,7 +20,7 @@ def _dependency_versions():
 
 
 def _config():
-    from ._kernels import _openmp, _simd
+    from ._kernels import OPENMP_WAIT_POLICY, _openmp, _simd
 
     build = _openmp.build_info()
     return {
@@ -41,6 +41,8 @@ def _config():
             "version": build["openmp_version"] or None,
             "max_threads": _openmp.openmp_max_threads(),
             "effective_n_threads": _openmp.effective_n_threads(None),
+            "wait_policy": ", ".join(f"{k}={v}" if k != "source" else v
+                                     for k, v in OPENMP_WAIT_POLICY.items()),
         },
         "simd": {
             "active_isa": _simd.active_isa(),

@@ -104,6 +104,11 @@ _MEMORY_PARTS = {
     "sampler_": "sampler",
 }
 
+# The logit an output row initialised at its label's centroid gives a row
+# whose hidden activation points the same way and has the mean length (see
+# _init_output_centroids); measured on Bibtex, Delicious and WordNet nouns.
+_CENTROID_LOGIT = 20.0
+
 # Dense outputs (decision_function, predict_proba) above this size warn.
 _DENSE_OUTPUT_WARNING_BYTES = 2**31
 
@@ -254,6 +259,20 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         also shrinks by ``learning_rate * weight_decay``. Rows a batch does not
         touch are left alone, so rare features and labels decay less. Biases
         are not decayed. Helps on small data sets, where the network overfits.
+    output_init : {"centroid", "uniform"}, default="centroid"
+        How the output layer starts. ``"centroid"``: each label's row points
+        at the mean hidden activation of its training rows (of the first
+        ``fit`` or ``partial_fit`` call), so the untrained network is a
+        nearest-centroid classifier in the random projection the hidden
+        layer starts as, and training needs fewer epochs; labels without a
+        row there start random. ``"uniform"``: every row random, uniform in
+        ``[-1/sqrt(H), 1/sqrt(H)]``.
+    input_dropout : float, default=0.0
+        Share of each training example's non-zero input features left out of
+        its forward and backward passes (inverted dropout: the others are
+        scaled by ``1 / (1 - input_dropout)``); a fresh draw at every step.
+        Regularises the input layer, which overfits on small or long-tailed
+        data sets. Prediction uses every feature.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam parameters.
     max_iter : int, default=10
@@ -378,6 +397,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
+        "output_init": [StrOptions({"centroid", "uniform"})],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
@@ -419,6 +440,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         batch_size=128,
         learning_rate=1e-3,
         weight_decay=0.0,
+        output_init="centroid",
+        input_dropout=0.0,
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
@@ -456,6 +479,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.input_dropout = input_dropout
+        self.output_init = output_init
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -625,6 +650,40 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self.n_iter_ = 0
         self.t_ = 0
 
+    def _init_output_centroids(self, X, Y, sample_weight):
+        """Point each label's output row at the mean hidden activation of its rows.
+
+        At initialisation the hidden layer is a random projection of the
+        input, so a label's score starts as the cosine, in that projection,
+        between the row and the label's training rows (a nearest-centroid
+        classifier) instead of noise: the first epoch already ranks well
+        and training refines the rows rather than finding them. Row lengths
+        make a row pointing at its centroid score ``_CENTROID_LOGIT`` on
+        average. Labels without a training row keep their random row.
+        """
+        # Adam's first moments are zeros of the output layer's shape until
+        # training starts: the sums go there, and it is zeroed again.
+        sums = self._adam["m_out"]
+        chunk = max(1, (1 << 24) // max(self.hidden_layer_size, 1))
+        total_norm = total_rows = 0.0
+        for start in range(0, X.shape[0], chunk):
+            stop = min(start + chunk, X.shape[0])
+            hidden = self._hidden(X[start:stop])
+            Yc = Y[start:stop]
+            labelled = np.diff(Yc.indptr) > 0
+            total_norm += float(np.linalg.norm(hidden[labelled], axis=1).sum())
+            total_rows += int(labelled.sum())
+            hidden *= sample_weight[start:stop, None]
+            cols = np.unique(Yc.indices)
+            if cols.size:
+                sums[cols] += (Yc[:, cols].T @ hidden).astype(np.float32, copy=False)
+        norms = np.linalg.norm(sums, axis=1)
+        rows = np.flatnonzero(norms > 0)
+        if rows.size and total_norm > 0:
+            scale = _CENTROID_LOGIT * total_rows / total_norm
+            self.output_weights_[rows] = sums[rows] * (scale / norms[rows])[:, None]
+        sums.fill(0)
+
     def _uses_lsh(self):
         """Whether training queries the hash tables."""
         return (
@@ -774,6 +833,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
                 n_threads,
                 losses, n_active,
                 correct, label_cdf, tables["cp"], tables["norms"],
+                self.input_dropout,
             )
             self._stamp_base += B
             self._step += 1
@@ -945,6 +1005,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
                 X, Y, sample_weight, test_size=self.validation_fraction, random_state=rng
             )
 
+        if first_call and self.output_init == "centroid":
+            self._init_output_centroids(X, Y, sample_weight)
         if self._uses_unigram():
             self._unigram_cdf = unigram_cdf(self._label_counts)
         if self._uses_lsh() and (

@@ -14,6 +14,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_iris, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning
 from sksketch._kernels._lsh import LSHTables
+from test_lsh import _mix64
 
 from sksketch import SLIDEClassifier
 from sksketch._kernels import _slide
@@ -82,7 +83,7 @@ def _batch_gradients_reference(X, Y, batch, w, W1, b1, W2, b2):
 
 def _train_batch(tables, X, Y, batch, w, W1, b1, W2, b2, *, max_active, min_active,
                  n_threads=1, mode="uniform", correct=False, seed=7, W2_bf16=None,
-                 label_cdf=None, cp_table=None, row_norms=None):
+                 label_cdf=None, cp_table=None, row_norms=None, input_dropout=0.0):
     """Run the kernel; return the input-layer gradients, the output layer's
     gradients added up from its per-example buffers, losses and active sizes."""
     B, H, L = len(batch), W1.shape[1], W2.shape[0]
@@ -101,6 +102,7 @@ def _train_batch(tables, X, Y, batch, w, W1, b1, W2, b2, *, max_active, min_acti
         np.zeros(0) if label_cdf is None else label_cdf,
         np.zeros(0, np.float32) if cp_table is None else cp_table,
         np.zeros(0, np.float32) if row_norms is None else row_norms,
+        input_dropout,
     )
     grads["W_out"], grads["b_out"] = np.zeros((L, H)), np.zeros(L)
     for i in range(B):
@@ -144,6 +146,88 @@ def test_train_batch_matches_full_softmax_reference(n_threads):
     rows_used = X[batch[n_active > 0]]
     np.testing.assert_array_equal(touched_in > 0, np.asarray(rows_used.sum(axis=0)).ravel() > 0)
     assert touched_out.all()
+
+
+def _kept_entries(n_entries, seed, rate):
+    """The input-dropout mask of train_batch, entry by entry (CSR position)."""
+    mask = 2**64 - 1
+    drop_seed = _mix64((seed ^ 0xA0761D6478BD642F) & mask)
+    below = int(rate * 2**32)
+    return np.array([
+        (_mix64(drop_seed ^ ((j * 0xD1B54A32D192ED03) & mask)) >> 32) >= below
+        for j in range(n_entries)
+    ])
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_train_batch_input_dropout_matches_reference_on_the_kept_entries(n_threads):
+    rng = np.random.default_rng(2)
+    n, d, L, H, rate, seed = 30, 25, 9, 16, 0.4, 11
+    X = sp.random(n, d, density=0.4, random_state=3, format="csr", dtype=np.float32)
+    Y = sp.random(n, L, density=0.3, random_state=4, format="csr")
+    Y.data[:] = 1
+    X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
+    Y.indices, Y.indptr = Y.indices.astype(np.int32), Y.indptr.astype(np.int32)
+    W1 = rng.standard_normal((d, H)).astype(np.float32)
+    b1 = rng.standard_normal(H).astype(np.float32) * 0.1
+    W2 = rng.standard_normal((L, H)).astype(np.float32) * 0.3
+    b2 = np.zeros(L, np.float32)
+    batch = np.arange(0, n, 2, dtype=np.int64)
+    w = np.ones(len(batch), np.float32)
+    grads, touched_in, _, losses, _ = _train_batch(
+        LSHTables("dwta", H, 2, 2), X, Y, batch, w, W1, b1, W2, b2, max_active=L,
+        min_active=L, n_threads=n_threads, seed=seed, input_dropout=rate,
+    )
+    kept = _kept_entries(X.nnz, seed, rate)
+    assert 0.4 < 1 - kept.mean() < 0.8  # about `rate` of the entries go
+    X_kept = X.copy()
+    X_kept.data = np.where(kept, X.data / (1 - rate), 0).astype(np.float32)
+    ref = _batch_gradients_reference(X_kept, Y, batch, w, W1, b1, W2, b2)
+    for name in ("W_in", "b_in", "W_out", "b_out"):
+        np.testing.assert_allclose(grads[name], ref[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(losses, ref["loss"], rtol=1e-4, atol=1e-6)
+    # a dropped feature gets no gradient and is not marked for Adam
+    rows = sp.csr_matrix(X_kept[batch][np.diff(Y[batch].indptr) > 0])
+    rows.eliminate_zeros()
+    np.testing.assert_array_equal(touched_in > 0, np.bincount(rows.indices, minlength=d) > 0)
+
+
+def test_input_dropout_trains_reproducibly_and_rejects_bad_rates():
+    X, Y = make_xc(n_samples=300, n_features=200, n_labels=40, seed=0)
+    fits = [
+        SLIDEClassifier(max_iter=2, input_dropout=0.3, random_state=0, n_jobs=j).fit(X, Y)
+        for j in (1, 2)
+    ]
+    np.testing.assert_array_equal(fits[0].output_weights_, fits[1].output_weights_)
+    plain = SLIDEClassifier(max_iter=2, random_state=0, n_jobs=1).fit(X, Y)
+    assert not np.array_equal(fits[0].output_weights_, plain.output_weights_)
+    with pytest.raises(ValueError, match="input_dropout"):
+        SLIDEClassifier(input_dropout=1.0).fit(X, Y)
+
+
+def test_centroid_output_init_points_each_row_at_its_labels_rows():
+    X, Y = make_xc(n_samples=400, n_features=300, n_labels=60, seed=1)
+    Y = sp.lil_matrix(Y)
+    Y[:, 59] = 0  # a label without rows keeps its random row
+    Y = sp.csr_matrix(Y)
+    Y.eliminate_zeros()
+    clf = SLIDEClassifier(max_iter=1, learning_rate=1e-30, random_state=0, n_jobs=1)
+    clf.fit(X, Y)
+    uniform = SLIDEClassifier(
+        max_iter=1, learning_rate=1e-30, output_init="uniform", random_state=0, n_jobs=1
+    ).fit(X, Y)
+    hidden = clf._hidden(sp.csr_matrix(X, dtype=np.float32))
+    sums = Y.T @ hidden
+    W = clf.output_weights_
+    for label in range(59):
+        cosine = W[label] @ sums[label] / (np.linalg.norm(W[label]) * np.linalg.norm(sums[label]))
+        assert cosine > 1 - 1e-4
+    np.testing.assert_allclose(W[59], uniform.output_weights_[59])
+    mean_norm = np.linalg.norm(hidden[np.diff(Y.indptr) > 0], axis=1).mean()
+    np.testing.assert_allclose(np.linalg.norm(W[:59], axis=1) * mean_norm, 20.0, rtol=1e-3)
+    # and the untrained model already ranks better than chance
+    assert precision_at_1(clf.predict_topk(X, 1)[0], Y) > 5 * precision_at_1(
+        uniform.predict_topk(X, 1)[0], Y)
 
 
 @pytest.mark.parametrize("correct", [False, True])

@@ -43,6 +43,13 @@ cdef enum:
     MODE_FULL = 4
 
 
+cdef inline bint kept(uint64_t drop_seed, Py_ssize_t entry, uint32_t drop_below) noexcept nogil:
+    # Input dropout decides each non-zero by a hash of its position in the
+    # CSR data, so the forward pass and the gradient pass (run by different
+    # threads) drop the same entries without storing a mask.
+    return <uint32_t>(mix64(drop_seed ^ (<uint64_t>entry * <uint64_t>0xD1B54A32D192ED03)) >> 32) >= drop_below
+
+
 cdef inline uint32_t draw_cdf(uint64_t *rng, const double[::1] cdf) noexcept nogil:
     """A label drawn from cumulative probabilities (cdf[-1] == 1)."""
     cdef double u = <double>(next64(rng) >> 11) * (1.0 / 9007199254740992.0)
@@ -149,6 +156,7 @@ def train_batch(
     int32_t[::1] n_active,
     bint correct,
     const double[::1] label_cdf, const float[::1] cp_table, const float[::1] row_norms,
+    float input_dropout=0,
 ):
     """One batch of SLIDE training: the forward and backward passes.
 
@@ -174,6 +182,11 @@ def train_batch(
     `correct`, each negative's logit is lowered by the log of its inclusion
     probability (see ``inclusion_log_weights``), so that the sampled
     softmax's normaliser estimates the full one.
+
+    With `input_dropout` ``p > 0``, each non-zero of an example's input is
+    left out of its forward and backward passes with probability ``p`` and
+    the others are scaled by ``1 / (1 - p)`` (inverted dropout); which ones
+    depends on `seed` and the entry's position in the CSR data only.
 
     # IN: the CSR data, the batch's row ids and weights, the parameters;
     # label_cdf (unigram mode), cp_table and row_norms (LSH modes with
@@ -206,10 +219,16 @@ def train_batch(
     cdef int32_t *keys
     cdef sks_bf16 *h16
     cdef const float *query
+    cdef bint dropout = input_dropout > 0
+    cdef float keep_scale = 1.0 / (1.0 - input_dropout) if dropout else 1.0
+    cdef uint32_t drop_below = <uint32_t>(<double>input_dropout * 4294967296.0) if dropout else 0
+    cdef uint64_t drop_seed = mix64(seed ^ <uint64_t>0xA0761D6478BD642F)
     cdef bint fill_unigram = (mode == MODE_LSH_EMBEDDING or mode == MODE_LSH_LABEL) and (
         label_cdf.shape[0] == n_labels and n_labels > 0)
     if B == 0:
         return
+    if not 0 <= input_dropout < 1:
+        raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
     # Never trust sizes inside the nogil loop: every buffer row must hold the
     # active set, and the active set all of an example's true labels.
     if max_active > n_labels or min_active > max_active:
@@ -265,7 +284,11 @@ def train_batch(
             memcpy(h, &b1[0], H * sizeof(float))
             start = X_indptr[r]
             nnz = X_indptr[r + 1] - start
-            if nnz > 0:
+            if dropout:
+                for j in range(start, start + nnz):
+                    if kept(drop_seed, j, drop_below):
+                        K.axpy(X_data[j] * keep_scale, &W1[X_indices[j], 0], h, H)
+            elif nnz > 0:
                 K.sparse_dense_accum(&X_indices[start], &X_data[start], nnz,
                                      &W1[0, 0], H, H, h)
             for c in range(H):
@@ -364,8 +387,8 @@ def train_batch(
                 continue
             for j in range(X_indptr[batch[i]], X_indptr[batch[i] + 1]):
                 r = X_indices[j]
-                if r % n_threads == owner:
-                    K.axpy(X_data[j], &ghb[i, 0], &gW1[r, 0], H)
+                if r % n_threads == owner and (not dropout or kept(drop_seed, j, drop_below)):
+                    K.axpy(X_data[j] * keep_scale, &ghb[i, 0], &gW1[r, 0], H)
                     touched_in[r] = 1
     for i in range(B):
         if n_active[i] > 0:
