@@ -46,20 +46,22 @@ def _train_epochs(clf, X, Y, n_epochs, args, desc="training"):
 
     Returns the training seconds.
     """
-    seconds = 0.0
+    from .sampling._loop import fit_epochs
+
+    def train_epoch():
+        # partial_fit records the epoch in clf itself
+        clf.partial_fit(X, Y)
+        return clf.loss_curve_[-1]
+
+    def report(epoch):
+        rate = X.shape[0] / max(epoch.seconds, 1e-9)
+        print(f"epoch {epoch.epoch}/{n_epochs}: loss {epoch.loss:.4f}, {rate:,.0f} samples/s, "
+              f"{epoch.seconds:.1f} s", flush=True)
+        bar.update(1, loss=f"{epoch.loss:.4f}")
+
     # Each epoch prints its own line: plain progress lines would repeat them.
     with _progress(args, n_epochs, desc, "epoch", plain_lines=False) as bar:
-        for epoch in range(1, n_epochs + 1):
-            started = time.perf_counter()
-            clf.partial_fit(X, Y)
-            elapsed = time.perf_counter() - started
-            seconds += elapsed
-            loss = clf.loss_curve_[-1]
-            rate = X.shape[0] / max(elapsed, 1e-9)
-            print(f"epoch {epoch}/{n_epochs}: loss {loss:.4f}, {rate:,.0f} samples/s, "
-                  f"{elapsed:.1f} s", flush=True)
-            bar.update(1, loss=f"{loss:.4f}")
-    return seconds
+        return fit_epochs(train_epoch, n_epochs=n_epochs, n_samples=X.shape[0], on_epoch=report)
 
 
 # ------------------------------------------------------------- model files

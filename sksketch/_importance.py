@@ -1,15 +1,22 @@
 """ImportanceSampledClassifier: train any partial_fit classifier on sampler-drawn batches."""
 
 import inspect
-import numbers
 import time
 import warnings
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    _fit_context,
+    clone,
+)
 from sklearn.linear_model import SGDClassifier
 from sklearn.utils import check_random_state, get_tags
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -26,13 +33,15 @@ from ._state import (
 )
 from .base import VersionedStateMixin
 from .sampling import (
+    BaseSampler,
     ExactLossSampler,
     NWSketchSampler,
     UniformSampler,
     check_sampler,
     run_epoch,
 )
-from .sampling._base import _check_sampler_attribute
+from .sampling._base import SAMPLER_NAMES, _check_sampler_attribute
+from .sampling._loop import fit_epochs
 from .sampling._nw import _LOSS_CHUNK, _as_float32_rows, _fingerprint
 from .utils._validation import check_binary_indicator, check_sparse_indices
 
@@ -151,6 +160,15 @@ class ImportanceSampledClassifier(
     5
     """
 
+    _parameter_constraints = {
+        "estimator": [HasMethods(["partial_fit", "predict_proba"]), None],
+        "sampler": [None, StrOptions(set(SAMPLER_NAMES)), BaseSampler],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "hash_labels": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
     _test_params = {"batch_size": 32, "max_iter": 20}
 
     def __init__(
@@ -181,19 +199,7 @@ class ImportanceSampledClassifier(
             return SGDClassifier(loss="log_loss")
         return self.estimator
 
-    def _validate_params_(self):
-        for name, value in (("batch_size", self.batch_size), ("max_iter", self.max_iter)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        base = self._base_estimator()
-        for attr in ("partial_fit", "predict_proba"):
-            if not hasattr(base, attr):
-                raise TypeError(
-                    f"estimator must have {attr}; got {type(base).__name__} without it"
-                )
-
     def _first_call(self, classes):
-        self._validate_params_()
         rng = check_random_state(self.random_state)
         self._rng = rng
         est = clone(self._base_estimator())
@@ -249,6 +255,8 @@ class ImportanceSampledClassifier(
     def _classes_of(self, y):
         return np.arange(y.shape[1]) if sp.issparse(y) else np.unique(y)
 
+    # not skipping nested validation: the wrapped estimator checks its own parameters
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None):
         """Train a fresh clone of `estimator` for ``max_iter`` epochs.
 
@@ -276,6 +284,7 @@ class ImportanceSampledClassifier(
         self._train(X, y, sample_weight, self.max_iter)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), keeping the model and the sampler's sketch.
 
@@ -459,22 +468,27 @@ class ImportanceSampledClassifier(
         refresh = getattr(self.sampler_, "refresh_interval", None)
         if refresh is not None:
             group_batches = min(group_batches, refresh)
-        for _ in range(n_epochs):
+
+        def train_epoch():
+            nonlocal prepare_time
             loss_time[0] = 0.0
             loss_sum[:] = [0.0, 0.0]
-            tic = time.perf_counter()
             stats = run_epoch(self.sampler_, self.batch_size, train_batch, sample_weight)
             score_trained_rows()
-            self.epoch_time_.append(time.perf_counter() - tic)
-            self.loss_curve_.append(
-                loss_sum[0] / loss_sum[1] if observes and loss_sum[1] > 0 else float("nan")
-            )
             self.effective_sample_size_.append(stats["effective_sample_size"])
             self.sampler_time_.append(stats["sampler_time"] + prepare_time)
             prepare_time = 0.0
             self.loss_time_.append(loss_time[0])
-            self.n_iter_ += 1
-        self.sampler_.finish()
+            return loss_sum[0] / loss_sum[1] if observes and loss_sum[1] > 0 else float("nan")
+
+        fit_epochs(
+            train_epoch,
+            n_epochs=n_epochs,
+            n_samples=X.shape[0],
+            estimator=self,
+            sampler=self.sampler_,
+            on_epoch=lambda report: self.epoch_time_.append(report.seconds),
+        )
 
     def _validate_predict_X(self, X):
         check_is_fitted(self, "estimator_")

@@ -1,6 +1,5 @@
 """ZeroShotSoftLabelClassifier: zero-shot learning with attribute-similarity soft labels."""
 
-import time
 import warnings
 from contextlib import nullcontext
 from numbers import Integral, Real
@@ -8,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -26,6 +25,8 @@ from ._threadpool import blas_thread_limits
 from ._zeroshot_state import check_state as _check_zeroshot_state
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
+from .sampling._loop import fit_epochs
+from .utils._threads import threads_for
 from .utils._validation import check_sparse_indices
 
 # Rows scored per chunk at prediction time.
@@ -38,10 +39,6 @@ _MIN_WORK_PER_THREAD = 1 << 20
 # on one thread: a BLAS thread team on small products is slower than one
 # thread, many times slower when the cores are busy.
 _MIN_FLOPS_PER_BLAS_THREAD = 1 << 27
-
-
-def _threads_for(n_elements, n_threads):
-    return max(1, min(n_threads, n_elements // _MIN_WORK_PER_THREAD))
 
 
 def _normalize_attributes(A, how):
@@ -434,8 +431,9 @@ class ZeroShotSoftLabelClassifier(
         multiply_adds = self.batch_size * sum(W.size for W in self.coefs_)
         if not self._one_hot:
             multiply_adds += self.batch_size * self.class_attributes_.size
-        threads = max(1, min(n_threads, multiply_adds // _MIN_FLOPS_PER_BLAS_THREAD))
-        return blas_thread_limits(threads)
+        return blas_thread_limits(
+            threads_for(multiply_adds, n_threads, _MIN_FLOPS_PER_BLAS_THREAD)
+        )
 
     def _initialize(self, n_features, rng):
         sizes = [n_features, *self._hidden_sizes(), self.class_attributes_.shape[1]]
@@ -487,7 +485,9 @@ class ZeroShotSoftLabelClassifier(
         for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
             a = acts[-1]
             Z = np.ascontiguousarray(a @ W if sp.issparse(a) else np.matmul(a, W))
-            _dense.bias_relu(Z, b, i < last, _threads_for(Z.size, n_threads))
+            _dense.bias_relu(
+                Z, b, i < last, threads_for(Z.size, n_threads, _MIN_WORK_PER_THREAD)
+            )
             acts.append(Z)
         logits = acts[-1] if self._one_hot else np.matmul(acts[-1], self.class_attributes_.T)
         return acts, np.ascontiguousarray(logits)
@@ -498,7 +498,7 @@ class ZeroShotSoftLabelClassifier(
         _dense.soft_label_cross_entropy(
             logits, ids, self._target_mass, self.soft_label_targets_, self._unseen_ids,
             weights, np.float32(1.0 / max(logits.shape[0], 1)), grad, losses,
-            _threads_for(logits.size, n_threads),
+            threads_for(logits.size, n_threads, _MIN_WORK_PER_THREAD),
         )
         return losses, grad
 
@@ -521,7 +521,9 @@ class ZeroShotSoftLabelClassifier(
             grads[n_layers + i] = delta.sum(axis=0, dtype=np.float32)
             if i > 0:
                 delta = np.matmul(delta, self.coefs_[i].T)
-                _dense.relu_backward(delta, a, _threads_for(delta.size, n_threads))
+                _dense.relu_backward(
+                    delta, a, threads_for(delta.size, n_threads, _MIN_WORK_PER_THREAD)
+                )
         return losses, grads
 
     def _train_batch(self, X, ids, idx, weights, n_threads):
@@ -534,7 +536,7 @@ class ZeroShotSoftLabelClassifier(
             _dense.adam_step(
                 p.reshape(-1), self._adam_m[j].reshape(-1), self._adam_v[j].reshape(-1),
                 g.reshape(-1), self._step, self.learning_rate, self.beta_1, self.beta_2,
-                self.epsilon, decay, _threads_for(p.size, n_threads),
+                self.epsilon, decay, threads_for(p.size, n_threads, _MIN_WORK_PER_THREAD),
             )
         return losses
 
@@ -614,38 +616,28 @@ class ZeroShotSoftLabelClassifier(
         def loss_fn(idx):
             return self._example_losses(X, ids, idx, n_threads)
 
+        def train_epoch():
+            stats = run_epoch(self.sampler_, self.batch_size, train_batch, sample_weight)
+            self.t_ += X.shape[0]
+            return float(stats["loss"])
+
+        def score_validation():
+            return self._seen_accuracy(X_val, ids_val)
+
         with self._training_blas_limits(n_threads):
-            self.sampler_.start(X, loss_fn=loss_fn, random_state=rng)
-            n_epochs = 1 if incremental else self.max_iter
-            for _ in range(n_epochs):
-                started = time.perf_counter()
-                stats = run_epoch(self.sampler_, self.batch_size, train_batch, sample_weight)
-                elapsed = time.perf_counter() - started
-                loss = float(stats["loss"])
-                self.n_iter_ += 1
-                self.t_ += X.shape[0]
-                self.loss_curve_.append(loss)
-                message = (
-                    f"Iteration {self.n_iter_}, loss = {loss:.6f}, "
-                    f"{X.shape[0] / max(elapsed, 1e-9):,.0f} samples/s"
-                )
-                if X_val is not None:
-                    score = self._seen_accuracy(X_val, ids_val)
-                    self.validation_scores_.append(score)
-                    message += f", validation accuracy = {score:.4f}"
-                if self.verbose:
-                    print(message, flush=True)
-                if not incremental and self._should_stop(loss):
-                    break
-            else:
-                if not incremental and self.max_iter > 1:
-                    warnings.warn(
-                        f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
-                        "reached and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=3,
-                    )
-        self.sampler_.finish()
+            self.sampler_.start(X, loss_fn=loss_fn, random_state=rng, n_jobs=self.n_jobs)
+            fit_epochs(
+                train_epoch,
+                n_epochs=1 if incremental else self.max_iter,
+                n_samples=X.shape[0],
+                estimator=self,
+                sampler=self.sampler_,
+                score_validation=None if X_val is None else score_validation,
+                score_name="validation accuracy",
+                stopping=not incremental,
+                # _fit, fit or partial_fit, scikit-learn's _fit_context, the user
+                stacklevel=4,
+            )
         return self
 
     def _seen_accuracy(self, X, ids):

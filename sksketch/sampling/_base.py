@@ -2,7 +2,7 @@
 
 An estimator trains through a sampler in three calls:
 
-``start(X, loss_fn=None, random_state=None)``
+``start(X, loss_fn=None, random_state=None, n_jobs=None)``
     at the start of every ``fit`` / ``partial_fit`` call, with that call's
     training matrix. Learned state (a loss sketch) persists across calls;
     per-call state (row hashes, probabilities, statistics) is reset.
@@ -95,7 +95,10 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
     # computing losses that nothing reads)
     _observes_losses = False
 
-    def start(self, X, *, loss_fn=None, random_state=None):
+    # checked by start(), as an estimator's fit checks its parameters
+    _parameter_constraints: dict = {}
+
+    def start(self, X, *, loss_fn=None, random_state=None, n_jobs=None):
         """Begin a ``fit`` / ``partial_fit`` call on the training matrix `X`.
 
         Parameters
@@ -109,11 +112,15 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         random_state : RandomState, default=None
             The estimator's generator; when None the sampler's own
             ``random_state`` parameter seeds one.
+        n_jobs : int, default=None
+            The estimator's ``n_jobs``: threads of the sampler's compiled
+            kernels during this call (None: every thread OpenMP allows).
 
         Returns
         -------
         self : BaseSampler
         """
+        self._validate_params()
         n_samples = _n_rows(X)
         if n_samples < 1:
             raise ValueError("X must have at least one row")
@@ -127,6 +134,7 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         self._X = X
         self._loss_fn = loss_fn
         self._rng = random_state
+        self._n_jobs = n_jobs
         tic = time.perf_counter()
         self._start(X)
         # counted in the next epoch's sampler_time
@@ -234,10 +242,12 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
             self._sampler_time += time.perf_counter() - tic
 
     def __getstate__(self):
-        # The training matrix and the loss callback belong to one call.
+        # The training matrix, the loss callback and the thread count belong
+        # to one call.
         state = dict(super().__getstate__())
         state.pop("_X", None)
         state.pop("_loss_fn", None)
+        state.pop("_n_jobs", None)
         return state
 
     def _check_state(self):
@@ -280,6 +290,11 @@ class UniformSampler(BaseSampler):
     >>> [(idx.tolist(), w.tolist()) for idx, w in sampler.batches(2)]
     [([0, 1], [1.0, 1.0]), ([2, 3], [1.0, 1.0]), ([4], [1.0])]
     """
+
+    _parameter_constraints = {
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, shuffle=True, random_state=None):
         self.shuffle = shuffle

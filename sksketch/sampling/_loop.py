@@ -1,8 +1,150 @@
-"""The epoch loop every sksketch estimator trains through."""
+"""The training loop every sksketch estimator trains through.
+
+:func:`fit_epochs` runs the epochs of a ``fit`` or ``partial_fit`` call (and of
+the ``sksketch`` command's training); :func:`run_epoch` runs one epoch over the
+batches a sampler draws.
+"""
+
+import time
+import warnings
+from typing import NamedTuple
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["run_epoch"]
+__all__ = ["EpochReport", "fit_epochs", "run_epoch"]
+
+
+class EpochReport(NamedTuple):
+    """What :func:`fit_epochs` hands its ``on_epoch`` callback after an epoch.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch's number in this call, from 1.
+    loss : float
+        What ``train_epoch`` returned.
+    seconds : float
+        Wall-clock seconds of ``train_epoch``.
+    validation_score : float or None
+        The epoch's validation score, when there is one.
+    """
+
+    epoch: int
+    loss: float
+    seconds: float
+    validation_score: float | None
+
+
+def fit_epochs(
+    train_epoch,
+    *,
+    n_epochs,
+    n_samples,
+    estimator=None,
+    sampler=None,
+    score_validation=None,
+    score_name="validation score",
+    stopping=False,
+    on_epoch=None,
+    stacklevel=1,
+):
+    """Train for at most `n_epochs` epochs, one ``train_epoch()`` call each.
+
+    After every epoch the loop records it in `estimator`: ``n_iter_`` grows
+    by one, the loss joins ``loss_curve_`` and, with `score_validation`, the
+    score joins ``validation_scores_``; when ``estimator.verbose`` is set it
+    prints ``Iteration <n_iter_>, loss = <loss>, <rate> samples/s`` (and
+    ``, <score_name> = <score>``). With `stopping`, the estimator's
+    ``_should_stop(loss)`` (see ``sksketch.base._EpochStoppingMixin``) ends
+    training early, and running all `n_epochs` (more than one) emits a
+    :class:`~sklearn.exceptions.ConvergenceWarning`. Whatever happens,
+    ``sampler.finish()`` ends the sampler's call when the loop does, so that
+    neither the training data nor the loss function outlive it.
+
+    Parameters
+    ----------
+    train_epoch : callable
+        ``train_epoch() -> loss``: one epoch of training; its loss (a float,
+        NaN when there is none) is recorded.
+    n_epochs : int
+        Epochs to run at most (``max_iter`` for ``fit``, 1 for
+        ``partial_fit``).
+    n_samples : int
+        Training rows per epoch, for the throughput of the verbose line.
+    estimator : estimator, default=None
+        Where the epochs are recorded; None records nothing (for a caller
+        that trains through ``partial_fit``, which records its own epochs).
+    sampler : BaseSampler, default=None
+        A started sampler, finished when the loop ends.
+    score_validation : callable, default=None
+        ``score_validation() -> float``: the model's validation score after
+        an epoch (higher is better).
+    score_name : str, default="validation score"
+        The score's name in the verbose line.
+    stopping : bool, default=False
+        Apply the estimator's stopping rule and warn about non-convergence
+        (``fit``, not ``partial_fit``).
+    on_epoch : callable, default=None
+        ``on_epoch(report)`` after every epoch, with an :class:`EpochReport`.
+    stacklevel : int, default=1
+        Of the warning, as if the caller of ``fit_epochs`` emitted it with
+        :func:`warnings.warn`: 1 points at the caller's line, 2 at its
+        caller's, and so on up to the user's call.
+
+    Returns
+    -------
+    seconds : float
+        Time spent in ``train_epoch``.
+
+    Examples
+    --------
+    >>> from sksketch.sampling._loop import fit_epochs
+    >>> losses = iter([0.9, 0.5, 0.4])
+    >>> seconds = fit_epochs(lambda: next(losses), n_epochs=3, n_samples=10,
+    ...                      on_epoch=lambda report: print(report.epoch, report.loss))
+    1 0.9
+    2 0.5
+    3 0.4
+    """
+    seconds = 0.0
+    try:
+        for epoch in range(1, n_epochs + 1):
+            started = time.perf_counter()
+            loss = train_epoch()
+            elapsed = time.perf_counter() - started
+            seconds += elapsed
+            score = None
+            if estimator is not None:
+                estimator.n_iter_ += 1
+                estimator.loss_curve_.append(loss)
+                if score_validation is not None:
+                    score = score_validation()
+                    estimator.validation_scores_.append(score)
+                if getattr(estimator, "verbose", 0):
+                    message = (
+                        f"Iteration {estimator.n_iter_}, loss = {loss:.6f}, "
+                        f"{n_samples / max(elapsed, 1e-9):,.0f} samples/s"
+                    )
+                    if score is not None:
+                        message += f", {score_name} = {score:.4f}"
+                    print(message, flush=True)
+            if on_epoch is not None:
+                on_epoch(EpochReport(epoch, loss, elapsed, score))
+            if stopping and estimator._should_stop(loss):
+                break
+        else:
+            if stopping and n_epochs > 1:
+                warnings.warn(
+                    f"Stochastic optimizer: maximum iterations ({n_epochs}) "
+                    "reached and the optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                    stacklevel=stacklevel + 1,
+                )
+    finally:
+        if sampler is not None:
+            sampler.finish()
+    return seconds
 
 
 def run_epoch(sampler, batch_size, train_batch, sample_weight=None):

@@ -17,12 +17,13 @@ keeps the weighted gradient an unbiased estimate of the full-data gradient;
 with high loss (a biased, hard-example-mining objective).
 """
 
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._kernels import _rows
@@ -38,35 +39,30 @@ WEIGHTINGS = ("importance", "self-normalised", "none")
 _LOSS_CHUNK = 8192
 
 
-def _check_int(value, name, low, high=None):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return int(value)
+# The parameters of a sketch, shared by NWSketchSampler and NadarayaWatsonSketch.
+_SKETCH_CONSTRAINTS = {
+    "n_rows": [Interval(Integral, 1, 4096, closed="both")],
+    "n_hash_bits": [Interval(Integral, 1, 30, closed="both")],
+    "n_buckets": [Interval(Integral, 1, None, closed="left"), None],
+    "projection_dim": [Interval(Integral, 1, None, closed="left"), None],
+    "decay": [Interval(Real, 0, 1, closed="both")],
+    "random_state": ["random_state"],
+}
 
 
-def _check_float(value, name, low, high, low_open=False):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (low < value if low_open else low <= value) or not value <= high:
-        left = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {left}{low}, {high}], got {value}")
-    return value
-
-
-def _check_sketch_params(est):
-    n_rows = _check_int(est.n_rows, "n_rows", 1, 4096)
-    n_hash_bits = _check_int(est.n_hash_bits, "n_hash_bits", 1, 30)
+def _sketch_shape(est):
+    """``n_rows, n_hash_bits, n_buckets`` of validated parameters."""
+    n_hash_bits = int(est.n_hash_bits)
     if est.n_buckets is None:
         n_buckets = 1 << n_hash_bits
+    elif est.n_buckets > 1 << n_hash_bits:
+        raise ValueError(
+            f"n_buckets must be at most 2 ** n_hash_bits = {1 << n_hash_bits}, "
+            f"got {est.n_buckets}"
+        )
     else:
-        n_buckets = _check_int(est.n_buckets, "n_buckets", 1, 1 << n_hash_bits)
-    if est.projection_dim is not None:
-        _check_int(est.projection_dim, "projection_dim", 1)
-    return n_rows, n_hash_bits, n_buckets
+        n_buckets = int(est.n_buckets)
+    return int(est.n_rows), n_hash_bits, n_buckets
 
 
 def _as_float32_rows(X):
@@ -95,12 +91,12 @@ def _as_float32_rows(X):
     return X
 
 
-def _fingerprint(X):
+def _fingerprint(X, n_jobs=None):
     """Content checksum of a training matrix (or label vector): shape, and the
     sums over rows of every row's sum of values, of squares and (for float32
     matrices) of values times their column number, each also weighted by the
     row's position, so changed values, moved values and reordered rows all
-    show."""
+    show. ``n_jobs``: the estimator's, for the checksum kernels' threads."""
     if (
         sp.issparse(X)
         and X.format == "csr"
@@ -109,11 +105,11 @@ def _fingerprint(X):
         and X.indptr.dtype == np.int32
     ):
         per_row = np.empty((X.shape[0], 3), dtype=np.float64)
-        _rows.csr_row_checksums(X.data, X.indices, X.indptr, per_row, _threads(X.nnz))
+        _rows.csr_row_checksums(X.data, X.indices, X.indptr, per_row, _threads(X.nnz, n_jobs))
     elif isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype == np.float32:
         X = np.ascontiguousarray(X)
         per_row = np.empty((X.shape[0], 3), dtype=np.float64)
-        _rows.dense_row_checksums(X, per_row, _threads(X.size))
+        _rows.dense_row_checksums(X, per_row, _threads(X.size, n_jobs))
     elif sp.issparse(X):
         X = X.tocsr()
         per_row = np.column_stack([
@@ -134,23 +130,24 @@ def _fingerprint(X):
 class _ProbabilitySampler(BaseSampler):
     """Draws rows in proportion to a per-row loss score mixed with uniform."""
 
-    def _validate_sampling_params(self):
-        self._eps = _check_float(self.uniform_mix, "uniform_mix", 0.0, 1.0)
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.refresh_interval is not None:
-            _check_int(self.refresh_interval, "refresh_interval", 1)
+    _parameter_constraints = {
+        "uniform_mix": [Interval(Real, 0, 1, closed="both")],
+        "weighting": [StrOptions(set(WEIGHTINGS))],
+        "refresh_interval": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+    }
 
     def _scores(self):
         raise NotImplementedError
 
     def _refresh(self):
         n = self.n_samples_
+        eps = float(self.uniform_mix)
         scores = np.asarray(self._scores(), dtype=np.float64)
         scores = np.where(np.isfinite(scores), np.maximum(scores, 0.0), 0.0)
         total = scores.sum()
-        if total > 0 and self._eps < 1.0:
-            p = (1.0 - self._eps) * scores / total + self._eps / n
+        if total > 0 and eps < 1.0:
+            p = (1.0 - eps) * scores / total + eps / n
         else:
             p = np.full(n, 1.0 / n)
         self.probabilities_ = p
@@ -260,6 +257,11 @@ class NWSketchSampler(_ProbabilitySampler):
     # the training step's losses train the sketch
     _observes_losses = True
 
+    _parameter_constraints = {
+        **_ProbabilitySampler._parameter_constraints,
+        **_SKETCH_CONSTRAINTS,
+    }
+
     def __init__(
         self,
         n_rows=32,
@@ -283,9 +285,7 @@ class NWSketchSampler(_ProbabilitySampler):
         self.random_state = random_state
 
     def _start(self, X):
-        self._validate_sampling_params()
-        n_rows, n_hash_bits, n_buckets = _check_sketch_params(self)
-        self._decay = _check_float(self.decay, "decay", 0.0, 1.0)
+        n_rows, n_hash_bits, n_buckets = _sketch_shape(self)
         if getattr(self, "sketch_", None) is None:
             seed_rng = (
                 self._rng if self.random_state is None else check_random_state(self.random_state)
@@ -309,20 +309,20 @@ class NWSketchSampler(_ProbabilitySampler):
         # the checksum over, so the matrix is not read a second time.
         key = self.__dict__.pop("_rows_fingerprint", None)
         if key is None:
-            key = ("rows", _fingerprint(X))
+            key = ("rows", _fingerprint(X, self._n_jobs))
         if getattr(self, "_codes_key", None) != key or getattr(self, "_codes", None) is None:
-            self._codes = self.sketch_.hash(_as_float32_rows(X))
+            self._codes = self.sketch_.hash(_as_float32_rows(X), self._n_jobs)
             self._codes_key = key
         self._n_epochs = 0
 
     def _epoch_begin(self):
-        if self._n_epochs > 0 and self._decay < 1.0:
-            self.sketch_.scale(self._decay)
+        if self._n_epochs > 0 and self.decay < 1.0:
+            self.sketch_.scale(float(self.decay))
         self._n_epochs += 1
 
     def _scores(self):
         self._flush()
-        return self.sketch_.query(self._codes)
+        return self.sketch_.query(self._codes, self._n_jobs)
 
     def _epoch_end(self):
         self._flush()
@@ -341,7 +341,10 @@ class NWSketchSampler(_ProbabilitySampler):
             # only losses that came through _observe_trusted can get here
             raise ValueError("the training step returned NaN or infinite losses")
         # codes come from the sketch's own hashing: in range by construction
-        self.sketch_.insert(self._codes[indices], losses, trusted_codes=True)
+        self.sketch_.insert(
+            self._codes[indices], losses, trusted_codes=True,
+            n_jobs=getattr(self, "_n_jobs", None),
+        )
 
     def observe(self, indices, losses):
         tic = self._timed_observe_begin()
@@ -443,7 +446,6 @@ class ExactLossSampler(_ProbabilitySampler):
         self.random_state = random_state
 
     def _start(self, X):
-        self._validate_sampling_params()
         if self._loss_fn is None:
             raise ValueError(
                 "ExactLossSampler needs loss_fn: the estimator must pass the model's "
@@ -493,6 +495,9 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         dimensions instead of the input itself.
     random_state : int, RandomState instance or None, default=None
         Seeds the hash functions.
+    n_jobs : int, default=None
+        Threads of the hashing, update and look-up kernels; None means every
+        thread OpenMP allows. Calls with little work run on one thread.
 
     Attributes
     ----------
@@ -517,6 +522,8 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
     True
     """
 
+    _parameter_constraints = {**_SKETCH_CONSTRAINTS, "n_jobs": [Integral, None]}
+
     def __init__(
         self,
         n_rows=32,
@@ -525,6 +532,7 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         decay=1.0,
         projection_dim=None,
         random_state=None,
+        n_jobs=None,
     ):
         self.n_rows = n_rows
         self.n_hash_bits = n_hash_bits
@@ -532,6 +540,7 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         self.decay = decay
         self.projection_dim = projection_dim
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -565,6 +574,7 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
             raise ValueError("y must be finite")
         return _as_float32_rows(X), y
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Forget everything and insert (X, y).
 
@@ -581,6 +591,7 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         self.sketch_ = None
         return self._update(X, y, reset=True)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def update(self, X, y):
         """Insert (X, y), after decaying what the sketch holds by ``decay``.
 
@@ -596,8 +607,7 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         return self._update(X, y, reset=getattr(self, "sketch_", None) is None)
 
     def _update(self, X, y, reset):
-        n_rows, n_hash_bits, n_buckets = _check_sketch_params(self)
-        decay = _check_float(self.decay, "decay", 0.0, 1.0)
+        n_rows, n_hash_bits, n_buckets = _sketch_shape(self)
         X, y = self._validate(X, y, reset)
         if reset:
             self.sketch_ = SketchCore(
@@ -608,9 +618,9 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
                 self.projection_dim,
                 check_random_state(self.random_state),
             )
-        elif decay < 1.0:
-            self.sketch_.scale(decay)
-        self.sketch_.insert(self.sketch_.hash(X), y)
+        elif self.decay < 1.0:
+            self.sketch_.scale(float(self.decay))
+        self.sketch_.insert(self.sketch_.hash(X, self.n_jobs), y, n_jobs=self.n_jobs)
         return self
 
     def predict(self, X):
@@ -629,7 +639,9 @@ class NadarayaWatsonSketch(VersionedStateMixin, RegressorMixin, BaseEstimator):
         X = validate_data(
             self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False
         )
-        return self.sketch_.query(self.sketch_.hash(_as_float32_rows(X)))
+        return self.sketch_.query(
+            self.sketch_.hash(_as_float32_rows(X), self.n_jobs), self.n_jobs
+        )
 
     @property
     def sums_(self):

@@ -4,18 +4,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._kernels._nw_sketch import NWSketch
-from .._kernels._openmp import effective_n_threads
 from .._state import F32, allow_in_model_files, attr_array, attr_integer, fail
+from ..utils._threads import threads_for
 
 __all__ = ["SketchCore"]
 
-# Below this many bucket updates, look-ups or values checksummed a call runs on
-# the calling thread: waking an OpenMP team costs more than that work.
-_PARALLEL_MIN_WORK = 1 << 22
+# Bucket updates, look-ups or values checksummed per thread: below twice this
+# a call runs on the calling thread, as waking an OpenMP team costs more.
+_MIN_WORK_PER_THREAD = 1 << 21
 
 
-def _threads(work):
-    return effective_n_threads() if work >= _PARALLEL_MIN_WORK else 1
+def _threads(work, n_jobs):
+    return threads_for(work, n_jobs, _MIN_WORK_PER_THREAD)
 
 
 @allow_in_model_files(kind="object")
@@ -34,6 +34,9 @@ class SketchCore:
     dtype : {"float64", "float32"}, default="float64"
         Of the sums and counts. float32 halves the sketch, and a sketch of
         many buckets is then read and written about twice as fast.
+
+    The methods take the caller's ``n_jobs`` (None: every thread), used only
+    for calls with enough work to share.
     """
 
     def __init__(self, n_features, n_rows, n_hash_bits, n_buckets, projection_dim, rng,
@@ -73,9 +76,9 @@ class SketchCore:
     def counts(self):
         return self.kernel.counts
 
-    def hash(self, X):
+    def hash(self, X, n_jobs=None):
         """int32 buckets of shape (n_samples, n_rows) of CSR float32 or C float32 rows."""
-        n_threads = _threads(X.shape[0] * self.kernel.n_rows * self.kernel.n_hash_bits)
+        n_threads = _threads(X.shape[0] * self.kernel.n_rows * self.kernel.n_hash_bits, n_jobs)
         if self.projection is not None:
             Z = X @ self.projection
             X = np.ascontiguousarray(Z.toarray() if sp.issparse(Z) else Z, dtype=np.float32)
@@ -83,11 +86,11 @@ class SketchCore:
             return self.kernel.hash_csr(X, n_threads)
         return self.kernel.hash_dense(X, n_threads)
 
-    def insert(self, codes, losses, decay=1.0, trusted_codes=False):
-        self.kernel.insert(codes, losses, decay, _threads(codes.size), not trusted_codes)
+    def insert(self, codes, losses, decay=1.0, trusted_codes=False, n_jobs=None):
+        self.kernel.insert(codes, losses, decay, _threads(codes.size, n_jobs), not trusted_codes)
 
     def scale(self, factor):
         self.kernel.scale(factor)
 
-    def query(self, codes):
-        return self.kernel.query(codes, _threads(codes.size))
+    def query(self, codes, n_jobs=None):
+        return self.kernel.query(codes, _threads(codes.size, n_jobs))
