@@ -3,14 +3,13 @@
 import copy
 import math
 import threading
-import time
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -24,21 +23,24 @@ from ._slide_state import check_state as _check_slide_state
 from ._state import allow_in_model_files
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, UniformSampler, check_sampler, run_epoch
+from .sampling._loop import fit_epochs
+from .utils._threads import threads_for
 from .utils._validation import check_binary_indicator, check_sparse_indices
 
 # Stamps mark labels already in an example's active set; they are per thread
 # and must never wrap around, so they are reset well before 2**32.
 _STAMP_LIMIT = 2**32 - 2**20
 
-# Dense inputs of at least this many values are converted on every thread.
-_PARALLEL_ROWS_WORK = 1 << 20
+# Values of a dense input converted per thread: inputs below 2**20 values are
+# converted on the calling thread.
+_MIN_ROWS_WORK_PER_THREAD = 1 << 19
 
 
 def _dense_to_csr32(X, name, n_threads):
     """CSR float32 of a dense matrix, in two row passes (scipy's conversion goes
     through ``nonzero`` and COO: about 10x slower on Fashion-MNIST's 60000 x 784)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    n_threads = n_threads if X.size >= _PARALLEL_ROWS_WORK else 1
+    n_threads = threads_for(X.size, n_threads, _MIN_ROWS_WORK_PER_THREAD)
     counts = np.empty(X.shape[0], dtype=np.int64)
     _rows.dense_row_nonzeros(X, counts, n_threads)
     indptr = np.zeros(X.shape[0] + 1, dtype=np.int64)
@@ -1019,41 +1021,28 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
                 UniformSampler(shuffle=self.shuffle) if self.sampler is None else self.sampler
             )
         self.sampler_.start(
-            X, loss_fn=lambda rows: self._example_losses(X, Y, rows), random_state=rng
+            X, loss_fn=lambda rows: self._example_losses(X, Y, rows), random_state=rng,
+            n_jobs=self.n_jobs,
         )
         self._sync_bf16()
         self._allocate_buffers(n_threads, Y)
         try:
-            n_epochs = 1 if incremental else self.max_iter
-            for _ in range(n_epochs):
-                started = time.perf_counter()
-                loss = self._run_epoch(X, Y, sample_weight, rng, n_threads)
-                elapsed = time.perf_counter() - started
-                self.n_iter_ += 1
-                self.loss_curve_.append(loss)
-                message = (
-                    f"Iteration {self.n_iter_}, loss = {loss:.6f}, "
-                    f"{X.shape[0] / max(elapsed, 1e-9):,.0f} samples/s"
-                )
-                if X_val is not None:
-                    score = self._precision_at_1(X_val, Y_val)
-                    self.validation_scores_.append(score)
-                    message += f", validation P@1 = {score:.4f}"
-                if self.verbose:
-                    print(message, flush=True)
-                if not incremental and self._should_stop(loss):
-                    break
-            else:
-                if not incremental and self.max_iter > 1:
-                    warnings.warn(
-                        f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
-                        "reached and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=3,
-                    )
+            fit_epochs(
+                lambda: self._run_epoch(X, Y, sample_weight, rng, n_threads),
+                n_epochs=1 if incremental else self.max_iter,
+                n_samples=X.shape[0],
+                estimator=self,
+                sampler=self.sampler_,
+                score_validation=(
+                    None if X_val is None else lambda: self._precision_at_1(X_val, Y_val)
+                ),
+                score_name="validation P@1",
+                stopping=not incremental,
+                # _fit, fit or partial_fit, scikit-learn's _fit_context, the user
+                stacklevel=4,
+            )
         finally:
             self._release_buffers()
-            self.sampler_.finish()
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1108,7 +1097,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         # Waking a thread team costs more than a few rows of work (and the
         # OpenMP and BLAS pools then contend for the cores): small calls,
         # such as single-row latency-bound ones, run on the calling thread.
-        return max(1, min(self._n_threads(), n_rows // 32))
+        return threads_for(n_rows, self.n_jobs, 32)
 
     def _hidden(self, X):
         return _slide.hidden_forward(
@@ -1125,7 +1114,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         # come with it and on the thread count; this kernel's does not.
         return _slide.output_scores(
             hidden, self.output_weights_, self.output_bias_,
-            self._predict_threads(hidden.shape[0] * len(self.classes_) // 1024),
+            threads_for(hidden.shape[0] * len(self.classes_), self.n_jobs, 32 * 1024),
         )
 
     def _warn_dense_output(self, n_samples, itemsize, method):

@@ -8,7 +8,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
 
-from sksketch import ImportanceSampledClassifier, ZeroShotSoftLabelClassifier
+from sksketch import ImportanceSampledClassifier, SLIDEClassifier, ZeroShotSoftLabelClassifier
 from sksketch.base import _EpochStoppingMixin
 from sksketch.sampling import UniformSampler
 from sksketch.sampling._loop import fit_epochs
@@ -132,9 +132,13 @@ def test_without_an_estimator_records_nothing():
 # ----------------------------------------------------------- in the estimators
 
 
-def test_estimator_convergence_warning_points_at_the_users_call():
+@pytest.mark.parametrize("make", [
+    lambda: ZeroShotSoftLabelClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0),
+    lambda: SLIDEClassifier(hidden_layer_size=8, max_iter=3, tol=0, random_state=0),
+], ids=["zeroshot", "slide"])
+def test_estimator_convergence_warning_points_at_the_users_call(make):
     X, y = make_classification(200, 8, n_informative=4, n_classes=3, random_state=0)
-    clf = ZeroShotSoftLabelClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    clf = make()
     with pytest.warns(ConvergenceWarning) as record:
         clf.fit(X, y)
     assert [w.filename for w in record] == [__file__]
