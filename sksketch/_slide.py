@@ -678,6 +678,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             stop = min(start + chunk, X.shape[0])
             hidden = self._hidden(X[start:stop])
             Yc = Y[start:stop]
+            # ones of one dtype: the sums do not depend on how y was given
+            Yc = sp.csr_matrix(
+                (np.ones(Yc.nnz, dtype=np.float32), Yc.indices, Yc.indptr), shape=Yc.shape
+            )
             labelled = np.diff(Yc.indptr) > 0
             total_norm += float(np.linalg.norm(hidden[labelled], axis=1).sum())
             total_rows += int(labelled.sum())
@@ -1388,8 +1392,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         >>> from sksketch import SLIDEClassifier
         >>> usage = SLIDEClassifier(n_jobs=1).estimate_memory(100_000, 500_000)
         >>> {part: round(n_bytes / 2**20) for part, n_bytes in usage.items()}  # MiB
-        {'weights': 295, 'optimizer': 590, 'bfloat16_weights': 0, 'hash_tables': 145,
-         'sampler': 0, 'other': 10, 'model': 1040, 'training_buffers': 66, 'total': 1106}
+        {'weights': 588, 'optimizer': 1176, 'bfloat16_weights': 0, 'hash_tables': 145,
+         'sampler': 0, 'other': 10, 'model': 1918, 'training_buffers': 115, 'total': 2034}
         """
         self._validate_params()
         F, L, H = int(n_features), int(n_labels), self.hidden_layer_size
