@@ -627,6 +627,7 @@ def _plot(path, curves, points):
             ax.plot([seconds], [p1], "s", label=label)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("training seconds")
         ax.set_ylabel("P@1")
         ax.set_title(name)
@@ -660,6 +661,20 @@ def _check_methods(args, methods):
     return available
 
 
+def _code_state(package_dir):
+    """Commit of the sksketch checkout in use, and whether its files differ from it."""
+    def git(*cmd):
+        done = subprocess.run(["git", "-C", str(package_dir), *cmd], capture_output=True,
+                              text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "not a git checkout"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return commit + (" with uncommitted changes" if dirty else "")
+
+
 def run(args):
     import sksketch
     from sksketch import SLIDEClassifier
@@ -680,9 +695,13 @@ def run(args):
           f"{sksketch.show_config('dicts')['simd']['active_isa']}, {args.threads} threads per "
           f"method, {args.repeats} repeat(s), load average at start "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    package_dir = Path(sksketch.__file__).resolve().parent
+    print(f"sksketch from {package_dir} ({_code_state(package_dir)})")
+    effective = _slide_model(args).get_params()
     print(f"SLIDEClassifier: defaults with n_jobs={args.threads}, random_state=0"
           + (f", {slide_params}" if slide_params else "")
-          + f"; PyTorch: {args.epochs} epochs")
+          + f" (hidden_layer_size={effective['hidden_layer_size']}, "
+          f"max_iter={effective['max_iter']}); PyTorch: {args.epochs} epochs")
     available = _check_methods(args, methods)
     versions, curves, points = {}, {}, {}
     args.cache_dir.mkdir(parents=True, exist_ok=True)
