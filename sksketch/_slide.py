@@ -923,9 +923,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             self.input_weights_, a["m_in"], a["v_in"], buf["W_in"],
             buf["touched_in"], *hp, n_threads, None, decay,
         )
+        # one row: a thread team would only add a barrier per batch
         _slide.adam_update(
             self.input_bias_[None, :], a["m_in_bias"], a["v_in_bias"], buf["b_in"],
-            np.ones(1, dtype=np.uint8), *hp, n_threads,
+            np.ones(1, dtype=np.uint8), *hp, 1,
         )
         buf["touched_in"].fill(0)
 
