@@ -166,7 +166,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         output rows have more room to differ) at a cost per step that grows
         in proportion; 256 trains to a higher precision than 128 in fewer
         epochs on every dataset of the benchmarks (see the user guide), and
-        keeps a 670,000-label model under 3 GB.
+        keeps a 670,000-label model's arrays under 3 GB.
     hash_family : {"dwta", "simhash"}, default="dwta"
         LSH family over the output layer. ``"dwta"`` (densified winner-take-all)
         suits the sparse, non-negative hidden activations; ``"simhash"``
