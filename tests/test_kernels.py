@@ -656,3 +656,27 @@ def test_row_checksums_match_numpy(n, d, density, rng):
         np.testing.assert_allclose(dense, ref, rtol=1e-12, atol=1e-12)
         # the same additions, in column order, skipping zeros: the same bits
         np.testing.assert_array_equal(csr, dense)
+
+
+def _wait_policy_in_subprocess(extra_env):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    env.update(extra_env)
+    code = (
+        "import os, sksketch; "
+        "print(sksketch.show_config('dicts')['openmp']['wait_policy']); "
+        "print(os.environ.get('GOMP_SPINCOUNT'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    return out
+
+
+@pytest.mark.skipif(not _openmp.build_info()["openmp"], reason="built without OpenMP")
+def test_openmp_wait_policy_is_short_unless_the_user_chose_one():
+    policy, left_in_env = _wait_policy_in_subprocess({})
+    assert policy.startswith(("sksketch default", "runtime loaded before sksketch"))
+    assert left_in_env == "None"  # set only while the runtime loads
+    policy, left_in_env = _wait_policy_in_subprocess({"OMP_WAIT_POLICY": "passive"})
+    assert policy == "environment, OMP_WAIT_POLICY=passive"
+    assert left_in_env == "None"

@@ -1,7 +1,6 @@
 """Compiled kernels; importing the package allows its picklable objects in model files."""
 
 import os
-import sys
 
 # How long an idle OpenMP thread spins before it sleeps. The kernels open a
 # few short parallel regions per batch; libgomp's default spin (300,000
@@ -39,7 +38,7 @@ def _load_openmp_runtime():
         from . import _openmp  # noqa: F401
 
         return {"source": "environment", **user}
-    if "sksketch._kernels._openmp" in sys.modules or _runtime_already_loaded():
+    if _runtime_already_loaded():
         from . import _openmp  # noqa: F401
 
         return {"source": "runtime loaded before sksketch: its own defaults"}
