@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._kernels import _openmp, _rows, _slide
 from ._kernels._lsh import LSHTables
 from ._negative_sampling import N_COSINE_STEPS, collision_table, unigram_cdf
+from ._slide_plan import make_plan
 from ._slide_state import check_state as _check_slide_state
 from ._state import allow_in_model_files
 from .base import VersionedStateMixin, _EpochStoppingMixin
@@ -85,13 +86,6 @@ def _is_indicator(y):
     return y.ndim == 2 and y.shape[1] > 1
 
 
-def _resolve_count(value, n_labels):
-    """A label count given as an int, or as a float fraction of n_labels."""
-    if isinstance(value, Real) and not isinstance(value, Integral):
-        return max(1, math.ceil(value * n_labels))
-    return int(value)
-
-
 # Which part of memory_usage() each fitted attribute belongs to; the other
 # arrays are per-label vectors and small state ("other").
 _MEMORY_PARTS = {
@@ -138,11 +132,6 @@ def _nbytes(obj, seen):
     if state is None and type(obj).__module__.startswith("sksketch"):
         state = obj.__getstate__()
     return _nbytes(state, seen) if isinstance(state, dict) else 0
-
-
-def _n_bits(n):
-    """Bits needed to store a value in [0, n) (as the hash tables count them)."""
-    return max(0, int(n - 1).bit_length())
 
 
 @allow_in_model_files
@@ -644,8 +633,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             bucket_capacity=self.bucket_capacity,
             policy=self.bucket_policy,
             # tables nothing queries yet take one bucket (see _sized_tables)
-            n_buckets_log2=self.n_buckets_log2
-            if self._uses_lsh() or self.inference == "lsh" else 1,
+            n_buckets_log2=self.n_buckets_log2 if self._plan().tables_in_use else 1,
             seed=int(rng.randint(0, 2**31 - 1)),
         )
         self._output_bf16 = None
@@ -696,26 +684,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             self.output_weights_[rows] = sums[rows] * (scale / norms[rows])[:, None]
         sums.fill(0)
 
-    def _uses_lsh(self):
-        """Whether training queries the hash tables."""
-        return (
-            self.negative_sampling in ("lsh-embedding", "lsh-label")
-            and self._active_budget() < len(self.classes_)
-        )
-
-    def _uses_unigram(self):
-        """Whether training draws labels by their frequency (mode or LSH padding)."""
-        return self.negative_sampling == "unigram" or (
-            self.negative_fill == "unigram"
-            and self.negative_sampling in ("lsh-embedding", "lsh-label")
-        )
-
-    def _active_budget(self):
-        L = len(self.classes_)
-        if self.negative_sampling == "full":
-            return L
-        budget = _resolve_count(self.max_active_labels, L)
-        return min(L, max(budget, self.min_active_labels, 1))
+    def _plan(self):
+        """The :class:`~sksketch._slide_plan.SLIDEPlan` of the fitted label set."""
+        return make_plan(self, len(self.classes_))
 
     def _rehash(self, rng, n_threads, new_functions=False, queries=None):
         """Rebuild the tables from the current output weights.
@@ -749,7 +720,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         has the same hash functions: they depend on the seed, not on the
         number of buckets.
         """
-        wanted = min(self.n_buckets_log2, tables.bits_per_hash * tables.n_hashes_per_table)
+        wanted = self._plan().tables.n_buckets_log2
         if tables.n_buckets_log2 >= wanted or tables.n_items or tables.n_rebuilds:
             return tables
         return LSHTables(
@@ -796,23 +767,16 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
 
     def _run_epoch(self, X, Y, sample_weight, rng, n_threads):
         """One pass over (X, Y) in the sampler's batches; returns the mean loss."""
-        L = len(self.classes_)
-        target = self._active_budget()
-        # the active set always holds all of an example's true labels
-        budget = max(target, self._max_true_labels(Y))
-        use_lsh = self._uses_lsh()
-        mode = _slide.MODES.index(self.negative_sampling)
-        if target >= L:
-            # the budget covers every label: the exact full softmax
-            mode = _slide.MODES.index("full")
-            budget = min_active = L
-        elif use_lsh:
-            min_active = min(self.min_active_labels, L)
-        else:
-            min_active = target
+        plan = self._plan()
+        # the active set always holds all of an example's true labels; a
+        # budget covering every label is the exact full softmax
+        budget = plan.n_labels if plan.mode == "full" else plan.active_size(
+            self._max_true_labels(Y))
+        use_lsh, min_active = plan.uses_lsh, plan.min_active
+        mode = _slide.MODES.index(plan.mode)
         correct = self.sampling_correction == "logq"
         empty_f, empty_d = np.zeros(0, np.float32), np.zeros(0, np.float64)
-        label_cdf = self._unigram_cdf if self._uses_unigram() else empty_d
+        label_cdf = self._unigram_cdf if plan.uses_unigram else empty_d
         cp_table = self._cp_table if use_lsh and correct else empty_f
         row_norms = self._row_norms if use_lsh and correct else empty_f
         use_bf16 = self.precision == "bfloat16"
@@ -938,7 +902,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         H = self.hidden_layer_size
         L = len(self.classes_)
         B = self.batch_size
-        A = max(self._active_budget(), self._max_true_labels(Y))
+        A = self._plan().active_size(self._max_true_labels(Y))
         self._buffers = {
             # input layer: a dense gradient, applied to the rows a batch touched
             "W_in": np.zeros_like(self.input_weights_),
@@ -1020,9 +984,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
 
         if first_call and self.output_init == "centroid":
             self._init_output_centroids(X, Y, sample_weight)
-        if self._uses_unigram():
+        plan = self._plan()
+        if plan.uses_unigram:
             self._unigram_cdf = unigram_cdf(self._label_counts)
-        if self._uses_lsh() and (
+        if plan.uses_lsh and (
             first_call or self.lsh_tables_.n_items == 0
             or (self.sampling_correction == "logq" and getattr(self, "_cp_table", None) is None)
         ):
@@ -1398,37 +1363,19 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         """
         self._validate_params()
         F, L, H = int(n_features), int(n_labels), self.hidden_layer_size
-        B, K, T = self.batch_size, self.n_hashes_per_table, self.n_tables
-        if self.negative_sampling == "full":
-            budget = L
-        else:
-            budget = _resolve_count(self.max_active_labels, L)
-            budget = min(L, max(budget, self.min_active_labels, 1))
-        A = max(budget, int(max_labels_per_sample))
-        uses_lsh = self.negative_sampling in ("lsh-embedding", "lsh-label") and budget < L
+        B = self.batch_size
+        plan = make_plan(self, L)
+        A = plan.active_size(max_labels_per_sample)
         bf16 = self.precision == "bfloat16"
-
-        if self.hash_family == "dwta":
-            bin_size = min(8, H)
-            bits, functions = max(1, _n_bits(bin_size)), 4 * K * T * bin_size
-        else:
-            bits, functions = 1, 8 * K * T * max(1, H // 3)
-        full = min(self.n_buckets_log2, bits * K)
-
-        def tables(n_buckets_log2, n_items):
-            return functions + 4 * T * ((1 << n_buckets_log2) + 1) + 4 * T * n_items
-
-        used = uses_lsh or self.inference == "lsh"
-        hash_tables = tables(full if used else min(1, bits * K), L if uses_lsh else 0)
-        if self.inference == "lsh":
-            hash_tables += tables(full, L)
+        # training's tables (one bucket each while nothing queries them), and
+        # those inference builds at its first prediction
+        hash_tables = plan.table_nbytes(L if plan.uses_lsh else 0, in_use=plan.tables_in_use)
+        if plan.inference_lsh:
+            hash_tables += plan.table_nbytes(L)
         other = 16 * L  # class labels and label counts
-        if uses_lsh and self.sampling_correction == "logq":
+        if plan.uses_lsh and self.sampling_correction == "logq":
             other += 4 * L + 4 * (N_COSINE_STEPS + 1)  # row norms, collision table
-        if self.negative_sampling == "unigram" or (
-            self.negative_fill == "unigram"
-            and self.negative_sampling in ("lsh-embedding", "lsh-label")
-        ):
+        if plan.uses_unigram:
             other += 8 * L
         usage = {
             "weights": 4 * (F * H + H + L * H + L),

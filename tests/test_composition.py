@@ -75,7 +75,7 @@ def test_pipeline_tfidf_slide_learns_multilabel_text(docstrings):
     docs_train, docs_test, Y_train, Y_test, mlb = docstrings
     pipe = _text_pipeline().fit(docs_train, Y_train)
     clf = pipe[-1]
-    assert clf._uses_lsh()  # a sampled softmax over LSH-retrieved labels, not the exact one
+    assert clf._plan().uses_lsh  # a sampled softmax over LSH-retrieved labels, not the exact one
     # ranking against always proposing the most frequent labels
     frequency = np.tile(Y_train.sum(axis=0), (len(docs_test), 1)).astype(float)
     for k in (1, 3):

@@ -4,7 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
-from sksketch._kernels._lsh import LSHTables
+from sksketch._kernels._lsh import LSHTables, table_geometry, table_nbytes
 
 
 def _reference_keys(tables, X):
@@ -175,3 +175,23 @@ def test_full_buckets_pickle_deterministically():
         assert state["ids"].min() >= 0 and state["ids"].max() < 4000
         t2 = pickle.loads(pickle.dumps(t))
         np.testing.assert_array_equal(t2.__getstate__()["ids"], state["ids"])
+
+
+@pytest.mark.parametrize("family", ["dwta", "simhash"])
+@pytest.mark.parametrize(
+    "dim, K, n_buckets_log2", [(1, 3, 18), (5, 2, 4), (64, 6, 18), (300, 9, 24)]
+)
+def test_table_geometry_is_what_the_tables_build(family, dim, K, n_buckets_log2):
+    """The sizes memory estimates and model checks derive are those of real tables."""
+    T, n_items = 3, 17
+    geometry = table_geometry(family, dim, K, T, n_buckets_log2)
+    tables = LSHTables(family, dim, K, T, n_buckets_log2=n_buckets_log2, seed=4)
+    tables.build(np.random.default_rng(0).standard_normal((n_items, dim)).astype(np.float32))
+    state = tables.__getstate__()
+    assert geometry.bin_size == tables.bin_size
+    assert geometry.bits_per_hash == tables.bits_per_hash
+    assert geometry.projection_nnz == tables.projection_nnz
+    assert geometry.n_buckets_log2 == tables.n_buckets_log2 <= n_buckets_log2
+    assert (geometry.n_coords, geometry.n_signs) == (state["coords"].size, state["signs"].size)
+    arrays = sum(state[key].nbytes for key in ("coords", "signs", "offsets", "ids"))
+    assert table_nbytes(geometry, T, n_items) == arrays

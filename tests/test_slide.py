@@ -463,7 +463,7 @@ def test_learns_a_large_label_space_through_lsh(correction):
     clf = SLIDEClassifier(max_iter=20, random_state=0, hash_family="simhash",
                           n_hashes_per_table=6, n_tables=50, sampling_correction=correction)
     clf.fit(X[train], Y[train])
-    assert clf._uses_lsh() and clf.mean_active_labels_ <= clf._active_budget()
+    assert clf._plan().uses_lsh and clf.mean_active_labels_ <= clf._plan().target
     labels, _ = clf.predict_topk(X[test], k=1)
     frequent = np.asarray(Y[train].sum(axis=0)).ravel().argmax()
     baseline = precision_at_1(np.full((600, 1), frequent), Y[test])
@@ -715,3 +715,37 @@ def test_switching_precision_between_calls_converts_the_moments():
     assert clf._adam["m_out"].dtype == np.uint16 and clf._adam["v_out"].dtype == np.uint16
     clf.set_params(precision="float32").partial_fit(X, Y)
     assert clf._adam["v_out"].dtype == np.float32 and np.isfinite(clf.loss_curve_).all()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"negative_sampling": "full"},
+        {"negative_sampling": "unigram", "max_active_labels": 50, "min_active_labels": 10},
+        {"negative_sampling": "uniform", "max_active_labels": 0.02, "min_active_labels": 0},
+        {"negative_sampling": "lsh-label", "max_active_labels": 100, "min_active_labels": 20,
+         "negative_fill": "unigram"},
+        {"max_active_labels": 5000, "inference": "lsh"},
+    ],
+)
+def test_plan_before_fit_is_the_fitted_models(params):
+    """One plan, read before fitting (estimate_memory) and by training, says what training did."""
+    from sksketch._slide_plan import make_plan
+
+    X, Y = make_xc(n_samples=300, n_features=200, n_labels=400)
+    est = SLIDEClassifier(max_iter=1, hidden_layer_size=16, random_state=0, **params)
+    plan = make_plan(est, Y.shape[1])
+    clf = est.fit(X, Y)
+    assert clf._plan() == plan
+    L = len(clf.classes_)
+    assert (plan.mode == "full") == (plan.target == L)
+    # the tables hold the labels exactly when training queried them
+    assert (clf.lsh_tables_.n_items == L) == plan.uses_lsh
+    assert (clf.lsh_tables_.n_buckets_log2 > 1) == plan.tables_in_use
+    assert clf.lsh_tables_.n_buckets_log2 in (1, plan.tables.n_buckets_log2)
+    assert hasattr(clf, "_unigram_cdf") == plan.uses_unigram
+    if plan.mode == "full":
+        assert clf.mean_active_labels_ == L
+    else:
+        assert clf.mean_active_labels_ <= plan.active_size(np.diff(Y.indptr).max())

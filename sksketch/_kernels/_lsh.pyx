@@ -18,6 +18,8 @@ order (as a FIFO bucket would), with ``policy="reservoir"`` a uniform random
 subset drawn anew at each rebuild.
 """
 
+from collections import namedtuple
+
 import numpy as np
 
 cimport cython
@@ -41,6 +43,48 @@ def _n_bits(int n):
     while (1 << bits) < n:
         bits += 1
     return bits
+
+
+TableGeometry = namedtuple(
+    "TableGeometry",
+    "bin_size bits_per_hash projection_nnz n_buckets_log2 n_coords n_signs",
+)
+TableGeometry.__doc__ = """Sizes of hash tables, from their parameters alone.
+
+The one place they are derived: :class:`LSHTables` builds itself from it,
+and model checks and memory estimates read it. ``n_buckets_log2`` is the
+number of key bits actually used (at most the requested one), ``n_coords``
+and ``n_signs`` the lengths of the hash functions' arrays.
+"""
+
+
+def table_geometry(family, dim, n_hashes_per_table, n_tables, n_buckets_log2):
+    """:class:`TableGeometry` of tables with these parameters.
+
+    ``dim`` is the length of the hashed vectors (the hidden width);
+    ``n_buckets_log2`` the requested bound on the key bits.
+    """
+    n_hashes = n_hashes_per_table * n_tables
+    if family == "dwta":
+        bin_size = min(DWTA_BIN_SIZE, dim)
+        bits, projection_nnz = max(1, _n_bits(bin_size)), 0
+        n_coords, n_signs = n_hashes * bin_size, 0
+    else:
+        bin_size, bits, projection_nnz = 0, 1, max(1, dim // 3)
+        n_coords = n_signs = n_hashes * projection_nnz
+    return TableGeometry(
+        bin_size, bits, projection_nnz, min(n_buckets_log2, bits * n_hashes_per_table),
+        n_coords, n_signs,
+    )
+
+
+def table_nbytes(geometry, n_tables, n_items):
+    """Bytes of tables of this geometry holding ``n_items`` ids per table."""
+    return (
+        4 * geometry.n_coords + 4 * geometry.n_signs
+        + 4 * n_tables * ((1 << geometry.n_buckets_log2) + 1)
+        + 4 * n_tables * n_items
+    )
 
 
 @cython.final
@@ -89,15 +133,11 @@ cdef class LSHTables:
         self.seed = seed
         self.n_items = 0
         self.n_rebuilds = 0
-        if self.family == 0:
-            self.bin_size = min(DWTA_BIN_SIZE, dim)
-            self.bits_per_hash = max(1, _n_bits(self.bin_size))
-            self.projection_nnz = 0
-        else:
-            self.bin_size = 0
-            self.bits_per_hash = 1
-            self.projection_nnz = max(1, dim // 3)
-        self.n_buckets_log2 = min(n_buckets_log2, self.bits_per_hash * n_hashes_per_table)
+        geometry = table_geometry(family, dim, n_hashes_per_table, n_tables, n_buckets_log2)
+        self.bin_size = geometry.bin_size
+        self.bits_per_hash = geometry.bits_per_hash
+        self.projection_nnz = geometry.projection_nnz
+        self.n_buckets_log2 = geometry.n_buckets_log2
         self._draw_functions(seed)
         self._set_tables(
             np.zeros(n_tables * (self.n_buckets + 1), dtype=np.int32),

@@ -10,7 +10,7 @@ before any array is allocated from the arguments.
 import numpy as np
 
 from .._state import allow_in_model_files, expect, is_int
-from ._lsh import DWTA_BIN_SIZE, FAMILIES, POLICIES, LSHTables, _n_bits
+from ._lsh import FAMILIES, POLICIES, LSHTables, table_geometry
 from ._nw_sketch import NWSketch
 
 __all__ = []
@@ -28,14 +28,9 @@ def _precheck_lsh_tables(args, state, path):
            f"{where}: invalid arguments {args!r:.200}")
     keys = {"coords", "signs", "offsets", "ids", "n_items", "n_rebuilds"}
     expect(type(state) is dict and set(state) == keys, f"{where}: the state must hold {keys}")
-    n_hashes = n_hashes_per_table * n_tables
-    if family == "dwta":
-        bin_size = min(DWTA_BIN_SIZE, dim)
-        n_coords, n_signs, bits = n_hashes * bin_size, 0, max(1, _n_bits(bin_size))
-    else:
-        n_coords = n_signs = n_hashes * max(1, dim // 3)
-        bits = 1
-    n_buckets = 1 << min(n_buckets_log2, bits * n_hashes_per_table)
+    geometry = table_geometry(family, dim, n_hashes_per_table, n_tables, n_buckets_log2)
+    n_coords, n_signs = geometry.n_coords, geometry.n_signs
+    n_buckets = 1 << geometry.n_buckets_log2
     n_items = state["n_items"]
     expect(is_int(n_items) and 0 <= n_items < 2**31 - 1 and is_int(state["n_rebuilds"])
            and state["n_rebuilds"] >= 0, f"{where}: invalid item count")
