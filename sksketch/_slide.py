@@ -21,6 +21,7 @@ from ._kernels._lsh import LSHTables
 from ._negative_sampling import N_COSINE_STEPS, collision_table, unigram_cdf
 from ._slide_plan import make_plan
 from ._slide_state import check_state as _check_slide_state
+from ._sparse_head import SparseLabelHead
 from ._state import allow_in_model_files
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, UniformSampler, check_sampler, run_epoch
@@ -96,6 +97,7 @@ _MEMORY_PARTS = {
     "_adam": "optimizer",
     "_output_bf16": "bfloat16_weights",
     "lsh_tables_": "hash_tables",
+    "sparse_head_": "sparse_head",
     "_inference_tables_cache": "hash_tables",
     "sampler_": "sampler",
 }
@@ -104,6 +106,11 @@ _MEMORY_PARTS = {
 # whose hidden activation points the same way and has the mean length (see
 # _init_output_centroids); measured on Bibtex, Delicious and WordNet nouns.
 _CENTROID_LOGIT = 20.0
+
+# Weights of the sparse head's logits that sparse_head_weight="auto" tries,
+# on held-out rows when fit has at least this many.
+_AUTO_HOLD_OUT_ROWS = 10_000
+_HEAD_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 
 # Dense outputs (decision_function, predict_proba) above this size warn.
 _DENSE_OUTPUT_WARNING_BYTES = 2**31
@@ -262,6 +269,31 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         layer starts as, and training needs fewer epochs; labels without a
         row there start random. ``"uniform"``: every row random, uniform in
         ``[-1/sqrt(H), 1/sqrt(H)]``.
+    sparse_head : bool, default=True
+        Add a sparse linear head from the input features straight to the
+        labels, trained beside the network with its own softmax: at most
+        ``labels_per_feature`` labels per feature, the pairs seen together
+        in training, started as a nearest-centroid classifier of the
+        L2-normalised rows. It gives rare labels a direct path from their
+        distinctive features, which the narrow hidden layer lacks. The
+        classifier ranks labels by the network's logits plus
+        ``sparse_head_weight_`` times the head's. It is built from the
+        first ``fit`` or ``partial_fit`` call's rows.
+    labels_per_feature : int, default=256
+        Most labels the sparse head links to each feature (those whose
+        centroid weighs the feature most). Bounds its size by
+        ``n_features * labels_per_feature`` pairs (16 bytes each with the
+        optimiser state) and its work per row by the row's non-zeros times
+        this.
+    sparse_head_weight : "auto" or float, default="auto"
+        Weight of the sparse head's logits in the ranking. ``"auto"``: the
+        weight in ``{0, 1/8, 1/4, ..., 32, 64}`` with the best precision at 1
+        on held-out rows. ``fit`` on 10,000 rows or more holds out
+        ``validation_fraction`` of them (as ``early_stopping`` does, sharing
+        them; like ``early_stopping="auto"`` of scikit-learn's gradient
+        boosting); on fewer rows, or without held-out rows, the weight is 1.
+        ``partial_fit`` ranks each call's rows before it trains on them (the
+        first call, whose rows built the head, keeps 1).
     input_dropout : float, default=0.0
         Share of each training example's non-zero input features left out of
         its forward and backward passes (inverted dropout: the others are
@@ -340,6 +372,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         The hash tables over the output layer. Until training or
         ``inference="lsh"`` first queries them, they hold one bucket per
         table (their hash functions are drawn already).
+    sparse_head_ : SparseLabelHead or None
+        The sparse feature-to-label head (``sparse_head=True``), else None.
+    sparse_head_weight_ : float
+        Weight of the head's logits in the ranking (0 without a head).
     loss_curve_ : list of float
         Mean training loss (cross-entropy over the active set) per epoch.
     validation_scores_ : list of float or None
@@ -395,6 +431,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
+        "sparse_head": ["boolean"],
+        "labels_per_feature": [Interval(Integral, 1, None, closed="left")],
+        "sparse_head_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "output_init": [StrOptions({"centroid", "uniform"})],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
@@ -439,6 +478,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         weight_decay=0.0,
         output_init="centroid",
         input_dropout=0.0,
+        sparse_head=True,
+        labels_per_feature=256,
+        sparse_head_weight="auto",
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
@@ -477,6 +519,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.input_dropout = input_dropout
+        self.sparse_head = sparse_head
+        self.labels_per_feature = labels_per_feature
+        self.sparse_head_weight = sparse_head_weight
         self.output_init = output_init
         self.beta_1 = beta_1
         self.beta_2 = beta_2
@@ -783,6 +828,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         buf = self._buffers
         W2_bf16 = self._output_bf16 if use_bf16 else np.zeros((0, 0), dtype=np.uint16)
         totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0}
+        head = self.sparse_head_ if self.sparse_head else None
         tables = {"cp": cp_table, "norms": row_norms}
 
         def train_batch(batch, weights):
@@ -813,6 +859,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             )
             self._stamp_base += B
             self._step += 1
+            if head is not None:
+                head.train_batch(X, Y, batch, weights, self._head_scratch,
+                                 self.beta_1, self.beta_2, self.epsilon)
             self._apply_adam(buf, n_active, n_threads, W2_bf16)
             has_labels = n_active > 0
             totals["skipped"] += int(B - has_labels.sum())
@@ -898,7 +947,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
     def _max_true_labels(Y):
         return int(np.diff(Y.indptr).max()) if Y.shape[0] else 0
 
-    def _allocate_buffers(self, n_threads, Y):
+    def _allocate_buffers(self, n_threads, X, Y):
         H = self.hidden_layer_size
         L = len(self.classes_)
         B = self.batch_size
@@ -923,11 +972,14 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         }
         self._stamps = np.zeros((n_threads, max(L, 1)), dtype=np.uint32)
         self._stamp_base = 0
-        self._training_buffers_nbytes = _nbytes([self._buffers, self._stamps], set())
+        head = self.sparse_head_ if self.sparse_head else None
+        self._head_scratch = None if head is None else head.scratch(B, head.max_row_pairs(X))
+        self._training_buffers_nbytes = _nbytes(
+            [self._buffers, self._stamps, self._head_scratch], set())
 
     def _release_buffers(self):
         # Gradients and stamps are scratch: not part of the fitted model.
-        del self._buffers, self._stamps, self._stamp_base
+        del self._buffers, self._stamps, self._stamp_base, self._head_scratch
 
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
         if y is None:
@@ -977,10 +1029,22 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self._label_counts += np.bincount(Y.indices, minlength=len(self.classes_))
 
         X_val = Y_val = None
-        if self.early_stopping and not incremental:
+        auto_weight = self.sparse_head and self.sparse_head_weight == "auto"
+        # like HistGradientBoosting's early_stopping="auto": small data sets
+        # keep every row for training
+        hold_out = self.early_stopping or (auto_weight and X.shape[0] >= _AUTO_HOLD_OUT_ROWS)
+        if hold_out and not incremental:
             X, X_val, Y, Y_val, sample_weight, _ = train_test_split(
                 X, Y, sample_weight, test_size=self.validation_fraction, random_state=rng
             )
+        if first_call:
+            self.sparse_head_ = SparseLabelHead.from_data(
+                X, Y, sample_weight, self.labels_per_feature) if self.sparse_head else None
+            self.sparse_head_weight_ = 0.0 if not self.sparse_head else (
+                1.0 if auto_weight else float(self.sparse_head_weight))
+        elif incremental and auto_weight and self.sparse_head_ is not None:
+            # rows the model has not trained on yet
+            self._choose_head_weight(X, Y)
 
         if first_call and self.output_init == "centroid":
             self._init_output_centroids(X, Y, sample_weight)
@@ -1001,7 +1065,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             n_jobs=self.n_jobs,
         )
         self._sync_bf16()
-        self._allocate_buffers(n_threads, Y)
+        self._allocate_buffers(n_threads, X, Y)
         try:
             fit_epochs(
                 lambda: self._run_epoch(X, Y, sample_weight, rng, n_threads),
@@ -1010,16 +1074,56 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
                 estimator=self,
                 sampler=self.sampler_,
                 score_validation=(
-                    None if X_val is None else lambda: self._precision_at_1(X_val, Y_val)
+                    (lambda: self._score_validation(X_val, Y_val)) if self.early_stopping
+                    and X_val is not None else None
                 ),
                 score_name="validation P@1",
                 stopping=not incremental,
                 # _fit, fit or partial_fit, scikit-learn's _fit_context, the user
                 stacklevel=4,
             )
+            if auto_weight and X_val is not None and not self.early_stopping:
+                self._choose_head_weight(X_val, Y_val)
         finally:
             self._release_buffers()
         return self
+
+    def _score_validation(self, X_val, Y_val):
+        """Validation P@1 of early stopping, with the head's weight chosen on those rows."""
+        if self.sparse_head and self.sparse_head_weight == "auto" and (
+                self.sparse_head_ is not None):
+            self._choose_head_weight(X_val, Y_val)
+        return self._precision_at_1(X_val, Y_val)
+
+    def _choose_head_weight(self, X, Y):
+        """Set ``sparse_head_weight_`` to the grid weight with the best P@1 on (X, Y).
+
+        Ranks at most ``max(1000, 2**26 / n_labels)`` rows, in chunks of rows
+        whose three dense score arrays stay near 12 MB; ties go to the
+        smaller weight.
+        """
+        L = len(self.classes_)
+        n = min(X.shape[0], max(1000, (1 << 26) // max(L, 1)))
+        labeled = np.flatnonzero(np.diff(Y.indptr[: n + 1]) > 0)
+        if len(labeled) == 0:
+            return
+        X, Y = X[labeled], Y[labeled]
+        hits = np.zeros(len(_HEAD_WEIGHTS))
+        chunk = max(1, (1 << 20) // max(L, 1))
+        n_threads = self._predict_threads(X.shape[0])
+        for s in range(0, X.shape[0], chunk):
+            Xc, Yc = X[s : s + chunk], Y[s : s + chunk]
+            net = np.ascontiguousarray(self._full_scores(self._hidden(Xc)))
+            head = np.zeros_like(net)
+            self.sparse_head_.add_scores(head, Xc, 1.0, n_threads)
+            mixed = np.empty_like(net)
+            rows = np.arange(Xc.shape[0])
+            for g, weight in enumerate(_HEAD_WEIGHTS):
+                np.multiply(head, np.float32(weight), out=mixed)
+                mixed += net
+                top = np.argmax(mixed, axis=1)
+                hits[g] += np.count_nonzero(np.asarray(Yc[rows, top]))
+        self.sparse_head_weight_ = float(_HEAD_WEIGHTS[int(np.argmax(hits))])
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -1085,13 +1189,17 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         check_is_fitted(self)
         return self._validate_X(X, reset=False)
 
-    def _full_scores(self, hidden):
+    def _full_scores(self, hidden, X=None):
+        """Logits of every label for these hidden rows, with the sparse head's if X is given."""
         # Not a BLAS product: its result for a row depends on how many rows
         # come with it and on the thread count; this kernel's does not.
-        return _slide.output_scores(
-            hidden, self.output_weights_, self.output_bias_,
-            threads_for(hidden.shape[0] * len(self.classes_), self.n_jobs, 32 * 1024),
-        )
+        n_threads = threads_for(hidden.shape[0] * len(self.classes_), self.n_jobs, 32 * 1024)
+        scores = _slide.output_scores(
+            hidden, self.output_weights_, self.output_bias_, n_threads)
+        head = getattr(self, "sparse_head_", None)
+        if X is not None and head is not None and self.sparse_head_weight_ > 0:
+            head.add_scores(scores, X, self.sparse_head_weight_, n_threads)
+        return scores
 
     def _warn_dense_output(self, n_samples, itemsize, method):
         n_bytes = n_samples * len(self.classes_) * itemsize
@@ -1126,7 +1234,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         ids = np.empty((X.shape[0], k), dtype=np.int32)
         vals = np.empty((X.shape[0], k), dtype=np.float32)
         for s in range(0, X.shape[0], chunk):
-            scores = np.ascontiguousarray(self._full_scores(hidden[s : s + chunk]))
+            scores = np.ascontiguousarray(
+                self._full_scores(hidden[s : s + chunk], X[s : s + chunk]))
             ids[s : s + chunk], vals[s : s + chunk] = _slide.topk_rows(scores, k, n_threads)
             # freed before the next chunk's scores: one chunk alive at a time
             del scores
@@ -1195,7 +1304,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         """
         X = self._check_predict_X(X)
         self._warn_dense_output(X.shape[0], 4, "decision_function")
-        scores = self._full_scores(self._hidden(X))
+        scores = self._full_scores(self._hidden(X), X)
         if not self._multilabel and len(self.classes_) == 2:
             return scores[:, 1] - scores[:, 0]
         return scores
@@ -1214,7 +1323,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         chunk = max(1, (1 << 24) // max(len(self.classes_), 1))
         for s in range(0, X.shape[0], chunk):
             scores = proba[s : s + chunk]
-            scores[...] = self._full_scores(hidden[s : s + chunk])
+            scores[...] = self._full_scores(hidden[s : s + chunk], X[s : s + chunk])
             scores -= scores.max(axis=1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=1, keepdims=True)
@@ -1285,6 +1394,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
               (``precision="bfloat16"``).
             - ``"hash_tables"``: the training tables and, once
               ``inference="lsh"`` has predicted, its own tables.
+            - ``"sparse_head"``: the sparse head's pairs, weights and Adam
+              moments (``sparse_head=True``).
             - ``"sampler"``: the batch sampler's state (a loss sketch, row
               hashes; none for the default uniform sampler).
             - ``"other"``: per-label vectors (class labels, label counts, row
@@ -1312,16 +1423,19 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         >>> usage["weights"] == 4 * (1000 * 32 + 32 + 2000 * 32 + 2000)
         True
         >>> estimate = clf.estimate_memory(1000, 2000, max_labels_per_sample=Y.sum(1).max())
-        >>> abs(estimate["total"] - usage["total"]) < 0.01 * usage["total"]
+        >>> abs(estimate["weights"] - usage["weights"]) == 0
+        True
+        >>> usage["sparse_head"] <= estimate["sparse_head"]  # a bound, see estimate_memory
         True
         """
         check_is_fitted(self)
         usage = dict.fromkeys(
-            ("weights", "optimizer", "bfloat16_weights", "hash_tables", "sampler", "other"), 0
+            ("weights", "optimizer", "bfloat16_weights", "hash_tables", "sparse_head", "sampler",
+             "other"), 0
         )
         seen = set()
         for name, value in vars(self).items():
-            if name not in ("_buffers", "_stamps"):
+            if name not in ("_buffers", "_stamps", "_head_scratch"):
                 usage[_MEMORY_PARTS.get(name, "other")] += _nbytes(value, seen)
         usage["model"] = sum(usage.values())
         usage["training_buffers"] = getattr(self, "_training_buffers_nbytes", 0)
@@ -1337,7 +1451,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         first prediction (training's own tables serve instead when training
         ended on a rehash). The sampler's state is not estimated (0, as for
         the default uniform sampler); per-label vectors assume int64 class
-        labels.
+        labels. The sparse head (and its training scratch) is counted at its
+        bound, ``n_features * min(labels_per_feature, n_labels)`` pairs: the
+        pairs a data set's rows actually link are often far fewer.
 
         Parameters
         ----------
@@ -1359,13 +1475,16 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         >>> usage = SLIDEClassifier(n_jobs=1).estimate_memory(100_000, 500_000)
         >>> {part: round(n_bytes / 2**20) for part, n_bytes in usage.items()}  # MiB
         {'weights': 588, 'optimizer': 1176, 'bfloat16_weights': 0, 'hash_tables': 145,
-         'sampler': 0, 'other': 10, 'model': 1918, 'training_buffers': 115, 'total': 2034}
+         'sparse_head': 391, 'sampler': 0, 'other': 10, 'model': 2310,
+         'training_buffers': 437, 'total': 2747}
         """
         self._validate_params()
         F, L, H = int(n_features), int(n_labels), self.hidden_layer_size
         B = self.batch_size
         plan = make_plan(self, L)
         A = plan.active_size(max_labels_per_sample)
+        # the sparse head's pairs, at most: every feature linked to its quota
+        pairs = F * min(self.labels_per_feature, L)
         bf16 = self.precision == "bfloat16"
         # training's tables (one bucket each while nothing queries them), and
         # those inference builds at its first prediction
@@ -1382,6 +1501,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             "optimizer": 4 * (2 * F * H + 2 * H + 2 * L) + (4 if bf16 else 8) * L * H,
             "bfloat16_weights": 2 * L * H if bf16 else 0,
             "hash_tables": hash_tables,
+            "sparse_head": 8 * (F + 1) + 16 * pairs if self.sparse_head else 0,
             "sampler": 0,
             "other": other,
         }
@@ -1393,6 +1513,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             + 4 * (3 * L + 1)  # the output update's grouping by label
             + 4 * _openmp.effective_n_threads(self.n_jobs) * max(L, 1)  # stamps
         )
+        if self.sparse_head:
+            # pair gradients, marks and touched list; per-label scores and marks
+            usage["training_buffers"] += 13 * pairs + 9 * L
         usage["total"] = usage["model"] + usage["training_buffers"]
         return usage
 

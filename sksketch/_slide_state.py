@@ -7,6 +7,7 @@ every id in range, before it predicts or trains.
 """
 
 from ._kernels._lsh import LSHTables
+from ._sparse_head import SparseLabelHead
 from ._state import (
     F32,
     F64,
@@ -86,5 +87,16 @@ def check_state(est):
             fail(est, "_frequent_cache must be a pair")
         ids_in_range(est, "_frequent_cache", check_array(
             est, "_frequent_cache", frequent[1], (I32,), (None,)), n_labels)
+    head = getattr(est, "sparse_head_", None)
+    if head is not None:
+        if not isinstance(head, SparseLabelHead):
+            fail(est, f"sparse_head_ must be a SparseLabelHead, found {type(head).__name__}")
+        head._check_state()
+        if (head.n_features, head.n_labels) != (n_features, n_labels):
+            fail(est, f"sparse_head_ maps {head.n_features} features to {head.n_labels} "
+                      f"labels, the model has {n_features} and {n_labels}")
+    weight = getattr(est, "sparse_head_weight_", 0.0)
+    if not (isinstance(weight, (float, int)) and 0 <= weight < float("inf")):
+        fail(est, f"sparse_head_weight_ must be a finite non-negative number, got {weight!r:.40}")
     check_rng(est, "_rng")
     _check_sampler_attribute(est)

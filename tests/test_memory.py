@@ -70,7 +70,7 @@ def test_estimate_matches_measured_memory(xc, params, target):
     y = Y if target == "multilabel" else np.asarray(Y.argmax(axis=1)).ravel()
     # training does not end on a rehash: inference="lsh" builds its own tables
     kw = dict(hidden_layer_size=32, n_tables=8, rehash_interval=3, max_iter=1, n_jobs=1,
-              random_state=0)
+              random_state=0, sparse_head=False)  # its estimate is a bound: see below
     kw.update(params)
     clf = SLIDEClassifier(**kw)
     n_labels = Y.shape[1] if target == "multilabel" else len(np.unique(y))
@@ -82,7 +82,7 @@ def test_estimate_matches_measured_memory(xc, params, target):
     assert usage.keys() == estimate.keys()
     assert usage["model"] == sum(
         usage[k] for k in ("weights", "optimizer", "bfloat16_weights", "hash_tables",
-                           "sampler", "other")
+                           "sparse_head", "sampler", "other")
     )
     assert usage["total"] == usage["model"] + usage["training_buffers"]
     H, F, L = 32, X.shape[1], n_labels
@@ -92,6 +92,25 @@ def test_estimate_matches_measured_memory(xc, params, target):
     # small state (cached frequent labels) is left out of the estimate
     for part in ("other", "model", "total"):
         assert abs(usage[part] - estimate[part]) <= 0.02 * usage[part] + 1024, part
+
+
+@pytest.mark.parametrize("labels_per_feature", [1, 7, 256, 10_000])
+def test_sparse_head_memory_is_its_pairs_and_within_the_estimate(xc, labels_per_feature):
+    X, Y = xc
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=1, n_jobs=1, random_state=0,
+                          labels_per_feature=labels_per_feature)
+    estimate = clf.estimate_memory(X.shape[1], Y.shape[1],
+                                   max_labels_per_sample=int(Y.sum(axis=1).max()))
+    usage = clf.fit(X, Y).memory_usage()
+    head = clf.sparse_head_
+    assert usage["sparse_head"] == 8 * (X.shape[1] + 1) + 16 * head.n_pairs
+    assert head.n_pairs <= X.shape[1] * min(labels_per_feature, Y.shape[1])
+    assert usage["sparse_head"] <= estimate["sparse_head"]
+    assert usage["training_buffers"] <= estimate["training_buffers"]
+    for part in ("weights", "optimizer", "hash_tables"):
+        assert usage[part] == estimate[part], part
+    without = SLIDEClassifier(sparse_head=False).estimate_memory(X.shape[1], Y.shape[1])
+    assert without["sparse_head"] == 0
 
 
 def test_memory_usage_accounts_for_everything_fit_keeps(xc):

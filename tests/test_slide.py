@@ -211,10 +211,12 @@ def test_centroid_output_init_points_each_row_at_its_labels_rows():
     Y[:, 59] = 0  # a label without rows keeps its random row
     Y = sp.csr_matrix(Y)
     Y.eliminate_zeros()
-    clf = SLIDEClassifier(max_iter=1, learning_rate=1e-30, random_state=0, n_jobs=1)
+    clf = SLIDEClassifier(max_iter=1, learning_rate=1e-30, random_state=0, n_jobs=1,
+                          sparse_head=False)
     clf.fit(X, Y)
     uniform = SLIDEClassifier(
-        max_iter=1, learning_rate=1e-30, output_init="uniform", random_state=0, n_jobs=1
+        max_iter=1, learning_rate=1e-30, output_init="uniform", random_state=0, n_jobs=1,
+        sparse_head=False,
     ).fit(X, Y)
     hidden = clf._hidden(sp.csr_matrix(X, dtype=np.float32))
     sums = Y.T @ hidden

@@ -1,0 +1,157 @@
+"""Kernels of the sparse feature-to-label head.
+
+The head scores label ``j`` of a row ``x`` as ``s_j = sum_f (x_f / |x|) V[f, j]``
+over the (feature, label) pairs it keeps, stored by feature like a CSR
+matrix: the pairs of feature ``f`` are ``labels[indptr[f]:indptr[f + 1]]``
+with weights ``weights[...]``. A label no kept pair of the row reaches
+scores exactly 0, so the softmax over all ``n_labels`` labels is exact at
+the cost of the labels reached:
+``Z = sum_{j reached} exp(s_j) + (n_labels - n_reached)``.
+
+Arrays are validated by the caller (CSR rows with int32 indices whose
+features are below ``indptr.shape[0] - 1``, labels below ``n_labels``,
+scratch of the documented sizes); these functions trust their inputs.
+``add_scores`` treats rows independently, so its result does not depend on
+the thread count; ``train_batch`` runs on the calling thread (the head's
+work per row is a few thousand multiply-adds) and is deterministic.
+"""
+
+cimport cython
+from cython.parallel cimport prange
+from libc.math cimport exp, log, sqrt
+from libc.stdint cimport int32_t, int64_t, uint8_t
+
+
+cdef inline float inv_row_norm(const int32_t[::1] indptr, const float[::1] data,
+                               Py_ssize_t i) noexcept nogil:
+    cdef double sq = 0.0
+    cdef Py_ssize_t p
+    for p in range(indptr[i], indptr[i + 1]):
+        sq += <double>data[p] * data[p]
+    return <float>(1.0 / sqrt(sq)) if sq > 0.0 else 0.0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def add_scores(float[:, ::1] scores,
+               const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+               const float[::1] X_data,
+               const int64_t[::1] indptr, const int32_t[::1] labels,
+               const float[::1] weights, float scale, int n_threads):
+    """``scores[i, j] += scale * s_j(row i)`` for every label the row reaches."""
+    cdef Py_ssize_t i, p, k
+    cdef int32_t f
+    cdef float xv, inv
+    with nogil:
+        for i in prange(scores.shape[0], num_threads=n_threads, schedule="static"):
+            inv = inv_row_norm(X_indptr, X_data, i) * scale
+            for p in range(X_indptr[i], X_indptr[i + 1]):
+                f = X_indices[p]
+                xv = X_data[p] * inv
+                for k in range(indptr[f], indptr[f + 1]):
+                    scores[i, labels[k]] += xv * weights[k]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+                const float[::1] X_data,
+                const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+                const int64_t[::1] rows, const float[::1] row_weights,
+                const int64_t[::1] indptr, const int32_t[::1] labels,
+                float[::1] weights, float[::1] m, float[::1] v,
+                float[::1] grad, uint8_t[::1] entry_mark, int64_t[::1] touched,
+                float[::1] acc, uint8_t[::1] label_mark, int32_t[::1] reached,
+                int32_t n_labels, float grad_scale,
+                double lr, double beta_1, double beta_2, double epsilon, int64_t step):
+    """One Adam step of the head's softmax cross-entropy on a batch of rows.
+
+    Targets are ``1/k`` on each of a row's ``k`` labels; each row's gradient
+    is multiplied by its weight and ``grad_scale``. Only the pairs the batch
+    reaches are updated (their moments too: lazy Adam, bias-corrected at
+    ``step``). Scratch: ``grad`` (zeros) and ``entry_mark`` (zeros) of the
+    pairs' size, ``touched`` of size ``min(n_pairs, reached pairs)``,
+    ``acc`` and ``label_mark`` (zeros) and ``reached`` of size ``n_labels``;
+    ``grad``, ``entry_mark`` and ``label_mark`` are left as zeros.
+
+    Returns the weighted sum of the rows' losses and the sum of their weights.
+    """
+    cdef Py_ssize_t b, p, k, t, n_touched = 0, n_reached
+    cdef int64_t i
+    cdef int32_t f, j
+    cdef float xv, inv, w, g
+    cdef double mx, z, loss, loss_sum = 0.0, weight_sum = 0.0, n_true, s_true
+    cdef double bc, mk, vk
+    with nogil:
+        for b in range(rows.shape[0]):
+            i = rows[b]
+            w = row_weights[b]
+            n_true = Y_indptr[i + 1] - Y_indptr[i]
+            if n_true == 0:
+                continue
+            inv = inv_row_norm(X_indptr, X_data, i)
+            # scores of the labels the row reaches
+            n_reached = 0
+            for p in range(X_indptr[i], X_indptr[i + 1]):
+                f = X_indices[p]
+                xv = X_data[p] * inv
+                for k in range(indptr[f], indptr[f + 1]):
+                    j = labels[k]
+                    if not label_mark[j]:
+                        label_mark[j] = 1
+                        acc[j] = 0.0
+                        reached[n_reached] = j
+                        n_reached += 1
+                    acc[j] += xv * weights[k]
+            # softmax over all labels: the unreached ones score 0
+            mx = 0.0 if n_reached < n_labels else acc[reached[0]]
+            for t in range(n_reached):
+                if acc[reached[t]] > mx:
+                    mx = acc[reached[t]]
+            z = (n_labels - n_reached) * exp(-mx)
+            for t in range(n_reached):
+                z += exp(acc[reached[t]] - mx)
+            s_true = 0.0
+            for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                j = Y_indices[p]
+                if label_mark[j]:
+                    s_true += acc[j]
+            loss = mx + log(z) - s_true / n_true
+            loss_sum += w * loss
+            weight_sum += w
+            # logit gradients w * grad_scale * (p_j - t_j), in acc
+            for t in range(n_reached):
+                j = reached[t]
+                acc[j] = <float>(exp(acc[j] - mx) / z)
+            for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                j = Y_indices[p]
+                if label_mark[j]:
+                    acc[j] -= <float>(1.0 / n_true)
+            for t in range(n_reached):
+                acc[reached[t]] *= w * grad_scale
+            # pair gradients x_f * g_j
+            for p in range(X_indptr[i], X_indptr[i + 1]):
+                f = X_indices[p]
+                xv = X_data[p] * inv
+                for k in range(indptr[f], indptr[f + 1]):
+                    if not entry_mark[k]:
+                        entry_mark[k] = 1
+                        touched[n_touched] = k
+                        n_touched += 1
+                    grad[k] += xv * acc[labels[k]]
+            for t in range(n_reached):
+                label_mark[reached[t]] = 0
+        # lazy Adam on the pairs the batch reached
+        bc = sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        for t in range(n_touched):
+            k = touched[t]
+            g = grad[k]
+            mk = beta_1 * m[k] + (1.0 - beta_1) * g
+            vk = beta_2 * v[k] + (1.0 - beta_2) * g * g
+            m[k] = <float>mk
+            v[k] = <float>vk
+            weights[k] -= <float>(lr * bc * mk / (sqrt(vk) + epsilon))
+            grad[k] = 0.0
+            entry_mark[k] = 0
+    return loss_sum, weight_sum

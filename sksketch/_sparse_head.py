@@ -1,0 +1,178 @@
+"""A sparse linear head from input features straight to labels.
+
+A hidden layer of a few hundred units has to squeeze every label's
+evidence through the same narrow embedding; a rare label whose rows share a
+distinctive word gets no direct path from that word to its score. The head
+gives it one: a linear model ``s_j = sum_f (x_f / |x|) V[f, j]`` restricted to
+the (feature, label) pairs seen together in training, at most
+``labels_per_feature`` labels per feature (those whose mean training row
+weighs the feature most). Like the TF-IDF rankers of tree-based XMC
+libraries, its size is bounded by ``n_features * labels_per_feature``, never
+by ``n_features * n_labels``.
+
+It starts as a nearest-centroid (Rocchio) classifier: ``V[f, j]`` is the
+``f`` entry of the L2-normalised mean of label ``j``'s normalised rows,
+times ``INIT_LOGIT``. It is then trained with its own softmax cross-entropy
+(exact over all labels, see :mod:`sksketch._kernels._sparse_head`) by lazy
+Adam. The network and the head are experts whose log-probabilities the
+classifier adds with a weight chosen on held-out rows.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._kernels import _sparse_head
+from ._state import allow_in_model_files, expect
+
+__all__ = ["SparseLabelHead"]
+
+# logit of a row equal to its label's centroid at the start
+INIT_LOGIT = 16.0
+# Adam step of the head's weights: they start at Rocchio values of order
+# INIT_LOGIT / sqrt(nnz), so the network's 1e-3 would leave them unchanged
+LEARNING_RATE = 0.1
+
+
+def _normalized_rows(X):
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel())
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.diags(inv.astype(np.float32)) @ X
+
+
+@allow_in_model_files(kind="object")
+class SparseLabelHead:
+    """Feature-to-label weights over a fixed set of pairs, and their optimiser state.
+
+    Parameters
+    ----------
+    n_features, n_labels : int
+    indptr : ndarray of int64, shape (n_features + 1,)
+    labels : ndarray of int32, shape (n_pairs,)
+    weights : ndarray of float32, shape (n_pairs,)
+        Pairs of feature ``f``: ``labels[indptr[f]:indptr[f + 1]]``.
+    """
+
+    def __init__(self, n_features, n_labels, indptr, labels, weights):
+        self.n_features = int(n_features)
+        self.n_labels = int(n_labels)
+        self.indptr = indptr
+        self.labels = labels
+        self.weights = weights
+        self.m = np.zeros_like(weights)
+        self.v = np.zeros_like(weights)
+        self.step = 0
+
+    @classmethod
+    def from_data(cls, X, Y, sample_weight, labels_per_feature):
+        """The head of (X, Y): pairs and Rocchio weights from the rows of each label.
+
+        ``X`` is canonical float32 CSR, ``Y`` a CSR label indicator with the
+        same rows, ``sample_weight`` one float per row.
+        """
+        n_features, n_labels = X.shape[1], Y.shape[1]
+        Xn = _normalized_rows(X)
+        Yw = sp.csr_matrix(
+            (sample_weight[np.repeat(np.arange(Y.shape[0]), np.diff(Y.indptr))]
+             .astype(np.float32), Y.indices, Y.indptr),
+            shape=Y.shape,
+        )
+        C = _normalized_rows(sp.csr_matrix(Yw.T @ Xn, dtype=np.float32))  # labels x features
+        C.eliminate_zeros()
+        C = C.T.tocsr()  # features x labels
+        counts = np.diff(C.indptr)
+        rows = np.repeat(np.arange(n_features), counts)
+        # within each feature, its labels by decreasing weight, then label id
+        order = np.lexsort((C.indices, -C.data, rows))
+        rank = np.arange(C.nnz) - np.repeat(C.indptr[:-1], counts)
+        keep = order[rank < labels_per_feature]
+        keep.sort(kind="stable")  # by feature, then label id
+        kept = np.minimum(counts, labels_per_feature)
+        indptr = np.zeros(n_features + 1, dtype=np.int64)
+        np.cumsum(kept, out=indptr[1:])
+        labels = C.indices[keep].astype(np.int32)
+        weights = (INIT_LOGIT * C.data[keep]).astype(np.float32)
+        return cls(n_features, n_labels, indptr, labels, weights)
+
+    @property
+    def n_pairs(self):
+        return self.labels.shape[0]
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for a in (self.indptr, self.labels, self.weights, self.m, self.v))
+
+    def scratch(self, batch_size, max_row_pairs):
+        """Buffers :meth:`train_batch` needs, released by the caller after fitting."""
+        return {
+            "grad": np.zeros(self.n_pairs, dtype=np.float32),
+            "entry_mark": np.zeros(self.n_pairs, dtype=np.uint8),
+            "touched": np.empty(
+                max(1, min(self.n_pairs, batch_size * max_row_pairs)), dtype=np.int64),
+            "acc": np.zeros(self.n_labels, dtype=np.float32),
+            "label_mark": np.zeros(self.n_labels, dtype=np.uint8),
+            "reached": np.empty(self.n_labels, dtype=np.int32),
+        }
+
+    def max_row_pairs(self, X):
+        """Most pairs one row of X reaches (bounds a batch's touched pairs)."""
+        if X.nnz == 0:
+            return 0
+        reach = np.zeros(X.nnz + 1, dtype=np.int64)
+        np.cumsum(np.diff(self.indptr)[X.indices], out=reach[1:])
+        return int((reach[X.indptr[1:]] - reach[X.indptr[:-1]]).max())
+
+    def train_batch(self, X, Y, rows, row_weights, scratch, beta_1, beta_2, epsilon):
+        """One Adam step on rows ``rows`` of (X, Y); returns (loss sum, weight sum)."""
+        self.step += 1
+        return _sparse_head.train_batch(
+            X.indptr, X.indices, X.data, Y.indptr, Y.indices,
+            rows, row_weights, self.indptr, self.labels, self.weights, self.m, self.v,
+            scratch["grad"], scratch["entry_mark"], scratch["touched"],
+            scratch["acc"], scratch["label_mark"], scratch["reached"],
+            self.n_labels, 1.0 / max(len(rows), 1),
+            LEARNING_RATE, beta_1, beta_2, epsilon, self.step,
+        )
+
+    def add_scores(self, scores, X, scale, n_threads):
+        """Add ``scale`` times the head's scores of the rows of X to ``scores`` in place."""
+        _sparse_head.add_scores(
+            scores, X.indptr, X.indices, X.data, self.indptr, self.labels, self.weights,
+            float(scale), n_threads,
+        )
+
+    # ------------------------------------------------------------ persistence
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._check_state()
+
+    def _check_state(self):
+        """Refuse a state whose pairs would index outside the head's arrays."""
+        s = self.__dict__
+        where = "SparseLabelHead"
+        expect(set(s) == {"n_features", "n_labels", "indptr", "labels", "weights", "m", "v",
+                          "step"}, f"{where}: unexpected attributes")
+        D, L = s["n_features"], s["n_labels"]
+        expect(isinstance(D, int) and isinstance(L, int) and 0 <= D < 2**31
+               and 0 < L < 2**31, f"{where}: invalid sizes")
+        expect(isinstance(s["step"], int) and s["step"] >= 0, f"{where}: invalid step")
+        indptr, labels = s["indptr"], s["labels"]
+        expect(isinstance(indptr, np.ndarray) and indptr.dtype == np.int64
+               and indptr.shape == (D + 1,) and indptr.flags.c_contiguous,
+               f"{where}: indptr must be int64 of shape ({D + 1},)")
+        n = labels.shape[0] if isinstance(labels, np.ndarray) else -1
+        expect(indptr[0] == 0 and indptr[-1] == n and bool(np.all(np.diff(indptr) >= 0)),
+               f"{where}: indptr must rise from 0 to the number of pairs")
+        for name, dtype in (("labels", np.int32), ("weights", np.float32), ("m", np.float32),
+                            ("v", np.float32)):
+            a = s[name]
+            expect(isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == (n,)
+                   and a.flags.c_contiguous, f"{where}: {name} must be {dtype.__name__} "
+                   f"of shape ({n},)")
+        expect(n == 0 or (int(labels.min()) >= 0 and int(labels.max()) < L),
+               f"{where}: labels out of range")
+
+
