@@ -289,9 +289,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         Weight of the sparse head's logits in the ranking. ``"auto"``: the
         weight in ``{0, 1/8, 1/4, ..., 32, 64}`` with the best precision at 1
         on held-out rows. ``fit`` on 10,000 rows or more holds out
-        ``validation_fraction`` of them (as ``early_stopping`` does, sharing
-        them; like ``early_stopping="auto"`` of scikit-learn's gradient
-        boosting); on fewer rows, or without held-out rows, the weight is 1.
+        ``validation_fraction`` of them until the last epoch, chooses the
+        weight before it, and trains the last epoch on every row (with
+        ``early_stopping``, on its validation rows, which stay out); on
+        fewer rows the weight is 1.
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
     input_dropout : float, default=0.0
@@ -1029,6 +1030,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self._label_counts += np.bincount(Y.indices, minlength=len(self.classes_))
 
         X_val = Y_val = None
+        X_all, Y_all, weight_all = X, Y, sample_weight
         auto_weight = self.sparse_head and self.sparse_head_weight == "auto"
         # like HistGradientBoosting's early_stopping="auto": small data sets
         # keep every row for training
@@ -1060,15 +1062,34 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             self.sampler_ = check_sampler(
                 UniformSampler(shuffle=self.shuffle) if self.sampler is None else self.sampler
             )
-        self.sampler_.start(
-            X, loss_fn=lambda rows: self._example_losses(X, Y, rows), random_state=rng,
-            n_jobs=self.n_jobs,
-        )
+        data = {"X": X, "Y": Y, "weight": sample_weight, "epoch": 0, "weight_chosen": False}
+
+        def start_sampler():
+            Xs, Ys = data["X"], data["Y"]
+            self.sampler_.start(
+                Xs, loss_fn=lambda rows: self._example_losses(Xs, Ys, rows), random_state=rng,
+                n_jobs=self.n_jobs,
+            )
+
+        # Rows held out only to weigh the sparse head join the last epoch,
+        # once the weight is chosen: a fit keeps training on all of its rows.
+        merge = (X_val is not None and auto_weight and not self.early_stopping
+                 and self.max_iter > 1)
+
+        def epoch():
+            data["epoch"] += 1
+            if merge and data["epoch"] == self.max_iter:
+                self._choose_head_weight(X_val, Y_val)
+                data.update(X=X_all, Y=Y_all, weight=weight_all, weight_chosen=True)
+                start_sampler()
+            return self._run_epoch(data["X"], data["Y"], data["weight"], rng, n_threads)
+
+        start_sampler()
         self._sync_bf16()
-        self._allocate_buffers(n_threads, X, Y)
+        self._allocate_buffers(n_threads, X_all, Y_all)
         try:
             fit_epochs(
-                lambda: self._run_epoch(X, Y, sample_weight, rng, n_threads),
+                epoch,
                 n_epochs=1 if incremental else self.max_iter,
                 n_samples=X.shape[0],
                 estimator=self,
@@ -1082,7 +1103,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
                 # _fit, fit or partial_fit, scikit-learn's _fit_context, the user
                 stacklevel=4,
             )
-            if auto_weight and X_val is not None and not self.early_stopping:
+            if auto_weight and X_val is not None and not self.early_stopping and not (
+                    data["weight_chosen"]):
                 self._choose_head_weight(X_val, Y_val)
         finally:
             self._release_buffers()
