@@ -172,6 +172,13 @@ def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits():
     from sksketch._slide import _HEAD_WEIGHTS
 
     assert clf.sparse_head_weight_ in _HEAD_WEIGHTS
+    assert clf.t_ == 9000  # one epoch: the held-out tenth never trained on
+    two = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0, n_jobs=2).fit(X, Y)
+    assert two.t_ == 9000 + 10_000  # the held-out rows join the last epoch
+    assert two.sparse_head_weight_ in _HEAD_WEIGHTS
+    stopping = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0,
+                               early_stopping=True, n_iter_no_change=5).fit(X, Y)
+    assert stopping.t_ == 2 * 9000  # early stopping's validation rows stay out
     small = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0).fit(
         X[:2000], Y[:2000])
     assert small.sparse_head_weight_ == 1.0  # too few rows to hold some out
