@@ -20,6 +20,7 @@ classifier adds with a weight chosen on held-out rows.
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.preprocessing import normalize
 
 from ._kernels import _sparse_head
 from ._state import allow_in_model_files, expect
@@ -31,12 +32,6 @@ INIT_LOGIT = 16.0
 # Adam step of the head's weights: they start at Rocchio values of order
 # INIT_LOGIT / sqrt(nnz), so the network's 1e-3 would leave them unchanged
 LEARNING_RATE = 0.1
-
-
-def _normalized_rows(X):
-    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel())
-    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.diags(inv.astype(np.float32)) @ X
 
 
 @allow_in_model_files(kind="object")
@@ -70,13 +65,13 @@ class SparseLabelHead:
         same rows, ``sample_weight`` one float per row.
         """
         n_features, n_labels = X.shape[1], Y.shape[1]
-        Xn = _normalized_rows(X)
+        Xn = normalize(X)
         Yw = sp.csr_matrix(
             (sample_weight[np.repeat(np.arange(Y.shape[0]), np.diff(Y.indptr))]
              .astype(np.float32), Y.indices, Y.indptr),
             shape=Y.shape,
         )
-        C = _normalized_rows(sp.csr_matrix(Yw.T @ Xn, dtype=np.float32))  # labels x features
+        C = normalize(sp.csr_matrix(Yw.T @ Xn, dtype=np.float32))  # labels x features
         C.eliminate_zeros()
         C = C.T.tocsr()  # features x labels
         counts = np.diff(C.indptr)
@@ -96,10 +91,6 @@ class SparseLabelHead:
     @property
     def n_pairs(self):
         return self.labels.shape[0]
-
-    @property
-    def nbytes(self):
-        return sum(a.nbytes for a in (self.indptr, self.labels, self.weights, self.m, self.v))
 
     def scratch(self, batch_size, max_row_pairs):
         """Buffers :meth:`train_batch` needs, released by the caller after fitting."""
