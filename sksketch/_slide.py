@@ -738,6 +738,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             self.output_weights_[rows] = sums[rows] * (scale / norms[rows])[:, None]
         sums.fill(0)
 
+    def _training_head(self):
+        """The sparse head training updates: built at the first call, and still wanted."""
+        return getattr(self, "sparse_head_", None) if self.sparse_head else None
+
     def _plan(self):
         """The :class:`~sksketch._slide_plan.SLIDEPlan` of the fitted label set."""
         return make_plan(self, len(self.classes_))
@@ -837,7 +841,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         buf = self._buffers
         W2_bf16 = self._output_bf16 if use_bf16 else np.zeros((0, 0), dtype=np.uint16)
         totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0}
-        head = self.sparse_head_ if self.sparse_head else None
+        head = self._training_head()
         tables = {"cp": cp_table, "norms": row_norms}
 
         def train_batch(batch, weights):
@@ -981,7 +985,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         }
         self._stamps = np.zeros((n_threads, max(L, 1)), dtype=np.uint32)
         self._stamp_base = 0
-        head = self.sparse_head_ if self.sparse_head else None
+        head = self._training_head()
         self._head_scratch = None if head is None else head.scratch(B, head.max_row_pairs(X))
         self._training_buffers_nbytes = _nbytes(
             [self._buffers, self._stamps, self._head_scratch], set())
@@ -1052,7 +1056,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
                 X, Y, sample_weight, self.labels_per_feature) if self.sparse_head else None
             self.sparse_head_weight_ = 0.0 if not self.sparse_head else (
                 1.0 if auto_weight else float(self.sparse_head_weight))
-        elif incremental and auto_weight and self.sparse_head_ is not None:
+        elif incremental and auto_weight:
             # rows the model has not trained on yet
             self._choose_head_weight(X, Y)
 
@@ -1120,8 +1124,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
 
     def _score_validation(self, X_val, Y_val):
         """Validation P@1 of early stopping, with the head's weight chosen on those rows."""
-        if self.sparse_head and self.sparse_head_weight == "auto" and (
-                self.sparse_head_ is not None):
+        if self.sparse_head and self.sparse_head_weight == "auto":
             self._choose_head_weight(X_val, Y_val)
         return self._precision_at_1(X_val, Y_val)
 
@@ -1130,8 +1133,11 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
 
         Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows
         whose three dense score arrays stay near 12 MB; ties go to the
-        smaller weight.
+        smaller weight. Does nothing for a model without a head (one first
+        fitted with ``sparse_head=False``).
         """
+        if self._training_head() is None:
+            return
         L = len(self.classes_)
         n = min(X.shape[0], max(250, (1 << 26) // max(L, 1)))
         labeled = np.flatnonzero(np.diff(Y.indptr[: n + 1]) > 0)

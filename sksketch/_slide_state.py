@@ -91,7 +91,7 @@ def check_state(est):
     if head is not None:
         if not isinstance(head, SparseLabelHead):
             fail(est, f"sparse_head_ must be a SparseLabelHead, found {type(head).__name__}")
-        head._check_state()
+        # its arrays were checked by its own __setstate__, which ran first
         if (head.n_features, head.n_labels) != (n_features, n_labels):
             fail(est, f"sparse_head_ maps {head.n_features} features to {head.n_labels} "
                       f"labels, the model has {n_features} and {n_labels}")

@@ -179,6 +179,14 @@ def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits():
     stopping = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0,
                                early_stopping=True, n_iter_no_change=5).fit(X, Y)
     assert stopping.t_ == 2 * 9000  # early stopping's validation rows stay out
+    # warm-started with the head turned on after a first fit without one:
+    # no head to train or weigh (it is only built by a first call)
+    late = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0, n_jobs=2,
+                           sparse_head=False, warm_start=True).fit(X, Y)
+    late.set_params(sparse_head=True).fit(X, Y)
+    assert late.sparse_head_ is None and late.sparse_head_weight_ == 0.0
+    late.partial_fit(X[:500], Y[:500])
+    assert late.sparse_head_weight_ == 0.0
     small = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0).fit(
         X[:2000], Y[:2000])
     assert small.sparse_head_weight_ == 1.0  # too few rows to hold some out
@@ -201,6 +209,9 @@ def test_save_load_and_pickle_keep_the_head_and_refuse_a_broken_one(tmp_path):
     broken.sparse_head_.labels[0] = 50  # a label the model does not have
     with pytest.raises(StateError, match="labels out of range"):
         pickle.loads(pickle.dumps(broken))
+    sksketch.save(broken, tmp_path / "broken.npz")
+    with pytest.raises(ValueError, match="labels out of range"):
+        sksketch.load(tmp_path / "broken.npz")
     broken = pickle.loads(pickle.dumps(clf))
     broken.sparse_head_.indptr[-1] += 1
     with pytest.raises(StateError, match="indptr"):
