@@ -154,7 +154,7 @@ def main(argv=None):
 def _output_scores_vs_blas(quick, repeats, min_seconds):
     from threadpoolctl import threadpool_limits
 
-    from sksketch._kernels import _slide
+    from sksketch._kernels import _network
 
     def looped(fn):
         return lambda reps: [fn() for _ in range(reps)]
@@ -170,7 +170,7 @@ def _output_scores_vs_blas(quick, repeats, min_seconds):
         W = rng.standard_normal((n_labels, width), dtype=np.float32)
         b = rng.standard_normal(n_labels, dtype=np.float32)
         fns = {
-            "ours": looped(lambda h=hidden, W=W, b=b: _slide.output_scores(h, W, b, 2)),
+            "ours": looped(lambda h=hidden, W=W, b=b: _network.output_scores(h, W, b, 2)),
             "blas": looped(lambda h=hidden, W=W, b=b: h @ W.T + b),
         }
         with threadpool_limits(2):

@@ -43,7 +43,7 @@ from .sampling import (
 from .sampling._base import SAMPLER_NAMES, _check_sampler_attribute
 from .sampling._loop import fit_epochs
 from .sampling._nw import _LOSS_CHUNK, _as_float32_rows, _fingerprint
-from .utils._validation import check_binary_indicator, check_sparse_indices
+from .utils._validation import canonical_rows, check_binary_indicator, check_sparse_indices
 
 __all__ = ["ImportanceSampledClassifier"]
 
@@ -53,18 +53,6 @@ _PROBA_FLOOR = 1e-7
 
 def _accepts_sample_weight(method):
     return "sample_weight" in inspect.signature(method).parameters
-
-
-def _canonical_rows(X):
-    """``X``, with a sparse matrix's entries sorted and summed (on a copy when they are not).
-
-    The wrapped estimator then gets the same matrix, to the bit, however the
-    caller stored it.
-    """
-    if sp.issparse(X) and not X.has_canonical_format:
-        X = X.copy()
-        X.sum_duplicates()
-    return X
 
 
 def _estimator_has(attr):
@@ -243,7 +231,9 @@ class ImportanceSampledClassifier(
             multi_output=multilabel,
             y_numeric=multilabel,
         )
-        X = _canonical_rows(X)
+        # the wrapped estimator gets the same matrix, to the bit, however the caller
+        # stored it (its dtype kept)
+        X = canonical_rows(X, dtype=None)
         if multilabel:
             y = check_binary_indicator(y, dtype=np.int32, copy=True)
         else:
@@ -494,7 +484,7 @@ class ImportanceSampledClassifier(
         check_is_fitted(self, "estimator_")
         check_sparse_indices(X)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
-        return _canonical_rows(X)
+        return canonical_rows(X, dtype=None)
 
     def predict(self, X):
         """Class labels of the wrapped estimator.

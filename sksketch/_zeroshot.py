@@ -27,7 +27,7 @@ from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
 from .sampling._loop import fit_epochs
 from .utils._threads import threads_for
-from .utils._validation import check_sparse_indices
+from .utils._validation import canonical_rows, check_sparse_indices
 
 # Rows scored per chunk at prediction time.
 _PREDICT_CHUNK = 4096
@@ -351,13 +351,7 @@ class ZeroShotSoftLabelClassifier(
             dtype=np.float32,
             reset=reset,
         )
-        if sp.issparse(X):
-            X = sp.csr_matrix(X)
-            if not X.has_sorted_indices:
-                # a sorted copy: the conversion shares a CSR X's arrays
-                X = X.sorted_indices()
-            return X
-        return np.ascontiguousarray(X, dtype=np.float32)
+        return canonical_rows(X)
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_info
 
 from sksketch import SLIDEClassifier, ZeroShotSoftLabelClassifier
+from sksketch._slide._inference import _inference_tables
 from sksketch.datasets import make_extreme_classification
 
 N_THREADS = 8
@@ -143,7 +144,8 @@ def test_slide_first_lsh_predictions_race_to_one_table_build(xc, source):
             np.testing.assert_array_equal(labels, expected[0][block])
             np.testing.assert_array_equal(scores, expected[1][block])
         # every racing thread got the same tables, built once
-        tables = _run_concurrently([model._inference_tables] * N_THREADS, n_repeats=1)
+        build = [lambda model=model: _inference_tables(model)] * N_THREADS
+        tables = _run_concurrently(build, n_repeats=1)
         assert all(t is tables[0] for t in tables)
         assert tables[0] is model._inference_tables_cache[1]
 

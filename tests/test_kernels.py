@@ -496,35 +496,35 @@ def test_dense_kernels_check_shapes():
 def test_slide_kernels_check_shapes():
     from sksketch._kernels._lsh import LSHTables
 
-    from sksketch._kernels import _slide
+    from sksketch._kernels import _network
 
     W = _f32(5, 4)
     with pytest.raises(ValueError, match="W's shape"):
-        _slide.adam_update(W, _f32(5, 4), _f32(5, 3), _f32(5, 4), np.ones(5, np.uint8),
+        _network.adam_update(W, _f32(5, 4), _f32(5, 3), _f32(5, 4), np.ones(5, np.uint8),
                            1e-3, 0.9, 0.999, 1e-8, 1, 1)
     indptr, indices, data = (np.array([0, 2], np.int32), np.array([0, 4], np.int32),
                              np.ones(2, np.float32))
-    out = _slide.hidden_forward(indptr, np.array([0, 2], np.int32), data, W, _f32(4), 1)
+    out = _network.hidden_forward(indptr, np.array([0, 2], np.int32), data, W, _f32(4), 1)
     assert out.shape == (1, 4)
     with pytest.raises(ValueError, match=r"X_indices must be in \[0, 5\)"):
-        _slide.hidden_forward(indptr, np.array([0, 5], np.int32), data, W, _f32(4), 1)
+        _network.hidden_forward(indptr, np.array([0, 5], np.int32), data, W, _f32(4), 1)
     with pytest.raises(ValueError, match="b1 has 3 values"):
-        _slide.hidden_forward(indptr, indices, data, W, _f32(3), 1)
+        _network.hidden_forward(indptr, indices, data, W, _f32(3), 1)
     with pytest.raises(ValueError, match="CSR"):
-        _slide.hidden_forward(np.array([0, 3], np.int32), indices, data, W, _f32(4), 1)
+        _network.hidden_forward(np.array([0, 3], np.int32), indices, data, W, _f32(4), 1)
     tables = LSHTables("simhash", 4, 2, 3, seed=0)
     W2 = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
     tables.build(W2)
     hidden = np.ones((2, 4), np.float32)
     fallback = np.arange(2, dtype=np.int32)
-    ids, _, _ = _slide.topk_lsh(tables, hidden, W2, _f32(6), fallback, 2, 100, 1)
+    ids, _, _ = _network.topk_lsh(tables, hidden, W2, _f32(6), fallback, 2, 100, 1)
     assert ids.shape == (2, 2) and ids.min() >= 0
     with pytest.raises(ValueError, match="do not match"):
-        _slide.topk_lsh(tables, _f32(2, 3), W2[:, :3].copy(), _f32(6), fallback, 2, 100, 1)
+        _network.topk_lsh(tables, _f32(2, 3), W2[:, :3].copy(), _f32(6), fallback, 2, 100, 1)
     with pytest.raises(ValueError, match="hold 6 items"):
-        _slide.topk_lsh(tables, hidden, W2[:5].copy(), _f32(5), fallback, 2, 100, 1)
+        _network.topk_lsh(tables, hidden, W2[:5].copy(), _f32(5), fallback, 2, 100, 1)
     with pytest.raises(ValueError, match="fallback"):
-        _slide.topk_lsh(tables, hidden, W2, _f32(6), np.array([0, 6], np.int32), 2, 100, 1)
+        _network.topk_lsh(tables, hidden, W2, _f32(6), np.array([0, 6], np.int32), 2, 100, 1)
 
 
 @pytest.mark.parametrize("family", ["dwta", "simhash"])
@@ -555,12 +555,12 @@ def test_nw_sketch_refuses_corrupt_state():
 @pytest.mark.parametrize("n_labels", [1, 7, 255, 256, 257, 1000])
 @pytest.mark.parametrize("width", [1, 5, 16, 33])
 def test_output_scores_matches_numpy(n_labels, width, rng):
-    from sksketch._kernels import _slide
+    from sksketch._kernels import _network
 
     hidden = _readonly(np.maximum(rng.standard_normal((9, width)), 0).astype(np.float32))
     W2 = _readonly(rng.standard_normal((n_labels, width)).astype(np.float32))
     b2 = _readonly(rng.standard_normal(n_labels).astype(np.float32))
-    got = _slide.output_scores(hidden, W2, b2, 2)
+    got = _network.output_scores(hidden, W2, b2, 2)
     assert got.dtype == np.float32 and got.shape == (9, n_labels)
     h64, w64 = hidden.astype(np.float64), W2.astype(np.float64)
     _close(got, h64 @ w64.T + b2, np.abs(h64) @ np.abs(w64).T + np.abs(b2), rtol=4e-6)
@@ -572,32 +572,32 @@ def test_output_scores_entry_does_not_depend_on_the_batch(n_rows, width, rng):
     # from the same row in a batch, or with another thread count. Rows are
     # scored in pairs and labels in tiles sized by the width: neither may
     # change an entry.
-    from sksketch._kernels import _slide
+    from sksketch._kernels import _network
 
     hidden = np.maximum(rng.standard_normal((n_rows, width)), 0).astype(np.float32)
     W2 = rng.standard_normal((1300, width)).astype(np.float32)
     b2 = rng.standard_normal(1300).astype(np.float32)
-    full = _slide.output_scores(hidden, W2, b2, 2)
-    np.testing.assert_array_equal(_slide.output_scores(hidden, W2, b2, 1), full)
+    full = _network.output_scores(hidden, W2, b2, 2)
+    np.testing.assert_array_equal(_network.output_scores(hidden, W2, b2, 1), full)
     for i in (0, n_rows // 2, n_rows - 1):
-        np.testing.assert_array_equal(_slide.output_scores(hidden[i : i + 1], W2, b2, 2),
+        np.testing.assert_array_equal(_network.output_scores(hidden[i : i + 1], W2, b2, 2),
                                       full[i : i + 1])
     order = rng.permutation(n_rows)
-    np.testing.assert_array_equal(_slide.output_scores(hidden[order], W2, b2, 2), full[order])
-    np.testing.assert_array_equal(_slide.output_scores(hidden[1:], W2, b2, 2), full[1:])
+    np.testing.assert_array_equal(_network.output_scores(hidden[order], W2, b2, 2), full[order])
+    np.testing.assert_array_equal(_network.output_scores(hidden[1:], W2, b2, 2), full[1:])
 
 
 def test_output_scores_checks_shapes_and_empty_inputs():
-    from sksketch._kernels import _slide
+    from sksketch._kernels import _network
 
     with pytest.raises(ValueError, match="do not match"):
-        _slide.output_scores(_f32(2, 4), _f32(3, 5), _f32(3), 1)
+        _network.output_scores(_f32(2, 4), _f32(3, 5), _f32(3), 1)
     with pytest.raises(ValueError, match="do not match"):
-        _slide.output_scores(_f32(2, 4), _f32(3, 4), _f32(2), 1)
-    assert _slide.output_scores(_f32(0, 4), _f32(3, 4), _f32(3), 1).shape == (0, 3)
-    assert _slide.output_scores(_f32(2, 4), _f32(0, 4), _f32(0), 1).shape == (2, 0)
+        _network.output_scores(_f32(2, 4), _f32(3, 4), _f32(2), 1)
+    assert _network.output_scores(_f32(0, 4), _f32(3, 4), _f32(3), 1).shape == (0, 3)
+    assert _network.output_scores(_f32(2, 4), _f32(0, 4), _f32(0), 1).shape == (2, 0)
     b2 = np.array([1.0, -2.0], np.float32)
-    np.testing.assert_array_equal(_slide.output_scores(_f32(3, 0), _f32(2, 0), b2, 1),
+    np.testing.assert_array_equal(_network.output_scores(_f32(3, 0), _f32(2, 0), b2, 1),
                                   np.tile(b2, (3, 1)))
 
 
@@ -617,12 +617,12 @@ def _rows_matrix(rng, n, d, density):
 def test_dense_to_csr_matches_scipy(n, d, density, rng):
     import scipy.sparse as sp
 
-    from sksketch._slide import _as_csr32
+    from sksketch.utils._validation import canonical_rows
 
     X = _rows_matrix(rng, n, d, density)
     ref = sp.csr_matrix(X)
     for n_threads in (1, 2, 3):
-        got = _as_csr32(X, n_threads=n_threads)
+        got = canonical_rows(X, dense="csr", n_threads=n_threads)
         assert got.indices.dtype == np.int32 and got.indptr.dtype == np.int32
         assert got.has_canonical_format and got.shape == X.shape
         np.testing.assert_array_equal(got.indptr, ref.indptr)
@@ -630,7 +630,7 @@ def test_dense_to_csr_matches_scipy(n, d, density, rng):
         np.testing.assert_array_equal(got.data, ref.data)
     # F-ordered and float64 input give the same matrix
     for Y in (np.asfortranarray(X), X.astype(np.float64)):
-        got = _as_csr32(Y, n_threads=2)
+        got = canonical_rows(Y, dense="csr", n_threads=2)
         np.testing.assert_array_equal(got.toarray(), X)
         np.testing.assert_array_equal(got.indptr, ref.indptr)
 

@@ -14,7 +14,8 @@ import pytest
 from sklearn.linear_model import SGDClassifier
 
 from sksketch import ImportanceSampledClassifier, SLIDEClassifier, ZeroShotSoftLabelClassifier
-from sksketch import _slide as slide_module
+from sksketch._slide import _estimator as slide_module
+from sksketch._slide._inference import _inference_tables
 from sksketch.datasets import make_extreme_classification
 
 MB = 2**20
@@ -142,7 +143,7 @@ def test_unused_hash_tables_stay_small(xc):
     expected = SLIDEClassifier(max_iter=1, inference="lsh", n_jobs=1, random_state=0).fit(X, y)
     clf.set_params(inference="lsh")
     np.testing.assert_array_equal(clf.predict_topk(X, k=3)[0], expected.predict_topk(X, k=3)[0])
-    assert clf._inference_tables().n_buckets == 2**18
+    assert _inference_tables(clf).n_buckets == 2**18
 
 
 @pytest.mark.parametrize("name", ["slide", "zeroshot", "importance"])

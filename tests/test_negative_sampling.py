@@ -10,8 +10,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sksketch._kernels._lsh import LSHTables
 
 from sksketch import SLIDEClassifier
-from sksketch._kernels import _slide
-from sksketch._negative_sampling import (
+from sksketch._kernels import _network
+from sksketch._slide._negative_sampling import (
     collision_table,
     measured_collision_probability,
     retrieval_probability,
@@ -50,13 +50,13 @@ def _run_kernel(Y_rows, L, *, mode, max_active, min_active, seed, correct=False,
     hb, ghb = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
     ab, gb = np.empty((B, max_active), np.int32), np.empty((B, max_active), np.float32)
     losses, n_active = np.empty(B, np.float32), np.empty(B, np.int32)
-    _slide.train_batch(
+    _network.train_batch(
         tables if tables is not None else LSHTables("dwta", H, 2, 2),
         X.indptr, X.indices, X.data, Y.indptr, Y.indices, np.arange(B, dtype=np.int64),
         np.ones(B, np.float32), W1, np.zeros(H, np.float32), W2, np.zeros(L, np.float32),
         np.zeros((0, 0), np.uint16), np.zeros_like(W1), np.zeros(H, np.float32),
         np.zeros(d, np.uint8), hb, ab, gb, ghb, np.zeros((1, L), np.uint32), 0,
-        max_active, min_active, _slide.MODES.index(mode), False, 1.0, seed, 1, losses,
+        max_active, min_active, _network.MODES.index(mode), False, 1.0, seed, 1, losses,
         n_active, correct,
         np.zeros(0) if label_cdf is None else label_cdf,
         np.zeros(0, np.float32) if cp_table is None else cp_table,

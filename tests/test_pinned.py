@@ -11,10 +11,9 @@ import warnings
 
 import numpy as np
 import pytest
+from _pinned_cases import CASES, DATA, machine
 
 import sksketch
-
-from _pinned_cases import CASES, DATA, machine
 
 if not DATA.exists():
     pytest.skip(f"{DATA.name} is missing", allow_module_level=True)

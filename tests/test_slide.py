@@ -17,7 +17,8 @@ from sksketch._kernels._lsh import LSHTables
 from test_lsh import _mix64
 
 from sksketch import SLIDEClassifier
-from sksketch._kernels import _slide
+from sksketch._kernels import _network
+from sksketch._slide._inference import example_losses
 
 
 @pytest.fixture(autouse=True)
@@ -93,12 +94,12 @@ def _train_batch(tables, X, Y, batch, w, W1, b1, W2, b2, *, max_active, min_acti
     ab, gb = np.empty((B, max_active), np.int32), np.empty((B, max_active), np.float32)
     losses, n_active = np.empty(B, np.float32), np.empty(B, np.int32)
     use_bf16 = W2_bf16 is not None
-    _slide.train_batch(
+    _network.train_batch(
         tables, X.indptr, X.indices, X.data, Y.indptr, Y.indices, batch, w,
         W1, b1, W2, b2, W2_bf16 if use_bf16 else np.zeros((0, 0), np.uint16),
         grads["W_in"], grads["b_in"], touched_in, hb, ab, gb, ghb,
         np.zeros((n_threads, L), np.uint32), 0, max_active, min_active,
-        _slide.MODES.index(mode), use_bf16, 1.0 / B, seed, n_threads, losses, n_active, correct,
+        _network.MODES.index(mode), use_bf16, 1.0 / B, seed, n_threads, losses, n_active, correct,
         np.zeros(0) if label_cdf is None else label_cdf,
         np.zeros(0, np.float32) if cp_table is None else cp_table,
         np.zeros(0, np.float32) if row_norms is None else row_norms,
@@ -308,7 +309,7 @@ def test_update_output_layer_matches_reference(n_threads, bf16):
         ref[~touched] = old[~touched]
     W_bf16 = np.zeros((L, H), np.uint16) if bf16 else np.zeros((0, 0), np.uint16)
     row_count = np.zeros(L, np.int32)
-    n = _slide.update_output_layer(
+    n = _network.update_output_layer(
         hb, ab, gb, n_active, W, b, M, V, np.zeros((0, 0), np.uint16),
         np.zeros((0, 0), np.uint16), Mb, Vb, W_bf16, row_count,
         np.empty(L, np.int32), np.empty(L + 1, np.int32),
@@ -344,7 +345,7 @@ def test_adam_update_matches_reference(decay):
     keep = touched == 0
     w_ref[keep], m_ref[keep], v_ref[keep] = W[keep], M[keep], V[keep]
     g_ref = np.where(keep[:, None], G, 0)
-    _slide.adam_update(W, M, V, G, touched, lr, b1, b2, eps, step, 2, None, decay)
+    _network.adam_update(W, M, V, G, touched, lr, b1, b2, eps, step, 2, None, decay)
     np.testing.assert_allclose(W, w_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(M, m_ref, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(V, v_ref, rtol=1e-5, atol=1e-7)
@@ -357,10 +358,10 @@ def test_hidden_forward_and_topk_rows_match_numpy():
     X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
     W1 = rng.standard_normal((40, 24)).astype(np.float32)
     b1 = rng.standard_normal(24).astype(np.float32)
-    h = _slide.hidden_forward(X.indptr, X.indices, X.data, W1, b1, 2)
+    h = _network.hidden_forward(X.indptr, X.indices, X.data, W1, b1, 2)
     np.testing.assert_allclose(h, np.maximum(X @ W1 + b1, 0), rtol=1e-5, atol=1e-6)
     scores = rng.integers(0, 5, (30, 17)).astype(np.float32)
-    idx, val = _slide.topk_rows(scores, 4, 2)
+    idx, val = _network.topk_rows(scores, 4, 2)
     ref = np.argsort(-scores, axis=1, kind="stable")[:, :4]
     np.testing.assert_array_equal(idx, ref)
     np.testing.assert_array_equal(val, np.take_along_axis(scores, ref, axis=1))
@@ -374,7 +375,7 @@ def test_topk_lsh_scores_exactly_its_candidates():
     tables = LSHTables("simhash", 16, 4, 8, seed=1)
     tables.build(W2)
     fallback = np.arange(5, dtype=np.int32)
-    idx, val, n_cand = _slide.topk_lsh(tables, hidden, W2, b2, fallback, 5, 10**6, 2)
+    idx, val, n_cand = _network.topk_lsh(tables, hidden, W2, b2, fallback, 5, 10**6, 2)
     for i in range(20):
         cand = tables.query(hidden[i])
         assert n_cand[i] == len(cand)
@@ -393,7 +394,7 @@ def test_topk_lsh_pads_rows_with_too_few_candidates():
     tables = LSHTables("simhash", 16, 12, 2, seed=1)  # selective: few candidates
     tables.build(W2)
     k = 250
-    idx, val, n_cand = _slide.topk_lsh(tables, hidden, W2, b2, np.zeros(0, np.int32), k, k, 2)
+    idx, val, n_cand = _network.topk_lsh(tables, hidden, W2, b2, np.zeros(0, np.int32), k, k, 2)
     for i in range(30):
         n = min(int(n_cand[i]), k)
         assert np.all(idx[i, :n] >= 0) and np.all(np.isfinite(val[i, :n]))
@@ -659,7 +660,7 @@ def test_example_losses_are_the_full_softmax_cross_entropy():
     clf = SLIDEClassifier(max_iter=2, random_state=0).fit(X, Y)
     Xc, Yc = clf._validate_X(X, reset=False), sp.csr_matrix(Y)
     rows = np.array([0, 5, 7, 150, 199], dtype=np.int64)
-    got = clf._example_losses(Xc, Yc, rows)
+    got = example_losses(clf, Xc, Yc, rows)
     h = np.maximum(Xc[rows] @ clf.input_weights_.astype(np.float64) + clf.input_bias_, 0)
     logits = h @ clf.output_weights_.T.astype(np.float64) + clf.output_bias_
     lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
@@ -692,7 +693,7 @@ def test_update_output_layer_with_bfloat16_moments():
     w_ref, m_ref, v_ref = _adam_reference(W, Mf, Vf, G, 0.01, 0.9, 0.999, 1e-8, 2, 0.0)
     W0, M0, V0 = W.copy(), M16.copy(), V16.copy()
     none = np.zeros((0, 0), np.float32)
-    _slide.update_output_layer(
+    _network.update_output_layer(
         hb, ab, gb, n_active, W, np.zeros(L, np.float32), none, none, M16, V16,
         np.zeros(L, np.float32), np.ones(L, np.float32), np.zeros((0, 0), np.uint16),
         np.zeros(L, np.int32), np.empty(L, np.int32), np.empty(L + 1, np.int32),
@@ -733,7 +734,7 @@ def test_switching_precision_between_calls_converts_the_moments():
 )
 def test_plan_before_fit_is_the_fitted_models(params):
     """One plan, read before fitting (estimate_memory) and by training, says what training did."""
-    from sksketch._slide_plan import make_plan
+    from sksketch._slide._plan import make_plan
 
     X, Y = make_xc(n_samples=300, n_features=200, n_labels=400)
     est = SLIDEClassifier(max_iter=1, hidden_layer_size=16, random_state=0, **params)

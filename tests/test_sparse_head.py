@@ -10,7 +10,7 @@ from sklearn.preprocessing import normalize
 
 import sksketch
 from sksketch import SLIDEClassifier
-from sksketch._sparse_head import INIT_LOGIT, LEARNING_RATE, SparseLabelHead
+from sksketch._slide._sparse_head import INIT_LOGIT, LEARNING_RATE, SparseLabelHead
 from sksketch._state import StateError
 from sksketch.datasets import make_extreme_classification
 
@@ -106,8 +106,9 @@ def _reference_step(head, X, Y, rows, weights, b1=0.9, b2=0.999, eps=1e-8):
     m, v = _dense_moments(head)
     m[touched] = b1 * m[touched] + (1 - b1) * G[touched]
     v[touched] = b2 * v[touched] + (1 - b2) * G[touched] ** 2
-    V[touched] -= LEARNING_RATE * np.sqrt(1 - b2**t) / (1 - b1**t) * m[touched] / (
-        np.sqrt(v[touched]) + eps)
+    # Adam as written in the paper: bias-corrected moments
+    m_hat, v_hat = m[touched] / (1 - b1**t), v[touched] / (1 - b2**t)
+    V[touched] -= LEARNING_RATE * m_hat / (np.sqrt(v_hat) + eps)
     return V, loss_sum, weight_sum
 
 
@@ -169,7 +170,7 @@ def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits():
     X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
                                        random_state=1)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=2).fit(X, Y)
-    from sksketch._slide import _HEAD_WEIGHTS
+    from sksketch._slide._inference import HEAD_WEIGHTS as _HEAD_WEIGHTS
 
     assert clf.sparse_head_weight_ in _HEAD_WEIGHTS
     assert clf.t_ == 9000  # one epoch: the held-out tenth never trained on

@@ -16,6 +16,7 @@ cimport cython
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
 
+from ._adam cimport AdamStep, adam_constants
 from ._simd cimport get_kernels, sks_kernels
 
 # Adam runs on flat parameter blocks of this many elements per task.
@@ -146,11 +147,7 @@ def adam_step(
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = param.shape[0]
     cdef Py_ssize_t n_blocks = (n + _ADAM_BLOCK - 1) // _ADAM_BLOCK, b, start, length
-    cdef double b1t = 1.0 - beta_1 ** step
-    cdef double b2t = 1.0 - beta_2 ** step
-    cdef float lr_t = <float>(learning_rate * b2t ** 0.5 / b1t)
-    cdef float eps_t = <float>(epsilon * b2t ** 0.5)
-    cdef float shrink = 1.0 - learning_rate * weight_decay
+    cdef AdamStep a = adam_constants(learning_rate, beta_1, beta_2, epsilon, weight_decay, step)
     if m.shape[0] != n or v.shape[0] != n or g.shape[0] != n:
         raise ValueError("param, m, v and g must have the same length")
     if n == 0:
@@ -160,4 +157,4 @@ def adam_step(
             start = b * _ADAM_BLOCK
             length = min(_ADAM_BLOCK, n - start)
             K.adam(&param[start], &m[start], &v[start], &g[start], length,
-                   lr_t, beta_1, beta_2, eps_t, shrink)
+                   a.lr_t, beta_1, beta_2, a.eps_t, a.shrink)

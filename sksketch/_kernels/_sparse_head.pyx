@@ -21,6 +21,8 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
+from ._adam cimport AdamStep, adam_constants
+
 
 cdef inline float inv_row_norm(const int32_t[::1] indptr, const float[::1] data,
                                Py_ssize_t i) noexcept nogil:
@@ -82,7 +84,8 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     cdef int32_t f, j
     cdef float xv, inv, w, g
     cdef double mx, z, loss, loss_sum = 0.0, weight_sum = 0.0, n_true, s_true
-    cdef double bc, mk, vk
+    cdef double mk, vk
+    cdef AdamStep a = adam_constants(lr, beta_1, beta_2, epsilon, 0, step)
     with nogil:
         for b in range(rows.shape[0]):
             i = rows[b]
@@ -143,7 +146,6 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
             for t in range(n_reached):
                 label_mark[reached[t]] = 0
         # lazy Adam on the pairs the batch reached
-        bc = sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
         for t in range(n_touched):
             k = touched[t]
             g = grad[k]
@@ -151,7 +153,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
             vk = beta_2 * v[k] + (1.0 - beta_2) * g * g
             m[k] = <float>mk
             v[k] = <float>vk
-            weights[k] -= <float>(lr * bc * mk / (sqrt(vk) + epsilon))
+            weights[k] -= <float>(a.lr_t * mk / (sqrt(vk) + a.eps_t))
             grad[k] = 0.0
             entry_mark[k] = 0
     return loss_sum, weight_sum

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._kernels import _rows
 from .._state import allow_in_model_files, attr_integer, fail
 from ..base import VersionedStateMixin
-from ..utils._validation import check_sparse_indices
+from ..utils._validation import canonical_rows, check_sparse_indices
 from ._base import BaseSampler
 from ._sketch import SketchCore, _threads
 
@@ -67,28 +67,7 @@ def _sketch_shape(est):
 
 def _as_float32_rows(X):
     """CSR float32 with int32 indices, or C-contiguous float32; finite values only."""
-    if np.iscomplexobj(X):
-        raise ValueError("X has complex values; real numbers are expected")
-    if sp.issparse(X):
-        check_sparse_indices(X)
-        with np.errstate(over="ignore"):  # overflow to inf is reported below
-            X = sp.csr_matrix(X, dtype=np.float32)
-        if X.indices.dtype != np.int32 or X.indptr.dtype != np.int32:
-            X = sp.csr_matrix(
-                (X.data, X.indices.astype(np.int32), X.indptr.astype(np.int32)), shape=X.shape
-            )
-        if not X.has_sorted_indices:
-            # a sorted copy: the conversion may share the caller's arrays
-            X = X.sorted_indices()
-        values = X.data
-    else:
-        with np.errstate(over="ignore"):
-            X = values = np.ascontiguousarray(X, dtype=np.float32)
-    # float32 values cannot overflow a float64 sum: it is finite exactly when
-    # every value is, and costs less than a per-value test
-    if not np.isfinite(values.sum(dtype=np.float64)):
-        raise ValueError("X contains NaN or infinity (or values that overflow float32)")
-    return X
+    return canonical_rows(X, check_finite=True)
 
 
 def _fingerprint(X, n_jobs=None):

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from ._kernels import _sparse_head
-from ._state import allow_in_model_files, expect
+from .._kernels import _sparse_head
+from .._state import allow_in_model_files, expect
 
 __all__ = ["SparseLabelHead"]
 

@@ -39,7 +39,7 @@ def simhash_collision_probability(cosine):
 
     Examples
     --------
-    >>> from sksketch._negative_sampling import simhash_collision_probability
+    >>> from sksketch._slide._negative_sampling import simhash_collision_probability
     >>> simhash_collision_probability([1.0, 0.0, -1.0]).tolist()
     [1.0, 0.5, 0.0]
     """
@@ -55,7 +55,7 @@ def retrieval_probability(collision_probability, n_hashes_per_table, n_tables):
 
     Examples
     --------
-    >>> from sksketch._negative_sampling import retrieval_probability
+    >>> from sksketch._slide._negative_sampling import retrieval_probability
     >>> float(retrieval_probability(0.5, 2, 1))
     0.25
     """
@@ -121,7 +121,7 @@ def unigram_cdf(label_counts):
 
     Examples
     --------
-    >>> from sksketch._negative_sampling import unigram_cdf
+    >>> from sksketch._slide._negative_sampling import unigram_cdf
     >>> unigram_cdf([3, 0, 4]).tolist()
     [0.4, 0.5, 1.0]
     """

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 
-from ._kernels._lsh import TableGeometry, table_geometry, table_nbytes
+from .._kernels._lsh import LSHTables, TableGeometry, table_geometry, table_nbytes
 
-__all__ = ["SLIDEPlan", "make_plan", "resolve_count"]
+__all__ = ["SLIDEPlan", "make_plan", "resolve_count", "sized_tables"]
 
 _LSH_MODES = ("lsh-embedding", "lsh-label")
 
@@ -118,4 +118,28 @@ def make_plan(params, n_labels):
         tables=table_geometry(*args, params.n_buckets_log2),
         idle_tables=table_geometry(*args, 1),
         n_tables=params.n_tables,
+    )
+
+
+def sized_tables(tables, plan):
+    """`tables`, or their twin with the bucket count `plan` asks of tables in use.
+
+    Bucket offsets take 4 bytes per bucket and table even when the tables are
+    empty (52 MB with the defaults), so a model whose training never queries
+    them (a negative sampler without LSH, or a budget covering every label)
+    keeps one bucket per table until a first use. The twin has the same hash
+    functions: they depend on the seed, not on the number of buckets.
+    """
+    wanted = plan.tables.n_buckets_log2
+    if tables.n_buckets_log2 >= wanted or tables.n_items or tables.n_rebuilds:
+        return tables
+    return LSHTables(
+        tables.family_name,
+        tables.dim,
+        tables.n_hashes_per_table,
+        tables.n_tables,
+        bucket_capacity=tables.bucket_capacity,
+        policy=tables.policy_name,
+        n_buckets_log2=wanted,
+        seed=tables.seed,
     )

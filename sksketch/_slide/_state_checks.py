@@ -6,9 +6,8 @@ must have every fitted array of the dtype and shape the others imply, and
 every id in range, before it predicts or trains.
 """
 
-from ._kernels._lsh import LSHTables
-from ._sparse_head import SparseLabelHead
-from ._state import (
+from .._kernels._lsh import LSHTables
+from .._state import (
     F32,
     F64,
     I32,
@@ -23,7 +22,8 @@ from ._state import (
     is_fitted,
     is_int,
 )
-from .sampling._base import _check_sampler_attribute
+from ..sampling._base import _check_sampler_attribute
+from ._sparse_head import SparseLabelHead
 
 __all__ = ["check_state"]
 

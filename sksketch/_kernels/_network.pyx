@@ -28,6 +28,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+from ._adam cimport AdamStep, adam_constants
 from ._lsh cimport LSHTables
 from ._random cimport bounded, mix64, next64
 from ._simd cimport get_kernels, sks_bf16, sks_kernels
@@ -425,11 +426,8 @@ def update_output_layer(
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t B = n_active.shape[0], H = W.shape[1]
     cdef Py_ssize_t i, j, k, p, r, n_touched = 0, pos
-    cdef float b1t = 1.0 - beta1 ** step
-    cdef float b2t = 1.0 - beta2 ** step
-    cdef float lr_t = lr * (b2t ** 0.5) / b1t
-    cdef float eps_t = eps * (b2t ** 0.5)
-    cdef float shrink = 1.0 - lr * weight_decay
+    cdef AdamStep a = adam_constants(lr, beta1, beta2, eps, weight_decay, step)
+    cdef float lr_t = a.lr_t, eps_t = a.eps_t, shrink = a.shrink
     cdef bint refresh = W_bf16.shape[0] == W.shape[0]
     cdef bint bf16_moments = M16.shape[0] == W.shape[0]
     cdef uint64_t step_seed = mix64(<uint64_t>step * <uint64_t>0x9E3779B97F4A7C15)
@@ -505,11 +503,8 @@ def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1]
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = W.shape[0], d = W.shape[1], r
-    cdef float b1t = 1.0 - beta1 ** step
-    cdef float b2t = 1.0 - beta2 ** step
-    cdef float lr_t = lr * (b2t ** 0.5) / b1t
-    cdef float eps_t = eps * (b2t ** 0.5)
-    cdef float shrink = 1.0 - lr * weight_decay
+    cdef AdamStep a = adam_constants(lr, beta1, beta2, eps, weight_decay, step)
+    cdef float lr_t = a.lr_t, eps_t = a.eps_t, shrink = a.shrink
     cdef bint refresh = W_bf16 is not None and W_bf16.shape[0] == n
     if (M.shape[0] != n or M.shape[1] != d or V.shape[0] != n or V.shape[1] != d
             or G.shape[0] != n or G.shape[1] != d or touched.shape[0] != n):
@@ -524,6 +519,159 @@ def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1]
         K.adam(&W[r, 0], &M[r, 0], &V[r, 0], &G[r, 0], d, lr_t, beta1, beta2, eps_t, shrink)
         if refresh:
             K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], d)
+
+
+# Stamps mark labels already in an example's active set; they are per thread
+# and must never wrap around, so they are reset well before 2**32.
+STAMP_LIMIT = 2**32 - 2**20
+
+_NONE_F32 = np.zeros((0, 0), dtype=np.float32)
+_NONE_U16 = np.zeros((0, 0), dtype=np.uint16)
+
+
+@cython.final
+cdef class TrainingWorkspace:
+    """What the batches of one ``fit`` or ``partial_fit`` call share.
+
+    The model's arrays and Adam's moments (bound for the call and updated in
+    place), the call's settings, and the scratch buffers of
+    :func:`train_batch` and :func:`update_output_layer`: the input layer's
+    dense gradient and touched-row flags, per example of a batch its hidden
+    activation, active labels, their logit gradients and the hidden layer's
+    gradient, the output update's grouping by label, and the per-thread
+    stamps. A batch then needs only its rows: :meth:`forward_backward`, then
+    :meth:`update`.
+
+    Parameters
+    ----------
+    W1, b1, W2, b2 : float32 arrays
+        The layers, (n_features, H), (H,), (n_labels, H), (n_labels,).
+    W2_bf16 : uint16 array of shape (n_labels, H) or None
+        The output layer's bfloat16 copy (``use_bf16``), refreshed by :meth:`update`.
+    moments : dict
+        Adam's moments: ``m_in``, ``v_in`` (W1's shape), ``m_in_bias``,
+        ``v_in_bias`` (1, H), ``m_out``, ``v_out`` (W2's shape, float32, or
+        uint16 for bfloat16 moments), ``m_out_bias``, ``v_out_bias`` (n_labels, 1).
+    batch_size, active_size : int
+        Most rows of a batch, and most labels of an example's active set.
+    budget, min_active, mode, use_bf16, correct, input_dropout
+        As :func:`train_batch` takes them.
+    n_threads : int
+    """
+
+    cdef object W1, b1, W2, b2, W2_bf16
+    cdef object m_in, v_in, m_in_bias, v_in_bias, m_out, v_out, m_out_bias, v_out_bias
+    cdef object label_cdf, cp_table, row_norms
+    cdef readonly Py_ssize_t batch_size, active_size, budget, min_active
+    cdef readonly int mode, n_threads
+    cdef readonly bint use_bf16, correct
+    cdef readonly float input_dropout
+    cdef readonly object input_grad, input_bias_grad, touched_inputs
+    cdef readonly object hidden, active, logit_grad, hidden_grad
+    cdef readonly object row_count, touched_rows, row_start, pair_example, pair_grad
+    cdef readonly object stamps
+    cdef readonly uint32_t stamp_base
+
+    def __init__(self, W1, b1, W2, b2, W2_bf16, dict moments, *, Py_ssize_t batch_size,
+                 Py_ssize_t active_size, Py_ssize_t budget, Py_ssize_t min_active, int mode,
+                 bint use_bf16, bint correct, float input_dropout, int n_threads):
+        cdef Py_ssize_t F = W1.shape[0], H = W1.shape[1], L = W2.shape[0]
+        if use_bf16 and (W2_bf16 is None or W2_bf16.shape != W2.shape):
+            raise ValueError("use_bf16 needs W2_bf16 of W2's shape")
+        self.W1, self.b1, self.W2, self.b2 = W1, b1, W2, b2
+        self.W2_bf16 = W2_bf16 if use_bf16 else _NONE_U16
+        self.m_in, self.v_in = moments["m_in"], moments["v_in"]
+        self.m_in_bias, self.v_in_bias = moments["m_in_bias"], moments["v_in_bias"]
+        self.m_out, self.v_out = moments["m_out"], moments["v_out"]
+        self.m_out_bias = moments["m_out_bias"].ravel()
+        self.v_out_bias = moments["v_out_bias"].ravel()
+        self.batch_size, self.active_size = batch_size, active_size
+        self.budget, self.min_active, self.mode = budget, min_active, mode
+        self.use_bf16, self.correct, self.input_dropout = use_bf16, correct, input_dropout
+        self.n_threads = n_threads
+        self.set_sampling()
+        # input layer: a dense gradient, applied to the rows a batch touched
+        self.input_grad = np.zeros((F, H), dtype=np.float32)
+        self.input_bias_grad = np.zeros((1, H), dtype=np.float32)
+        self.touched_inputs = np.zeros(F, dtype=np.uint8)
+        # per example of a batch
+        self.hidden = np.empty((batch_size, H), dtype=np.float32)
+        self.active = np.empty((batch_size, active_size), dtype=np.int32)
+        self.logit_grad = np.empty((batch_size, active_size), dtype=np.float32)
+        self.hidden_grad = np.empty((batch_size, H), dtype=np.float32)
+        # the output layer's fused update groups the batch's pairs by label
+        self.row_count = np.zeros(L, dtype=np.int32)
+        self.touched_rows = np.empty(L, dtype=np.int32)
+        self.row_start = np.empty(L + 1, dtype=np.int32)
+        self.pair_example = np.empty(batch_size * active_size, dtype=np.int32)
+        self.pair_grad = np.empty(batch_size * active_size, dtype=np.float32)
+        self.stamps = np.zeros((n_threads, max(L, 1)), dtype=np.uint32)
+        self.stamp_base = 0
+
+    def set_sampling(self, label_cdf=None, cp_table=None, row_norms=None):
+        """The label frequencies (unigram draws) and, for the log-q correction of
+        LSH negatives, the collision table and the hashed rows' norms."""
+        self.label_cdf = np.zeros(0, np.float64) if label_cdf is None else label_cdf
+        self.cp_table = np.zeros(0, np.float32) if cp_table is None else cp_table
+        self.row_norms = np.zeros(0, np.float32) if row_norms is None else row_norms
+
+    @property
+    def nbytes(self):
+        """Bytes of the scratch buffers."""
+        return sum(a.nbytes for a in (
+            self.input_grad, self.input_bias_grad, self.touched_inputs, self.hidden,
+            self.active, self.logit_grad, self.hidden_grad, self.row_count, self.touched_rows,
+            self.row_start, self.pair_example, self.pair_grad, self.stamps))
+
+    def forward_backward(self, LSHTables tables, X, Y, const int64_t[::1] batch,
+                         const float[::1] weights, uint64_t seed):
+        """:func:`train_batch` on rows `batch` of the CSR matrices X and Y.
+
+        Returns each row's loss and active-set size (float32, int32).
+        """
+        cdef Py_ssize_t B = batch.shape[0]
+        if B > self.batch_size:
+            raise ValueError(f"a batch of {B} rows, the workspace holds {self.batch_size}")
+        losses = np.empty(B, dtype=np.float32)
+        n_active = np.empty(B, dtype=np.int32)
+        if self.stamp_base + B >= STAMP_LIMIT:
+            self.stamps.fill(0)
+            self.stamp_base = 0
+        train_batch(
+            tables, X.indptr, X.indices, X.data, Y.indptr, Y.indices, batch, weights,
+            self.W1, self.b1, self.W2, self.b2, self.W2_bf16,
+            self.input_grad, self.input_bias_grad[0], self.touched_inputs,
+            self.hidden, self.active, self.logit_grad, self.hidden_grad,
+            self.stamps, self.stamp_base, self.budget, self.min_active, self.mode,
+            self.use_bf16, 1.0 / B if B else 0.0, seed, self.n_threads, losses, n_active,
+            self.correct, self.label_cdf, self.cp_table, self.row_norms, self.input_dropout,
+        )
+        self.stamp_base += <uint32_t>B
+        return losses, n_active
+
+    def update(self, const int32_t[::1] n_active, float lr, float beta1, float beta2,
+               float eps, Py_ssize_t step, float weight_decay):
+        """Adam on what the last :meth:`forward_backward` touched (its `n_active`)."""
+        cdef Py_ssize_t B = n_active.shape[0]
+        f32 = self.m_out.dtype == np.float32
+        update_output_layer(
+            self.hidden[:B], self.active[:B], self.logit_grad[:B], n_active,
+            self.W2, self.b2,
+            self.m_out if f32 else _NONE_F32, self.v_out if f32 else _NONE_F32,
+            _NONE_U16 if f32 else self.m_out, _NONE_U16 if f32 else self.v_out,
+            self.m_out_bias, self.v_out_bias, self.W2_bf16,
+            self.row_count, self.touched_rows, self.row_start, self.pair_example,
+            self.pair_grad, lr, beta1, beta2, eps, step, weight_decay, self.n_threads,
+        )
+        adam_update(self.W1, self.m_in, self.v_in, self.input_grad, self.touched_inputs,
+                    lr, beta1, beta2, eps, step, self.n_threads, None, weight_decay)
+        # one row: a thread team would only add a barrier per batch
+        adam_update(self.b1[None, :], self.m_in_bias, self.v_in_bias, self.input_bias_grad,
+                    _ONE_ROW, lr, beta1, beta2, eps, step, 1)
+        self.touched_inputs.fill(0)
+
+
+_ONE_ROW = np.ones(1, dtype=np.uint8)
 
 
 def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,

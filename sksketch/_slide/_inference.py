@@ -1,0 +1,192 @@
+"""Scoring with a fitted SLIDEClassifier: the hidden layer, full and LSH scores, top-k.
+
+Functions of the estimator (its fitted attributes are read, never written,
+except for the caches of LSH inference and of the most frequent labels).
+Scores are never an ``n_samples x n_labels`` array beyond a chunk of rows,
+except where a caller asks for the dense output.
+"""
+
+import copy
+import threading
+
+import numpy as np
+
+from .._kernels import _network
+from ..utils._threads import threads_for
+from ._plan import sized_tables
+
+__all__ = [
+    "HEAD_WEIGHTS",
+    "choose_head_weight",
+    "example_losses",
+    "full_scores",
+    "hidden",
+    "precision_at_1",
+    "predict_threads",
+    "topk_ids",
+]
+
+# Weights of the sparse head's logits that sparse_head_weight="auto" tries.
+HEAD_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+
+# Guards the lazy build of the inference tables against concurrent predicts.
+_INFERENCE_TABLES_LOCK = threading.Lock()
+
+
+def predict_threads(est, n_rows):
+    """Threads for scoring `n_rows` rows.
+
+    Waking a thread team costs more than a few rows of work (and the OpenMP
+    and BLAS pools then contend for the cores): small calls, such as
+    single-row latency-bound ones, run on the calling thread.
+    """
+    return threads_for(n_rows, est.n_jobs, 32)
+
+
+def hidden(est, X):
+    """Hidden activations of the canonical CSR rows X (float32, (n, H))."""
+    return _network.hidden_forward(
+        X.indptr, X.indices, X.data, est.input_weights_, est.input_bias_,
+        predict_threads(est, X.shape[0]),
+    )
+
+
+def full_scores(est, hidden_rows, X=None):
+    """Logits of every label for these hidden rows, with the sparse head's if X is given."""
+    # Not a BLAS product: its result for a row depends on how many rows come
+    # with it and on the thread count; this kernel's does not.
+    n_threads = threads_for(hidden_rows.shape[0] * len(est.classes_), est.n_jobs, 32 * 1024)
+    scores = _network.output_scores(
+        hidden_rows, est.output_weights_, est.output_bias_, n_threads)
+    head = getattr(est, "sparse_head_", None)
+    if X is not None and head is not None and est.sparse_head_weight_ > 0:
+        head.add_scores(scores, X, est.sparse_head_weight_, n_threads)
+    return scores
+
+
+def topk_ids(est, X, k):
+    """Top-k label ids and scores per row, without an n_samples x n_labels array."""
+    L = len(est.classes_)
+    k = min(k, L)
+    n_threads = predict_threads(est, X.shape[0])
+    h = hidden(est, X)
+    if est.inference == "lsh":
+        tables = _inference_tables(est)
+        fallback = _frequent_labels(est, k)
+        # Score the union of the query's buckets: at most one full bucket per table.
+        max_candidates = tables.n_tables * tables.bucket_capacity
+        idx, val, _ = _network.topk_lsh(
+            tables, h, est.output_weights_, est.output_bias_, fallback, k, max_candidates,
+            n_threads,
+        )
+        return idx, val
+    # Score rows in chunks of at most ~64 MB of float32 scores.
+    chunk = max(1, min(X.shape[0], (1 << 24) // max(L, 1)))
+    ids = np.empty((X.shape[0], k), dtype=np.int32)
+    vals = np.empty((X.shape[0], k), dtype=np.float32)
+    for s in range(0, X.shape[0], chunk):
+        scores = np.ascontiguousarray(full_scores(est, h[s : s + chunk], X[s : s + chunk]))
+        ids[s : s + chunk], vals[s : s + chunk] = _network.topk_rows(scores, k, n_threads)
+        # freed before the next chunk's scores: one chunk alive at a time
+        del scores
+    return ids, vals
+
+
+def _inference_tables(est):
+    """Tables over the current output weights, for ``inference="lsh"``.
+
+    The training tables are rehashed on their schedule, so after training
+    they may lag the final weights; inference then uses a copy with the same
+    hash functions, built once from the final weights. Training never sees
+    it, so predicting between ``partial_fit`` calls does not change what is
+    learned.
+    """
+    if est._batches_since_rehash == 0 and est.lsh_tables_.n_items == len(est.classes_):
+        return est.lsh_tables_
+    with _INFERENCE_TABLES_LOCK:
+        cached = getattr(est, "_inference_tables_cache", None)
+        if cached is None or cached[0] != est._step:
+            tables = sized_tables(copy.deepcopy(est.lsh_tables_), est._plan())
+            tables.build(est.output_weights_, n_threads=est._n_threads())
+            est._inference_tables_cache = cached = (est._step, tables)
+    return cached[1]
+
+
+def _frequent_labels(est, k):
+    """The k most frequent training labels, most frequent first (cached)."""
+    cached = getattr(est, "_frequent_cache", None)
+    if cached is None or cached[0] != est.t_ or len(cached[1]) < k:
+        counts = est._label_counts
+        size = min(len(counts), max(k, 64))
+        top = np.argpartition(-counts, size - 1)[:size] if size < len(counts) else (
+            np.arange(len(counts)))
+        top = top[np.lexsort((top, -counts[top]))].astype(np.int32)
+        est._frequent_cache = cached = (est.t_, top)
+    return cached[1][:k]
+
+
+def example_losses(est, X, Y, rows):
+    """Exact per-example loss (full softmax cross-entropy of the network) on some rows.
+
+    For the exact-loss sampler: scores rows in chunks, never an
+    ``n_samples x n_labels`` array.
+    """
+    L = len(est.classes_)
+    out = np.zeros(len(rows), dtype=np.float32)
+    chunk = max(1, (1 << 22) // max(L, 1))
+    for s in range(0, len(rows), chunk):
+        idx = rows[s : s + chunk]
+        Xc, Yc = X[idx], Y[idx]
+        scores = full_scores(est, hidden(est, Xc)).astype(np.float64)
+        top = scores.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(scores - top).sum(axis=1)) + top[:, 0]
+        n_true = np.diff(Yc.indptr)
+        true_sum = np.add.reduceat(
+            scores[np.repeat(np.arange(len(idx)), n_true), Yc.indices],
+            np.r_[0, np.cumsum(n_true)[:-1]],
+        ) if Yc.nnz else np.zeros(len(idx))
+        has = n_true > 0
+        out[s : s + chunk][has] = lse[has] - true_sum[has] / n_true[has]
+    return out
+
+
+def precision_at_1(est, X, Y, sample_weight=None):
+    """Share of rows (weighted) whose top-ranked label is one of theirs."""
+    ids, _ = topk_ids(est, X, 1)
+    rows = np.arange(X.shape[0])
+    hits = np.asarray(Y[rows, ids[:, 0]]).ravel() > 0
+    return float(np.average(hits, weights=sample_weight)) if len(hits) else 0.0
+
+
+def choose_head_weight(est, X, Y):
+    """Set ``sparse_head_weight_`` to the grid weight with the best P@1 on (X, Y).
+
+    Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
+    three dense score arrays stay near 12 MB; ties go to the smaller weight.
+    Does nothing for a model without a head (one first fitted with
+    ``sparse_head=False``).
+    """
+    if est._training_head() is None:
+        return
+    L = len(est.classes_)
+    n = min(X.shape[0], max(250, (1 << 26) // max(L, 1)))
+    labeled = np.flatnonzero(np.diff(Y.indptr[: n + 1]) > 0)
+    if len(labeled) == 0:
+        return
+    X, Y = X[labeled], Y[labeled]
+    hits = np.zeros(len(HEAD_WEIGHTS))
+    chunk = max(1, (1 << 20) // max(L, 1))
+    n_threads = predict_threads(est, X.shape[0])
+    for s in range(0, X.shape[0], chunk):
+        Xc, Yc = X[s : s + chunk], Y[s : s + chunk]
+        net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
+        head = np.zeros_like(net)
+        est.sparse_head_.add_scores(head, Xc, 1.0, n_threads)
+        mixed = np.empty_like(net)
+        rows = np.arange(Xc.shape[0])
+        for g, weight in enumerate(HEAD_WEIGHTS):
+            np.multiply(head, np.float32(weight), out=mixed)
+            mixed += net
+            top = np.argmax(mixed, axis=1)
+            hits[g] += np.count_nonzero(np.asarray(Yc[rows, top]))
+    est.sparse_head_weight_ = float(HEAD_WEIGHTS[int(np.argmax(hits))])

@@ -1,0 +1,404 @@
+"""SLIDETrainer: what one ``fit`` or ``partial_fit`` call of a SLIDEClassifier does.
+
+The estimator validates its input and encodes the targets, then hands them to
+a trainer that lives for the call: it initialises the model on a first call,
+holds rows out when the call needs them, builds and rebuilds the hash tables
+on their schedule, owns the kernels' scratch (a
+:class:`~sksketch._kernels._network.TrainingWorkspace`) and runs the epochs
+through the shared loop :func:`~sksketch.sampling._loop.fit_epochs`. The
+model it trains is the estimator's fitted attributes, updated in place.
+"""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.model_selection import train_test_split
+
+from .._kernels import _network
+from .._kernels._lsh import LSHTables
+from .._kernels._simd import bf16_to_f32, f32_to_bf16
+from ..sampling import UniformSampler, check_sampler, run_epoch
+from ..sampling._loop import fit_epochs
+from ._inference import choose_head_weight, example_losses, hidden, precision_at_1
+from ._negative_sampling import collision_table, unigram_cdf
+from ._plan import sized_tables
+from ._sparse_head import SparseLabelHead
+
+__all__ = ["SLIDETrainer"]
+
+# The logit an output row initialised at its label's centroid gives a row
+# whose hidden activation points the same way and has the mean length (see
+# init_output_centroids); measured on Bibtex, Delicious and WordNet nouns.
+CENTROID_LOGIT = 20.0
+
+# Standard deviation of the hidden pre-activations at the start (test P@1
+# with 0.3 against 1: Bibtex 0.608 / 0.602, Delicious 0.676 / 0.649,
+# WordNet nouns without the sparse head 0.351 / 0.313; 0.1 is worse again).
+INPUT_INIT_STD = 0.3
+
+# sparse_head_weight="auto" holds rows out to choose the weight when fit has
+# at least this many (like HistGradientBoosting's early_stopping="auto",
+# small data sets keep every row for training).
+AUTO_HOLD_OUT_ROWS = 10_000
+
+
+def initialize(est, X, rng):
+    """Fresh weights, Adam moments, tables and counters for a first call."""
+    n_features = X.shape[1]
+    H = est.hidden_layer_size
+    L = len(est.classes_)
+    # A hidden unit sums the row's non-zeros, so its variance is Var(w) * |x|^2:
+    # scale by the data's mean squared row norm rather than by n_features
+    # (Glorot over 10^5 sparse features starts the hidden layer near zero, and
+    # each feature row is updated too rarely for Adam to grow it). Hidden
+    # pre-activations then start with standard deviation INPUT_INIT_STD: the
+    # first layer is an informative random projection from step one, small
+    # enough that what Adam learns soon outweighs it.
+    mean_sq_norm = float(X.multiply(X).sum()) / max(X.shape[0], 1)
+    bound_in = INPUT_INIT_STD * np.sqrt(3.0 / max(mean_sq_norm, 1e-12))
+    # Output rows: U(-1/sqrt(H), 1/sqrt(H)), independent of the label count.
+    bound_out = 1.0 / np.sqrt(H)
+    est.input_weights_ = rng.uniform(-bound_in, bound_in, (n_features, H)).astype(np.float32)
+    est.input_bias_ = np.zeros(H, dtype=np.float32)
+    est.output_weights_ = rng.uniform(-bound_out, bound_out, (L, H)).astype(np.float32)
+    est.output_bias_ = np.zeros(L, dtype=np.float32)
+    est._adam = {
+        name: np.zeros_like(a)
+        for name, a in (
+            ("m_in", est.input_weights_),
+            ("v_in", est.input_weights_),
+            ("m_in_bias", est.input_bias_[None, :]),
+            ("v_in_bias", est.input_bias_[None, :]),
+            ("m_out", est.output_weights_),
+            ("v_out", est.output_weights_),
+            ("m_out_bias", est.output_bias_[:, None]),
+            ("v_out_bias", est.output_bias_[:, None]),
+        )
+    }
+    est._step = 0
+    est._batches_since_rehash = 0
+    est._batches_since_rebuild = 0
+    est._n_rehashes = 0
+    est._label_counts = np.zeros(L, dtype=np.int64)
+    est.lsh_tables_ = LSHTables(
+        est.hash_family,
+        H,
+        est.n_hashes_per_table,
+        est.n_tables,
+        bucket_capacity=est.bucket_capacity,
+        policy=est.bucket_policy,
+        # tables nothing queries yet take one bucket (see sized_tables)
+        n_buckets_log2=est.n_buckets_log2 if est._plan().tables_in_use else 1,
+        seed=int(rng.randint(0, 2**31 - 1)),
+    )
+    est._output_bf16 = None
+    est._cp_table = est._row_norms = None
+    est.loss_curve_ = []
+    est.validation_scores_ = [] if est.early_stopping else None
+    est.best_validation_score_ = None if not est.early_stopping else -np.inf
+    est._best_loss = np.inf
+    est._no_improvement_count = 0
+    est.n_iter_ = 0
+    est.t_ = 0
+
+
+class SLIDETrainer:
+    """Trains a SLIDEClassifier's model for one ``fit`` or ``partial_fit`` call.
+
+    Parameters
+    ----------
+    estimator : SLIDEClassifier
+        Its parameters say how; its fitted attributes are the model trained.
+    rng : numpy.random.RandomState
+        The estimator's training stream (``_rng``), kept across calls.
+    n_threads : int
+    """
+
+    def __init__(self, estimator, rng, n_threads):
+        self.est = estimator
+        self.rng = rng
+        self.n_threads = n_threads
+        self.workspace = None
+        self.head_scratch = None
+
+    # ------------------------------------------------------------ the call
+
+    def train(self, X, Y, sample_weight, *, incremental, first_call):
+        """Train on canonical (X, Y): ``max_iter`` epochs, or one for ``partial_fit``."""
+        est, rng = self.est, self.rng
+        est._label_counts += np.bincount(Y.indices, minlength=len(est.classes_))
+        X_val = Y_val = None
+        X_all, Y_all, weight_all = X, Y, sample_weight
+        auto_weight = est.sparse_head and est.sparse_head_weight == "auto"
+        hold_out = est.early_stopping or (auto_weight and X.shape[0] >= AUTO_HOLD_OUT_ROWS)
+        if hold_out and not incremental:
+            X, X_val, Y, Y_val, sample_weight, _ = train_test_split(
+                X, Y, sample_weight, test_size=est.validation_fraction, random_state=rng
+            )
+        if first_call:
+            est.sparse_head_ = SparseLabelHead.from_data(
+                X, Y, sample_weight, est.labels_per_feature) if est.sparse_head else None
+            est.sparse_head_weight_ = 0.0 if not est.sparse_head else (
+                1.0 if auto_weight else float(est.sparse_head_weight))
+        elif incremental and auto_weight:
+            # rows the model has not trained on yet
+            choose_head_weight(est, X, Y)
+
+        if first_call and est.output_init == "centroid":
+            self.init_output_centroids(X, Y, sample_weight)
+        plan = est._plan()
+        if plan.uses_unigram:
+            est._unigram_cdf = unigram_cdf(est._label_counts)
+        if plan.uses_lsh and (
+            first_call or est.lsh_tables_.n_items == 0
+            or (est.sampling_correction == "logq" and getattr(est, "_cp_table", None) is None)
+        ):
+            self.rehash(queries=hidden(est, X[:64]))
+        if first_call or not hasattr(est, "sampler_"):
+            est.sampler_ = check_sampler(
+                UniformSampler(shuffle=est.shuffle) if est.sampler is None else est.sampler
+            )
+        data = {"X": X, "Y": Y, "weight": sample_weight, "epoch": 0, "weight_chosen": False}
+
+        def start_sampler():
+            Xs, Ys = data["X"], data["Y"]
+            est.sampler_.start(
+                Xs, loss_fn=lambda rows: example_losses(est, Xs, Ys, rows), random_state=rng,
+                n_jobs=est.n_jobs,
+            )
+
+        # Rows held out only to weigh the sparse head join the last epoch,
+        # once the weight is chosen: a fit keeps training on all of its rows.
+        merge = (X_val is not None and auto_weight and not est.early_stopping
+                 and est.max_iter > 1)
+
+        def epoch():
+            data["epoch"] += 1
+            if merge and data["epoch"] == est.max_iter:
+                choose_head_weight(est, X_val, Y_val)
+                data.update(X=X_all, Y=Y_all, weight=weight_all, weight_chosen=True)
+                start_sampler()
+            return self.run_epoch(data["X"], data["Y"], data["weight"])
+
+        def score_validation():
+            # early stopping: the head's weight is chosen on the same rows
+            if auto_weight:
+                choose_head_weight(est, X_val, Y_val)
+            return precision_at_1(est, X_val, Y_val)
+
+        start_sampler()
+        self.sync_bf16()
+        self.allocate(X_all, Y_all)
+        try:
+            fit_epochs(
+                epoch,
+                n_epochs=1 if incremental else est.max_iter,
+                n_samples=X.shape[0],
+                estimator=est,
+                sampler=est.sampler_,
+                score_validation=(
+                    score_validation if est.early_stopping and X_val is not None else None),
+                score_name="validation P@1",
+                stopping=not incremental,
+                # train, _fit, fit or partial_fit, scikit-learn's _fit_context, the user
+                stacklevel=5,
+            )
+            if auto_weight and X_val is not None and not est.early_stopping and not (
+                    data["weight_chosen"]):
+                choose_head_weight(est, X_val, Y_val)
+        finally:
+            self.release()
+
+    # ------------------------------------------------------------ initialisation
+
+    def init_output_centroids(self, X, Y, sample_weight):
+        """Point each label's output row at the mean hidden activation of its rows.
+
+        At initialisation the hidden layer is a random projection of the
+        input, so a label's score starts as the cosine, in that projection,
+        between the row and the label's training rows (a nearest-centroid
+        classifier) instead of noise: the first epoch already ranks well and
+        training refines the rows rather than finding them. Row lengths make a
+        row pointing at its centroid score ``CENTROID_LOGIT`` on average.
+        Labels without a training row keep their random row.
+        """
+        est = self.est
+        # Adam's first moments are zeros of the output layer's shape until
+        # training starts: the sums go there, and it is zeroed again.
+        sums = est._adam["m_out"]
+        chunk = max(1, (1 << 24) // max(est.hidden_layer_size, 1))
+        total_norm = total_rows = 0.0
+        for start in range(0, X.shape[0], chunk):
+            stop = min(start + chunk, X.shape[0])
+            h = hidden(est, X[start:stop])
+            Yc = Y[start:stop]
+            # ones of one dtype: the sums do not depend on how y was given
+            Yc = sp.csr_matrix(
+                (np.ones(Yc.nnz, dtype=np.float32), Yc.indices, Yc.indptr), shape=Yc.shape)
+            labelled = np.diff(Yc.indptr) > 0
+            total_norm += float(np.linalg.norm(h[labelled], axis=1).sum())
+            total_rows += int(labelled.sum())
+            h *= sample_weight[start:stop, None]
+            cols = np.unique(Yc.indices)
+            if cols.size:
+                sums[cols] += (Yc[:, cols].T @ h).astype(np.float32, copy=False)
+        norms = np.linalg.norm(sums, axis=1)
+        rows = np.flatnonzero(norms > 0)
+        if rows.size and total_norm > 0:
+            scale = CENTROID_LOGIT * total_rows / total_norm
+            est.output_weights_[rows] = sums[rows] * (scale / norms[rows])[:, None]
+        sums.fill(0)
+
+    # ------------------------------------------------------------ hash tables
+
+    def rehash(self, new_functions=False, queries=None):
+        """Rebuild the tables from the current output weights.
+
+        With the log-q correction, also keep what the inclusion probabilities
+        of retrieved labels need: the norms of the rows as hashed, and the
+        family's collision probability as a function of the cosine (measured
+        anew with each draw of hash functions, for DWTA).
+        """
+        est, rng = self.est, self.rng
+        est.lsh_tables_ = sized_tables(est.lsh_tables_, est._plan())
+        if new_functions:
+            est.lsh_tables_.rebuild_functions(int(rng.randint(0, 2**31 - 1)))
+        W = est.output_weights_
+        est.lsh_tables_.build(W, n_threads=self.n_threads)
+        if est.sampling_correction != "logq":
+            return
+        est._row_norms = np.linalg.norm(W, axis=1).astype(np.float32)
+        if new_functions or getattr(est, "_cp_table", None) is None:
+            items = W[rng.randint(0, W.shape[0], size=min(W.shape[0], 256))]
+            if est.negative_sampling == "lsh-label" or queries is None:
+                queries = W[rng.randint(0, W.shape[0], size=min(W.shape[0], 64))]
+            est._cp_table = collision_table(est.lsh_tables_, queries, items, self.n_threads)
+
+    def _next_rehash_interval(self):
+        est = self.est
+        if est.rehash_schedule == "fixed":
+            return est.rehash_interval
+        return est.rehash_interval * math.exp(est.rehash_growth * est._n_rehashes)
+
+    def _refresh_tables(self, B):
+        """Rebuild the tables (new hash functions) or rehash them when their time comes."""
+        est = self.est
+        if est._batches_since_rebuild >= est.rebuild_interval:
+            self.rehash(new_functions=True, queries=self.workspace.hidden[:B])
+            est._batches_since_rebuild = 0
+        elif est._batches_since_rehash >= self._next_rehash_interval():
+            self.rehash()
+        else:
+            return
+        est._batches_since_rehash = 0
+        est._n_rehashes += 1
+        if est.sampling_correction == "logq":
+            self._set_sampling()
+
+    # ------------------------------------------------------------ buffers
+
+    def sync_bf16(self):
+        """Match the output layer's copies to ``precision``.
+
+        In bfloat16, the forward and backward passes read a bfloat16 copy of
+        the output weights, and Adam keeps the output layer's moments in
+        bfloat16 (stochastically rounded, so that slow decays are not lost):
+        on huge label sets, Adam's pass over the touched rows is the largest
+        cost, and this cuts its memory traffic by a third. The master weights
+        stay float32. Switching precision between calls converts the moments.
+        """
+        est = self.est
+        a = est._adam
+        bf16 = est.precision == "bfloat16"
+        for name in ("m_out", "v_out"):
+            M = a[name]
+            if bf16 and M.dtype == np.float32:
+                a[name] = f32_to_bf16(M.ravel()).reshape(M.shape)
+            elif not bf16 and M.dtype == np.uint16:
+                a[name] = bf16_to_f32(M.ravel()).reshape(M.shape)
+        if bf16:
+            W = est.output_weights_
+            est._output_bf16 = f32_to_bf16(W.ravel()).reshape(W.shape)
+        else:
+            est._output_bf16 = None
+
+    def allocate(self, X, Y):
+        """The workspace of the call's batches (and the sparse head's scratch)."""
+        est = self.est
+        plan = est._plan()
+        max_true = int(np.diff(Y.indptr).max()) if Y.shape[0] else 0
+        # the active set always holds all of an example's true labels; a
+        # budget covering every label is the exact full softmax
+        self.workspace = _network.TrainingWorkspace(
+            est.input_weights_, est.input_bias_, est.output_weights_, est.output_bias_,
+            est._output_bf16, est._adam,
+            batch_size=est.batch_size,
+            active_size=plan.active_size(max_true),
+            budget=plan.n_labels if plan.mode == "full" else plan.active_size(max_true),
+            min_active=plan.min_active,
+            mode=_network.MODES.index(plan.mode),
+            use_bf16=est.precision == "bfloat16",
+            correct=est.sampling_correction == "logq",
+            input_dropout=est.input_dropout,
+            n_threads=self.n_threads,
+        )
+        self._set_sampling()
+        head = est._training_head()
+        self.head_scratch = None if head is None else head.scratch(
+            est.batch_size, head.max_row_pairs(X))
+        est._training_buffers_nbytes = self.workspace.nbytes + sum(
+            a.nbytes for a in (self.head_scratch or {}).values())
+
+    def _set_sampling(self):
+        est = self.est
+        plan = est._plan()
+        lsh_correct = plan.uses_lsh and est.sampling_correction == "logq"
+        self.workspace.set_sampling(
+            label_cdf=est._unigram_cdf if plan.uses_unigram else None,
+            cp_table=est._cp_table if lsh_correct else None,
+            row_norms=est._row_norms if lsh_correct else None,
+        )
+
+    def release(self):
+        # Gradients and stamps are scratch: not part of the fitted model.
+        self.workspace = self.head_scratch = None
+
+    # ------------------------------------------------------------ one epoch
+
+    def run_epoch(self, X, Y, sample_weight):
+        """One pass over (X, Y) in the sampler's batches; returns the mean loss."""
+        est, rng, ws = self.est, self.rng, self.workspace
+        uses_lsh = est._plan().uses_lsh
+        head = est._training_head()
+        totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0}
+
+        def train_batch(batch, weights):
+            B = batch.shape[0]
+            losses, n_active = ws.forward_backward(
+                est.lsh_tables_, X, Y, batch, weights,
+                int(rng.randint(0, 2**63 - 1, dtype=np.int64)))
+            est._step += 1
+            if head is not None:
+                head.train_batch(X, Y, batch, weights, self.head_scratch,
+                                 est.beta_1, est.beta_2, est.epsilon)
+            ws.update(n_active, est.learning_rate, est.beta_1, est.beta_2, est.epsilon,
+                      est._step, est.weight_decay)
+            has_labels = n_active > 0
+            totals["skipped"] += int(B - has_labels.sum())
+            totals["loss"] += float(np.dot(losses[has_labels], weights[has_labels]))
+            totals["weight"] += float(weights[has_labels].sum())
+            totals["active"] += int(n_active.sum())
+            totals["rows"] += B
+            est._batches_since_rehash += 1
+            est._batches_since_rebuild += 1
+            if uses_lsh:
+                self._refresh_tables(B)
+            return losses
+
+        run_epoch(est.sampler_, est.batch_size, train_batch, sample_weight)
+        est.t_ += totals["rows"]
+        est.n_samples_skipped_ = totals["skipped"]
+        n_used = totals["rows"] - totals["skipped"]
+        est.mean_active_labels_ = totals["active"] / n_used if n_used else 0.0
+        return totals["loss"] / totals["weight"] if totals["weight"] > 0 else 0.0
