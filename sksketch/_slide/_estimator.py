@@ -639,17 +639,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         """
         X = self._check_predict_X(X)
         self._warn_dense_output(X.shape[0], 8, "predict_proba")
-        hidden = self._hidden(X)
-        proba = np.empty((X.shape[0], len(self.classes_)), dtype=np.float64)
-        # float32 logits of a chunk of rows at a time: no second dense array
-        chunk = max(1, (1 << 24) // max(len(self.classes_), 1))
-        for s in range(0, X.shape[0], chunk):
-            scores = proba[s : s + chunk]
-            scores[...] = self._full_scores(hidden[s : s + chunk], X[s : s + chunk])
-            scores -= scores.max(axis=1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=1, keepdims=True)
-        return proba
+        return _inference.proba(self, X)
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba` (dense, like it)."""

@@ -23,6 +23,7 @@ __all__ = [
     "hidden",
     "precision_at_1",
     "predict_threads",
+    "proba",
     "topk_ids",
 ]
 
@@ -90,6 +91,21 @@ def topk_ids(est, X, k):
         # freed before the next chunk's scores: one chunk alive at a time
         del scores
     return ids, vals
+
+
+def proba(est, X):
+    """Softmax over all labels (float64, dense), from float32 logits a chunk of rows at a time."""
+    h = hidden(est, X)
+    out = np.empty((X.shape[0], len(est.classes_)), dtype=np.float64)
+    # float32 logits of a chunk of rows at a time: no second dense array
+    chunk = max(1, (1 << 24) // max(len(est.classes_), 1))
+    for s in range(0, X.shape[0], chunk):
+        scores = out[s : s + chunk]
+        scores[...] = full_scores(est, h[s : s + chunk], X[s : s + chunk])
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+    return out
 
 
 def _inference_tables(est):
