@@ -322,8 +322,13 @@ def _estimator_options(parser):
         for constraint in constraints.get(name, []):
             if isinstance(constraint, StrOptions):
                 choices = sorted(constraint.options)
+        numeric = any(not isinstance(c, StrOptions) and c not in (None, str)
+                      for c in constraints.get(name, []))
         if isinstance(default, bool):
             kind = _boolean
+        elif isinstance(default, str) and choices and numeric:
+            # a word or a number, such as "auto" or 0.5
+            kind, choices = _word_or_number(choices), None
         elif isinstance(default, str):
             kind = str
         elif isinstance(default, (int, float)):
@@ -336,6 +341,12 @@ def _estimator_options(parser):
         group.add_argument(*flags, dest=f"param_{name}", type=kind, default=None,
                            choices=choices, metavar=None if choices else name.upper(),
                            help=f"default: {default!r}")
+
+
+def _word_or_number(words):
+    def parse(text):
+        return text if text in words else _number(text)
+    return parse
 
 
 def _boolean(text):

@@ -208,6 +208,23 @@ def test_every_estimator_parameter_is_an_option():
         assert name in cli._NOT_OPTIONS or f"param_{name}" in dests
 
 
+@pytest.mark.parametrize("option, text, value", [
+    ("--min-active-labels", "auto", "auto"), ("--min-active-labels", "500", 500),
+    ("--sparse-head-weight", "auto", "auto"), ("--sparse-head-weight", "0.5", 0.5),
+    ("--negative-sampling", "unigram", "unigram"),
+])
+def test_options_taking_a_word_or_a_number(option, text, value):
+    args = cli.build_parser().parse_args(["train", "train.txt", "-o", "m.npz", option, text])
+    assert getattr(args, "param_" + option[2:].replace("-", "_")) == value
+
+
+def test_a_word_option_refuses_other_words(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(
+            ["train", "train.txt", "-o", "m.npz", "--min-active-labels", "many"])
+    assert "expected a number" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- interrupt safety
 
 

@@ -221,3 +221,47 @@ def test_save_load_and_pickle_keep_the_head_and_refuse_a_broken_one(tmp_path):
         SLIDEClassifier(labels_per_feature=0).fit(X, Y)
     with pytest.raises(ValueError, match="sparse_head_weight"):
         SLIDEClassifier(sparse_head_weight=-1.0).fit(X, Y)
+
+
+def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeypatch):
+    """Once the head's held-out P@1 falls, its best weights come back and it stops training."""
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    seen = []
+
+    def watched(scores):
+        def head_precision_at_1(est, X_val, Y_val):
+            seen.append(est.sparse_head_.weights.copy())
+            return scores[len(seen) - 1]
+        return head_precision_at_1
+
+    params = dict(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=1)
+    # checked at the start and after epochs 1 and 2; epochs 3 and 4 leave the head alone
+    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.4]))
+    clf = SLIDEClassifier(**params).fit(X, Y)
+    assert len(seen) == 3
+    assert not np.array_equal(seen[0], seen[1]) and not np.array_equal(seen[1], seen[2])
+    np.testing.assert_array_equal(clf.sparse_head_.weights, seen[1])
+    assert clf.t_ == 3 * 9000 + 10_000  # the network trained on, the held-out rows at last
+
+    # an improving (or tied) head trains through every epoch; the checks stop
+    # before the last one, which trains on the held-out rows too
+    seen.clear()
+    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.6, 0.7]))
+    clf = SLIDEClassifier(**params).fit(X, Y)
+    assert len(seen) == 4
+    assert not np.array_equal(clf.sparse_head_.weights, seen[3])
+
+    # the start is the best: the Rocchio weights are kept, the head never trains
+    seen.clear()
+    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.4]))
+    clf = SLIDEClassifier(**params).fit(X, Y)
+    np.testing.assert_array_equal(clf.sparse_head_.weights, seen[0])
+
+    # no held-out rows (a small fit, partial_fit): no checks
+    seen.clear()
+    SLIDEClassifier(**params).fit(X[:2000], Y[:2000])
+    SLIDEClassifier(**params).partial_fit(X, Y)
+    assert seen == []

@@ -109,14 +109,18 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
     max_active_labels : int or float, default=0.01
         The active-set budget of an example (its true labels and its
         negatives): a count, or a fraction of the labels. The set has at least
-        ``min_active_labels`` labels, so with the defaults an example gets
-        about 1000 negatives.
-    min_active_labels : int, default=1000
+        ``min_active_labels`` labels.
+    min_active_labels : int or "auto", default="auto"
         Examples whose buckets yield fewer labels are padded with random labels
         up to this size (the reference implementation's rule). The random
         negatives matter: they push down labels the tables rarely return, such
         as frequent labels, which the sampled softmax would otherwise inflate.
         With at most this many labels, training is the exact (full) softmax.
+        ``"auto"``: every label (the exact softmax) up to 1000 labels, else
+        256. Test P@1 and training time on WordNet nouns (15,728 labels):
+        0.399 in 22 s with 256, 0.399 in 41 s with 1000; on Delicious (983
+        labels) the exact softmax is both better and faster than 256 sampled
+        labels (0.675 in 3.3 s against 0.661 in 4.5 s).
     sampling_correction : {"logq", "none"}, default="logq"
         How the sampled softmax accounts for the labels left out of the active
         set. ``"logq"`` subtracts from each negative's logit the log of its
@@ -316,7 +320,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             Interval(Integral, 1, None, closed="left"),
             Interval(Real, 0, 1, closed="right"),
         ],
-        "min_active_labels": [Interval(Integral, 0, None, closed="left")],
+        "min_active_labels": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "negative_sampling": [StrOptions(set(_network.MODES))],
         "sampling_correction": [StrOptions({"logq", "none"})],
         "negative_fill": [StrOptions({"uniform", "unigram"})],
@@ -362,7 +366,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         bucket_capacity=128,
         bucket_policy="reservoir",
         max_active_labels=0.01,
-        min_active_labels=1000,
+        min_active_labels="auto",
         negative_sampling="lsh-embedding",
         sampling_correction="logq",
         negative_fill="uniform",
@@ -772,7 +776,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         >>> {part: round(n_bytes / 2**20) for part, n_bytes in usage.items()}  # MiB
         {'weights': 588, 'optimizer': 1176, 'bfloat16_weights': 0, 'hash_tables': 145,
          'sparse_head': 391, 'sampler': 0, 'other': 10, 'model': 2310,
-         'training_buffers': 437, 'total': 2747}
+         'training_buffers': 535, 'total': 2845}
         """
         self._validate_params()
         return _memory.estimate_memory(self, n_features, n_labels, max_labels_per_sample)

@@ -20,6 +20,7 @@ __all__ = [
     "choose_head_weight",
     "example_losses",
     "full_scores",
+    "head_precision_at_1",
     "hidden",
     "precision_at_1",
     "predict_threads",
@@ -174,6 +175,35 @@ def precision_at_1(est, X, Y, sample_weight=None):
     return float(np.average(hits, weights=sample_weight)) if len(hits) else 0.0
 
 
+def _validation_rows(est, X, Y):
+    """The labelled rows among the first ``max(250, 2**26 / n_labels)`` of (X, Y)."""
+    n = min(X.shape[0], max(250, (1 << 26) // max(len(est.classes_), 1)))
+    labeled = np.flatnonzero(np.diff(Y.indptr[: n + 1]) > 0)
+    return X[labeled], Y[labeled]
+
+
+def _chunks(est, X, Y):
+    """Row chunks of (X, Y) whose dense score arrays stay near 4 MB each."""
+    chunk = max(1, (1 << 20) // max(len(est.classes_), 1))
+    for s in range(0, X.shape[0], chunk):
+        yield X[s : s + chunk], Y[s : s + chunk]
+
+
+def head_precision_at_1(est, X, Y):
+    """P@1 of the sparse head alone on the validation rows of (X, Y)."""
+    X, Y = _validation_rows(est, X, Y)
+    if X.shape[0] == 0:
+        return 0.0
+    hits = 0
+    n_threads = predict_threads(est, X.shape[0])
+    for Xc, Yc in _chunks(est, X, Y):
+        head = np.zeros((Xc.shape[0], len(est.classes_)), dtype=np.float32)
+        est.sparse_head_.add_scores(head, Xc, 1.0, n_threads)
+        top = np.argmax(head, axis=1)
+        hits += np.count_nonzero(np.asarray(Yc[np.arange(Xc.shape[0]), top]))
+    return hits / X.shape[0]
+
+
 def choose_head_weight(est, X, Y):
     """Set ``sparse_head_weight_`` to the grid weight with the best P@1 on (X, Y).
 
@@ -184,17 +214,12 @@ def choose_head_weight(est, X, Y):
     """
     if est._training_head() is None:
         return
-    L = len(est.classes_)
-    n = min(X.shape[0], max(250, (1 << 26) // max(L, 1)))
-    labeled = np.flatnonzero(np.diff(Y.indptr[: n + 1]) > 0)
-    if len(labeled) == 0:
+    X, Y = _validation_rows(est, X, Y)
+    if X.shape[0] == 0:
         return
-    X, Y = X[labeled], Y[labeled]
     hits = np.zeros(len(HEAD_WEIGHTS))
-    chunk = max(1, (1 << 20) // max(L, 1))
     n_threads = predict_threads(est, X.shape[0])
-    for s in range(0, X.shape[0], chunk):
-        Xc, Yc = X[s : s + chunk], Y[s : s + chunk]
+    for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         head = np.zeros_like(net)
         est.sparse_head_.add_scores(head, Xc, 1.0, n_threads)

@@ -106,6 +106,7 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         + 4 * _openmp.effective_n_threads(est.n_jobs) * max(L, 1)  # stamps
     )
     if est.sparse_head:
-        # pair gradients, marks and touched list; per-label scores and marks
-        training_buffers += 13 * pairs + 9 * L
+        # pair gradients, marks and touched list, the best held-out weights;
+        # per-label scores and marks
+        training_buffers += 17 * pairs + 9 * L
     return _totals(usage, training_buffers)

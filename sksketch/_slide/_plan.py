@@ -81,6 +81,19 @@ class SLIDEPlan:
         return table_nbytes(geometry, self.n_tables, n_items)
 
 
+# min_active_labels="auto": the exact softmax up to this many labels, else a
+# floor of AUTO_MIN_ACTIVE labels per example (see SLIDEClassifier's docstring).
+AUTO_EXACT_LABELS = 1000
+AUTO_MIN_ACTIVE = 256
+
+
+def min_active_labels(params, n_labels):
+    """``min_active_labels`` as a count for ``n_labels`` labels."""
+    if params.min_active_labels == "auto":
+        return n_labels if n_labels <= AUTO_EXACT_LABELS else AUTO_MIN_ACTIVE
+    return params.min_active_labels
+
+
 def make_plan(params, n_labels):
     """The :class:`SLIDEPlan` of an estimator's parameters for ``n_labels`` labels.
 
@@ -93,13 +106,13 @@ def make_plan(params, n_labels):
         target = L
     else:
         budget = resolve_count(params.max_active_labels, L)
-        target = min(L, max(budget, params.min_active_labels, 1))
+        target = min(L, max(budget, min_active_labels(params, L), 1))
     full = target >= L
     uses_lsh = params.negative_sampling in _LSH_MODES and not full
     if full:
         mode, min_active = "full", L
     elif uses_lsh:
-        mode, min_active = params.negative_sampling, min(params.min_active_labels, L)
+        mode, min_active = params.negative_sampling, min(min_active_labels(params, L), L)
     else:
         mode, min_active = params.negative_sampling, target
     uses_unigram = params.negative_sampling == "unigram" or (

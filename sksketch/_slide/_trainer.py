@@ -20,7 +20,13 @@ from .._kernels._lsh import LSHTables
 from .._kernels._simd import bf16_to_f32, f32_to_bf16
 from ..sampling import UniformSampler, check_sampler, run_epoch
 from ..sampling._loop import fit_epochs
-from ._inference import choose_head_weight, example_losses, hidden, precision_at_1
+from ._inference import (
+    choose_head_weight,
+    example_losses,
+    head_precision_at_1,
+    hidden,
+    precision_at_1,
+)
 from ._negative_sampling import collision_table, unigram_cdf
 from ._plan import sized_tables
 from ._sparse_head import SparseLabelHead
@@ -121,6 +127,9 @@ class SLIDETrainer:
         self.n_threads = n_threads
         self.workspace = None
         self.head_scratch = None
+        # the sparse head's best held-out P@1 in this call and its weights then
+        self.head_best = self.head_snapshot = None
+        self.head_frozen = False
 
     # ------------------------------------------------------------ the call
 
@@ -173,13 +182,20 @@ class SLIDETrainer:
         merge = (X_val is not None and auto_weight and not est.early_stopping
                  and est.max_iter > 1)
 
+        # The sparse head stops on its own held-out P@1 (see _watch_head).
+        if X_val is not None and est._training_head() is not None:
+            self._watch_head(X_val, Y_val)
+
         def epoch():
             data["epoch"] += 1
             if merge and data["epoch"] == est.max_iter:
                 choose_head_weight(est, X_val, Y_val)
                 data.update(X=X_all, Y=Y_all, weight=weight_all, weight_chosen=True)
                 start_sampler()
-            return self.run_epoch(data["X"], data["Y"], data["weight"])
+            loss = self.run_epoch(data["X"], data["Y"], data["weight"])
+            if self.head_best is not None and not data["weight_chosen"]:
+                self._watch_head(X_val, Y_val)
+            return loss
 
         def score_validation():
             # early stopping: the head's weight is chosen on the same rows
@@ -209,6 +225,31 @@ class SLIDETrainer:
                 choose_head_weight(est, X_val, Y_val)
         finally:
             self.release()
+
+    def _watch_head(self, X_val, Y_val):
+        """Early stopping of the sparse head on its own held-out P@1.
+
+        Called before the first epoch and after each epoch trained without
+        the held-out rows: while the head's P@1 improves (or ties), its
+        weights are kept as the best; once it falls, the best weights come
+        back and the head stops training for the rest of the call. Its
+        starting point (the Rocchio centroids) is a strong classifier on
+        some problems and softmax training overfits it on others (on the
+        generated 50,000-label shape: 0.971 at the start, 0.92 after an
+        epoch), so the number of head epochs is measured, not guessed.
+        """
+        head = self.est.sparse_head_
+        score = head_precision_at_1(self.est, X_val, Y_val)
+        if self.head_best is None or score >= self.head_best:
+            self.head_best = score
+            if self.head_snapshot is None:
+                self.head_snapshot = head.weights.copy()
+            else:
+                self.head_snapshot[...] = head.weights
+            return
+        head.weights[...] = self.head_snapshot
+        self.head_frozen = True
+        self.head_best = self.head_snapshot = None  # no more checks in this call
 
     # ------------------------------------------------------------ initialisation
 
@@ -348,7 +389,8 @@ class SLIDETrainer:
         self.head_scratch = None if head is None else head.scratch(
             est.batch_size, head.max_row_pairs(X))
         est._training_buffers_nbytes = self.workspace.nbytes + sum(
-            a.nbytes for a in (self.head_scratch or {}).values())
+            a.nbytes for a in (self.head_scratch or {}).values()) + (
+            0 if self.head_snapshot is None else self.head_snapshot.nbytes)
 
     def _set_sampling(self):
         est = self.est
@@ -361,8 +403,8 @@ class SLIDETrainer:
         )
 
     def release(self):
-        # Gradients and stamps are scratch: not part of the fitted model.
-        self.workspace = self.head_scratch = None
+        # Gradients, stamps and the head's snapshot are scratch: not part of the model.
+        self.workspace = self.head_scratch = self.head_snapshot = None
 
     # ------------------------------------------------------------ one epoch
 
@@ -370,7 +412,7 @@ class SLIDETrainer:
         """One pass over (X, Y) in the sampler's batches; returns the mean loss."""
         est, rng, ws = self.est, self.rng, self.workspace
         uses_lsh = est._plan().uses_lsh
-        head = est._training_head()
+        head = None if self.head_frozen else est._training_head()
         totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0}
 
         def train_batch(batch, weights):
