@@ -24,8 +24,11 @@ omikuji   Omikuji's Parabel-like defaults (Model.default_hyper_param()). Its Pyt
           and predicts one row at a time.
 ovr       OneVsRestClassifier(LogisticRegression(max_iter=1000)); skipped above
           --ovr-max-labels labels. Its peak RSS is that of its largest process.
-torch     PyTorch on the CPU: EmbeddingBag (sum) -> 128 ReLU -> full softmax, Adam lr 1e-3,
-          batch 128, as many epochs as SLIDEClassifier's max_iter (--torch-python).
+torch     PyTorch on the CPU: SLIDEClassifier's network with the full softmax: EmbeddingBag
+          (sum) -> --torch-hidden (SLIDEClassifier's hidden_layer_size) ReLU -> softmax over all
+          labels, started as SLIDEClassifier starts it (but without its label-centroid output
+          rows), Adam lr 1e-3, batch 128, as many epochs as SLIDEClassifier's max_iter
+          (--torch-python).
 
 Datasets: bibtex, delicious, wordnet (SKSKETCH_DATA_DIR, default ../shared/data), synth
 (the 50,000-label problem of ../shared/tools/gen_synth_xc.py with its defaults, written
@@ -278,8 +281,18 @@ def _train_torch(X, Y, args):
     torch.set_num_threads(args.threads)
     X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
     n_features, n_labels = X.shape[1], Y.shape[1]
-    embed = torch.nn.EmbeddingBag(n_features, 128, mode="sum")
-    out = torch.nn.Linear(128, n_labels)
+    H = args.torch_hidden
+    embed = torch.nn.EmbeddingBag(n_features, H, mode="sum")
+    out = torch.nn.Linear(H, n_labels)
+    # SLIDEClassifier's start (not its label-centroid output rows): hidden
+    # pre-activations of standard deviation 0.3 whatever the rows' norms
+    # (EmbeddingBag's N(0, 1) start saturates TF-IDF rows of many features),
+    # output rows U(-1/sqrt(H), 1/sqrt(H)) and zero biases.
+    mean_sq_norm = float(X.multiply(X).sum()) / max(X.shape[0], 1)
+    with torch.no_grad():
+        embed.weight.uniform_(-1, 1).mul_(0.3 * (3.0 / max(mean_sq_norm, 1e-12)) ** 0.5)
+        out.weight.uniform_(-1, 1).mul_(H ** -0.5)
+        out.bias.zero_()
     opt = torch.optim.Adam(list(embed.parameters()) + list(out.parameters()), lr=1e-3)
 
     def forward(Xb):
@@ -511,7 +524,7 @@ def _worker_cmd(args, method, work, out, worker_flag="--worker"):
     cmd = [_interpreter(args, method), str(Path(__file__).resolve()), worker_flag, method,
            "--work", str(work), "--out", str(out), "--threads", str(args.threads),
            "--latency-rows", str(args.latency_rows), "--epochs", str(args.epochs),
-           "--curve-epochs", args.curve_epochs]
+           "--curve-epochs", args.curve_epochs, "--torch-hidden", str(args.torch_hidden)]
     if args.slide_params:
         cmd += ["--slide-params", *args.slide_params]
     return cmd
@@ -698,10 +711,13 @@ def run(args):
     package_dir = Path(sksketch.__file__).resolve().parent
     print(f"sksketch from {package_dir} ({_code_state(package_dir)})")
     effective = _slide_model(args).get_params()
+    if args.torch_hidden is None:
+        args.torch_hidden = effective["hidden_layer_size"]
     print(f"SLIDEClassifier: defaults with n_jobs={args.threads}, random_state=0"
           + (f", {slide_params}" if slide_params else "")
           + f" (hidden_layer_size={effective['hidden_layer_size']}, "
-          f"max_iter={effective['max_iter']}); PyTorch: {args.epochs} epochs")
+          f"max_iter={effective['max_iter']}); PyTorch: {args.torch_hidden} hidden units, "
+          f"{args.epochs} epochs")
     available = _check_methods(args, methods)
     versions, curves, points = {}, {}, {}
     args.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -793,6 +809,8 @@ def main(argv=None):
     parser.add_argument("--torch-python", help="interpreter with torch (default: this one)")
     parser.add_argument("--ovr-max-labels", type=int, default=2000)
     parser.add_argument("--torch-max-labels", type=int, default=100_000)
+    parser.add_argument("--torch-hidden", type=int,
+                        help="hidden units of the PyTorch network (default: SLIDEClassifier's)")
     parser.add_argument("--timeout", type=float, default=4 * 3600,
                         help="seconds after which a method's process is killed")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",

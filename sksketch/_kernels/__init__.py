@@ -10,7 +10,7 @@ import os
 # speed and avoids that (see "Shared cores" in the user guide). The OpenMP
 # runtime reads these variables once, when it is loaded: they are set for that
 # moment only, and a value the user set is left alone.
-OPENMP_WAIT_DEFAULTS = {"GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "0"}
+OPENMP_WAIT_DEFAULTS = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
 _WAIT_VARIABLES = ("OMP_WAIT_POLICY", *OPENMP_WAIT_DEFAULTS)
 
 

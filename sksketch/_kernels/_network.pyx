@@ -34,6 +34,10 @@ from ._random cimport bounded, mix64, next64
 from ._simd cimport get_kernels, sks_bf16, sks_kernels
 
 
+# Owners of input-layer rows per thread in train_batch's second phase.
+cdef enum:
+    PARTS_PER_THREAD = 4
+
 # How train_batch picks negatives; `mode` is the index in MODES.
 MODES = ("lsh-embedding", "lsh-label", "uniform", "unigram", "full")
 cdef enum:
@@ -381,14 +385,20 @@ def train_batch(
         free(codes)
         free(keys)
 
-    for owner in prange(n_threads, nogil=True, schedule="static", chunksize=1,
+    # Rows are dealt to PARTS_PER_THREAD * n_threads owners, which the threads
+    # take in turn: a thread held up (a core shared with another process)
+    # then delays one small part, not half of the work. Each row still adds
+    # its examples' contributions in batch order, so the sums are the same
+    # bits for any number of parts and threads.
+    cdef Py_ssize_t n_parts = PARTS_PER_THREAD * n_threads if n_threads > 1 else 1
+    for owner in prange(n_parts, nogil=True, schedule="dynamic", chunksize=1,
                         num_threads=n_threads):
         for i in range(B):
             if n_active[i] == 0:
                 continue
             for j in range(X_indptr[batch[i]], X_indptr[batch[i] + 1]):
                 r = X_indices[j]
-                if r % n_threads == owner and (not dropout or kept(drop_seed, j, drop_below)):
+                if r % n_parts == owner and (not dropout or kept(drop_seed, j, drop_below)):
                     K.axpy(X_data[j] * keep_scale, &ghb[i, 0], &gW1[r, 0], H)
                     touched_in[r] = 1
     for i in range(B):
@@ -468,7 +478,9 @@ def update_output_layer(
     with nogil, parallel(num_threads=n_threads):
         acc = <float *> malloc(H * sizeof(float))
         memset(acc, 0, H * sizeof(float))
-        for k in prange(n_touched, schedule="static"):
+        # dynamic: rows are independent, and a thread held up by a busy core
+        # leaves its rows to the others
+        for k in prange(n_touched, schedule="dynamic", chunksize=16):
             r = touched[k]
             g = 0
             for p in range(row_start[k], row_start[k + 1]):
@@ -513,7 +525,7 @@ def adam_update(float[:, ::1] W, float[:, ::1] M, float[:, ::1] V, float[:, ::1]
         raise ValueError("W_bf16 must have W's shape")
     if n == 0 or d == 0:
         return
-    for r in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+    for r in prange(n, nogil=True, schedule="dynamic", chunksize=256, num_threads=n_threads):
         if not touched[r]:
             continue
         K.adam(&W[r, 0], &M[r, 0], &V[r, 0], &G[r, 0], d, lr_t, beta1, beta2, eps_t, shrink)

@@ -175,7 +175,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         classifier ranks labels by the network's logits plus
         ``sparse_head_weight_`` times the head's (with ``inference="lsh"``,
         the retrieved labels are ranked by the network alone). It is built
-        from the first ``fit`` or ``partial_fit`` call's rows.
+        from the first ``fit`` or ``partial_fit`` call's rows. A ``fit`` that
+        holds rows out (see ``sparse_head_weight``) scores the head alone on
+        them before each epoch and stops training it, keeping its best
+        weights, once its precision at 1 falls.
     labels_per_feature : int, default=256
         Most labels the sparse head links to each feature (those whose
         centroid weighs the feature most). Bounds its size by
