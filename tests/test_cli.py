@@ -18,7 +18,7 @@ import sksketch._safe_io
 from sksketch import SLIDEClassifier
 from sksketch import _cli as cli
 from sksketch._cli import main
-from sksketch.datasets import dump_xc, make_extreme_classification
+from sksketch.datasets import dump_xc, load_xc, make_extreme_classification
 from sksketch.metrics import precision_at_k
 from sksketch.metrics._ranking import _ranked_topk
 
@@ -104,6 +104,14 @@ def test_train_writes_a_model_that_learned(model_file, xc_files, capsys):
     chance = Yt.sum(axis=0).max() / Yt.shape[0]  # always guessing the commonest label
     assert precision_at_k(Yt, _ranked_topk(labels, Yt.shape[1]), k=1) > 2 * chance
     assert not [p for p in os.listdir(model_file.parent) if p.endswith(".tmp")]
+    # the model fit builds (not that of repeated partial_fit calls), to the bit
+    train, _, _, _ = xc_files
+    X, Y = load_xc(train)
+    fitted = SLIDEClassifier(max_iter=8, hidden_layer_size=32, n_jobs=1, random_state=0,
+                             learning_rate=0.01).fit(X, Y)
+    for got, expected in zip(model.predict_topk(Xt, k=5), fitted.predict_topk(Xt, k=5),
+                             strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_train_reports_test_metrics_equal_to_evaluate(model_file, xc_files, capsys):

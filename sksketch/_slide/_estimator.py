@@ -485,7 +485,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
 
     # ------------------------------------------------------------ fitting
 
-    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None, on_epoch=None):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -528,7 +528,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         if self._rng is None:
             self._rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
         SLIDETrainer(self, self._rng, self._n_threads()).train(
-            X, Y, sample_weight, incremental=incremental, first_call=first_call)
+            X, Y, sample_weight, incremental=incremental, first_call=first_call,
+            on_epoch=on_epoch)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)

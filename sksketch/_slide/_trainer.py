@@ -133,8 +133,12 @@ class SLIDETrainer:
 
     # ------------------------------------------------------------ the call
 
-    def train(self, X, Y, sample_weight, *, incremental, first_call):
-        """Train on canonical (X, Y): ``max_iter`` epochs, or one for ``partial_fit``."""
+    def train(self, X, Y, sample_weight, *, incremental, first_call, on_epoch=None):
+        """Train on canonical (X, Y): ``max_iter`` epochs, or one for ``partial_fit``.
+
+        ``on_epoch`` is :func:`~sksketch.sampling._loop.fit_epochs`'s callback
+        (the command line's progress lines).
+        """
         est, rng = self.est, self.rng
         est._label_counts += np.bincount(Y.indices, minlength=len(est.classes_))
         X_val = Y_val = None
@@ -217,6 +221,7 @@ class SLIDETrainer:
                     score_validation if est.early_stopping and X_val is not None else None),
                 score_name="validation P@1",
                 stopping=not incremental,
+                on_epoch=on_epoch,
                 # train, _fit, fit or partial_fit, scikit-learn's _fit_context, the user
                 stacklevel=5,
             )
