@@ -1,13 +1,11 @@
 """ZeroShotSoftLabelClassifier: zero-shot learning with attribute-similarity soft labels."""
 
-import warnings
 from contextlib import nullcontext
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -27,7 +25,7 @@ from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
 from .sampling._loop import fit_epochs
 from .utils._threads import threads_for
-from .utils._validation import canonical_rows, check_sparse_indices
+from .utils._validation import canonical_rows, check_sparse_indices, ravel_column
 
 # Rows scored per chunk at prediction time.
 _PREDICT_CHUNK = 4096
@@ -551,14 +549,7 @@ class ZeroShotSoftLabelClassifier(
         if incremental and first_call and classes is None and self.class_attributes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         X = self._validate_X(X, reset=first_call)
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected.",
-                DataConversionWarning,
-                stacklevel=3,
-            )
-            y = y.ravel()
+        y = ravel_column(y, stacklevel=3)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-dimensional (class labels), got shape {y.shape}")
         check_classification_targets(y)

@@ -1,13 +1,10 @@
 """A SLIDEClassifier's targets: class labels or an indicator, as one CSR indicator."""
 
-import warnings
-
 import numpy as np
 import scipy.sparse as sp
-from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 
-from ..utils._validation import check_binary_indicator, check_sparse_indices
+from ..utils._validation import check_binary_indicator, check_sparse_indices, ravel_column
 
 __all__ = ["encode_targets", "is_indicator"]
 
@@ -55,14 +52,7 @@ def encode_targets(est, y, classes, first_call, allow_unknown=False):
         Y.indptr = Y.indptr.astype(np.int32, copy=False)
         return Y
 
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        warnings.warn(
-            "A column-vector y was passed when a 1d array was expected.",
-            DataConversionWarning,
-            stacklevel=3,
-        )
-        y = y.ravel()
+    y = ravel_column(y, stacklevel=3)
     check_classification_targets(y)
     if first_call:
         est.classes_ = np.unique(y) if classes is None else np.unique(classes)

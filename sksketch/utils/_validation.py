@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["canonical_rows", "check_binary_indicator", "check_sparse_indices"]
+__all__ = ["canonical_rows", "check_binary_indicator", "check_sparse_indices", "ravel_column"]
 
 # Values of a dense input converted to CSR per thread: inputs below 2**20
 # values are converted on the calling thread.
@@ -215,3 +215,35 @@ def _dense_to_csr(X, input_name, n_threads):
     out.indices, out.indptr = indices, indptr  # int32 whatever scipy would pick
     out.has_canonical_format = True
     return out
+
+
+def ravel_column(y, stacklevel=2):
+    """``y`` as an array, a column vector raveled with scikit-learn's warning.
+
+    `stacklevel` counts from the caller of this function, as in
+    :func:`warnings.warn` called there.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sksketch.utils._validation import ravel_column
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     ravel_column([[1], [2]]).shape
+    (2,)
+    >>> type(caught[0].message).__name__
+    'DataConversionWarning'
+    """
+    from sklearn.exceptions import DataConversionWarning
+
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        import warnings
+
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected.",
+            DataConversionWarning,
+            stacklevel=stacklevel + 1,
+        )
+        y = y.ravel()
+    return y
