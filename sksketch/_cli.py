@@ -41,31 +41,33 @@ def _progress(args, total, desc, unit, plain_lines=True):
     return Progress(total, desc, unit=unit, plain=mode == "plain", disable=disable)
 
 
-def _train_epochs(clf, X, Y, n_epochs, args, desc="training"):
-    """``clf.fit(X, Y)`` (``n_epochs`` epochs) with a line (and a bar) per epoch.
+def _train_epochs(clf, X, Y, args, desc="training"):
+    """``clf.fit(X, Y)`` with a line (and a bar) per epoch; returns the training seconds.
 
     The model is the one ``fit`` builds, held-out rows and all (the sparse
-    head's weight and its stopping are chosen on them), not that of repeated
-    ``partial_fit`` calls. Returns the training seconds.
+    head's weight and its stopping, and ``early_stopping``, use them), not
+    that of repeated ``partial_fit`` calls. ``max_iter`` is a bound: running
+    all of it is not worth a warning here.
     """
+    from sklearn.exceptions import ConvergenceWarning
 
+    n_epochs = clf.max_iter
     trained = [getattr(clf, "t_", 0)]
 
     def report(epoch):
         # rows trained this epoch: fewer than X's while fit holds some out
         rate = (clf.t_ - trained[0]) / max(epoch.seconds, 1e-9)
         trained[0] = clf.t_
-        print(f"epoch {epoch.epoch}/{n_epochs}: loss {epoch.loss:.4f}, {rate:,.0f} samples/s, "
-              f"{epoch.seconds:.1f} s", flush=True)
+        score = ("" if epoch.validation_score is None
+                 else f", validation P@1 {epoch.validation_score:.4f}")
+        print(f"epoch {epoch.epoch}/{n_epochs}: loss {epoch.loss:.4f}{score}, "
+              f"{rate:,.0f} samples/s, {epoch.seconds:.1f} s", flush=True)
         bar.update(1, loss=f"{epoch.loss:.4f}")
-
-    from sklearn.exceptions import ConvergenceWarning
 
     # Each epoch prints its own line: plain progress lines would repeat them.
     with _progress(args, n_epochs, desc, "epoch", plain_lines=False) as bar:
         started = time.perf_counter()
         with warnings.catch_warnings():
-            # a bound on epochs is what the command asked for
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf._fit(X, Y, None, incremental=False, on_epoch=report)
         return time.perf_counter() - started
@@ -281,7 +283,7 @@ def _demo(args):
     clf = SLIDEClassifier(max_iter=args.epochs, n_jobs=args.n_jobs,
                           random_state=args.random_state)
     print(f"training {clf!r}", flush=True)
-    train_s = _train_epochs(clf, X, Y, args.epochs, args)
+    train_s = _train_epochs(clf, X, Y, args)
     slide_rate = clf.t_ / train_s
     print(f"trained {clf.n_iter_} epochs in {train_s:.1f} s: {slide_rate:,.0f} samples/s, "
           f"{clf.mean_active_labels_:,.0f} active labels of {args.n_labels:,} per example",
@@ -411,14 +413,7 @@ def _train(args):
     if args.test_file is not None:
         test = _read_data(args.test_file, "xc", n_features=X.shape[1], n_labels=Y.shape[1])
     print(f"training {clf!r}", flush=True)
-    if clf.early_stopping:
-        # The estimator's own stopping rule holds out validation rows inside fit.
-        started = time.perf_counter()
-        clf.set_params(verbose=1).fit(X, Y)
-        clf.set_params(verbose=0)
-        seconds = time.perf_counter() - started
-    else:
-        seconds = _train_epochs(clf, X, Y, clf.max_iter, args)
+    seconds = _train_epochs(clf, X, Y, args)
     print(f"trained {clf.n_iter_} epochs in {seconds:.1f} s "
           f"({clf.t_ / max(seconds, 1e-9):,.0f} samples/s)", flush=True)
     if test is not None:

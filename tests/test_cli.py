@@ -216,6 +216,18 @@ def test_every_estimator_parameter_is_an_option():
         assert name in cli._NOT_OPTIONS or f"param_{name}" in dests
 
 
+def test_train_with_early_stopping_reports_each_validation_score(xc_files, tmp_path, capsys):
+    train, _, _, _ = xc_files
+    path = tmp_path / "model.npz"
+    assert main(["train", str(train), "-o", str(path), "--early-stopping", "true",
+                 "--n-iter-no-change", "2", *TRAIN_OPTIONS]) == 0
+    out = capsys.readouterr().out
+    model = sksketch.load(path)
+    scores = re.findall(r"^epoch \d+/8: loss [0-9.]+, validation P@1 ([0-9.]+),", out, flags=re.M)
+    assert len(scores) == model.n_iter_ == len(model.validation_scores_)
+    np.testing.assert_allclose([float(v) for v in scores], model.validation_scores_, atol=1e-4)
+
+
 @pytest.mark.parametrize("option, text, value", [
     ("--min-active-labels", "auto", "auto"), ("--min-active-labels", "500", 500),
     ("--sparse-head-weight", "auto", "auto"), ("--sparse-head-weight", "0.5", 0.5),
