@@ -1,11 +1,13 @@
 """ZeroShotSoftLabelClassifier: zero-shot learning with attribute-similarity soft labels."""
 
+import warnings
 from contextlib import nullcontext
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -20,6 +22,7 @@ from sklearn.utils.validation import (
 from ._kernels import _dense, _openmp
 from ._state import allow_in_model_files
 from ._threadpool import blas_thread_limits
+from ._zeroshot_calibration import choose_calibration_gamma
 from ._zeroshot_state import check_state as _check_zeroshot_state
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
@@ -59,8 +62,9 @@ def _class_similarity(A_from, A_to, how):
     return -np.maximum(sq, 0)
 
 
-def soft_label_targets(attributes, seen, unseen_mass, temperature, similarity):
-    """The unseen part of each class's soft label.
+def soft_label_targets(attributes, seen, unseen_mass, temperature, similarity,
+                       spread="unseen"):
+    """The part of each class's soft label that leaves the class.
 
     Parameters
     ----------
@@ -68,19 +72,28 @@ def soft_label_targets(attributes, seen, unseen_mass, temperature, similarity):
     seen : ndarray of bool of shape (n_classes,)
     unseen_mass, temperature : float
     similarity : {"cosine", "dot", "euclidean"}
+    spread : {"unseen", "all"}, default="unseen"
+        The classes that share the mass: the unseen ones, or every class
+        other than the example's own.
 
     Returns
     -------
-    targets : ndarray of shape (n_classes, n_unseen), float64
-        Row ``c`` (a seen class) is ``unseen_mass * softmax(sim(a_c, a_u) /
-        temperature)`` over the unseen classes ``u`` in class order; rows of
-        unseen classes are 0 (they never are a training target).
+    targets : ndarray of shape (n_classes, n_targets), float64
+        Row ``c`` (a seen class) is ``unseen_mass * softmax(sim(a_c, a_d) /
+        temperature)`` over the classes ``d`` that share the mass, in class
+        order: the unseen classes (``n_targets = n_unseen``) or all classes
+        (``n_targets = n_classes``, 0 on ``c`` itself). Rows of unseen classes
+        are 0 (they never are a training target). Without unseen classes
+        there is nowhere to move the mass: shape (n_classes, 0).
     """
     unseen = ~seen
-    out = np.zeros((len(seen), int(unseen.sum())))
     if not unseen.any() or not seen.any():
-        return out
-    s = _class_similarity(attributes[seen], attributes[unseen], similarity) / temperature
+        return np.zeros((len(seen), 0))
+    to = unseen if spread == "unseen" else np.ones_like(seen)
+    out = np.zeros((len(seen), int(to.sum())))
+    s = _class_similarity(attributes[seen], attributes[to], similarity) / temperature
+    if spread != "unseen":
+        s[np.arange(s.shape[0]), np.flatnonzero(seen)] = -np.inf
     s -= s.max(axis=1, keepdims=True)
     np.exp(s, out=s)
     s /= s.sum(axis=1, keepdims=True)
@@ -102,16 +115,20 @@ class ZeroShotSoftLabelClassifier(
     occurs in ``y``) still get scores. Training minimises the cross-entropy
     of the softmax over all classes against a *soft label*: an example of
     seen class ``y`` targets ``1 - unseen_mass`` on ``y`` and spreads
-    ``unseen_mass`` over the unseen classes ``u`` in proportion to
-    ``exp(sim(a_y, a_u) / temperature)`` (0 on the other seen classes).
-    Without unseen classes there is nowhere to move the mass and the target
-    stays one-hot. The optimiser is Adam with decoupled weight decay.
+    ``unseen_mass`` over the other classes ``d`` in proportion to
+    ``exp(sim(a_y, a_d) / temperature)`` (``soft_label_classes="all"``, the
+    default: similar seen and unseen classes share it) or over the unseen
+    classes only (``"unseen"``, the original SDM-Net). Without unseen classes
+    there is nowhere to move the mass and the target stays one-hot. The
+    optimiser is Adam with decoupled weight decay.
 
     Prediction ranks every class (generalised zero-shot learning, GZSL,
     ``prediction_scope="all"``), only the unseen classes (zero-shot learning,
-    ZSL, ``"unseen"``) or only the seen ones (``"seen"``); calibrated stacking
-    subtracts `calibration_gamma` from the seen classes' scores, which
-    counters the bias of a network trained on seen classes only.
+    ZSL, ``"unseen"``) or only the seen ones (``"seen"``). Calibrated
+    stacking subtracts a penalty from the seen classes' scores, which
+    counters the bias of a network trained on seen classes only; by default
+    (``calibration_gamma="auto"``) :meth:`fit` chooses it by holding seen
+    classes out to play unseen (see `calibration_gamma`).
 
     With ``class_attributes=None`` the attributes are one-hot codes of the
     classes in ``y``: a plain softmax multilayer perceptron.
@@ -131,13 +148,18 @@ class ZeroShotSoftLabelClassifier(
     hidden_layer_sizes : tuple of int, default=(256,)
         Widths of the hidden ReLU layers (may be empty: a linear map into
         attribute space).
-    unseen_mass : float in [0, 1), default=0.3
-        Share of each seen example's target moved to the unseen classes
-        (``q``). 0 trains on hard labels.
-    temperature : float, default=0.1
+    unseen_mass : float in [0, 1), default=0.5
+        Share of each seen example's target moved to other classes (``q``).
+        0 trains on hard labels.
+    temperature : float, default=0.5
         Temperature (``tau``) of the softmax over attribute similarities that
-        splits `unseen_mass` among the unseen classes: smaller values give
-        the mass to the most similar ones.
+        splits `unseen_mass` among the classes that share it: smaller values
+        give the mass to the most similar ones.
+    soft_label_classes : {"all", "unseen"}, default="all"
+        The classes that share `unseen_mass`: every class other than the
+        example's own (seen classes with similar attributes included), or the
+        unseen classes only. With ``"all"``, the targets are an
+        (n_classes, n_classes) float32 matrix.
     similarity : {"cosine", "dot", "euclidean"}, default="cosine"
         Class similarity of the soft labels, computed on the normalised
         attributes (``"euclidean"``: negative squared distance).
@@ -145,9 +167,19 @@ class ZeroShotSoftLabelClassifier(
         ``"l2"`` scales every class's attribute vector to unit norm before it
         is used as an output weight, so that no class wins by the length of
         its vector.
-    calibration_gamma : float, default=0.0
+    calibration_gamma : float or "auto", default="auto"
         Calibrated stacking: subtracted from the seen classes' scores in
         :meth:`decision_function`, :meth:`predict_proba` and :meth:`predict`.
+        A number is used as it is (and may be changed after fitting).
+        ``"auto"``: :meth:`fit` chooses it. In each of three folds, some seen
+        classes (as many, in proportion, as the unseen share of all classes)
+        play unseen: a copy of the estimator trains on the other seen
+        classes' rows, less a fifth held out, and the penalty is the one with
+        the best harmonic mean of seen and pseudo-unseen accuracy on the
+        held-out and pseudo-unseen rows, averaged over the folds. This costs
+        about two more trainings on the data. It is 0 without unseen classes
+        or with fewer than three seen ones, and :meth:`partial_fit` keeps the
+        last value :meth:`fit` chose (0 if none).
     prediction_scope : {"all", "unseen", "seen"}, default="all"
         Classes :meth:`predict` chooses from; the others get score ``-inf``
         and probability 0.
@@ -160,7 +192,7 @@ class ZeroShotSoftLabelClassifier(
         Adam parameters.
     batch_size : int, default=128
         Examples per gradient step.
-    max_iter : int, default=30
+    max_iter : int, default=10
         Epochs of :meth:`fit`.
     tol : float, default=1e-4
         Training stops when the loss (or, with `early_stopping`, the
@@ -202,9 +234,16 @@ class ZeroShotSoftLabelClassifier(
         Classes of `class_attributes` without training examples.
     class_attributes_ : ndarray of shape (n_classes, n_attributes)
         The (normalised, float32) output layer, rows in ``classes_`` order.
-    soft_label_targets_ : ndarray of shape (n_classes, n_unseen)
-        Unseen part of each seen class's training target (see
-        :func:`soft_label_targets`).
+    soft_label_targets_ : ndarray of shape (n_classes, n_targets)
+        The part of each seen class's training target that goes to other
+        classes (see :func:`soft_label_targets`).
+    calibration_gamma_ : float
+        The penalty of the seen classes' scores with
+        ``calibration_gamma="auto"``.
+    calibration_score_ : float or None
+        The held-out harmonic mean of seen and pseudo-unseen accuracy at
+        `calibration_gamma_`, averaged over the folds; None when the
+        protocol did not run.
     coefs_ : list of ndarray
         Weight matrices, ``coefs_[i]`` of shape (n_in, n_out).
     intercepts_ : list of ndarray
@@ -246,10 +285,11 @@ class ZeroShotSoftLabelClassifier(
         "classes": ["array-like", None],
         "hidden_layer_sizes": [tuple, list, Interval(Integral, 1, None, closed="left")],
         "unseen_mass": [Interval(Real, 0, 1, closed="left")],
+        "soft_label_classes": [StrOptions({"all", "unseen"})],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "similarity": [StrOptions({"cosine", "dot", "euclidean"})],
         "attribute_normalization": [StrOptions({"l2", "none"})],
-        "calibration_gamma": [Real],
+        "calibration_gamma": [Real, StrOptions({"auto"})],
         "prediction_scope": [StrOptions({"all", "unseen", "seen"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -278,11 +318,12 @@ class ZeroShotSoftLabelClassifier(
         classes=None,
         *,
         hidden_layer_sizes=(256,),
-        unseen_mass=0.3,
-        temperature=0.1,
+        unseen_mass=0.5,
+        temperature=0.5,
+        soft_label_classes="all",
         similarity="cosine",
         attribute_normalization="l2",
-        calibration_gamma=0.0,
+        calibration_gamma="auto",
         prediction_scope="all",
         learning_rate=1e-3,
         weight_decay=1e-4,
@@ -290,7 +331,7 @@ class ZeroShotSoftLabelClassifier(
         beta_2=0.999,
         epsilon=1e-8,
         batch_size=128,
-        max_iter=30,
+        max_iter=10,
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
@@ -306,6 +347,7 @@ class ZeroShotSoftLabelClassifier(
         self.hidden_layer_sizes = hidden_layer_sizes
         self.unseen_mass = unseen_mass
         self.temperature = temperature
+        self.soft_label_classes = soft_label_classes
         self.similarity = similarity
         self.attribute_normalization = attribute_normalization
         self.calibration_gamma = calibration_gamma
@@ -463,9 +505,14 @@ class ZeroShotSoftLabelClassifier(
             self.unseen_mass,
             self.temperature,
             self.similarity,
+            self.soft_label_classes,
         )
         self.soft_label_targets_ = np.ascontiguousarray(targets, dtype=np.float32)
-        self._unseen_ids = np.flatnonzero(~seen).astype(np.int32)
+        # the classes the soft labels' columns stand for
+        if targets.shape[1] == len(seen):
+            self._unseen_ids = np.arange(len(seen), dtype=np.int32)
+        else:
+            self._unseen_ids = np.flatnonzero(~seen).astype(np.int32)
         self._target_mass = np.float32(1.0 - self.unseen_mass if (~seen).any() else 1.0)
 
     # ------------------------------------------------------------ forward / backward
@@ -623,7 +670,34 @@ class ZeroShotSoftLabelClassifier(
                 # _fit, fit or partial_fit, scikit-learn's _fit_context, the user
                 stacklevel=4,
             )
+        if incremental:
+            if not hasattr(self, "calibration_gamma_"):
+                self.calibration_gamma_, self.calibration_score_ = 0.0, None
+        elif isinstance(self.calibration_gamma, str):  # "auto"
+            self.calibration_gamma_, self.calibration_score_ = self._choose_calibration(
+                X, ids, sample_weight, rng
+            )
+        else:
+            self.calibration_gamma_ = float(self.calibration_gamma)
+            self.calibration_score_ = None
         return self
+
+    def _choose_calibration(self, X, ids, sample_weight, rng):
+        """``calibration_gamma="auto"``: seen classes held out to play unseen."""
+
+        def fit_copy(X_part, ids_part, weights, seed):
+            copy = clone(self).set_params(
+                calibration_gamma=0.0, warm_start=False, verbose=0, random_state=seed
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return copy.fit(X_part, self.classes_[ids_part], sample_weight=weights)
+
+        seen = np.isin(self.classes_, self.seen_classes_)
+        return choose_calibration_gamma(
+            fit_copy, lambda model, X_part: model._logits(X_part), X, ids, sample_weight,
+            seen, rng,
+        )
 
     def _seen_accuracy(self, X, ids):
         seen = np.isin(self.classes_, self.seen_classes_)
@@ -716,7 +790,10 @@ class ZeroShotSoftLabelClassifier(
         X = self._validate_X(X, reset=False)
         scores = self._logits(X).astype(np.float64)
         seen = np.isin(self.classes_, self.seen_classes_)
-        scores[:, seen] -= self.calibration_gamma
+        gamma = self.calibration_gamma
+        if isinstance(gamma, str):  # "auto"
+            gamma = getattr(self, "calibration_gamma_", 0.0)
+        scores[:, seen] -= gamma
         scores[:, ~self._scope_mask()] = -np.inf
         return scores
 

@@ -6,6 +6,8 @@ in dtype and shape, and the unseen-class ids its soft labels index with must
 be in range, before it predicts or trains.
 """
 
+import math
+
 from ._state import (
     F32,
     I32,
@@ -53,5 +55,8 @@ def check_state(est):
             attr_array(est, name, None, (None,), contiguous=False)
     for name in ("_step", "t_", "n_iter_"):
         attr_integer(est, name)
+    gamma = getattr(est, "calibration_gamma_", 0.0)
+    if not isinstance(gamma, float) or not math.isfinite(gamma):
+        fail(est, f"calibration_gamma_ must be a finite float, got {gamma!r}")
     check_rng(est, "_rng")
     _check_sampler_attribute(est)

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sksketch import ZeroShotSoftLabelClassifier
 from sksketch._kernels import _dense, _simd
 from sksketch._zeroshot import soft_label_targets
+from sksketch.metrics import gzsl_scores
 from sksketch.sampling import check_sampler
 
 FORCED = os.environ.get(_simd.ISA_ENV_VAR)
@@ -206,16 +207,81 @@ def test_soft_label_targets_follow_the_definition():
         np.testing.assert_allclose(T[:2].sum(1), 0.4)
 
 
+def test_soft_labels_over_all_classes_follow_the_definition():
+    A = np.array([[1.0, 0], [0, 1], [1, 0.1], [0.1, 1]])
+    seen = np.array([True, True, True, False])
+    T = soft_label_targets(A, seen, 0.4, 0.5, "cosine", spread="all")
+    assert T.shape == (4, 4)
+    np.testing.assert_allclose(T[:3].sum(1), 0.4)
+    np.testing.assert_array_equal(np.diag(T), 0)
+    np.testing.assert_array_equal(T[3], 0)
+    An = A / np.linalg.norm(A, axis=1, keepdims=True)
+    e = np.exp(An[0] @ An[1:].T / 0.5)
+    np.testing.assert_allclose(T[0, 1:], 0.4 * e / e.sum())
+    # seen class 0 gives most to seen class 2, its near twin
+    assert T[0, 2] == T[0].max()
+    # no unseen class: nowhere to move the mass
+    assert soft_label_targets(A, np.ones(4, bool), 0.4, 0.5, "cosine", "all").shape == (4, 0)
+
+
+def test_soft_labels_over_all_classes_match_the_dense_reference(rng):
+    A, X, y, _, _ = _zsl_problem(rng, n=40)
+    clf = ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(8,), max_iter=1,
+                                      calibration_gamma=0.0, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf._unseen_ids, np.arange(6))
+    logits = rng.randn(7, 6).astype(np.float32)
+    ids = clf._encode_y(y[:7])
+    losses, grad = clf._loss_and_grad(logits, ids, np.ones(7, np.float32), 1)
+    ref_losses, ref_grad = _ref_soft_label_cross_entropy(
+        logits, ids, clf._target_mass, clf.soft_label_targets_, clf._unseen_ids,
+        np.ones(7), 1 / 7)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_no_unseen_classes_keeps_one_hot_targets(rng):
     A, X, y, _, _ = _zsl_problem(rng, n=100, n_unseen=0)
     clf = ZeroShotSoftLabelClassifier(A, unseen_mass=0.5, max_iter=1).fit(X, y)
     assert clf.unseen_classes_.size == 0
     assert clf._target_mass == 1.0 and clf.soft_label_targets_.shape == (6, 0)
+    # nothing to calibrate: no copies trained
+    assert clf.calibration_gamma_ == 0.0 and clf.calibration_score_ is None
+
+
+def test_auto_calibration_balances_seen_and_unseen_accuracy():
+    A, X, y, Xu, yu = _zsl_problem(np.random.RandomState(2), n_classes=8, n_unseen=3)
+    kw = dict(hidden_layer_sizes=(32,), max_iter=10, unseen_mass=0.0, random_state=0)
+    raw = ZeroShotSoftLabelClassifier(A, calibration_gamma=0.0, **kw).fit(X, y)
+    auto = ZeroShotSoftLabelClassifier(A, **kw).fit(X, y)
+    # same training, only the penalty differs
+    np.testing.assert_array_equal(auto.coefs_[0], raw.coefs_[0])
+    assert auto.calibration_gamma_ > 0 and 0 < auto.calibration_score_ <= 1
+    assert raw.calibration_gamma_ == 0.0 and raw.calibration_score_ is None
+    X_all, y_all = np.vstack([X, Xu]), np.concatenate([y, yu])
+    unseen = [5, 6, 7]
+    h_raw = gzsl_scores(y_all, raw.predict(X_all), unseen_classes=unseen).harmonic
+    h_auto = gzsl_scores(y_all, auto.predict(X_all), unseen_classes=unseen).harmonic
+    assert h_raw < 0.1 and h_auto > h_raw + 0.2
+    # deterministic under random_state
+    assert clone(auto).fit(X, y).calibration_gamma_ == auto.calibration_gamma_
+    # a number set after fitting is used as it is
+    auto.set_params(calibration_gamma=0.0)
+    np.testing.assert_array_equal(auto.predict(Xu), raw.predict(Xu))
+
+
+def test_partial_fit_keeps_the_last_chosen_calibration(rng):
+    A, X, y, _, _ = _zsl_problem(rng, n_classes=8, n_unseen=3, n=300)
+    clf = ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    assert clone(clf).partial_fit(X, y).calibration_gamma_ == 0.0
+    gamma = clf.fit(X, y).calibration_gamma_
+    assert clf.partial_fit(X, y).calibration_gamma_ == gamma
 
 
 def test_soft_labels_reach_unseen_classes(rng):
+    # the original method: mass to the unseen classes only, no calibration
     A, X, y, Xu, yu = _zsl_problem(rng)
-    kw = dict(hidden_layer_sizes=(64,), max_iter=30, random_state=0, temperature=0.2)
+    kw = dict(hidden_layer_sizes=(64,), max_iter=30, random_state=0, temperature=0.2,
+              soft_label_classes="unseen", calibration_gamma=0.0)
     soft = ZeroShotSoftLabelClassifier(A, unseen_mass=0.3, prediction_scope="unseen", **kw)
     soft.fit(X, y)
     np.testing.assert_array_equal(soft.unseen_classes_, [4, 5])
@@ -232,7 +298,8 @@ def test_soft_labels_reach_unseen_classes(rng):
 def test_calibration_gamma_moves_predictions_to_unseen(rng):
     A, X, y, Xu, _ = _zsl_problem(rng)
     clf = ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(32,), max_iter=10,
-                                      unseen_mass=0.0, random_state=0).fit(X, y)
+                                      unseen_mass=0.0, calibration_gamma=0.0,
+                                      random_state=0).fit(X, y)
     low = np.isin(clf.predict(Xu), [4, 5]).mean()
     clf.set_params(calibration_gamma=1e4)
     assert np.isin(clf.predict(Xu), [4, 5]).all() and low < 1
