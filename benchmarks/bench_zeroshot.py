@@ -52,7 +52,7 @@ from sklearn.preprocessing import FunctionTransformer
 from threadpoolctl import threadpool_limits
 
 from sksketch import ZeroShotSoftLabelClassifier
-from sksketch._zeroshot_calibration import choose_calibration_gamma
+from sksketch._zeroshot_calibration import choose_calibration_share, penalty_at_share
 from sksketch.metrics import gzsl_scores, per_class_accuracy
 
 N_CLASSES = 10
@@ -129,15 +129,17 @@ def tuned_eszsl(Z, y, attributes, seed):
     for gamma in 10.0 ** np.arange(-2, 5):
         for lam in 10.0 ** np.arange(-3, 3):
             # the same folds for every pair: one RandomState seed
-            penalty, score = choose_calibration_gamma(
+            share, score = choose_calibration_share(
                 lambda Zp, yp, w, s, g=gamma, reg=lam: ESZSL(attributes, g, reg).fit(Zp, yp),
                 lambda model, Zp: model.scores(Zp),
                 Z, y, np.ones(len(y)), seen, np.random.RandomState(seed),
             )
             if best is None or score > best[0]:
-                best = (score, gamma, lam, penalty)
-    _, gamma, lam, penalty = best
-    return ESZSL(attributes, gamma, lam, penalty).fit(Z, y)
+                best = (score, gamma, lam, share)
+    _, gamma, lam, share = best
+    model = ESZSL(attributes, gamma, lam).fit(Z, y)
+    model.calibration_gamma = penalty_at_share(model.scores(Z), seen, share)
+    return model
 
 
 # --------------------------------------------------------------------- evaluation

@@ -22,7 +22,11 @@ from sklearn.utils.validation import (
 from ._kernels import _dense, _openmp
 from ._state import allow_in_model_files
 from ._threadpool import blas_thread_limits
-from ._zeroshot_calibration import choose_calibration_gamma
+from ._zeroshot_calibration import (
+    MAX_MARGIN_ROWS,
+    choose_calibration_share,
+    penalty_at_share,
+)
 from ._zeroshot_state import check_state as _check_zeroshot_state
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
@@ -171,14 +175,18 @@ class ZeroShotSoftLabelClassifier(
         Calibrated stacking: subtracted from the seen classes' scores in
         :meth:`decision_function`, :meth:`predict_proba` and :meth:`predict`.
         A number is used as it is (and may be changed after fitting).
-        ``"auto"``: :meth:`fit` chooses it. In each of three folds, some seen
+        ``"auto"``: :meth:`fit` chooses it. In each of six folds, some seen
         classes (as many, in proportion, as the unseen share of all classes)
         play unseen: a copy of the estimator trains on the other seen
-        classes' rows, less a fifth held out, and the penalty is the one with
-        the best harmonic mean of seen and pseudo-unseen accuracy on the
-        held-out and pseudo-unseen rows, averaged over the folds. This costs
-        about two more trainings on the data. It is 0 without unseen classes
-        or with fewer than three seen ones, and :meth:`partial_fit` keeps the
+        classes' rows, less a fifth held out, and the harmonic mean of seen
+        and pseudo-unseen accuracy on the held-out and pseudo-unseen rows is
+        measured for every penalty. The penalty is carried over as the share
+        of training rows whose best seen score it brings below their best
+        unseen one; the share with the best mean over the folds sets the
+        final model's penalty (a quantile of its own training rows' margins).
+        This costs about three and a half more trainings on the data. It is
+        0 without unseen classes or with fewer than three seen ones, and
+        :meth:`partial_fit` keeps the
         last value :meth:`fit` chose (0 if none).
     prediction_scope : {"all", "unseen", "seen"}, default="all"
         Classes :meth:`predict` chooses from; the others get score ``-inf``
@@ -238,8 +246,8 @@ class ZeroShotSoftLabelClassifier(
         The part of each seen class's training target that goes to other
         classes (see :func:`soft_label_targets`).
     calibration_gamma_ : float
-        The penalty of the seen classes' scores with
-        ``calibration_gamma="auto"``.
+        The penalty of the seen classes' scores chosen with
+        ``calibration_gamma="auto"`` (the number itself otherwise).
     calibration_score_ : float or None
         The held-out harmonic mean of seen and pseudo-unseen accuracy at
         `calibration_gamma_`, averaged over the folds; None when the
@@ -694,10 +702,16 @@ class ZeroShotSoftLabelClassifier(
                 return copy.fit(X_part, self.classes_[ids_part], sample_weight=weights)
 
         seen = np.isin(self.classes_, self.seen_classes_)
-        return choose_calibration_gamma(
+        share, score = choose_calibration_share(
             fit_copy, lambda model, X_part: model._logits(X_part), X, ids, sample_weight,
             seen, rng,
         )
+        if share is None:
+            return 0.0, None
+        rows = np.arange(X.shape[0])
+        if len(rows) > MAX_MARGIN_ROWS:
+            rows = np.sort(rng.choice(len(rows), MAX_MARGIN_ROWS, replace=False))
+        return penalty_at_share(self._logits(X[rows]), seen, share), score
 
     def _seen_accuracy(self, X, ids):
         seen = np.isin(self.classes_, self.seen_classes_)

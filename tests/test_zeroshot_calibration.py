@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from sksketch._zeroshot_calibration import (
-    choose_calibration_gamma,
+    choose_calibration_share,
     harmonic_curve,
+    penalty_at_share,
     pseudo_unseen_folds,
 )
 from sksketch.metrics import gzsl_scores
@@ -36,10 +37,10 @@ def test_no_folds_without_unseen_classes_or_with_two_seen_ones(n_seen, n_unseen)
     ids = np.arange(100) % n_seen
     assert pseudo_unseen_folds(ids, seen, 3, np.random.RandomState(0)) == []
     called = []
-    gamma, score = choose_calibration_gamma(
+    share, score = choose_calibration_share(
         lambda *a: called.append(a), None, np.zeros((100, 1)), ids, np.ones(100), seen,
         np.random.RandomState(0))
-    assert (gamma, score, called) == (0.0, None, [])
+    assert (share, score, called) == (None, None, [])
 
 
 def test_harmonic_curve_matches_shifted_argmax():
@@ -63,25 +64,42 @@ def test_harmonic_curve_matches_shifted_argmax():
                                    atol=1e-12)
 
 
-def test_protocol_picks_the_penalty_that_balances_the_copies():
-    # a "model" whose trained classes score +b above the truth: the best
-    # penalty is near b, found whatever the fold
+def test_penalty_at_share_is_a_quantile_of_the_margins():
+    scores = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.5], [1.0, 0.0, 4.0], [2.0, 2.0, 1.0]])
+    seen = np.array([True, True, False])
+    # margins: best seen minus best unseen = 3, 0.5, -3, 1
+    assert penalty_at_share(scores, seen, 0.0) == -3.0
+    assert penalty_at_share(scores, seen, 1.0) == 3.0
+    assert penalty_at_share(scores, seen, 0.5) == np.quantile([3, 0.5, -3, 1], 0.5)
+
+
+def _biased_copies(n_classes, ids, scale):
+    """Copies whose trained classes score ``scale * 2.5`` above the truth."""
+    onehot = np.eye(n_classes)[ids]
+
+    def fit_copy(X_part, ids_part, weights, seed):
+        return np.isin(np.arange(n_classes), np.unique(ids_part))
+
+    def scores_of(trained, X_part):
+        rows = X_part[:, 0].astype(int)
+        noise = np.random.RandomState(rows[:3]).randn(len(rows), n_classes)
+        return scale * (3 * onehot[rows] + noise + 2.5 * trained)
+
+    return fit_copy, scores_of
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_protocol_finds_the_share_that_balances_biased_copies(scale):
+    # the best penalty of such a copy is near 2.5 * scale: the chosen share,
+    # read back on the copies' own training rows, lands there at any scale
     rng = np.random.RandomState(0)
     n_classes, n = 10, 3000
     ids = rng.randint(0, 7, n)
     seen = np.arange(n_classes) < 7
     X = np.arange(n)[:, None].astype(float)
-    onehot = np.eye(n_classes)[ids]
-
-    def fit_copy(X_part, ids_part, weights, seed):
-        trained = np.isin(np.arange(n_classes), np.unique(ids_part))
-        return trained
-
-    def scores_of(trained, X_part):
-        rows = X_part[:, 0].astype(int)
-        noise = np.random.RandomState(1).randn(len(rows), n_classes)
-        return 3 * onehot[rows] + noise + 2.5 * trained
-
-    gamma, score = choose_calibration_gamma(fit_copy, scores_of, X, ids, np.ones(n), seen,
+    fit_copy, scores_of = _biased_copies(n_classes, ids, scale)
+    share, score = choose_calibration_share(fit_copy, scores_of, X, ids, np.ones(n), seen,
                                             np.random.RandomState(0))
-    assert 1.5 < gamma < 3.5 and score > 0.7
+    assert 0 < share < 1 and score > 0.7
+    gamma = penalty_at_share(scores_of(seen, X), seen, share)
+    assert 1.5 * scale < gamma < 3.5 * scale
