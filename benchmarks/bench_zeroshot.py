@@ -31,6 +31,7 @@ Usage::
 
     python benchmarks/bench_zeroshot.py [--data-dir ../shared/data] [--quick]
         [--section quality] [--splits 120] [--seeds 0 1] [--csv results.csv]
+        [--workers 2 --n-jobs 1]
 """
 
 import argparse
@@ -45,6 +46,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.decomposition import PCA
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -200,8 +202,12 @@ def quality(args, data):
                                            for m in ("S", "U", "H")) + f" {'fit s':>6}")
     table = []
     started = time.perf_counter()
+    # splits in parallel processes (--workers); each fit keeps --n-jobs threads
+    jobs = Parallel(n_jobs=args.workers, return_as="generator")(
+        delayed(run_split)(args, data, unseen, seed) for unseen in splits for seed in args.seeds
+    )
     for unseen in splits:
-        runs = [run_split(args, data, unseen, seed) for seed in args.seeds]
+        runs = [next(jobs) for _ in args.seeds]
         row = {arm: {m: float(np.mean([r[0][arm][m] for r in runs])) for m in METRICS}
                for arm in ARMS}
         seconds = float(np.mean([r[1] for r in runs]))
@@ -298,7 +304,10 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--splits", type=int, default=None,
                         help="splits of three unseen classes (of 120) to run")
-    parser.add_argument("--n-jobs", type=int, default=None)
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="threads of each fit (quality section)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes running splits side by side (quality section)")
     parser.add_argument("--csv", default=None, help="write the per-split table here")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)

@@ -5,6 +5,8 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
+from docutils.parsers.rst.directives.images import Image
+
 import sksketch
 
 HERE = Path(__file__).resolve().parent
@@ -137,6 +139,18 @@ def _skip_foreign_members(app, what, name, obj, skip, options):
     return None
 
 
+class _GalleryImage(Image):
+    """``.. gallery-image::`` a figure a gallery example draws from real data.
+
+    Where the data is absent the example does not run and draws nothing, so
+    the image is left out (a plain ``image`` would warn that it is missing).
+    """
+
+    def run(self):
+        return super().run() if _data_dir.is_dir() else []
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_foreign_members)
+    app.add_directive("gallery-image", _GalleryImage)
 sys.path.insert(0, str(ROOT))
