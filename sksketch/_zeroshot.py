@@ -22,11 +22,7 @@ from sklearn.utils.validation import (
 from ._kernels import _dense, _openmp
 from ._state import allow_in_model_files
 from ._threadpool import blas_thread_limits
-from ._zeroshot_calibration import (
-    MAX_MARGIN_ROWS,
-    choose_calibration_share,
-    penalty_at_share,
-)
+from ._zeroshot_calibration import choose_calibration_share, margin_rows, penalty_at_share
 from ._zeroshot_state import check_state as _check_zeroshot_state
 from .base import VersionedStateMixin, _EpochStoppingMixin
 from .sampling import BaseSampler, check_sampler, run_epoch
@@ -186,8 +182,8 @@ class ZeroShotSoftLabelClassifier(
         final model's penalty (a quantile of its own training rows' margins).
         This costs about three and a half more trainings on the data. It is
         0 without unseen classes or with fewer than three seen ones, and
-        :meth:`partial_fit` keeps the
-        last value :meth:`fit` chose (0 if none).
+        :meth:`partial_fit` keeps the last value :meth:`fit` chose (0 if
+        none).
     prediction_scope : {"all", "unseen", "seen"}, default="all"
         Classes :meth:`predict` chooses from; the others get score ``-inf``
         and probability 0.
@@ -517,7 +513,7 @@ class ZeroShotSoftLabelClassifier(
         )
         self.soft_label_targets_ = np.ascontiguousarray(targets, dtype=np.float32)
         # the classes the soft labels' columns stand for
-        if targets.shape[1] == len(seen):
+        if self.soft_label_classes == "all" and targets.shape[1]:
             self._unseen_ids = np.arange(len(seen), dtype=np.int32)
         else:
             self._unseen_ids = np.flatnonzero(~seen).astype(np.int32)
@@ -708,9 +704,7 @@ class ZeroShotSoftLabelClassifier(
         )
         if share is None:
             return 0.0, None
-        rows = np.arange(X.shape[0])
-        if len(rows) > MAX_MARGIN_ROWS:
-            rows = np.sort(rng.choice(len(rows), MAX_MARGIN_ROWS, replace=False))
+        rows = margin_rows(X.shape[0], rng)
         return penalty_at_share(self._logits(X[rows]), seen, share), score
 
     def _seen_accuracy(self, X, ids):

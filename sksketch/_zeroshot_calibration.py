@@ -35,7 +35,8 @@ computed exactly from each row's two best scores.
 import numpy as np
 
 __all__ = [
-    "choose_calibration_share", "harmonic_curve", "penalty_at_share", "pseudo_unseen_folds",
+    "choose_calibration_share", "harmonic_curve", "margin_rows", "penalty_at_share",
+    "pseudo_unseen_folds",
 ]
 
 # Folds of the protocol: each costs one training on most of the seen rows.
@@ -134,7 +135,8 @@ def _margins(scores, trained):
     return _two_best(scores, trained)[0]
 
 
-def _sample_rows(n, rng):
+def margin_rows(n, rng):
+    """The training rows whose margins give the quantiles: all, or a uniform sample."""
     if n <= MAX_MARGIN_ROWS:
         return np.arange(n)
     return np.sort(rng.choice(n, MAX_MARGIN_ROWS, replace=False))
@@ -195,7 +197,7 @@ def choose_calibration_share(fit_copy, scores_of, X, ids, sample_weight, seen, r
         trained[pseudo] = False
         y_val = ids[validation]
         diff, best_in, best_out = _two_best(scores_of(model, X[validation]), trained)
-        fitted = train[_sample_rows(len(train), rng)]
+        fitted = train[margin_rows(len(train), rng)]
         margins = _margins(scores_of(model, X[fitted]), trained)
         candidates = np.quantile(margins[np.isfinite(margins)], shares)
         curves.append(harmonic_curve(diff, best_in == y_val, best_out == y_val, y_val, pseudo,
