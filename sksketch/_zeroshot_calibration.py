@@ -131,8 +131,13 @@ def harmonic_curve(diff, right_in, right_out, ids, pseudo, candidates):
     return np.column_stack([S, U, H])
 
 
-def _margins(scores, trained):
-    return _two_best(scores, trained)[0]
+def _margin_quantiles(scores, trained, shares):
+    """Quantiles of the rows' margins: best ``trained`` score minus best other score."""
+    margins = _two_best(scores, trained)[0]
+    margins = margins[np.isfinite(margins)]
+    if margins.size == 0:
+        return np.zeros_like(np.asarray(shares, dtype=np.float64))
+    return np.quantile(margins, shares)
 
 
 def margin_rows(n, rng):
@@ -157,9 +162,7 @@ def penalty_at_share(scores, seen, share):
     -------
     gamma : float
     """
-    margins = _margins(scores, seen)
-    margins = margins[np.isfinite(margins)]
-    return float(np.quantile(margins, share)) if margins.size else 0.0
+    return float(_margin_quantiles(scores, seen, share))
 
 
 def choose_calibration_share(fit_copy, scores_of, X, ids, sample_weight, seen, rng,
@@ -198,8 +201,7 @@ def choose_calibration_share(fit_copy, scores_of, X, ids, sample_weight, seen, r
         y_val = ids[validation]
         diff, best_in, best_out = _two_best(scores_of(model, X[validation]), trained)
         fitted = train[margin_rows(len(train), rng)]
-        margins = _margins(scores_of(model, X[fitted]), trained)
-        candidates = np.quantile(margins[np.isfinite(margins)], shares)
+        candidates = _margin_quantiles(scores_of(model, X[fitted]), trained, shares)
         curves.append(harmonic_curve(diff, best_in == y_val, best_out == y_val, y_val, pseudo,
                                      candidates)[:, 2])
     H = np.mean(curves, axis=0)
