@@ -14,7 +14,11 @@ delicious   Delicious (XC format, 983 labels, multi-label); P@1.
 Samplers: "uniform", "nw-sketch", "exact-loss"; a suffix ":none" or
 ":self-normalised" sets the loss-proportional samplers' ``weighting`` (default
 importance weights 1 / (N p_i)), so "nw-sketch:none" draws by the sketch and
-trains on the draws unweighted.
+trains on the draws unweighted. A suffix "@<keep>" thins instead
+(``keep_fraction``): "uniform@0.5" is random thinning to half the rows,
+"nw-sketch@0.5" keeps half by the sketched loss, "nw-sketch@auto" lets the
+sketch choose how many; thinned epochs train on fewer rows and so take less
+time, which is what the time-to-target columns compare.
 
 For every dataset and seed each sampler trains the same network; the script
 prints per-epoch curves (mean over seeds), the time each sampler needs to reach
@@ -125,21 +129,41 @@ SETTINGS = {
 SAMPLERS = ("uniform", "nw-sketch", "exact-loss")
 
 
+def _split_spec(spec):
+    """``kind[:weighting][@keep]`` -> (kind, weighting or "", keep or None)."""
+    head, _, keep = spec.partition("@")
+    kind, _, weighting = head.partition(":")
+    if keep and keep != "auto":
+        keep = float(keep)
+    return kind, weighting, keep or None
+
+
 def parse_sampler(spec):
-    kind, _, weighting = spec.partition(":")
-    if kind not in SAMPLERS or (weighting and (kind == "uniform" or weighting not in WEIGHTINGS)):
+    try:
+        kind, weighting, keep = _split_spec(spec)
+    except ValueError:
+        kind = None
+    thinning = keep is not None if kind else False
+    if (
+        kind not in SAMPLERS
+        or (weighting and ((kind == "uniform" and not thinning) or weighting not in WEIGHTINGS))
+        or (thinning and keep != "auto" and not 0 < keep <= 1)
+        or (kind == "uniform" and keep == "auto")
+    ):
         raise argparse.ArgumentTypeError(
             f"{spec!r}: expected one of {SAMPLERS}, the last two optionally with "
-            f"':<weighting>', weighting one of {WEIGHTINGS}"
+            f"':<weighting>', weighting one of {WEIGHTINGS}; any of them with '@<keep>', "
+            "a keep fraction in (0, 1] ('auto' for the last two)"
         )
     return spec
 
 
 def make_sampler(spec, args, name):
-    kind, _, weighting = spec.partition(":")
+    kind, weighting, keep = _split_spec(spec)
     weighting = weighting or "importance"
+    thin = {} if keep is None else {"keep_fraction": keep}
     if kind == "uniform":
-        return UniformSampler()
+        return UniformSampler(weighting=weighting, **thin)
     if kind == "nw-sketch":
         projection = SETTINGS[name]["projection"] if args.projection_dim is None else (
             args.projection_dim
@@ -151,8 +175,9 @@ def make_sampler(spec, args, name):
             weighting=weighting,
             decay=args.decay,
             projection_dim=projection if projection and projection > 0 else None,
+            **thin,
         )
-    return ExactLossSampler(uniform_mix=args.uniform_mix, weighting=weighting)
+    return ExactLossSampler(uniform_mix=args.uniform_mix, weighting=weighting, **thin)
 
 
 def score(clf, X, y, multilabel):
@@ -208,6 +233,7 @@ def run_one(name, data, kind, seed, args):
         "sampler_share": sampler_time / epoch_time,
         "loss_share": loss_time / epoch_time,
         "ess_ratio": [e / Xtr.shape[0] for e in ess],
+        "kept_fraction": clf.sampler_.epoch_stats_["kept_fraction"],
     }
 
 
@@ -319,7 +345,8 @@ def main(argv=None):
         "--samplers",
         nargs="+",
         type=parse_sampler,
-        default=["uniform", "nw-sketch", "nw-sketch:none", "exact-loss", "exact-loss:none"],
+        default=["uniform", "nw-sketch", "nw-sketch:none", "exact-loss", "exact-loss:none",
+                 "uniform@0.5", "nw-sketch@0.5", "nw-sketch@auto", "exact-loss@0.5"],
     )
     parser.add_argument("--epochs", type=int, default=None, help="override per-dataset epochs")
     parser.add_argument("--n-rows", type=int, default=32)

@@ -445,7 +445,9 @@ class ImportanceSampledClassifier(
             # the sampler's hash cache can key on the checksum just computed
             self.sampler_._rows_fingerprint = key
         prepare_time = time.perf_counter() - tic
-        self.sampler_.start(rows, loss_fn=loss_fn, random_state=self._rng)
+        self.sampler_.start(
+            rows, loss_fn=loss_fn, random_state=self._rng, y=y_codes, classes=self.classes_
+        )
         loss_time = [0.0]
         loss_sum = [0.0, 0.0]
         trained = []

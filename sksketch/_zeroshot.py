@@ -654,14 +654,17 @@ class ZeroShotSoftLabelClassifier(
 
         def train_epoch():
             stats = run_epoch(self.sampler_, self.batch_size, train_batch, sample_weight)
-            self.t_ += X.shape[0]
+            self.t_ += stats["n_samples"]
             return float(stats["loss"])
 
         def score_validation():
             return self._seen_accuracy(X_val, ids_val)
 
         with self._training_blas_limits(n_threads):
-            self.sampler_.start(X, loss_fn=loss_fn, random_state=rng, n_jobs=self.n_jobs)
+            self.sampler_.start(
+                X, loss_fn=loss_fn, random_state=rng, n_jobs=self.n_jobs, y=ids,
+                classes=self.classes_,
+            )
             fit_epochs(
                 train_epoch,
                 n_epochs=1 if incremental else self.max_iter,

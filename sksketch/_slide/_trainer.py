@@ -178,7 +178,7 @@ class SLIDETrainer:
             Xs, Ys = data["X"], data["Y"]
             est.sampler_.start(
                 Xs, loss_fn=lambda rows: example_losses(est, Xs, Ys, rows), random_state=rng,
-                n_jobs=est.n_jobs,
+                n_jobs=est.n_jobs, y=Ys, classes=est.classes_,
             )
 
         # Rows held out only to weigh the sparse head join the last epoch,

@@ -2,15 +2,18 @@
 
 An estimator trains through a sampler in three calls:
 
-``start(X, loss_fn=None, random_state=None, n_jobs=None)``
+``start(X, loss_fn=None, random_state=None, n_jobs=None, y=None, classes=None)``
     at the start of every ``fit`` / ``partial_fit`` call, with that call's
-    training matrix. Learned state (a loss sketch) persists across calls;
+    training matrix (and its labels, which a thinning sampler's
+    ``always_keep`` reads). Learned state (a loss sketch) persists across calls;
     per-call state (row hashes, probabilities, statistics) is reset.
 ``batches(batch_size)``
     one epoch: ``ceil(n_samples / batch_size)`` pairs ``(indices, weights)``,
     int64 row ids and float32 importance weights (``1 / (N p_i)``, or
     self-normalised; exactly 1 for uniform sampling and for
-    ``weighting="none"``).
+    ``weighting="none"``). A sampler with ``keep_fraction`` set thins
+    instead: the epoch holds only the rows it keeps, each once, weighted by
+    ``1 / p_i`` (see :mod:`sksketch.sampling._thinning`).
 ``observe(indices, losses)``
     the per-example losses the training step just computed for those rows.
 
@@ -19,19 +22,23 @@ An estimator trains through a sampler in three calls:
 
 import numbers
 import time
+from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._state import allow_in_model_files, attr_integer, check_rng, fail
 from ..base import VersionedStateMixin
 from ..utils._validation import check_sparse_indices
+from ._thinning import forced_rows, thinned_epoch
 
 __all__ = ["BaseSampler", "UniformSampler", "check_sampler"]
 
 SAMPLER_NAMES = ("uniform", "nw-sketch", "exact-loss")
+WEIGHTINGS = ("importance", "self-normalised", "none")
 
 
 def _check_batch_size(batch_size):
@@ -98,7 +105,7 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
     # checked by start(), as an estimator's fit checks its parameters
     _parameter_constraints: dict = {}
 
-    def start(self, X, *, loss_fn=None, random_state=None, n_jobs=None):
+    def start(self, X, *, loss_fn=None, random_state=None, n_jobs=None, y=None, classes=None):
         """Begin a ``fit`` / ``partial_fit`` call on the training matrix `X`.
 
         Parameters
@@ -115,6 +122,13 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         n_jobs : int, default=None
             The estimator's ``n_jobs``: threads of the sampler's compiled
             kernels during this call (None: every thread OpenMP allows).
+        y : ndarray of shape (n_samples,) or {ndarray, sparse matrix} of \
+                shape (n_samples, n_labels), default=None
+            The rows' class codes (indices into `classes`), or their label
+            indicator; read only by ``always_keep``.
+        classes : array-like, default=None
+            The label of every code or indicator column; None means the
+            codes are the labels.
 
         Returns
         -------
@@ -135,6 +149,9 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         self._loss_fn = loss_fn
         self._rng = random_state
         self._n_jobs = n_jobs
+        if y is not None and (y.shape[0] if hasattr(y, "shape") else len(y)) != n_samples:
+            raise ValueError(f"y has {y.shape[0]} rows, X has {n_samples}")
+        self._forced = forced_rows(getattr(self, "always_keep", None), y, classes)
         tic = time.perf_counter()
         self._start(X)
         # counted in the next epoch's sampler_time
@@ -157,6 +174,7 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         """
         self._X = None
         self._loss_fn = None
+        self._forced = None
         return self
 
     def _start(self, X):
@@ -198,6 +216,7 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         tic = time.perf_counter()
         w = np.concatenate(parts) if parts else np.zeros(0)
         n_draws = w.shape[0]
+        n = getattr(self, "n_samples_", 0)
         sum_w = w.sum()
         sum_w2 = w @ w
         ess = float(sum_w * sum_w / sum_w2) if sum_w2 > 0 else 0.0
@@ -207,6 +226,7 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
             "effective_sample_size": ess,
             "effective_sample_size_ratio": ess / n_draws if n_draws else 0.0,
             "max_weight": float(w.max(initial=0.0)),
+            "kept_fraction": n_draws / n if n else 0.0,
             "sampler_time": self._sampler_time + time.perf_counter() - tic,
         }
         self.effective_sample_size_.append(ess)
@@ -248,6 +268,7 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         state.pop("_X", None)
         state.pop("_loss_fn", None)
         state.pop("_n_jobs", None)
+        state.pop("_forced", None)
         return state
 
     def _check_state(self):
@@ -265,13 +286,25 @@ def _check_sampler_attribute(est):
 
 @allow_in_model_files
 class UniformSampler(BaseSampler):
-    """Every row once per epoch, in shuffled (or fixed) order, weight 1.
+    """Every row once per epoch, in shuffled (or fixed) order, weight 1; or random thinning.
 
     Parameters
     ----------
     shuffle : bool, default=True
         Draw a new permutation of the rows every epoch; when False the rows
         come in order.
+    keep_fraction : float in (0, 1], default=None
+        Random thinning: each epoch keeps every row independently with this
+        probability (rows of ``always_keep`` labels always), so it costs that
+        share of a full epoch. None trains on every row. The baseline that
+        loss-based thinning (:class:`NWSketchSampler` with ``keep_fraction``)
+        must beat.
+    always_keep : array-like, default=None
+        Labels whose rows every thinned epoch keeps (for example the positive
+        class of rare clicks); they count against the keep budget.
+    weighting : {"importance", "self-normalised", "none"}, default="importance"
+        Weights of the kept rows when thinning: ``1 / p`` (the full epoch's
+        sum, unbiased), the same divided by their batch mean, or 1.
     random_state : int, RandomState instance or None, default=None
         Seeds the permutations when the estimator does not pass a generator.
 
@@ -289,19 +322,38 @@ class UniformSampler(BaseSampler):
     >>> sampler = UniformSampler(shuffle=False).start(np.zeros((5, 2), dtype=np.float32))
     >>> [(idx.tolist(), w.tolist()) for idx, w in sampler.batches(2)]
     [([0, 1], [1.0, 1.0]), ([2, 3], [1.0, 1.0]), ([4], [1.0])]
+    >>> thin = UniformSampler(keep_fraction=0.25, random_state=0)
+    >>> batches = list(thin.start(np.zeros((4000, 2), dtype=np.float32)).batches(100))
+    >>> round(thin.epoch_stats_["kept_fraction"], 2), float(batches[0][1][0])
+    (0.25, 4.0)
     """
 
     _parameter_constraints = {
         "shuffle": ["boolean"],
+        "keep_fraction": [Interval(Real, 0, 1, closed="right"), None],
+        "always_keep": ["array-like", None],
+        "weighting": [StrOptions(set(WEIGHTINGS))],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, shuffle=True, random_state=None):
+    def __init__(
+        self, shuffle=True, keep_fraction=None, always_keep=None, weighting="importance",
+        random_state=None,
+    ):
         self.shuffle = shuffle
+        self.keep_fraction = keep_fraction
+        self.always_keep = always_keep
+        self.weighting = weighting
         self.random_state = random_state
 
     def _epoch_indices(self, batch_size):
         n = self.n_samples_
+        if self.keep_fraction is not None:
+            yield from thinned_epoch(
+                self, batch_size, lambda idx: np.ones(idx.shape[0]),
+                float(self.keep_fraction), min(float(self.keep_fraction), 0.01), self.weighting,
+            )
+            return
         if self.shuffle:
             order = self._rng.permutation(n).astype(np.int64)
         else:

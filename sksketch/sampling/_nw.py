@@ -15,6 +15,11 @@ uniform_mix / N`` (with replacement) and weight them by ``1 / (N p_i)``, which
 keeps the weighted gradient an unbiased estimate of the full-data gradient;
 ``weighting="none"`` leaves the weights at 1, so training leans on the rows
 with high loss (a biased, hard-example-mining objective).
+
+With ``keep_fraction`` set they thin instead: an epoch keeps each row once
+with probability ``min(1, max(min_keep_probability, c L_i))`` and weights it
+by ``1 / p_i``, so it costs in proportion to the rows kept (see
+:mod:`sksketch.sampling._thinning`).
 """
 
 from numbers import Integral, Real
@@ -30,12 +35,12 @@ from .._kernels import _rows
 from .._state import allow_in_model_files, attr_integer, fail
 from ..base import VersionedStateMixin
 from ..utils._validation import canonical_rows, check_sparse_indices
-from ._base import BaseSampler
+from ._base import WEIGHTINGS, BaseSampler
 from ._sketch import SketchCore, _threads
+from ._thinning import thinned_epoch
 
 __all__ = ["ExactLossSampler", "NWSketchSampler", "NadarayaWatsonSketch"]
 
-WEIGHTINGS = ("importance", "self-normalised", "none")
 _LOSS_CHUNK = 8192
 
 
@@ -113,11 +118,27 @@ class _ProbabilitySampler(BaseSampler):
         "uniform_mix": [Interval(Real, 0, 1, closed="both")],
         "weighting": [StrOptions(set(WEIGHTINGS))],
         "refresh_interval": [Interval(Integral, 1, None, closed="left"), None],
+        "keep_fraction": [Interval(Real, 0, 1, closed="right"), StrOptions({"auto"}), None],
+        "min_keep_probability": [Interval(Real, 0, 1, closed="right")],
+        "always_keep": ["array-like", None],
         "random_state": ["random_state"],
     }
 
     def _scores(self):
         raise NotImplementedError
+
+    def _chunk_scores(self, indices):
+        """Scores of some rows for thinning; None while there are none."""
+        raise NotImplementedError
+
+    def _start(self, X):
+        if self.keep_fraction is not None and self.keep_fraction != "auto" and (
+            self.keep_fraction < self.min_keep_probability
+        ):
+            raise ValueError(
+                f"keep_fraction={self.keep_fraction} is below "
+                f"min_keep_probability={self.min_keep_probability}"
+            )
 
     def _refresh(self):
         n = self.n_samples_
@@ -139,6 +160,14 @@ class _ProbabilitySampler(BaseSampler):
     def _epoch_indices(self, batch_size):
         n = self.n_samples_
         self._epoch_begin()
+        if self.keep_fraction is not None:
+            keep = self.keep_fraction if self.keep_fraction == "auto" else float(self.keep_fraction)
+            yield from thinned_epoch(
+                self, batch_size, self._chunk_scores, keep, float(self.min_keep_probability),
+                self.weighting,
+            )
+            self._epoch_end()
+            return
         interval = self.refresh_interval
         n_batches = -(-n // batch_size)
         per_refresh = n_batches if interval is None else interval
@@ -203,7 +232,27 @@ class NWSketchSampler(_ProbabilitySampler):
         everything, 0 forgets the previous epochs.
     refresh_interval : int, default=None
         Batches between recomputing the sampling probabilities from the
-        sketch; None recomputes them once per epoch.
+        sketch; None recomputes them once per epoch. Not used by thinning,
+        which reads the sketch every chunk of rows.
+    keep_fraction : float in (0, 1] or "auto", default=None
+        Thinning: each epoch (each ``partial_fit`` block) trains on a subset
+        of the rows instead of drawing a full epoch. Going through the rows
+        in chunks of 8192, it keeps each row once, independently, with
+        probability ``p_i = min(1, max(min_keep_probability, c * L_i))``,
+        ``L_i`` the row's loss estimated by the sketch (until the sketch has
+        seen a loss, whole chunks are kept), ``c`` set so that the chunk keeps
+        ``keep_fraction`` of its rows on average; kept rows get the weight
+        ``1 / p_i`` (see `weighting`). ``"auto"`` keeps, per chunk, Kish's
+        effective fraction of the losses, ``(sum L) ** 2 / (n sum L ** 2)``
+        (clipped to ``[min_keep_probability, 1]``): everything while losses
+        are even, less as they grow skewed. None (the default) draws full
+        epochs with replacement as described above.
+    min_keep_probability : float in (0, 1], default=0.05
+        Thinning's floor: every row is kept with at least this probability,
+        so none goes unseen for long, and no weight exceeds its inverse.
+    always_keep : array-like, default=None
+        Labels whose rows thinning always keeps (for example the rare
+        positive class); they count against the keep budget.
     random_state : int, RandomState instance or None, default=None
         Seeds the hash functions and draws when the estimator does not pass
         a generator.
@@ -213,7 +262,7 @@ class NWSketchSampler(_ProbabilitySampler):
     sketch_ : object
         The sketch kernel (sums and counts); kept across ``start`` calls.
     probabilities_ : ndarray of shape (n_samples,)
-        The last sampling distribution.
+        The last sampling distribution (not set by thinning).
     epoch_stats_ : dict
     effective_sample_size_ : list of float
         See :class:`BaseSampler`.
@@ -251,6 +300,9 @@ class NWSketchSampler(_ProbabilitySampler):
         projection_dim=None,
         decay=0.5,
         refresh_interval=None,
+        keep_fraction=None,
+        min_keep_probability=0.05,
+        always_keep=None,
         random_state=None,
     ):
         self.n_rows = n_rows
@@ -261,9 +313,13 @@ class NWSketchSampler(_ProbabilitySampler):
         self.projection_dim = projection_dim
         self.decay = decay
         self.refresh_interval = refresh_interval
+        self.keep_fraction = keep_fraction
+        self.min_keep_probability = min_keep_probability
+        self.always_keep = always_keep
         self.random_state = random_state
 
     def _start(self, X):
+        super()._start(X)
         n_rows, n_hash_bits, n_buckets = _sketch_shape(self)
         if getattr(self, "sketch_", None) is None:
             seed_rng = (
@@ -302,6 +358,12 @@ class NWSketchSampler(_ProbabilitySampler):
     def _scores(self):
         self._flush()
         return self.sketch_.query(self._codes, self._n_jobs)
+
+    def _chunk_scores(self, indices):
+        self._flush()
+        if self.sketch_.kernel.total_count <= 0:
+            return None
+        return self.sketch_.query(self._codes[indices], self._n_jobs)
 
     def _epoch_end(self):
         self._flush()
@@ -394,6 +456,26 @@ class ExactLossSampler(_ProbabilitySampler):
         As in :class:`NWSketchSampler`.
     refresh_interval : int, default=None
         Batches between recomputing the losses; None means once per epoch.
+        Not used by thinning.
+    keep_fraction : float in (0, 1] or "auto", default=None
+        Thinning: each epoch (each ``partial_fit`` block) trains on a subset
+        of the rows instead of drawing a full epoch. Going through the rows
+        in chunks of 8192, it keeps each row once, independently, with
+        probability ``p_i = min(1, max(min_keep_probability, c * L_i))``,
+        ``L_i`` the row's current loss, computed for every candidate row of
+        the chunk (a forward pass over all the rows), ``c`` set so that the chunk keeps
+        ``keep_fraction`` of its rows on average; kept rows get the weight
+        ``1 / p_i`` (see `weighting`). ``"auto"`` keeps, per chunk, Kish's
+        effective fraction of the losses, ``(sum L) ** 2 / (n sum L ** 2)``
+        (clipped to ``[min_keep_probability, 1]``): everything while losses
+        are even, less as they grow skewed. None (the default) draws full
+        epochs with replacement as described above.
+    min_keep_probability : float in (0, 1], default=0.05
+        Thinning's floor: every row is kept with at least this probability,
+        so none goes unseen for long, and no weight exceeds its inverse.
+    always_keep : array-like, default=None
+        Labels whose rows thinning always keeps (for example the rare
+        positive class); they count against the keep budget.
     random_state : int, RandomState instance or None, default=None
         Seeds the draws when the estimator does not pass a generator.
 
@@ -417,14 +499,22 @@ class ExactLossSampler(_ProbabilitySampler):
     """
 
     def __init__(
-        self, uniform_mix=0.1, weighting="importance", refresh_interval=None, random_state=None
+        self, uniform_mix=0.1, weighting="importance", refresh_interval=None,
+        keep_fraction=None, min_keep_probability=0.05, always_keep=None, random_state=None,
     ):
         self.uniform_mix = uniform_mix
         self.weighting = weighting
         self.refresh_interval = refresh_interval
+        self.keep_fraction = keep_fraction
+        self.min_keep_probability = min_keep_probability
+        self.always_keep = always_keep
         self.random_state = random_state
 
+    def _chunk_scores(self, indices):
+        return np.asarray(self._loss_fn(indices), dtype=np.float64).reshape(-1)
+
     def _start(self, X):
+        super()._start(X)
         if self._loss_fn is None:
             raise ValueError(
                 "ExactLossSampler needs loss_fn: the estimator must pass the model's "
