@@ -52,7 +52,7 @@ def thinning_probabilities(scores, budget, floor):
     >>> from sksketch.sampling._thinning import thinning_probabilities
     >>> p = thinning_probabilities(np.array([0.0, 1.0, 1.0, 8.0]), 2.0, 0.1)
     >>> p.round(3).tolist(), float(p.sum().round(6))
-    [[0.1, 0.3, 0.3, 1.0], 1.7]
+    ([0.1, 0.45, 0.45, 1.0], 2.0)
     """
     s = np.asarray(scores, dtype=np.float64)
     s = np.where(np.isfinite(s) & (s > 0), s, 0.0)
