@@ -51,6 +51,26 @@ __all__ = ["ImportanceSampledClassifier"]
 _PROBA_FLOOR = 1e-7
 
 
+def _append_one_column(X, columns, value, n_new):
+    """``hstack([X, one-hot(columns)])`` for CSR float32 `X`, one entry per row at
+    ``columns[i] >= X.shape[1]`` (so each row's indices stay sorted), without
+    scipy's general block machinery: about a tenth of its time."""
+    n = X.shape[0]
+    indptr = X.indptr.astype(np.int64) + np.arange(n + 1)
+    ends = indptr[1:] - 1
+    indices = np.empty(indptr[-1], dtype=np.int32)
+    data = np.empty(indptr[-1], dtype=np.float32)
+    keep = np.ones(indptr[-1], dtype=bool)
+    keep[ends] = False
+    indices[keep] = X.indices
+    data[keep] = X.data
+    indices[ends] = columns
+    data[ends] = value
+    return sp.csr_matrix(
+        (data, indices, indptr.astype(np.int32)), shape=(n, X.shape[1] + n_new)
+    )
+
+
 def _accepts_sample_weight(method):
     return "sample_weight" in inspect.signature(method).parameters
 
@@ -338,7 +358,9 @@ class ImportanceSampledClassifier(
                 (np.full(n, self._label_scale, np.float32), y_codes, np.arange(n + 1)),
                 shape=(n, n_labels),
             )
-        if sp.issparse(X32):
+        if sp.issparse(X32) and not self._multilabel:
+            rows = _append_one_column(X32, X32.shape[1] + y_codes, self._label_scale, n_labels)
+        elif sp.issparse(X32):
             rows = _as_float32_rows(sp.hstack([X32, Y], format="csr"))
         else:
             rows = np.ascontiguousarray(np.hstack([X32, Y.toarray()]), dtype=np.float32)

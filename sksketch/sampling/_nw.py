@@ -240,7 +240,8 @@ class NWSketchSampler(_ProbabilitySampler):
         in chunks of 8192, it keeps each row once, independently, with
         probability ``p_i = min(1, max(min_keep_probability, c * L_i))``,
         ``L_i`` the row's loss estimated by the sketch (until the sketch has
-        seen a loss, whole chunks are kept), ``c`` set so that the chunk keeps
+        seen a loss, chunks are thinned at random, or kept whole by
+        ``"auto"``), ``c`` set so that the chunk keeps
         ``keep_fraction`` of its rows on average; kept rows get the weight
         ``1 / p_i`` (see `weighting`). ``"auto"`` keeps, per chunk, Kish's
         effective fraction of the losses, ``(sum L) ** 2 / (n sum L ** 2)``

@@ -14,7 +14,7 @@ estimate of its sum over all rows). Rows of the labels in ``always_keep`` get
 ``p_i = 1``. An epoch then costs in proportion to the rows it keeps; because
 the scores are asked for chunk by chunk, a sampler that learns from the
 training losses (the loss sketch) already thins the first pass, from the
-losses of the chunks before.
+losses of the chunks before (until it has seen any, it thins at random).
 """
 
 import numpy as np
@@ -151,7 +151,9 @@ def thinned_epoch(sampler, batch_size, scores_of, keep_fraction, floor, weightin
     """Yield ``(indices, weights)`` batches of the rows one thinned epoch keeps.
 
     `scores_of(indices)` gives the scores of a chunk's candidate rows, or
-    None when the sampler knows nothing yet (then the chunk is kept whole).
+    None when the sampler knows nothing yet: the chunk is then thinned at
+    random to the keep fraction (kept whole for ``"auto"``, which has no
+    skew to go by).
     Also records ``sampler._kept`` (rows kept) for the epoch's statistics.
     """
     n = sampler.n_samples_
@@ -165,6 +167,8 @@ def thinned_epoch(sampler, batch_size, scores_of, keep_fraction, floor, weightin
     for first in range(0, n, THINNING_CHUNK):
         chunk = order[first : first + THINNING_CHUNK]
         scores = scores_of(chunk)
+        if scores is None and keep_fraction != "auto":
+            scores = np.ones(chunk.shape[0])
         p = np.ones(chunk.shape[0])
         if scores is not None:
             free = np.ones(chunk.shape[0], dtype=bool) if forced is None else ~forced[chunk]
