@@ -81,7 +81,9 @@ def make_sampler(arm, keep):
 
 def make_model(name, seed):
     if name == "sgd":
-        return SGDClassifier(loss="log_loss", alpha=1e-6, random_state=seed)
+        return SGDClassifier(
+            loss="log_loss", learning_rate="constant", eta0=0.01, alpha=1e-6, random_state=seed
+        )
     return MLPClassifier(
         hidden_layer_sizes=(16,), batch_size=1000, learning_rate_init=3e-3, random_state=seed
     )
