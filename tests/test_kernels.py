@@ -146,6 +146,32 @@ def test_stochastic_rounding_keeps_a_slow_decay():
     assert mean == pytest.approx(0.999**steps, rel=2e-3)
 
 
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("nnz, n_words", [(0, 1), (1, 1), (21, 4), (300, 7)])
+def test_srp_accum_adds_each_signed_value_in_order(isa, nnz, n_words, rng):
+    # the NumPy reference adds +-x one non-zero at a time in float32, as every
+    # variant must: the same bits whatever the instruction set
+    from sksketch.sampling._reference import mix64
+
+    indices = rng.integers(0, 2**20, nnz).astype(np.int32)
+    values = rng.standard_normal(nnz).astype(np.float32)
+    base = np.uint64(0x1234_5678_9ABC_DEF0)
+    start = rng.standard_normal(64 * n_words).astype(np.float32)
+    expected = start.copy()
+    shifts = np.arange(64, dtype=np.uint64)
+    for p in range(nnz):
+        words = mix64(base + np.uint64(indices[p]) * np.uint64(n_words)
+                      + np.arange(n_words, dtype=np.uint64))
+        bits = ((words[:, None] >> shifts) & np.uint64(1)).reshape(-1)
+        expected += np.where(bits == 1, values[p], -values[p]).astype(np.float32)
+    acc = start.copy()
+    _simd.srp_accum(indices, values, int(base), acc, isa=isa)
+    np.testing.assert_array_equal(acc, expected)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        _simd.srp_accum(indices, values, 0, np.zeros(65, np.float32), isa=isa)
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m", [0, 1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130])
 @pytest.mark.parametrize("nnz", [0, 1, 5, 77])

@@ -10,8 +10,10 @@ estimates the Nadaraya-Watson regression with the kernel
 Projection ``j`` of feature ``f`` is ``+1`` or ``-1`` by bit ``j % 64`` of
 ``mix64(mix64(seed) + f * n_words + j // 64)`` (``n_words`` 64-bit words cover
 the ``n_rows * n_hash_bits`` projections): CSR rows hash on the fly without a
-stored projection matrix, dense rows through the same matrix materialised
-once, so both give the same buckets. Codes are folded modulo ``n_buckets``.
+stored projection matrix (the SIMD primitive ``srp_accum``: float32 sums in
+the order of the non-zeros, the same bits on every instruction set), dense
+rows through the same matrix materialised once (a float32 BLAS product), so
+both give the same buckets but for sums within rounding of zero. Codes are folded modulo ``n_buckets``.
 ``sksketch.sampling._reference`` holds the NumPy reference of every kernel.
 """
 
@@ -24,18 +26,11 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
 from ._random cimport mix64
+from ._simd cimport get_kernels, sks_kernels
 
 # Bytes of projections per BLAS product when hashing dense input: the
 # product is packed into codes while it is still in L2.
 DENSE_CHUNK_BYTES = 1 << 19
-
-# _BYTE_SIGNS[8 * v + b]: +1 if bit b of the byte v is set, else -1
-cdef double _BYTE_SIGNS[256 * 8]
-cdef int _v, _b
-for _v in range(256):
-    for _b in range(8):
-        _BYTE_SIGNS[8 * _v + _b] = 1.0 if (_v >> _b) & 1 else -1.0
-
 
 def srp_signs(int n_features, int n_projections, uint64_t seed, int n_threads=1):
     """The +-1 projection matrix, float32 of shape (n_features, n_projections)."""
@@ -56,14 +51,15 @@ def srp_signs(int n_features, int n_projections, uint64_t seed, int n_threads=1)
     return out
 
 
-cdef inline int32_t _pack(const double *z, int row, int n_hash_bits,
+cdef inline int32_t _pack(const float *z, int row, int n_hash_bits,
                           int n_buckets) noexcept nogil:
     cdef int k
     cdef int64_t code = 0
     for k in range(n_hash_bits):
-        if z[row * n_hash_bits + k] > 0:
-            code |= (<int64_t>1) << k
-    return <int32_t>(code % n_buckets)
+        # branch-free: the signs are coin flips a branch would mispredict
+        code = code | ((<int64_t>(z[row * n_hash_bits + k] > 0)) << k)
+    # folded only when there are fewer buckets than codes: a division is slow
+    return <int32_t>(code % n_buckets if code >= n_buckets else code)
 
 
 def pack_codes(const float[:, ::1] Z, int32_t[:, ::1] codes, int n_rows, int n_hash_bits,
@@ -85,7 +81,7 @@ def pack_codes(const float[:, ::1] Z, int32_t[:, ::1] codes, int n_rows, int n_h
                 for k in range(n_hash_bits):
                     # branch-free: the signs are coin flips a branch would mispredict
                     code = code | ((<int64_t>(Z[i, r * n_hash_bits + k] > 0)) << k)
-                codes[i, r] = <int32_t>(code % n_buckets)
+                codes[i, r] = <int32_t>(code % n_buckets if code >= n_buckets else code)
 
 
 def hash_csr(const float[::1] data, const int32_t[::1] indices, const int32_t[::1] indptr,
@@ -103,33 +99,24 @@ def hash_csr(const float[::1] data, const int32_t[::1] indices, const int32_t[::
     cdef int n_proj = n_rows * n_hash_bits
     cdef int n_words = (n_proj + 63) // 64
     cdef uint64_t base = mix64(seed)
-    cdef Py_ssize_t i, p
-    cdef int j, w, r, b, c
-    cdef uint64_t word
-    cdef double x
-    cdef double *acc = NULL
-    cdef const double *signs
-    cdef double *out
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t i
+    cdef int j, r
+    cdef float *acc = NULL
+    # element 0 of an empty view does not exist; no row reads it then
+    cdef const float *values = &data[0] if data.shape[0] else NULL
+    cdef const int32_t *columns = &indices[0] if indices.shape[0] else NULL
     with nogil, parallel(num_threads=n_threads):
-        acc = <double *>malloc(n_words * 64 * sizeof(double))
+        acc = <float *>malloc(n_words * 64 * sizeof(float))
         if acc != NULL:
             for i in prange(n, schedule="static"):
                 # every lane of the words, read or not: no arithmetic on
                 # uninitialised memory
                 for j in range(n_words * 64):
                     acc[j] = 0.0
-                for p in range(indptr[i], indptr[i + 1]):
-                    x = data[p]
-                    for w in range(n_words):
-                        word = mix64(base + <uint64_t>indices[p] * <uint64_t>n_words
-                                     + <uint64_t>w)
-                        # eight signs at a time from a table, without a branch
-                        # per (random) bit; lanes past n_proj are never read
-                        for c in range(8):
-                            signs = &_BYTE_SIGNS[((word >> (8 * c)) & 255) * 8]
-                            out = &acc[64 * w + 8 * c]
-                            for b in range(8):
-                                out[b] += x * signs[b]
+                if indptr[i + 1] > indptr[i]:
+                    K.srp_accum(columns + indptr[i], values + indptr[i],
+                                indptr[i + 1] - indptr[i], base, n_words, acc)
                 for r in range(n_rows):
                     codes[i, r] = _pack(acc, r, n_hash_bits, n_buckets)
             free(acc)

@@ -5,7 +5,7 @@
 #     K.gather_dot(...)          # inside nogil code
 #
 # The table is chosen once, when sksketch._kernels._simd is imported.
-from libc.stdint cimport int32_t, uint16_t, uint32_t
+from libc.stdint cimport int32_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "simd.h" nogil:
     ctypedef ptrdiff_t sks_idx
@@ -42,6 +42,9 @@ cdef extern from "simd.h" nogil:
             const float *x0, const float *x1, const float *weights, sks_idx ld,
             const int32_t *rows, sks_idx n_rows, sks_idx m, float *out0,
             float *out1) noexcept nogil
+        void (*srp_accum)(
+            const int32_t *indices, const float *values, sks_idx nnz, uint64_t base,
+            int n_words, float *acc) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from libc.stdint cimport int32_t, uint16_t
+from libc.stdint cimport int32_t, uint16_t, uint64_t
 
 
 cdef extern from "simd.h" nogil:
@@ -242,6 +242,28 @@ def adam_bf16_moments(float[::1] w, uint16_t[::1] m, uint16_t[::1] v, float[::1]
             K.adam_bf16_moments(_wfptr(w), &m[0] if m.shape[0] else NULL,
                                 &v[0] if v.shape[0] else NULL, _wfptr(g), w.shape[0], lr,
                                 beta1, beta2, eps, shrink, seed)
+
+
+def srp_accum(const int32_t[::1] indices, const float[::1] values, uint64_t base,
+              float[::1] acc, isa=None, Py_ssize_t repeat=1):
+    """Signed random projections of one CSR row added to `acc` in place.
+
+    ``acc[64 w + j] += values[p]`` if bit ``j`` of
+    ``mix64(base + indices[p] * n_words + w)`` is set, else ``-values[p]``,
+    for every non-zero ``p`` in order and ``n_words = len(acc) // 64``.
+    """
+    _check_same_length(indices, values, "indices", "values")
+    if acc.shape[0] % 64:
+        raise ValueError(f"acc must hold a multiple of 64 values, got {acc.shape[0]}")
+    if indices.shape[0] and np.asarray(indices).min() < 0:
+        raise ValueError("indices must be non-negative")
+    cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
+    cdef int n_words = acc.shape[0] // 64
+    with nogil:
+        for _r in range(repeat):
+            K.srp_accum(_iptr(indices), _fptr(values), indices.shape[0], base, n_words,
+                        _wfptr(acc))
 
 
 def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,

@@ -222,7 +222,11 @@ class NWSketchSampler(_ProbabilitySampler):
         (the gradient of a loss-weighted objective, as in hard-example mining;
         faster early progress where the hard rows are learnable, harmful
         where they are label noise; the effective sample size, computed from
-        the weights, is then the number of draws).
+        the weights, is then the number of draws). When thinning (see
+        `keep_fraction`), ``"importance"`` is ``1 / p_i``: a thinned epoch's
+        weighted gradient sums to a full epoch's in expectation, in fewer,
+        larger steps; ``"self-normalised"`` scales each batch to mean weight
+        1 (steps of the usual size, fewer of them).
     projection_dim : int, default=None
         Hash a fixed Gaussian random projection of the input to this many
         dimensions instead of the input itself.
@@ -464,8 +468,8 @@ class ExactLossSampler(_ProbabilitySampler):
         in chunks of 8192, it keeps each row once, independently, with
         probability ``p_i = min(1, max(min_keep_probability, c * L_i))``,
         ``L_i`` the row's current loss, computed for every candidate row of
-        the chunk (a forward pass over all the rows), ``c`` set so that the chunk keeps
-        ``keep_fraction`` of its rows on average; kept rows get the weight
+        the chunk (a forward pass over all the rows), ``c`` set so that the
+        chunk keeps ``keep_fraction`` of its rows on average; kept rows get the weight
         ``1 / p_i`` (see `weighting`). ``"auto"`` keeps, per chunk, Kish's
         effective fraction of the losses, ``(sum L) ** 2 / (n sum L ** 2)``
         (clipped to ``[min_keep_probability, 1]``): everything while losses

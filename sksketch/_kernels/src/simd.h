@@ -83,6 +83,14 @@ typedef struct sks_kernels {
     void (*gather_dot2)(const float *x0, const float *x1, const float *weights, sks_idx ld,
                         const int32_t *rows, sks_idx n_rows, sks_idx m, float *out0,
                         float *out1);
+    /* Signed random projections of a CSR row, on the fly: for each non-zero
+       p in order and each word w < n_words, with
+       bits = sks_mix64(base + indices[p] * n_words + w),
+       acc[64 w + j] += (bit j of bits) ? values[p] : -values[p]   (j < 64).
+       Each lane adds in the order of the non-zeros, in float32, so every
+       variant gives the same bits. */
+    void (*srp_accum)(const int32_t *indices, const float *values, sks_idx nnz,
+                      uint64_t base, int n_words, float *acc);
 } sks_kernels;
 
 typedef struct sks_cpu_features {
@@ -124,6 +132,15 @@ static inline void sks_adam_tail(float *w, float *m, float *v, float *g, sks_idx
         w[i] = w[i] * shrink - lr * mi / (sqrtf(vi) + eps);
         g[i] = 0.0f;
     }
+}
+
+/* splitmix64's finaliser (the same as mix64 in _random.pxd) */
+static inline uint64_t sks_mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
 }
 
 /* murmur3's 32-bit finaliser: a bijection that mixes every bit */

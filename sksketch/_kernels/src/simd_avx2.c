@@ -461,6 +461,28 @@ SKS_AVX2 static void adam_bf16_moments_avx2(float *w, sks_bf16 *m, sks_bf16 *v, 
     sks_adam_bf16_moments_tail(w, m, v, g, i, n, lr, b1, b2, eps, shrink, seed);
 }
 
+SKS_AVX2 static void srp_accum_avx2(const int32_t *indices, const float *values, sks_idx nnz,
+                                     uint64_t base, int n_words, float *acc)
+{
+    const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    sks_idx p;
+    int w, k;
+    for (p = 0; p < nnz; p++) {
+        __m256 px = _mm256_set1_ps(values[p]), nx = _mm256_set1_ps(-values[p]);
+        for (w = 0; w < n_words; w++) {
+            uint64_t bits = sks_mix64(base + (uint64_t)indices[p] * (uint64_t)n_words
+                                      + (uint64_t)w);
+            float *out = acc + 64 * w;
+            for (k = 0; k < 8; k++) {
+                __m256i byte = _mm256_set1_epi32((int)((bits >> (8 * k)) & 255u));
+                __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(byte, lane_bits), lane_bits);
+                __m256 v = _mm256_blendv_ps(nx, px, _mm256_castsi256_ps(on));
+                _mm256_storeu_ps(out + 8 * k, _mm256_add_ps(_mm256_loadu_ps(out + 8 * k), v));
+            }
+        }
+    }
+}
+
 const sks_kernels sks_kernels_avx2 = {
     SKS_ISA_AVX2,
     dot_avx2,
@@ -477,6 +499,7 @@ const sks_kernels sks_kernels_avx2 = {
     adam_bf16_moments_avx2,
     sparse_dense_accum_bf16_avx2,
     gather_dot2_avx2,
+    srp_accum_avx2,
 };
 
 #endif /* SKS_BUILD_AVX2 */

@@ -418,6 +418,25 @@ SKS_AVX512 static void adam_bf16_moments_avx512(float *w, sks_bf16 *m, sks_bf16 
     }
 }
 
+SKS_AVX512 static void srp_accum_avx512(const int32_t *indices, const float *values,
+                                         sks_idx nnz, uint64_t base, int n_words, float *acc)
+{
+    sks_idx p;
+    int w, k;
+    for (p = 0; p < nnz; p++) {
+        __m512 px = _mm512_set1_ps(values[p]), nx = _mm512_set1_ps(-values[p]);
+        for (w = 0; w < n_words; w++) {
+            uint64_t bits = sks_mix64(base + (uint64_t)indices[p] * (uint64_t)n_words
+                                      + (uint64_t)w);
+            float *out = acc + 64 * w;
+            for (k = 0; k < 4; k++) {
+                __m512 v = _mm512_mask_blend_ps((__mmask16)(bits >> (16 * k)), nx, px);
+                _mm512_storeu_ps(out + 16 * k, _mm512_add_ps(_mm512_loadu_ps(out + 16 * k), v));
+            }
+        }
+    }
+}
+
 const sks_kernels sks_kernels_avx512 = {
     SKS_ISA_AVX512,
     dot_avx512,
@@ -434,6 +453,7 @@ const sks_kernels sks_kernels_avx512 = {
     adam_bf16_moments_avx512,
     sparse_dense_accum_bf16_avx512,
     gather_dot2_avx512,
+    srp_accum_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -506,6 +526,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     adam_bf16_moments_avx512,
     sparse_dense_accum_bf16_avx512,
     gather_dot2_avx512,
+    srp_accum_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

@@ -156,6 +156,38 @@ static void adam_bf16_moments_scalar(float *w, sks_bf16 *m, sks_bf16 *v, float *
     sks_adam_bf16_moments_tail(w, m, v, g, 0, n, lr, b1, b2, eps, shrink, seed);
 }
 
+/* sks_byte_signs[8 v + b]: +1 if bit b of the byte v is set, else -1 */
+#define SKS_S(v, b) ((((v) >> (b)) & 1) ? 1.0f : -1.0f)
+#define SKS_ROW(v) SKS_S(v, 0), SKS_S(v, 1), SKS_S(v, 2), SKS_S(v, 3), \
+                   SKS_S(v, 4), SKS_S(v, 5), SKS_S(v, 6), SKS_S(v, 7)
+#define SKS_R4(v) SKS_ROW(v), SKS_ROW(v + 1), SKS_ROW(v + 2), SKS_ROW(v + 3)
+#define SKS_R16(v) SKS_R4(v), SKS_R4(v + 4), SKS_R4(v + 8), SKS_R4(v + 12)
+#define SKS_R64(v) SKS_R16(v), SKS_R16(v + 16), SKS_R16(v + 32), SKS_R16(v + 48)
+static const float sks_byte_signs[256 * 8] = {SKS_R64(0), SKS_R64(64), SKS_R64(128),
+                                              SKS_R64(192)};
+
+static void srp_accum_scalar(const int32_t *indices, const float *values, sks_idx nnz,
+                             uint64_t base, int n_words, float *acc)
+{
+    sks_idx p;
+    int w, c, b;
+    for (p = 0; p < nnz; p++) {
+        float x = values[p];
+        for (w = 0; w < n_words; w++) {
+            uint64_t bits = sks_mix64(base + (uint64_t)indices[p] * (uint64_t)n_words
+                                      + (uint64_t)w);
+            /* eight signs at a time from the table, without a branch per
+               (random) bit; x * (+-1) is exactly +-x */
+            for (c = 0; c < 8; c++) {
+                const float *signs = sks_byte_signs + ((bits >> (8 * c)) & 255u) * 8;
+                float *out = acc + 64 * w + 8 * c;
+                for (b = 0; b < 8; b++)
+                    out[b] += x * signs[b];
+            }
+        }
+    }
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -172,4 +204,5 @@ const sks_kernels sks_kernels_scalar = {
     adam_bf16_moments_scalar,
     sparse_dense_accum_bf16_scalar,
     gather_dot2_scalar,
+    srp_accum_scalar,
 };
