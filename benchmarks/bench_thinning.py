@@ -23,7 +23,8 @@ random          random thinning, weights 1/p (UniformSampler(keep_fraction))
 random-unw      random thinning, weight 1
 exact           thinning by the model's exact current loss (a forward pass
                 over every candidate row: the expensive reference)
-nw              thinning by the Nadaraya-Watson loss sketch
+nw              thinning by the Nadaraya-Watson loss sketch, weights 1/p
+nw-sn           the same, weights scaled to mean 1 in every batch
 nw-auto         the sketch, keep_fraction="auto"
 
 Models: ``SGDClassifier(loss="log_loss")`` and a one-hidden-layer
@@ -59,7 +60,7 @@ from sksketch.sampling import ExactLossSampler, NWSketchSampler, UniformSampler
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-ARMS = ("all", "random", "random-unw", "exact", "nw", "nw-auto")
+ARMS = ("all", "random", "random-unw", "exact", "nw", "nw-sn", "nw-auto")
 MODELS = ("sgd", "mlp")
 
 
@@ -74,6 +75,8 @@ def make_sampler(arm, keep):
         return ExactLossSampler(keep_fraction=keep)
     if arm == "nw":
         return NWSketchSampler(keep_fraction=keep)
+    if arm == "nw-sn":
+        return NWSketchSampler(keep_fraction=keep, weighting="self-normalised")
     if arm == "nw-auto":
         return NWSketchSampler(keep_fraction="auto")
     raise ValueError(arm)

@@ -181,18 +181,26 @@ def test_partial_fit_reuses_the_sampler_hashes_until_inputs_or_labels_change(dat
     X, y = data
     clf = ImportanceSampledClassifier(sampler="nw-sketch", batch_size=32, random_state=0)
     clf.partial_fit(X, y, classes=np.unique(y))
-    codes = clf.sampler_._codes
+    hashed = []
+    real_hash = clf.sampler_.sketch_.hash
+
+    def counting_hash(rows, *args, **kwargs):
+        hashed.append(rows.shape[0])
+        return real_hash(rows, *args, **kwargs)
+
+    clf.sampler_.sketch_.hash = counting_hash
+    codes = clf.sampler_._codes.copy()
     clf.partial_fit(X, y)
-    assert clf.sampler_._codes is codes
+    assert hashed == []
     assert not hasattr(clf.sampler_, "_rows_fingerprint")
     y2 = np.roll(y, 1)
     clf.partial_fit(X, y2)  # same inputs, other labels: other rows to hash
-    assert clf.sampler_._codes is not codes
-    codes = clf.sampler_._codes
+    assert hashed == [len(y)]
+    assert not np.array_equal(clf.sampler_._codes, codes)
     X2 = X.copy()
     X2[0, 0] += 1.0
     clf.partial_fit(X2, y2)
-    assert clf.sampler_._codes is not codes
+    assert hashed == [len(y), len(y)]
 
 
 def test_losses_are_the_per_row_log_loss_of_the_model():

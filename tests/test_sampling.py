@@ -547,23 +547,33 @@ def test_nw_sketch_estimator_update_decay_and_csr():
 def test_nw_sampler_reuses_hashes_of_the_same_matrix_only():
     X = _data(100, 4)
     sampler = NWSketchSampler(random_state=0).start(X)
-    codes = sampler._codes
+    hashed = []
+    real_hash = sampler.sketch_.hash
+
+    def counting_hash(rows, *args, **kwargs):
+        hashed.append(rows.shape[0])
+        return real_hash(rows, *args, **kwargs)
+
+    sampler.sketch_.hash = counting_hash
+    codes = sampler._codes.copy()
     sampler.start(X)
-    assert sampler._codes is codes
+    assert hashed == []
     X[:, 0] += 1.0
     sampler.start(X)
-    assert sampler._codes is not codes
+    assert hashed == [100]
+    # the same rows, sparse or copied: their codes are the same, so they are kept
     Xs = sp.csr_matrix(X)
     sampler.start(Xs)
-    codes = sampler._codes
     sampler.start(Xs)
-    assert sampler._codes is codes
-    # the same rows, dense: their codes are the same, so they are kept
     sampler.start(X.copy())
-    assert sampler._codes is codes
+    assert hashed == [100]
     X[5, 1] += 1.0
     sampler.start(X)
-    assert sampler._codes is not codes
+    assert hashed == [100, 100]
+    # a new matrix of the same shape is hashed into the same buffer
+    sampler.start(_data(100, 4, 1))
+    assert not np.array_equal(sampler._codes, codes)
+    np.testing.assert_array_equal(sampler._codes, real_hash(_data(100, 4, 1)))
 
 
 @pytest.mark.parametrize("sparse", [False, True])

@@ -285,15 +285,29 @@ cdef class NWSketch:
         self.total_sum = total_sum
         self.total_count = total_count
 
-    def hash_dense(self, const float[:, ::1] X, int n_threads=1):
-        """int32 buckets (n_samples, n_rows) of C-contiguous float32 rows."""
+    def _codes_out(self, Py_ssize_t n, out):
+        """`out` when it can take the codes of n rows, else a new array."""
+        if (
+            isinstance(out, np.ndarray) and out.dtype == np.int32 and out.ndim == 2
+            and out.shape[0] == n and out.shape[1] == self.n_rows
+            and out.flags.c_contiguous and out.flags.writeable
+        ):
+            return out
+        return np.empty((n, self.n_rows), dtype=np.int32)
+
+    def hash_dense(self, const float[:, ::1] X, int n_threads=1, out=None):
+        """int32 buckets (n_samples, n_rows) of C-contiguous float32 rows.
+
+        Written into `out` when it is an int32 C array of that shape (a
+        buffer reused across calls: fresh pages are slow to fault in).
+        """
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features, the sketch {self.n_features}")
         if self._signs is None:
             self._signs = srp_signs(self.n_features, self.n_rows * self.n_hash_bits,
                                     self.seed, n_threads)
         n = X.shape[0]
-        codes = np.empty((n, self.n_rows), dtype=np.int32)
+        codes = self._codes_out(n, out)
         Xa = np.asarray(X)
         chunk = max(16, DENSE_CHUNK_BYTES // (4 * self.n_rows * self.n_hash_bits))
         for start in range(0, n, chunk):
@@ -304,8 +318,11 @@ cdef class NWSketch:
             pack_codes(Z, codes[start:stop], self.n_rows, self.n_hash_bits, self.n_buckets, 1)
         return codes
 
-    def hash_csr(self, X, int n_threads=1):
-        """int32 buckets (n_samples, n_rows) of a CSR float32 matrix, int32 indices."""
+    def hash_csr(self, X, int n_threads=1, out=None):
+        """int32 buckets (n_samples, n_rows) of a CSR float32 matrix, int32 indices.
+
+        Written into `out` as in :meth:`hash_dense`.
+        """
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features, the sketch {self.n_features}")
         indices = np.asarray(X.indices)
@@ -315,7 +332,7 @@ cdef class NWSketch:
             raise TypeError("X must be float32")
         if indices.size and (indices.min() < 0 or indices.max() >= self.n_features):
             raise ValueError("X has column indices outside [0, n_features)")
-        codes = np.empty((X.shape[0], self.n_rows), dtype=np.int32)
+        codes = self._codes_out(X.shape[0], out)
         hash_csr(X.data, indices, X.indptr, codes, self.n_rows, self.n_hash_bits,
                  self.n_buckets, self.seed, n_threads)
         return codes

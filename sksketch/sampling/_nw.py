@@ -351,7 +351,11 @@ class NWSketchSampler(_ProbabilitySampler):
         if key is None:
             key = ("rows", _fingerprint(X, self._n_jobs))
         if getattr(self, "_codes_key", None) != key or getattr(self, "_codes", None) is None:
-            self._codes = self.sketch_.hash(_as_float32_rows(X), self._n_jobs)
+            # the previous call's codes are overwritten when the shapes agree
+            # (a partial_fit stream of equal blocks): fresh pages are slow
+            self._codes = self.sketch_.hash(
+                _as_float32_rows(X), self._n_jobs, out=getattr(self, "_codes", None)
+            )
             self._codes_key = key
         self._n_epochs = 0
 

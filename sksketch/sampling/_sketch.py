@@ -76,15 +76,18 @@ class SketchCore:
     def counts(self):
         return self.kernel.counts
 
-    def hash(self, X, n_jobs=None):
-        """int32 buckets of shape (n_samples, n_rows) of CSR float32 or C float32 rows."""
+    def hash(self, X, n_jobs=None, out=None):
+        """int32 buckets of shape (n_samples, n_rows) of CSR float32 or C float32 rows.
+
+        `out`: an int32 array of that shape to write them into (reused
+        across calls), or None."""
         n_threads = _threads(X.shape[0] * self.kernel.n_rows * self.kernel.n_hash_bits, n_jobs)
         if self.projection is not None:
             Z = X @ self.projection
             X = np.ascontiguousarray(Z.toarray() if sp.issparse(Z) else Z, dtype=np.float32)
         if sp.issparse(X):
-            return self.kernel.hash_csr(X, n_threads)
-        return self.kernel.hash_dense(X, n_threads)
+            return self.kernel.hash_csr(X, n_threads, out)
+        return self.kernel.hash_dense(X, n_threads, out)
 
     def insert(self, codes, losses, decay=1.0, trusted_codes=False, n_jobs=None):
         self.kernel.insert(codes, losses, decay, _threads(codes.size, n_jobs), not trusted_codes)
