@@ -124,6 +124,12 @@ class ImportanceSampledClassifier(
     sampler : None, {"uniform", "nw-sketch", "exact-loss"} or BaseSampler, \
             default=None
         Which rows each batch holds; see :func:`sksketch.sampling.check_sampler`.
+        A sampler with ``keep_fraction`` set thins: each epoch (each
+        :meth:`partial_fit` block) trains on the rows it keeps, so it costs
+        in proportion to them, and only those rows are scored to feed the
+        sketch (for example ``NWSketchSampler(keep_fraction="auto",
+        always_keep=[1])`` for clicks: every positive, and the negatives the
+        sketch rates hard).
     batch_size : int, default=256
         Rows per ``partial_fit`` step.
     max_iter : int, default=10

@@ -213,8 +213,9 @@ class ZeroShotSoftLabelClassifier(
         (see :mod:`sksketch.sampling`): ``None`` or ``"uniform"`` is a
         shuffled pass over the data; ``"nw-sketch"`` favours the examples a
         sketch of the training losses predicts to be hard; a sampler instance
-        is cloned. The sampler's state persists across :meth:`partial_fit`
-        calls.
+        is cloned, so ``NWSketchSampler(keep_fraction=...)`` thins each epoch
+        (and each :meth:`partial_fit` block) to the rows the sketch rates
+        hard. The sampler's state persists across :meth:`partial_fit` calls.
     n_jobs : int, default=None
         Threads of the compiled kernels and of BLAS; ``None``: every thread
         OpenMP allows (BLAS then keeps its own setting at prediction). In

@@ -243,3 +243,26 @@ def test_sketch_learns_from_every_trained_row_scored_in_groups(data, monkeypatch
     # (4 x 32 >= 100 rows), then the epoch's remainder
     assert calls == 2 * [128, 128, 128, 128, 600 - 4 * 128]
     assert np.all(np.isfinite(clf.loss_curve_)) and all(t > 0 for t in clf.loss_time_)
+
+
+def test_label_join_matches_hstack_and_reuses_its_buffers():
+    from sksketch._importance import _append_one_column
+
+    rng = np.random.RandomState(0)
+    buffers = {}
+    seen = []
+    for n, density in ((300, 0.1), (500, 0.05), (200, 0.05), (500, 0.0)):
+        X = sp.random(n, 40, density=density, format="csr", dtype=np.float32, random_state=rng)
+        codes = rng.randint(0, 3, n)
+        joined = _append_one_column(X, 40 + codes, 2.5, 3, buffers)
+        onehot = sp.csr_matrix(
+            (np.full(n, 2.5, np.float32), codes, np.arange(n + 1)), shape=(n, 3)
+        )
+        expected = sp.hstack([X, onehot], format="csr")
+        assert joined.shape == expected.shape and joined.has_sorted_indices
+        np.testing.assert_array_equal(joined.indptr, expected.indptr)
+        np.testing.assert_array_equal(joined.indices, expected.indices)
+        np.testing.assert_array_equal(joined.data, expected.data)
+        seen.append(buffers["indices"])
+    # blocks no larger than the largest so far are written into its buffers
+    assert seen[2] is seen[1] and seen[3] is seen[1]

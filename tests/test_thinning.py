@@ -60,8 +60,8 @@ def test_probabilities_match_the_exact_solution(seed, keep):
     floor = 0.05
     p = thinning_probabilities(scores, keep * n, floor)
     ref = _reference_probabilities(scores, keep * n, floor)
-    np.testing.assert_allclose(p, ref, rtol=1e-6, atol=1e-9)
-    assert p.sum() == pytest.approx(keep * n, rel=1e-6)
+    np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-9)
+    assert p.sum() == pytest.approx(keep * n, rel=1e-5)
     assert p.min() >= floor - 1e-12 and p.max() <= 1.0
     order = np.argsort(scores, kind="stable")
     assert np.all(np.diff(p[order]) >= -1e-12)  # more loss, more likely kept

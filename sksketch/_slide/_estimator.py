@@ -230,6 +230,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         true losses, from an extra forward pass over all labels (the costly
         baseline). A sampler instance is cloned; its state persists across
         ``partial_fit`` calls. Importance weights multiply ``sample_weight``.
+        A sampler with ``keep_fraction`` set thins each epoch to the rows it
+        keeps (see :ref:`thinning`).
     precision : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the output layer. ``"bfloat16"`` keeps a bfloat16 copy
         of the output weights for the forward and backward passes (bfloat16
