@@ -13,12 +13,15 @@ delicious   Delicious (XC format, 983 labels, multi-label); P@1.
 
 Samplers: "uniform", "nw-sketch", "exact-loss"; a suffix ":none" or
 ":self-normalised" sets the loss-proportional samplers' ``weighting`` (default
-importance weights 1 / (N p_i)), so "nw-sketch:none" draws by the sketch and
+"auto": importance weights 1 / (N p_i) for draws, self-normalised ones when
+thinning), so "nw-sketch:none" draws by the sketch and
 trains on the draws unweighted. A suffix "@<keep>" thins instead
 (``keep_fraction``): "uniform@0.5" is random thinning to half the rows,
 "nw-sketch@0.5" keeps half by the sketched loss, "nw-sketch@auto" lets the
 sketch choose how many; thinned epochs train on fewer rows and so take less
-time, which is what the time-to-target columns compare.
+time, which is what the time-to-target columns compare. Thinned arms run
+``ceil(epochs / keep)`` epochs (twice as many for "auto"), about the
+wall-clock of the others.
 
 For every dataset and seed each sampler trains the same network; the script
 prints per-epoch curves (mean over seeds), the time each sampler needs to reach
@@ -160,7 +163,7 @@ def parse_sampler(spec):
 
 def make_sampler(spec, args, name):
     kind, weighting, keep = _split_spec(spec)
-    weighting = weighting or "importance"
+    weighting = weighting or "auto"
     thin = {} if keep is None else {"keep_fraction": keep}
     if kind == "uniform":
         return UniformSampler(weighting=weighting, **thin)
@@ -191,6 +194,11 @@ def run_one(name, data, kind, seed, args):
     multilabel = name == "delicious"
     s = SETTINGS[name]
     epochs = args.epochs or s["epochs"]
+    keep = _split_spec(kind)[2]
+    if keep is not None:
+        # a thinned epoch costs about `keep` of a full one: as many epochs as
+        # make the same wall-clock ("auto" keeps about half, early on)
+        epochs = int(np.ceil(epochs / (0.5 if keep == "auto" else keep)))
     sampler = make_sampler(kind, args, name)
     slide = args.estimator == "slide"
     if slide:

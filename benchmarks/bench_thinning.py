@@ -24,10 +24,11 @@ all             every row (UniformSampler)
 random          random thinning, weights 1/p (UniformSampler(keep_fraction))
 random-unw      random thinning, weight 1
 exact           thinning by the model's exact current loss (a forward pass
-                over every candidate row: the expensive reference)
+                over every candidate row: the expensive reference), weights 1/p
 nw              thinning by the Nadaraya-Watson loss sketch, weights 1/p
-nw-sn           the same, weights scaled to mean 1 in every batch
-nw-auto         the sketch, keep_fraction="auto"
+nw-sn           the same, weights scaled to mean 1 in every batch (what
+                weighting="auto", the default, does when thinning)
+nw-auto         the sketch, keep_fraction="auto", weights 1/p
 
 Models: ``SGDClassifier(loss="log_loss")`` and a one-hidden-layer
 ``MLPClassifier`` (Adam). For each, the script prints per arm the final test
@@ -71,17 +72,17 @@ def make_sampler(arm, keep):
     if arm == "all":
         return UniformSampler()
     if arm == "random":
-        return UniformSampler(keep_fraction=keep)
+        return UniformSampler(keep_fraction=keep, weighting="importance")
     if arm == "random-unw":
         return UniformSampler(keep_fraction=keep, weighting="none")
     if arm == "exact":
-        return ExactLossSampler(keep_fraction=keep)
+        return ExactLossSampler(keep_fraction=keep, weighting="importance")
     if arm == "nw":
-        return NWSketchSampler(keep_fraction=keep)
+        return NWSketchSampler(keep_fraction=keep, weighting="importance")
     if arm == "nw-sn":
         return NWSketchSampler(keep_fraction=keep, weighting="self-normalised")
     if arm == "nw-auto":
-        return NWSketchSampler(keep_fraction="auto")
+        return NWSketchSampler(keep_fraction="auto", weighting="importance")
     raise ValueError(arm)
 
 

@@ -127,14 +127,16 @@ def _epochs(sampler, n_epochs, batch_size=64, loss=None):
 
 def test_random_thinning_keeps_its_share_once_each_weighted_by_the_inverse():
     X = np.zeros((20000, 2), dtype=np.float32)
-    sampler = UniformSampler(keep_fraction=0.25, random_state=0).start(X)
+    sampler = UniformSampler(keep_fraction=0.25, weighting="importance", random_state=0)
+    sampler.start(X)
     for rows, weights in _epochs(sampler, 2):
         assert len(np.unique(rows)) == len(rows)  # each row at most once
         assert abs(len(rows) / 20000 - 0.25) < 0.02
         np.testing.assert_allclose(weights, 4.0)
     assert sampler.epoch_stats_["kept_fraction"] == pytest.approx(len(rows) / 20000)
-    unweighted = UniformSampler(keep_fraction=0.25, weighting="none", random_state=0).start(X)
-    np.testing.assert_array_equal(_epochs(unweighted, 1)[0][1], 1.0)
+    for weighting in ("none", "auto", "self-normalised"):
+        unweighted = UniformSampler(keep_fraction=0.25, weighting=weighting, random_state=0)
+        np.testing.assert_array_equal(_epochs(unweighted.start(X), 1)[0][1], 1.0)
 
 
 def test_weighted_sums_over_the_kept_rows_are_unbiased():
@@ -144,7 +146,9 @@ def test_weighted_sums_over_the_kept_rows_are_unbiased():
     X = rng.randn(n, 4).astype(np.float32)
     values = rng.lognormal(0, 1, n)
     scores = rng.lognormal(0, 1, n)
-    sampler = ExactLossSampler(keep_fraction=0.2, min_keep_probability=0.02, random_state=1)
+    sampler = ExactLossSampler(
+        keep_fraction=0.2, min_keep_probability=0.02, weighting="importance", random_state=1
+    )
     sampler.start(X, loss_fn=lambda idx: scores[idx])
     estimates = [float(w @ values[rows]) for rows, w in _epochs(sampler, 200)]
     total = values.sum()
@@ -177,8 +181,10 @@ def test_always_keep_rows_are_in_every_epoch():
     X = rng.randn(n, 3).astype(np.float32)
     y = (rng.rand(n) < 0.1).astype(int)
     for sampler in (
-        UniformSampler(keep_fraction=0.3, always_keep=[1], random_state=0),
-        NWSketchSampler(keep_fraction=0.3, always_keep=[1], random_state=0),
+        UniformSampler(keep_fraction=0.3, always_keep=[1], weighting="importance",
+                       random_state=0),
+        NWSketchSampler(keep_fraction=0.3, always_keep=[1], weighting="importance",
+                        random_state=0),
     ):
         sampler.start(X, y=y, classes=np.array([0, 1]))
         loss = rng.rand(n).astype(np.float32)
@@ -200,7 +206,9 @@ def test_floor_keeps_every_row_sometimes():
     X = rng.randn(n, 3).astype(np.float32)
     loss = np.r_[np.full(200, 5.0), np.zeros(n - 200)].astype(np.float32)
     # 200 rows with a loss and 1800 at the floor: a budget of 380 rows
-    sampler = ExactLossSampler(keep_fraction=0.19, min_keep_probability=0.1, random_state=0)
+    sampler = ExactLossSampler(
+        keep_fraction=0.19, min_keep_probability=0.1, weighting="importance", random_state=0
+    )
     sampler.start(X, loss_fn=lambda idx: loss[idx])
     counts = np.zeros(n)
     for rows, weights in _epochs(sampler, 60):
@@ -286,8 +294,10 @@ def test_loss_thinning_loses_less_than_random_thinning_at_the_same_keep_rate():
         return log_loss(yt, clf.predict_proba(Xt))
 
     seeds = range(3)
-    exact = np.mean([test_loss(ExactLossSampler(keep_fraction=0.2), seed) for seed in seeds])
-    random = np.mean([test_loss(UniformSampler(keep_fraction=0.2), seed) for seed in seeds])
+    exact_sampler = ExactLossSampler(keep_fraction=0.2, weighting="importance")
+    random_sampler = UniformSampler(keep_fraction=0.2, weighting="importance")
+    exact = np.mean([test_loss(exact_sampler, seed) for seed in seeds])
+    random = np.mean([test_loss(random_sampler, seed) for seed in seeds])
     every = np.mean([test_loss(None, seed) for seed in seeds])
     assert exact < random - 0.002
     # more than half of what random thinning loses is won back
