@@ -215,6 +215,7 @@ def plot(runs, models, arms, path):
         return
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
+        best = 0.0
         for arm in arms:
             mine = [r["curve"] for r in runs if r["model"] == model and r["arm"] == arm]
             if not mine:
@@ -222,6 +223,9 @@ def plot(runs, models, arms, path):
             t = np.mean([[c["seconds"] for c in curve] for curve in mine], axis=0)
             a = np.mean([[c["auc"] for c in curve] for curve in mine], axis=0)
             ax.plot(t, a, marker=".", label=arm)
+            best = max(best, float(a.max()))
+        # the region where the arms differ: the first blocks climb from 0.5
+        ax.set_ylim(best - 0.03, best + 0.003)
         ax.set_xlabel("training wall-clock, sampler included (s)")
         ax.set_ylabel("test AUC")
         ax.set_title(f"click-through, {model}")
