@@ -198,6 +198,8 @@ def test_always_keep_rows_are_in_every_epoch():
             assert abs(len(rows) / n - 0.3) < 0.03  # the forced rows count in the budget
     with pytest.raises(ValueError, match="always_keep needs"):
         UniformSampler(keep_fraction=0.3, always_keep=[1]).start(X)
+    with pytest.raises(ValueError, match="y has 3 rows, X has 10000"):
+        UniformSampler(keep_fraction=0.3, always_keep=[1]).start(X, y=[0, 1, 1])
 
 
 def test_floor_keeps_every_row_sometimes():

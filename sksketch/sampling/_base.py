@@ -159,8 +159,9 @@ class BaseSampler(VersionedStateMixin, BaseEstimator):
         self._loss_fn = loss_fn
         self._rng = random_state
         self._n_jobs = n_jobs
-        if y is not None and (y.shape[0] if hasattr(y, "shape") else len(y)) != n_samples:
-            raise ValueError(f"y has {y.shape[0]} rows, X has {n_samples}")
+        n_y = None if y is None else (y.shape[0] if hasattr(y, "shape") else len(y))
+        if n_y is not None and n_y != n_samples:
+            raise ValueError(f"y has {n_y} rows, X has {n_samples}")
         self._forced = forced_rows(getattr(self, "always_keep", None), y, classes)
         tic = time.perf_counter()
         self._start(X)
