@@ -13,7 +13,8 @@ the ``n_rows * n_hash_bits`` projections): CSR rows hash on the fly without a
 stored projection matrix (the SIMD primitive ``srp_accum``: float32 sums in
 the order of the non-zeros, the same bits on every instruction set), dense
 rows through the same matrix materialised once (a float32 BLAS product), so
-both give the same buckets but for sums within rounding of zero. Codes are folded modulo ``n_buckets``.
+both give the same buckets but for sums within rounding of zero. Codes are
+folded modulo ``n_buckets``.
 ``sksketch.sampling._reference`` holds the NumPy reference of every kernel.
 """
 

@@ -472,24 +472,13 @@ class ExactLossSampler(_ProbabilitySampler):
         Batches between recomputing the losses; None means once per epoch.
         Not used by thinning.
     keep_fraction : float in (0, 1] or "auto", default=None
-        Thinning: each epoch (each ``partial_fit`` block) trains on a subset
-        of the rows instead of drawing a full epoch. Going through the rows
-        in chunks of 8192, it keeps each row once, independently, with
-        probability ``p_i = min(1, max(min_keep_probability, c * L_i))``,
-        ``L_i`` the row's current loss, computed for every candidate row of
-        the chunk (a forward pass over all the rows), ``c`` set so that the
-        chunk keeps ``keep_fraction`` of its rows on average; kept rows get the weight
-        ``1 / p_i`` (see `weighting`). ``"auto"`` keeps, per chunk, Kish's
-        effective fraction of the losses, ``(sum L) ** 2 / (n sum L ** 2)``
-        (clipped to ``[min_keep_probability, 1]``): everything while losses
-        are even, less as they grow skewed. None (the default) draws full
-        epochs with replacement as described above.
+        Thinning, as in :class:`NWSketchSampler`, with ``L_i`` the row's
+        current loss, computed for every candidate row of the chunk (a
+        forward pass over all the rows).
     min_keep_probability : float in (0, 1], default=0.05
-        Thinning's floor: every row is kept with at least this probability,
-        so none goes unseen for long, and no weight exceeds its inverse.
+        As in :class:`NWSketchSampler`.
     always_keep : array-like, default=None
-        Labels whose rows thinning always keeps (for example the rare
-        positive class); they count against the keep budget.
+        As in :class:`NWSketchSampler`.
     random_state : int, RandomState instance or None, default=None
         Seeds the draws when the estimator does not pass a generator.
 
