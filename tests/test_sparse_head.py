@@ -10,7 +10,12 @@ from sklearn.preprocessing import normalize
 
 import sksketch
 from sksketch import SLIDEClassifier
-from sksketch._slide._sparse_head import INIT_LOGIT, LEARNING_RATE, SparseLabelHead
+from sksketch._slide._sparse_head import (
+    INIT_LOGIT,
+    LEARNING_RATE,
+    SparseLabelHead,
+    pairs_per_feature,
+)
 from sksketch._state import StateError
 from sksketch.datasets import make_extreme_classification
 
@@ -51,7 +56,7 @@ def _mask(head):
 def test_from_data_keeps_each_features_top_centroid_weights(cap):
     X, Y = _problem()
     w = np.linspace(0.5, 2.0, X.shape[0]).astype(np.float32)
-    head = SparseLabelHead.from_data(X, Y, w, cap)
+    head, hinge = SparseLabelHead.from_data(X, Y, w, cap, ("softmax", "squared_hinge"))
     # reference: Rocchio centroids of the normalised rows, each label's normalised
     C = normalize(Y.T.toarray() @ (w[:, None] * normalize(X).toarray()))  # labels x features
     V = _dense(head)
@@ -66,12 +71,22 @@ def test_from_data_keeps_each_features_top_centroid_weights(cap):
             assert col[kept].min() >= np.delete(col, kept).max() - 1e-6
         np.testing.assert_allclose(V[f, kept], INIT_LOGIT * col[kept], rtol=1e-5)
     assert head.indptr.dtype == np.int64 and head.labels.dtype == np.int32
+    # the squared-hinge head has the same pairs and starts at 0
+    assert (head.loss, hinge.loss) == ("softmax", "squared_hinge")
+    assert hinge.indptr is head.indptr and hinge.labels is head.labels
+    assert hinge.weights.shape == head.weights.shape and not hinge.weights.any()
+
+
+def test_auto_labels_per_feature_is_256_or_more_within_the_pair_budget():
+    assert pairs_per_feature(7, 10) == 7
+    assert pairs_per_feature("auto", 500) == (1 << 22) // 500
+    assert pairs_per_feature("auto", 100_000) == 256
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])
 def test_add_scores_is_the_dense_product(n_threads):
     X, Y = _problem()
-    head = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 5)
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 5)
     base = np.random.default_rng(1).standard_normal((X.shape[0], Y.shape[1])).astype(np.float32)
     scores = base.copy()
     head.add_scores(scores, X, 0.5, n_threads)
@@ -82,8 +97,22 @@ def test_add_scores_is_the_dense_product(n_threads):
     np.testing.assert_array_equal(scores, again)  # rows independent of the thread count
 
 
+def _row_loss_and_gradient(loss, s, true, reached):
+    """A row's loss and its gradient in the scores s of every label (float64)."""
+    if loss == "softmax":
+        lse = np.log(np.exp(s - s.max()).sum()) + s.max()
+        g = np.exp(s - lse)
+        g[true] -= 1.0 / len(true)
+        return lse - s[true].mean(), g
+    y = -np.ones_like(s)
+    y[true] = 1.0
+    margin = np.maximum(0.0, 1.0 - y * s)
+    # an unreached negative's constant 1 is left out of the loss
+    return (margin**2)[reached | (y > 0)].sum(), -2.0 * y * margin
+
+
 def _reference_step(head, X, Y, rows, weights, b1=0.9, b2=0.999, eps=1e-8):
-    """One lazy-Adam step of the full softmax over all labels, in float64 NumPy."""
+    """One lazy-Adam step of the head's loss over all labels, in float64 NumPy."""
     V, M = _dense(head), _mask(head)
     Xn = normalize(X).toarray()
     G = np.zeros_like(V)
@@ -94,11 +123,11 @@ def _reference_step(head, X, Y, rows, weights, b1=0.9, b2=0.999, eps=1e-8):
         if len(true) == 0:
             continue
         s = Xn[r] @ V
-        lse = np.log(np.exp(s - s.max()).sum()) + s.max()
-        loss_sum += w * (lse - s[true].mean())
+        reached = ((Xn[r] != 0)[:, None] & M).any(axis=0)
+        loss, g = _row_loss_and_gradient(head.loss, s, true, reached)
+        loss_sum += w * loss
         weight_sum += w
-        g = np.exp(s - lse)
-        g[true] -= 1.0 / len(true)
+        # labels the row does not reach have no pair for their gradient to move
         G += np.outer(Xn[r], g) * w / len(rows)
         touched |= (Xn[r] != 0)[:, None] & M
     head.step += 1
@@ -123,11 +152,12 @@ def _dense_moments(head):
     return out
 
 
+@pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
 @pytest.mark.parametrize("cap", [2, 1000])  # with cap 2, some true labels are unreached
-def test_train_batch_is_a_lazy_adam_step_of_the_exact_softmax(cap):
+def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss):
     X, Y = _problem()
-    head = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap)
-    ref = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap)
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
+    ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
     rng = np.random.default_rng(3)
     scratch = head.scratch(16, head.max_row_pairs(X))
     for _ in range(3):
@@ -188,9 +218,10 @@ def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits():
     assert late.sparse_head_ is None and late.sparse_head_weight_ == 0.0
     late.partial_fit(X[:500], Y[:500])
     assert late.sparse_head_weight_ == 0.0
-    small = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0).fit(
-        X[:2000], Y[:2000])
+    small = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0,
+                            sparse_head_loss="softmax").fit(X[:2000], Y[:2000])
     assert small.sparse_head_weight_ == 1.0  # too few rows to hold some out
+    assert small.t_ == 2000
     stream = SLIDEClassifier(hidden_layer_size=16, random_state=0)
     stream.partial_fit(X[:3000], Y[:3000])
     assert stream.sparse_head_weight_ == 1.0
@@ -232,12 +263,14 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
     seen = []
 
     def watched(scores):
-        def head_precision_at_1(est, X_val, Y_val):
-            seen.append(est.sparse_head_.weights.copy())
+        def head_precision_at_1(est, X_val, Y_val, head):
+            assert head is est.sparse_head_
+            seen.append(head.weights.copy())
             return scores[len(seen) - 1]
         return head_precision_at_1
 
-    params = dict(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=1)
+    params = dict(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=1,
+                  sparse_head_loss="softmax")
     # checked at the start and after epochs 1 and 2; epochs 3 and 4 leave the head alone
     monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.4]))
     clf = SLIDEClassifier(**params).fit(X, Y)
@@ -265,3 +298,99 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
     SLIDEClassifier(**params).fit(X[:2000], Y[:2000])
     SLIDEClassifier(**params).partial_fit(X, Y)
     assert seen == []
+
+
+@pytest.mark.parametrize("winner", ["softmax", "squared_hinge"])
+def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monkeypatch, winner):
+    """fit trains a head per loss and keeps the one whose mix with the network ranks best held out."""
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    params = dict(hidden_layer_size=16, max_iter=3, random_state=0, n_jobs=2)
+    chosen_on = []
+
+    def mixed_hits(est, X_val, Y_val, heads, weights):
+        # ties after the first epoch (both heads kept), the winner ahead after the second
+        chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
+        hits = np.zeros((len(heads), len(weights)), dtype=np.int64)
+        if len(chosen_on) == 2:
+            hits[[head.loss == winner for head in heads]] += 1
+        return hits
+
+    monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
+    auto = SLIDEClassifier(**params).fit(X, Y)
+    # checked on the held-out tenth after each epoch trained without it: a
+    # tie after the first is not decisive, a lead before the held-out rows
+    # join training is (each head's watch may have stopped it after one epoch)
+    per_epoch = -(-9000 // 128)
+    assert len(chosen_on) == 2
+    for check in chosen_on:
+        assert sorted(c[:2] for c in check) == [("softmax", 1000), ("squared_hinge", 1000)]
+    assert all(c[2] in (per_epoch, 2 * per_epoch) for c in chosen_on[1])
+    assert auto.sparse_head_.loss == winner
+    assert auto.t_ == 2 * 9000 + 10_000  # the held-out rows join the last epoch
+    monkeypatch.undo()
+    # the head kept is the one a fit with that loss trains (the network does
+    # not see the heads, and the two share the hold-out and the weight grid)
+    fixed = SLIDEClassifier(**params, sparse_head_loss=winner).fit(X, Y)
+    assert fixed.sparse_head_.loss == winner
+    np.testing.assert_array_equal(auto.sparse_head_.weights, fixed.sparse_head_.weights)
+    np.testing.assert_array_equal(auto.decision_function(X[:300]),
+                                  fixed.decision_function(X[:300]))
+
+
+def test_auto_loss_is_the_softmax_head_without_rows_to_choose_on():
+    X, Y = make_extreme_classification(n_samples=3000, n_features=300, n_labels=100,
+                                       random_state=2)
+    small = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0).fit(
+        X[:999], Y[:999])
+    assert small.sparse_head_.loss == "softmax"
+    assert small.t_ == 2 * 999  # nothing held out
+    stream = SLIDEClassifier(hidden_layer_size=16, random_state=0).partial_fit(X, Y)
+    assert stream.sparse_head_.loss == "softmax"
+    hinge = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0,
+                            sparse_head_loss="squared_hinge").partial_fit(X, Y)
+    assert hinge.sparse_head_.loss == "squared_hinge"
+    # a model keeps its head's loss through later calls and round trips
+    hinge.set_params(sparse_head_loss="softmax").partial_fit(X[:500], Y[:500])
+    assert hinge.sparse_head_.loss == "squared_hinge"
+    assert pickle.loads(pickle.dumps(hinge)).sparse_head_.loss == "squared_hinge"
+
+
+def test_head_state_loads_without_a_loss_and_refuses_an_unknown_one():
+    X, Y = make_extreme_classification(n_samples=300, n_features=200, n_labels=50,
+                                       random_state=0)
+    head = SLIDEClassifier(hidden_layer_size=8, max_iter=1, random_state=0).fit(
+        X, Y).sparse_head_
+    state = head.__getstate__()
+    del state["loss"]  # a head saved before the loss was a choice
+    old = SparseLabelHead.__new__(SparseLabelHead)
+    old.__setstate__(state)
+    assert old.loss == "softmax"
+    state = dict(head.__getstate__(), loss="hinge")
+    with pytest.raises(StateError, match="loss must be one of"):
+        SparseLabelHead.__new__(SparseLabelHead).__setstate__(state)
+    with pytest.raises(ValueError, match="sparse_head_loss"):
+        SLIDEClassifier(sparse_head_loss="hinge").fit(X, Y)
+
+
+def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatch):
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    checks = []
+
+    def mixed_hits(est, X_val, Y_val, heads, weights):
+        checks.append([head.loss for head in heads])
+        # 60% against 40% of 1000 rows: z about 9
+        return np.array([[600 if head.loss == "squared_hinge" else 400] for head in heads])
+
+    monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=2,
+                          sparse_head_weight=1.0).fit(X, Y)
+    assert checks == [["softmax", "squared_hinge"]]  # decided after the first epoch
+    assert clf.sparse_head_.loss == "squared_hinge"
+    per_epoch = -(-9000 // 128)
+    assert clf.sparse_head_.step >= 2 * per_epoch  # the kept head trained on

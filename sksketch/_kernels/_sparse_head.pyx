@@ -6,7 +6,8 @@ matrix: the pairs of feature ``f`` are ``labels[indptr[f]:indptr[f + 1]]``
 with weights ``weights[...]``. A label no kept pair of the row reaches
 scores exactly 0, so the softmax over all ``n_labels`` labels is exact at
 the cost of the labels reached:
-``Z = sum_{j reached} exp(s_j) + (n_labels - n_reached)``.
+``Z = sum_{j reached} exp(s_j) + (n_labels - n_reached)``; so is the
+one-vs-rest squared hinge, whose terms for unreached labels are constants.
 
 Arrays are validated by the caller (CSR rows with int32 indices whose
 features are below ``indptr.shape[0] - 1``, labels below ``n_labels``,
@@ -57,6 +58,47 @@ def add_scores(float[:, ::1] scores,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
+cdef inline void softmax_gradients(float[::1] acc, int32_t[::1] reached, uint8_t[::1] label_mark,
+                      const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+                      int64_t i, Py_ssize_t n_reached, int32_t n_labels,
+                      double n_true, float w, float grad_scale,
+                      double* loss_sum, double* weight_sum) noexcept nogil:
+    """Softmax cross-entropy over all labels of row i: its loss, and in ``acc`` the
+    gradients ``w * grad_scale * (p_j - t_j)`` of the labels it reaches."""
+    cdef Py_ssize_t t, p
+    cdef int32_t j
+    cdef double mx, z, loss, s_true
+    # softmax over all labels: the unreached ones score 0
+    mx = 0.0 if n_reached < n_labels else acc[reached[0]]
+    for t in range(n_reached):
+        if acc[reached[t]] > mx:
+            mx = acc[reached[t]]
+    z = (n_labels - n_reached) * exp(-mx)
+    for t in range(n_reached):
+        z += exp(acc[reached[t]] - mx)
+    s_true = 0.0
+    for p in range(Y_indptr[i], Y_indptr[i + 1]):
+        j = Y_indices[p]
+        if label_mark[j]:
+            s_true += acc[j]
+    loss = mx + log(z) - s_true / n_true
+    loss_sum[0] += w * loss
+    weight_sum[0] += w
+    # logit gradients w * grad_scale * (p_j - t_j), in acc
+    for t in range(n_reached):
+        j = reached[t]
+        acc[j] = <float>(exp(acc[j] - mx) / z)
+    for p in range(Y_indptr[i], Y_indptr[i + 1]):
+        j = Y_indices[p]
+        if label_mark[j]:
+            acc[j] -= <float>(1.0 / n_true)
+    for t in range(n_reached):
+        acc[reached[t]] *= w * grad_scale
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
 def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 const float[::1] X_data,
                 const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
@@ -66,10 +108,15 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 float[::1] grad, uint8_t[::1] entry_mark, int64_t[::1] touched,
                 float[::1] acc, uint8_t[::1] label_mark, int32_t[::1] reached,
                 int32_t n_labels, float grad_scale,
-                double lr, double beta_1, double beta_2, double epsilon, int64_t step):
-    """One Adam step of the head's softmax cross-entropy on a batch of rows.
+                double lr, double beta_1, double beta_2, double epsilon, int64_t step,
+                int loss_kind):
+    """One Adam step of the head's loss on a batch of rows.
 
-    Targets are ``1/k`` on each of a row's ``k`` labels; each row's gradient
+    ``loss_kind`` 0 is the softmax cross-entropy over all labels with targets
+    ``1/k`` on each of a row's ``k`` labels; 1 is the one-vs-rest squared
+    hinge ``sum_j max(0, 1 - y_j s_j)^2`` (``y_j`` +1 on the row's labels, -1
+    elsewhere), whose terms for the labels the row does not reach are
+    constants (they score 0 and have no pair to move). Each row's gradient
     is multiplied by its weight and ``grad_scale``. Only the pairs the batch
     reaches are updated (their moments too: lazy Adam, bias-corrected at
     ``step``). Scratch: ``grad`` (zeros) and ``entry_mark`` (zeros) of the
@@ -77,7 +124,9 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     ``acc`` and ``label_mark`` (zeros) and ``reached`` of size ``n_labels``;
     ``grad``, ``entry_mark`` and ``label_mark`` are left as zeros.
 
-    Returns the weighted sum of the rows' losses and the sum of their weights.
+    Returns the weighted sum of the rows' losses (for the squared hinge,
+    without the constant 1 of each unreached negative label) and the sum of
+    their weights.
     """
     cdef Py_ssize_t b, p, k, t, n_touched = 0, n_reached
     cdef int64_t i
@@ -107,32 +156,37 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                         reached[n_reached] = j
                         n_reached += 1
                     acc[j] += xv * weights[k]
-            # softmax over all labels: the unreached ones score 0
-            mx = 0.0 if n_reached < n_labels else acc[reached[0]]
-            for t in range(n_reached):
-                if acc[reached[t]] > mx:
-                    mx = acc[reached[t]]
-            z = (n_labels - n_reached) * exp(-mx)
-            for t in range(n_reached):
-                z += exp(acc[reached[t]] - mx)
-            s_true = 0.0
-            for p in range(Y_indptr[i], Y_indptr[i + 1]):
-                j = Y_indices[p]
-                if label_mark[j]:
-                    s_true += acc[j]
-            loss = mx + log(z) - s_true / n_true
-            loss_sum += w * loss
-            weight_sum += w
-            # logit gradients w * grad_scale * (p_j - t_j), in acc
-            for t in range(n_reached):
-                j = reached[t]
-                acc[j] = <float>(exp(acc[j] - mx) / z)
-            for p in range(Y_indptr[i], Y_indptr[i + 1]):
-                j = Y_indices[p]
-                if label_mark[j]:
-                    acc[j] -= <float>(1.0 / n_true)
-            for t in range(n_reached):
-                acc[reached[t]] *= w * grad_scale
+            if loss_kind == 1:
+                # squared hinge, one-vs-rest: (max(0, 1 - y_j s_j))^2 with
+                # y_j = +1 on the row's labels and -1 elsewhere; the labels
+                # the row does not reach score 0 and have no pair to move
+                for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                    j = Y_indices[p]
+                    if label_mark[j]:
+                        label_mark[j] = 2
+                loss = n_true
+                for t in range(n_reached):
+                    j = reached[t]
+                    if label_mark[j] == 2:
+                        loss -= 1.0
+                        mk = 1.0 - acc[j]
+                        if mk > 0.0:
+                            loss += mk * mk
+                            acc[j] = <float>(-2.0 * mk * w * grad_scale)
+                        else:
+                            acc[j] = 0.0
+                    else:
+                        mk = 1.0 + acc[j]
+                        if mk > 0.0:
+                            loss += mk * mk
+                            acc[j] = <float>(2.0 * mk * w * grad_scale)
+                        else:
+                            acc[j] = 0.0
+                loss_sum += w * loss
+                weight_sum += w
+            else:
+                softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
+                             n_labels, n_true, w, grad_scale, &loss_sum, &weight_sum)
             # pair gradients x_f * g_j
             for p in range(X_indptr[i], X_indptr[i + 1]):
                 f = X_indices[p]

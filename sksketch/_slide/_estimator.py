@@ -167,31 +167,47 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         ``[-1/sqrt(H), 1/sqrt(H)]``.
     sparse_head : bool, default=True
         Add a sparse linear head from the input features straight to the
-        labels, trained beside the network with its own softmax: at most
-        ``labels_per_feature`` labels per feature, the pairs seen together
-        in training, started as a nearest-centroid classifier of the
-        L2-normalised rows. It gives rare labels a direct path from their
-        distinctive features, which the narrow hidden layer lacks. The
-        classifier ranks labels by the network's logits plus
-        ``sparse_head_weight_`` times the head's (with ``inference="lsh"``,
-        the retrieved labels are ranked by the network alone). It is built
-        from the first ``fit`` or ``partial_fit`` call's rows. A ``fit`` that
-        holds rows out (see ``sparse_head_weight``) scores the head alone on
-        them before each epoch and stops training it, keeping its best
-        weights, once its precision at 1 falls.
-    labels_per_feature : int, default=256
+        labels, trained beside the network with its own loss (see
+        ``sparse_head_loss``): at most ``labels_per_feature`` labels per
+        feature, the pairs seen together in training. It gives rare labels
+        a direct path from their distinctive features, which the narrow
+        hidden layer lacks. The classifier ranks labels by the network's
+        logits plus ``sparse_head_weight_`` times the head's (with
+        ``inference="lsh"``, the retrieved labels are ranked by the network
+        alone). It is built from the first ``fit`` or ``partial_fit`` call's
+        rows. A ``fit`` that holds rows out (see ``sparse_head_loss`` and
+        ``sparse_head_weight``) scores the head alone on them before each
+        epoch and stops training it, keeping its best weights, once its
+        precision at 1 falls.
+    labels_per_feature : "auto" or int, default="auto"
         Most labels the sparse head links to each feature (those whose
         centroid weighs the feature most). Bounds its size by
         ``n_features * labels_per_feature`` pairs (16 bytes each with the
         optimiser state) and its work per row by the row's non-zeros times
-        this.
+        this. ``"auto"``: 256, or more while the head stays within 2**22
+        pairs (``2**22 // n_features``: every label on data with few
+        features).
+    sparse_head_loss : {"auto", "softmax", "squared_hinge"}, default="auto"
+        What the sparse head is trained to minimise. ``"softmax"``: a
+        softmax cross-entropy over all labels, started as a nearest-centroid
+        (Rocchio) classifier of the L2-normalised rows; it suits labels
+        with few training rows each. ``"squared_hinge"``: one-vs-rest
+        squared hinges, the loss of the linear classifiers of tree-based
+        extreme classifiers, started at 0; it suits labels with many rows
+        and rows with many labels. ``"auto"``: ``fit`` on 1,000 rows or more
+        trains both for its first epoch on all but ``validation_fraction``
+        of the rows and keeps the one whose ranking, mixed with the
+        network's, is better on those held-out rows (which join the last
+        epoch); on fewer rows, and in ``partial_fit``, the softmax head. The
+        head kept is ``sparse_head_.loss``.
     sparse_head_weight : "auto" or float, default="auto"
         Weight of the sparse head's logits in the ranking. ``"auto"``: the
         weight in ``{0, 1/8, 1/4, ..., 32, 64}`` with the best precision at 1
         on held-out rows. ``fit`` on 10,000 rows or more holds out
         ``validation_fraction`` of them until the last epoch, chooses the
         weight before it, and trains the last epoch on every row (with
-        ``early_stopping``, on its validation rows, which stay out); on
+        ``early_stopping``, on its validation rows, which stay out); so does
+        ``fit`` on 1,000 rows or more with ``sparse_head_loss="auto"``. On
         fewer rows the weight is 1.
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
@@ -338,7 +354,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "sparse_head": ["boolean"],
-        "labels_per_feature": [Interval(Integral, 1, None, closed="left")],
+        "labels_per_feature": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "sparse_head_loss": [StrOptions({"auto", "softmax", "squared_hinge"})],
         "sparse_head_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "output_init": [StrOptions({"centroid", "uniform"})],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
@@ -385,7 +402,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         output_init="centroid",
         input_dropout=0.0,
         sparse_head=True,
-        labels_per_feature=256,
+        labels_per_feature="auto",
+        sparse_head_loss="auto",
         sparse_head_weight="auto",
         beta_1=0.9,
         beta_2=0.999,
@@ -427,6 +445,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self.input_dropout = input_dropout
         self.sparse_head = sparse_head
         self.labels_per_feature = labels_per_feature
+        self.sparse_head_loss = sparse_head_loss
         self.sparse_head_weight = sparse_head_weight
         self.output_init = output_init
         self.beta_1 = beta_1

@@ -22,10 +22,12 @@ __all__ = [
     "full_scores",
     "head_precision_at_1",
     "hidden",
+    "mixed_hits",
     "precision_at_1",
     "predict_threads",
     "proba",
     "topk_ids",
+    "validation_rows",
 ]
 
 # Weights of the sparse head's logits that sparse_head_weight="auto" tries.
@@ -175,7 +177,7 @@ def precision_at_1(est, X, Y, sample_weight=None):
     return float(np.average(hits, weights=sample_weight)) if len(hits) else 0.0
 
 
-def _validation_rows(est, X, Y):
+def validation_rows(est, X, Y):
     """The labelled rows among the first ``max(250, 2**26 / n_labels)`` of (X, Y)."""
     n = min(X.shape[0], max(250, (1 << 26) // max(len(est.classes_), 1)))
     labeled = np.flatnonzero(np.diff(Y.indptr[: n + 1]) > 0)
@@ -189,45 +191,56 @@ def _chunks(est, X, Y):
         yield X[s : s + chunk], Y[s : s + chunk]
 
 
-def head_precision_at_1(est, X, Y):
-    """P@1 of the sparse head alone on the validation rows of (X, Y)."""
-    X, Y = _validation_rows(est, X, Y)
+def head_precision_at_1(est, X, Y, head=None):
+    """P@1 of a sparse head alone (``sparse_head_`` by default) on the validation rows of (X, Y)."""
+    head = est.sparse_head_ if head is None else head
+    X, Y = validation_rows(est, X, Y)
     if X.shape[0] == 0:
         return 0.0
     hits = 0
     n_threads = predict_threads(est, X.shape[0])
     for Xc, Yc in _chunks(est, X, Y):
-        head = np.zeros((Xc.shape[0], len(est.classes_)), dtype=np.float32)
-        est.sparse_head_.add_scores(head, Xc, 1.0, n_threads)
-        top = np.argmax(head, axis=1)
+        scores = np.zeros((Xc.shape[0], len(est.classes_)), dtype=np.float32)
+        head.add_scores(scores, Xc, 1.0, n_threads)
+        top = np.argmax(scores, axis=1)
         hits += np.count_nonzero(np.asarray(Yc[np.arange(Xc.shape[0]), top]))
     return hits / X.shape[0]
+
+
+def mixed_hits(est, X, Y, heads, weights):
+    """Hits at 1 on the validation rows of (X, Y) of the network plus each weight times each head.
+
+    Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
+    three dense score arrays stay near 12 MB; the network scores each chunk
+    once for all heads. Returns counts of shape ``(len(heads), len(weights))``.
+    """
+    X, Y = validation_rows(est, X, Y)
+    hits = np.zeros((len(heads), len(weights)), dtype=np.int64)
+    n_threads = predict_threads(est, X.shape[0])
+    for Xc, Yc in _chunks(est, X, Y):
+        net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
+        scores = np.empty_like(net)
+        mixed = np.empty_like(net)
+        rows = np.arange(Xc.shape[0])
+        for h, head in enumerate(heads):
+            scores.fill(0)
+            head.add_scores(scores, Xc, 1.0, n_threads)
+            for g, weight in enumerate(weights):
+                np.multiply(scores, np.float32(weight), out=mixed)
+                mixed += net
+                top = np.argmax(mixed, axis=1)
+                hits[h, g] += np.count_nonzero(np.asarray(Yc[rows, top]))
+    return hits
 
 
 def choose_head_weight(est, X, Y):
     """Set ``sparse_head_weight_`` to the grid weight with the best P@1 on (X, Y).
 
-    Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
-    three dense score arrays stay near 12 MB; ties go to the smaller weight.
-    Does nothing for a model without a head (one first fitted with
-    ``sparse_head=False``).
+    Ties go to the smaller weight (see :func:`mixed_hits`). Does nothing for
+    a model without a head (one first fitted with ``sparse_head=False``) or
+    without labelled rows.
     """
-    if est._training_head() is None:
+    if est._training_head() is None or validation_rows(est, X, Y)[0].shape[0] == 0:
         return
-    X, Y = _validation_rows(est, X, Y)
-    if X.shape[0] == 0:
-        return
-    hits = np.zeros(len(HEAD_WEIGHTS))
-    n_threads = predict_threads(est, X.shape[0])
-    for Xc, Yc in _chunks(est, X, Y):
-        net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
-        head = np.zeros_like(net)
-        est.sparse_head_.add_scores(head, Xc, 1.0, n_threads)
-        mixed = np.empty_like(net)
-        rows = np.arange(Xc.shape[0])
-        for g, weight in enumerate(HEAD_WEIGHTS):
-            np.multiply(head, np.float32(weight), out=mixed)
-            mixed += net
-            top = np.argmax(mixed, axis=1)
-            hits[g] += np.count_nonzero(np.asarray(Yc[rows, top]))
+    hits = mixed_hits(est, X, Y, [est.sparse_head_], HEAD_WEIGHTS)[0]
     est.sparse_head_weight_ = float(HEAD_WEIGHTS[int(np.argmax(hits))])

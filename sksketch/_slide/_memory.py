@@ -7,6 +7,7 @@ from .._kernels import _openmp
 from .._kernels._lsh import LSHTables
 from ._negative_sampling import N_COSINE_STEPS
 from ._plan import make_plan
+from ._sparse_head import pairs_per_feature
 
 __all__ = ["estimate_memory", "memory_usage"]
 
@@ -77,7 +78,7 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
     plan = make_plan(est, L)
     A = plan.active_size(max_labels_per_sample)
     # the sparse head's pairs, at most: every feature linked to its quota
-    pairs = F * min(est.labels_per_feature, L)
+    pairs = F * min(pairs_per_feature(est.labels_per_feature, F), L)
     bf16 = est.precision == "bfloat16"
     # training's tables (one bucket each while nothing queries them), and
     # those inference builds at its first prediction
@@ -109,4 +110,7 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         # pair gradients, marks and touched list, the best held-out weights;
         # per-label scores and marks
         training_buffers += 17 * pairs + 9 * L
+        if est.sparse_head_loss == "auto":
+            # the second head fit trains while it chooses the loss, and its snapshot
+            training_buffers += 16 * pairs
     return _totals(usage, training_buffers)
