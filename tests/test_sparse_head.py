@@ -302,7 +302,7 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
 
 @pytest.mark.parametrize("winner", ["softmax", "squared_hinge"])
 def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monkeypatch, winner):
-    """fit trains a head per loss and keeps the one whose mix with the network ranks best held out."""
+    """fit trains a head per loss and keeps the one whose mix with the network ranks best."""
     from sksketch._slide import _trainer
 
     X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,

@@ -474,7 +474,7 @@ class SLIDETrainer:
         """One pass over (X, Y) in the sampler's batches; returns the mean loss."""
         est, rng, ws = self.est, self.rng, self.workspace
         uses_lsh = est._plan().uses_lsh
-        heads = [(h, scratch) for h, scratch in zip(self.heads, self.head_scratch or [])
+        heads = [(h, sc) for h, sc in zip(self.heads, self.head_scratch or [], strict=True)
                  if id(h) not in self.watches or not self.watches[id(h)].frozen]
 
         def train_head(head, scratch, batch, weights):
@@ -487,14 +487,13 @@ class SLIDETrainer:
                 est.lsh_tables_, X, Y, batch, weights,
                 int(rng.randint(0, 2**63 - 1, dtype=np.int64)))
             est._step += 1
-            if heads:
-                others = [self.pool.submit(train_head, h, sc, batch, weights)
-                          for h, sc in heads[1:]] if self.pool is not None else []
-                train_head(*heads[0], batch, weights)
-                for h, sc in heads[1:] if self.pool is None else []:
-                    train_head(h, sc, batch, weights)
-                for future in others:
-                    future.result()
+            # candidate heads after the first on the pool's threads, if any
+            side = [] if self.pool is None else [
+                self.pool.submit(train_head, h, sc, batch, weights) for h, sc in heads[1:]]
+            for h, sc in heads[: len(heads) - len(side)]:
+                train_head(h, sc, batch, weights)
+            for future in side:
+                future.result()
             ws.update(n_active, est.learning_rate, est.beta_1, est.beta_2, est.epsilon,
                       est._step, est.weight_decay)
             has_labels = n_active > 0
