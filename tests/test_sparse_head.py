@@ -394,3 +394,21 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
     assert clf.sparse_head_.loss == "squared_hinge"
     per_epoch = -(-9000 // 128)
     assert clf.sparse_head_.step >= 2 * per_epoch  # the kept head trained on
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_mixed_top_is_numpys_argmax_of_each_mix(n_threads):
+    from sksketch._kernels import _sparse_head
+
+    rng = np.random.default_rng(0)
+    net = rng.standard_normal((120, 333)).astype(np.float32)
+    head = np.where(rng.random(net.shape) < 0.1, rng.standard_normal(net.shape), 0)
+    head = head.astype(np.float32)
+    net[5], head[5] = 0, 0  # all tied: the first label
+    net[6, [3, 9]] = 50  # a tie between two labels
+    weights = np.array([0, 0.125, 1, 64], dtype=np.float32)
+    top = np.empty((120, 4), dtype=np.int32)
+    _sparse_head.mixed_top(net, head, weights, top, n_threads)
+    expected = np.stack([np.argmax(net + w * head, axis=1) for w in weights], axis=1)
+    np.testing.assert_array_equal(top, expected)
+    assert top[5].tolist() == [0, 0, 0, 0] and top[6, 0] == 3

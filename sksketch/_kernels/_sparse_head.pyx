@@ -211,3 +211,30 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
             grad[k] = 0.0
             entry_mark[k] = 0
     return loss_sum, weight_sum
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1] weights,
+              int32_t[:, ::1] top, int n_threads):
+    """``top[i, g]``: the label with the largest ``net[i, j] + weights[g] * head[i, j]``.
+
+    The first such label on ties, as ``numpy.argmax``; one pass over a row's
+    labels per weight, rows in parallel. ``net`` and ``head`` have the same
+    shape, ``top`` is ``(n_rows, len(weights))``.
+    """
+    cdef Py_ssize_t i, j, g, best_j
+    cdef Py_ssize_t n_labels = net.shape[1]
+    cdef float w, v, best
+    with nogil:
+        for i in prange(net.shape[0], num_threads=n_threads, schedule="static"):
+            for g in range(weights.shape[0]):
+                w = weights[g]
+                best_j = 0
+                best = net[i, 0] + w * head[i, 0]
+                for j in range(1, n_labels):
+                    v = net[i, j] + w * head[i, j]
+                    if v > best:
+                        best = v
+                        best_j = j
+                top[i, g] = <int32_t>best_j

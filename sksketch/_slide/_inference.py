@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from .._kernels import _network
+from .._kernels import _network, _sparse_head
 from ..utils._threads import threads_for
 from ._plan import sized_tables
 
@@ -217,19 +217,18 @@ def mixed_hits(est, X, Y, heads, weights):
     X, Y = validation_rows(est, X, Y)
     hits = np.zeros((len(heads), len(weights)), dtype=np.int64)
     n_threads = predict_threads(est, X.shape[0])
+    weights = np.asarray(weights, dtype=np.float32)
     for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         scores = np.empty_like(net)
-        mixed = np.empty_like(net)
-        rows = np.arange(Xc.shape[0])
+        top = np.empty((Xc.shape[0], len(weights)), dtype=np.int32)
+        rows = np.repeat(np.arange(Xc.shape[0]), len(weights))
         for h, head in enumerate(heads):
             scores.fill(0)
             head.add_scores(scores, Xc, 1.0, n_threads)
-            for g, weight in enumerate(weights):
-                np.multiply(scores, np.float32(weight), out=mixed)
-                mixed += net
-                top = np.argmax(mixed, axis=1)
-                hits[h, g] += np.count_nonzero(np.asarray(Yc[rows, top]))
+            _sparse_head.mixed_top(net, scores, weights, top, n_threads)
+            hit = np.asarray(Yc[rows, top.ravel()]).reshape(top.shape) != 0
+            hits[h] += hit.sum(axis=0)
     return hits
 
 
