@@ -777,8 +777,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         ended on a rehash). The sampler's state is not estimated (0, as for
         the default uniform sampler); per-label vectors assume int64 class
         labels. The sparse head (and its training scratch) is counted at its
-        bound, ``n_features * min(labels_per_feature, n_labels)`` pairs: the
-        pairs a data set's rows actually link are often far fewer.
+        bound, ``n_features * min(labels_per_feature, n_labels)`` pairs
+        (``"auto"`` resolved), and with ``sparse_head_loss="auto"`` the
+        second head ``fit`` trains while it chooses: the pairs a data set's
+        rows actually link are often far fewer.
 
         Parameters
         ----------

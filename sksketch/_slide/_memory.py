@@ -111,6 +111,7 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         # per-label scores and marks
         training_buffers += 17 * pairs + 9 * L
         if est.sparse_head_loss == "auto":
-            # the second head fit trains while it chooses the loss, and its snapshot
-            training_buffers += 16 * pairs
+            # the second head fit trains while it chooses the loss: its
+            # weights, moments and snapshot, and its own scratch
+            training_buffers += 29 * pairs + 9 * L
     return _totals(usage, training_buffers)
