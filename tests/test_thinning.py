@@ -138,6 +138,12 @@ def test_random_thinning_keeps_its_share_once_each_weighted_by_the_inverse():
         unweighted = UniformSampler(keep_fraction=0.25, weighting=weighting, random_state=0)
         np.testing.assert_array_equal(_epochs(unweighted.start(X), 1)[0][1], 1.0)
 
+    # shuffle=False: the kept rows come in order, a different subset each epoch
+    ordered = UniformSampler(shuffle=False, keep_fraction=0.25, random_state=0).start(X)
+    (first, _), (second, _) = _epochs(ordered, 2)
+    assert np.all(np.diff(first) > 0) and np.all(np.diff(second) > 0)
+    assert not np.array_equal(first, second)
+
 
 def test_weighted_sums_over_the_kept_rows_are_unbiased():
     # Horvitz-Thompson: E[sum over kept rows of v_i / p_i] = sum of v_i

@@ -303,7 +303,7 @@ class UniformSampler(BaseSampler):
     ----------
     shuffle : bool, default=True
         Draw a new permutation of the rows every epoch; when False the rows
-        come in order.
+        come in order (with ``keep_fraction``, the kept ones).
     keep_fraction : float in (0, 1], default=None
         Random thinning: each epoch keeps every row independently with this
         probability (rows of ``always_keep`` labels always), so it costs that

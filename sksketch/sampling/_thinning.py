@@ -161,7 +161,9 @@ def thinned_epoch(sampler, batch_size, scores_of, keep_fraction, floor, weightin
     n = sampler.n_samples_
     rng = sampler._rng
     forced = getattr(sampler, "_forced", None)
-    order = rng.permutation(n).astype(np.int64)
+    # a sampler with shuffle=False (UniformSampler) thins its rows in order
+    order = (rng.permutation(n).astype(np.int64) if getattr(sampler, "shuffle", True)
+             else np.arange(n, dtype=np.int64))
     pending_idx = []
     pending_w = []
     n_pending = 0
