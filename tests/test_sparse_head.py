@@ -159,7 +159,7 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss):
     head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
     ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
     rng = np.random.default_rng(3)
-    scratch = head.scratch(16, head.max_row_pairs(X))
+    scratch = head.scratch()
     for _ in range(3):
         rows = rng.choice(X.shape[0], 16, replace=False).astype(np.int64)
         rows[0] = 5  # the row without labels
@@ -171,7 +171,7 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss):
         assert weight == pytest.approx(weight_ref, rel=1e-6)
         # the reference continues from the kernel's state (float32 moments)
         ref.weights[:], ref.m[:], ref.v[:] = head.weights, head.m, head.v
-    assert not scratch["grad"].any() and not scratch["entry_mark"].any()
+    assert not scratch["grad"].any() and not scratch["feature_mark"].any()
     assert not scratch["label_mark"].any()
 
 

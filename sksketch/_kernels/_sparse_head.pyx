@@ -105,7 +105,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 const int64_t[::1] rows, const float[::1] row_weights,
                 const int64_t[::1] indptr, const int32_t[::1] labels,
                 float[::1] weights, float[::1] m, float[::1] v,
-                float[::1] grad, uint8_t[::1] entry_mark, int64_t[::1] touched,
+                float[::1] grad, uint8_t[::1] feature_mark, int32_t[::1] touched,
                 float[::1] acc, uint8_t[::1] label_mark, int32_t[::1] reached,
                 int32_t n_labels, float grad_scale,
                 double lr, double beta_1, double beta_2, double epsilon, int64_t step,
@@ -118,11 +118,12 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     elsewhere), whose terms for the labels the row does not reach are
     constants (they score 0 and have no pair to move). Each row's gradient
     is multiplied by its weight and ``grad_scale``. Only the pairs the batch
-    reaches are updated (their moments too: lazy Adam, bias-corrected at
-    ``step``). Scratch: ``grad`` (zeros) and ``entry_mark`` (zeros) of the
-    pairs' size, ``touched`` of size ``min(n_pairs, reached pairs)``,
-    ``acc`` and ``label_mark`` (zeros) and ``reached`` of size ``n_labels``;
-    ``grad``, ``entry_mark`` and ``label_mark`` are left as zeros.
+    reaches, all the pairs of the features of its labelled rows, are updated
+    (their moments too: lazy Adam, bias-corrected at ``step``). Scratch:
+    ``grad`` (zeros) of the pairs' size, ``feature_mark`` (zeros) and
+    ``touched`` of the features' size, ``acc`` and ``label_mark`` (zeros)
+    and ``reached`` of size ``n_labels``; ``grad``, ``feature_mark`` and
+    ``label_mark`` are left as zeros.
 
     Returns the weighted sum of the rows' losses (for the squared hinge,
     without the constant 1 of each unreached negative label) and the sum of
@@ -185,31 +186,32 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 loss_sum += w * loss
                 weight_sum += w
             else:
-                softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
-                             n_labels, n_true, w, grad_scale, &loss_sum, &weight_sum)
-            # pair gradients x_f * g_j
+                    softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
+                                  n_labels, n_true, w, grad_scale, &loss_sum, &weight_sum)
+            # pair gradients x_f * g_j; a feature's pairs are one range
             for p in range(X_indptr[i], X_indptr[i + 1]):
                 f = X_indices[p]
                 xv = X_data[p] * inv
+                if not feature_mark[f]:
+                    feature_mark[f] = 1
+                    touched[n_touched] = f
+                    n_touched += 1
                 for k in range(indptr[f], indptr[f + 1]):
-                    if not entry_mark[k]:
-                        entry_mark[k] = 1
-                        touched[n_touched] = k
-                        n_touched += 1
                     grad[k] += xv * acc[labels[k]]
             for t in range(n_reached):
                 label_mark[reached[t]] = 0
         # lazy Adam on the pairs the batch reached
         for t in range(n_touched):
-            k = touched[t]
-            g = grad[k]
-            mk = beta_1 * m[k] + (1.0 - beta_1) * g
-            vk = beta_2 * v[k] + (1.0 - beta_2) * g * g
-            m[k] = <float>mk
-            v[k] = <float>vk
-            weights[k] -= <float>(a.lr_t * mk / (sqrt(vk) + a.eps_t))
-            grad[k] = 0.0
-            entry_mark[k] = 0
+            f = touched[t]
+            feature_mark[f] = 0
+            for k in range(indptr[f], indptr[f + 1]):
+                g = grad[k]
+                mk = beta_1 * m[k] + (1.0 - beta_1) * g
+                vk = beta_2 * v[k] + (1.0 - beta_2) * g * g
+                m[k] = <float>mk
+                v[k] = <float>vk
+                weights[k] -= <float>(a.lr_t * mk / (sqrt(vk) + a.eps_t))
+                grad[k] = 0.0
     return loss_sum, weight_sum
 
 

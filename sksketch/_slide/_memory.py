@@ -107,11 +107,11 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         + 4 * _openmp.effective_n_threads(est.n_jobs) * max(L, 1)  # stamps
     )
     if est.sparse_head:
-        # pair gradients, marks and touched list, the best held-out weights;
-        # per-label scores and marks
-        training_buffers += 17 * pairs + 9 * L
+        # pair gradients and the best held-out weights; feature marks and
+        # touched list; per-label scores and marks
+        training_buffers += 8 * pairs + 5 * F + 9 * L
         if est.sparse_head_loss == "auto":
             # the second head fit trains while it chooses the loss: its
             # weights, moments and snapshot, and its own scratch
-            training_buffers += 29 * pairs + 9 * L
+            training_buffers += 20 * pairs + 5 * F + 9 * L
     return _totals(usage, training_buffers)

@@ -124,25 +124,16 @@ class SparseLabelHead:
     def n_pairs(self):
         return self.labels.shape[0]
 
-    def scratch(self, batch_size, max_row_pairs):
+    def scratch(self):
         """Buffers :meth:`train_batch` needs, released by the caller after fitting."""
         return {
             "grad": np.zeros(self.n_pairs, dtype=np.float32),
-            "entry_mark": np.zeros(self.n_pairs, dtype=np.uint8),
-            "touched": np.empty(
-                max(1, min(self.n_pairs, batch_size * max_row_pairs)), dtype=np.int64),
+            "feature_mark": np.zeros(self.n_features, dtype=np.uint8),
+            "touched": np.empty(max(self.n_features, 1), dtype=np.int32),
             "acc": np.zeros(self.n_labels, dtype=np.float32),
             "label_mark": np.zeros(self.n_labels, dtype=np.uint8),
             "reached": np.empty(self.n_labels, dtype=np.int32),
         }
-
-    def max_row_pairs(self, X):
-        """Most pairs one row of X reaches (bounds a batch's touched pairs)."""
-        if X.nnz == 0:
-            return 0
-        reach = np.zeros(X.nnz + 1, dtype=np.int64)
-        np.cumsum(np.diff(self.indptr)[X.indices], out=reach[1:])
-        return int((reach[X.indptr[1:]] - reach[X.indptr[:-1]]).max())
 
     def train_batch(self, X, Y, rows, row_weights, scratch, beta_1, beta_2, epsilon):
         """One Adam step on rows ``rows`` of (X, Y); returns (loss sum, weight sum)."""
@@ -150,7 +141,7 @@ class SparseLabelHead:
         return _sparse_head.train_batch(
             X.indptr, X.indices, X.data, Y.indptr, Y.indices,
             rows, row_weights, self.indptr, self.labels, self.weights, self.m, self.v,
-            scratch["grad"], scratch["entry_mark"], scratch["touched"],
+            scratch["grad"], scratch["feature_mark"], scratch["touched"],
             scratch["acc"], scratch["label_mark"], scratch["reached"],
             self.n_labels, 1.0 / max(len(rows), 1),
             LEARNING_RATE, beta_1, beta_2, epsilon, self.step, LOSSES.index(self.loss),

@@ -441,8 +441,7 @@ class SLIDETrainer:
         # a scratch per head: two candidate heads train side by side, each
         # on its own thread, while the network's threads wait between batches
         if self.heads:
-            max_row_pairs = self.heads[0].max_row_pairs(X)  # the heads share their pairs
-            self.head_scratch = [h.scratch(est.batch_size, max_row_pairs) for h in self.heads]
+            self.head_scratch = [h.scratch() for h in self.heads]
             if len(self.heads) > 1 and self.n_threads > 1:
                 self.pool = ThreadPoolExecutor(max_workers=len(self.heads) - 1)
         est._training_buffers_nbytes = self.workspace.nbytes + sum(
