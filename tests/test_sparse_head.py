@@ -303,7 +303,7 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
 @pytest.mark.parametrize("winner", ["softmax", "squared_hinge"])
 def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monkeypatch, winner):
     """fit trains a head per loss and keeps the one whose mix with the network ranks best."""
-    from sksketch._slide import _trainer
+    from sksketch._slide import _inference, _trainer
 
     X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
                                        random_state=1)
@@ -311,18 +311,19 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     chosen_on = []
 
     def mixed_hits(est, X_val, Y_val, heads, weights):
-        # ties after the first epoch (both heads kept), the winner ahead after the second
+        # a tie after the first epoch (both heads kept), the winner ahead after the second
         chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
-        hits = np.zeros((len(heads), len(weights)), dtype=np.int64)
-        if len(chosen_on) == 2:
-            hits[[head.loss == winner for head in heads]] += 1
+        if len(chosen_on) == 1:
+            return np.zeros((len(heads), len(weights)), dtype=np.int64)
+        hits = _inference.mixed_hits(est, X_val, Y_val, heads, weights)
+        hits[[head.loss == winner for head in heads]] += 10**6
         return hits
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     auto = SLIDEClassifier(**params).fit(X, Y)
-    # checked on the held-out tenth after each epoch trained without it: a
-    # tie after the first is not decisive, a lead before the held-out rows
-    # join training is (each head's watch may have stopped it after one epoch)
+    # checked on the held-out tenth after the first epoch, where a tie is not
+    # decisive, and before the held-out rows join training, where a lead is
+    # (each head's watch may have stopped it after one epoch)
     per_epoch = -(-9000 // 128)
     assert len(chosen_on) == 2
     for check in chosen_on:
@@ -412,3 +413,22 @@ def test_mixed_top_is_numpys_argmax_of_each_mix(n_threads):
     expected = np.stack([np.argmax(net + w * head, axis=1) for w in weights], axis=1)
     np.testing.assert_array_equal(top, expected)
     assert top[5].tolist() == [0, 0, 0, 0] and top[6, 0] == 3
+
+
+def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merge(monkeypatch):
+    """Two rankings per fit (each scores every label of the held-out rows), ties to softmax."""
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=3000, n_features=300, n_labels=100,
+                                       random_state=2)
+    epochs = []
+
+    def mixed_hits(est, X_val, Y_val, heads, weights):
+        epochs.append(est.n_iter_)
+        return np.zeros((len(heads), len(weights)), dtype=np.int64)
+
+    monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=5, random_state=0).fit(X, Y)
+    assert epochs == [0, 3]  # during epochs 1 and 4 (n_iter_ counts finished epochs)
+    assert clf.sparse_head_.loss == "softmax"
+    assert clf.sparse_head_weight_ == 0.0  # the tied grid's first weight

@@ -202,7 +202,8 @@ class SLIDETrainer:
             est.sampler_ = check_sampler(
                 UniformSampler(shuffle=est.shuffle) if est.sampler is None else est.sampler
             )
-        data = {"X": X, "Y": Y, "weight": sample_weight, "epoch": 0, "weight_chosen": False}
+        data = {"X": X, "Y": Y, "weight": sample_weight, "epoch": 0, "weight_chosen": False,
+                "loss_chosen": False}
 
         def start_sampler():
             Xs, Ys = data["X"], data["Y"]
@@ -225,7 +226,7 @@ class SLIDETrainer:
         def epoch():
             data["epoch"] += 1
             if merge and data["epoch"] == est.max_iter:
-                if auto_weight:
+                if auto_weight and not data["loss_chosen"]:
                     choose_head_weight(est, X_val, Y_val)
                 data.update(X=X_all, Y=Y_all, weight=weight_all, weight_chosen=True)
                 start_sampler()
@@ -233,10 +234,11 @@ class SLIDETrainer:
             if not data["weight_chosen"]:  # the held-out rows are training rows now
                 for watch in self.watches.values():
                     watch.check(est, X_val, Y_val)
-                if len(self.heads) > 1:
-                    # the last look at the held-out rows before they join training
-                    self._choose_loss(X_val, Y_val,
-                                      final=merge and data["epoch"] == est.max_iter - 1)
+                # after the first epoch, and for the last time before the
+                # held-out rows join training
+                final = merge and data["epoch"] == est.max_iter - 1
+                if len(self.heads) > 1 and (final or data["epoch"] == 1):
+                    data["loss_chosen"] = self._choose_loss(X_val, Y_val, final=final)
             return loss
 
         def score_validation():
@@ -265,8 +267,6 @@ class SLIDETrainer:
             )
             if len(self.heads) > 1:  # no epoch merged the held-out rows
                 self._choose_loss(X_val, Y_val)
-                if auto_weight:
-                    choose_head_weight(est, X_val, Y_val)
             elif auto_weight and X_val is not None and not est.early_stopping and not (
                     data["weight_chosen"]):
                 choose_head_weight(est, X_val, Y_val)
@@ -277,18 +277,23 @@ class SLIDETrainer:
         """Keep the sparse head whose ranking, mixed with the network's, is best held out.
 
         A fit that trains one head per loss (``sparse_head_loss="auto"``)
-        calls this after each epoch trained without the held-out rows
-        (``final`` after the last of them) and at the end of the call. Each head
-        is scored at every weight ``sparse_head_weight="auto"`` may choose
-        (at the set weight otherwise), mixed with the network's logits as
-        the classifier ranks; ties go to the softmax head. The other head is
-        dropped, before the last call only if it trails by more than
-        ``DROP_Z`` standard errors.
+        calls this after its first epoch, after the last epoch trained
+        without the held-out rows (``final``) and at the end of the call.
+        (Each call ranks the held-out rows with every label's network score:
+        on 670,000 labels, about as long as a tenth of an epoch; hence not
+        after every epoch.) Each head is scored at every weight
+        ``sparse_head_weight="auto"`` may choose (at the set weight
+        otherwise), mixed with the network's logits as the classifier ranks;
+        ties go to the softmax head. The other head is dropped, before the
+        final call only if it trails by more than ``DROP_Z`` standard
+        errors; a final call also sets ``sparse_head_weight_`` (``"auto"``)
+        to the kept head's best weight. Returns whether a head was dropped.
         """
         est = self.est
         weights = HEAD_WEIGHTS if est.sparse_head_weight == "auto" else (
             est.sparse_head_weight_,)
-        hits = mixed_hits(est, X_val, Y_val, self.heads, weights).max(axis=1)
+        all_hits = mixed_hits(est, X_val, Y_val, self.heads, weights)
+        hits = all_hits.max(axis=1)
         best = int(np.argmax(hits))
         if not final:
             n = max(validation_rows(est, X_val, Y_val)[0].shape[0], 1)
@@ -296,13 +301,16 @@ class SLIDETrainer:
             se = np.sqrt((p * (1 - p) + p[best] * (1 - p[best])) / n)
             others = np.arange(len(hits)) != best
             if not np.all(p[best] - p[others] > DROP_Z * np.maximum(se[others], 1e-12)):
-                return
+                return False
         head = self.heads[best]
         est.sparse_head_ = head
         self.heads = [head]
         if self.head_scratch:
             self.head_scratch = [self.head_scratch[best]]
         self.watches = {k: w for k, w in self.watches.items() if k == id(head)}
+        if final and est.sparse_head_weight == "auto":
+            est.sparse_head_weight_ = float(HEAD_WEIGHTS[int(np.argmax(all_hits[best]))])
+        return final
 
     # ------------------------------------------------------------ initialisation
 
