@@ -195,11 +195,12 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         squared hinges, the loss of the linear classifiers of tree-based
         extreme classifiers, started at 0; it suits labels with many rows
         and rows with many labels. ``"auto"``: ``fit`` on 1,000 rows or more
-        trains both for its first epoch on all but ``validation_fraction``
-        of the rows and keeps the one whose ranking, mixed with the
-        network's, is better on those held-out rows (which join the last
-        epoch); on fewer rows, and in ``partial_fit``, the softmax head. The
-        head kept is ``sparse_head_.loss``.
+        holds out ``validation_fraction`` of them, trains both heads side by
+        side and keeps the one whose ranking, mixed with the network's, is
+        better on the held-out rows: after the first epoch if the other
+        trails by more than three standard errors, else before the held-out
+        rows join the last epoch. On fewer rows, and in ``partial_fit``, the
+        softmax head. The head kept is ``sparse_head_.loss``.
     sparse_head_weight : "auto" or float, default="auto"
         Weight of the sparse head's logits in the ranking. ``"auto"``: the
         weight in ``{0, 1/8, 1/4, ..., 32, 64}`` with the best precision at 1

@@ -10,12 +10,15 @@ weighs the feature most). Like the TF-IDF rankers of tree-based XMC
 libraries, its size is bounded by ``n_features * labels_per_feature``, never
 by ``n_features * n_labels``.
 
-It starts as a nearest-centroid (Rocchio) classifier: ``V[f, j]`` is the
-``f`` entry of the L2-normalised mean of label ``j``'s normalised rows,
-times ``INIT_LOGIT``. It is then trained with its own softmax cross-entropy
-(exact over all labels, see :mod:`sksketch._kernels._sparse_head`) by lazy
-Adam. The network and the head are experts whose log-probabilities the
-classifier adds with a weight chosen on held-out rows.
+A softmax head starts as a nearest-centroid (Rocchio) classifier:
+``V[f, j]`` is the ``f`` entry of the L2-normalised mean of label ``j``'s
+normalised rows, times ``INIT_LOGIT``, and is trained with its own softmax
+cross-entropy; a squared-hinge head starts at 0 and is trained with
+one-vs-rest squared hinges, as the linear models of tree-based XMC libraries
+are (both losses exact over all labels, see
+:mod:`sksketch._kernels._sparse_head`), by lazy Adam. The network and the
+head are experts whose scores the classifier adds with a weight chosen on
+held-out rows.
 """
 
 import numpy as np

@@ -57,13 +57,13 @@ AUTO_HOLD_OUT_ROWS = 10_000
 # and the head is the softmax one.
 AUTO_LOSS_ROWS = 1_000
 
-# While fit trains a head per loss, after each epoch it drops a head whose
-# held-out hits trail the leader's by more than this many standard errors
-# (a gap noise would not explain), instead of training both to the last
-# epoch. After one epoch on WordNet nouns the squared hinge adds nothing to
-# the network (best weight 0, 7 points behind), on the generated 50K shape
-# it trails by 14 points; on Bibtex it trails by 1 point (z 0.3) and leads
-# by 2.3 after the second epoch.
+# While fit trains a head per loss, after its first epoch it drops a head
+# whose held-out hits trail the leader's by more than this many standard
+# errors (a gap noise would not explain), instead of training both until
+# the held-out rows join training. After one epoch on WordNet nouns the
+# squared hinge adds nothing to the network (best weight 0, 7 points
+# behind), on the generated 50K shape it trails by 14 points; on Bibtex it
+# trails by 1 point (z 0.3) and leads by 2.3 after the second epoch.
 DROP_Z = 3.0
 
 
@@ -287,7 +287,7 @@ class SLIDETrainer:
         ties go to the softmax head. The other head is dropped, before the
         final call only if it trails by more than ``DROP_Z`` standard
         errors; a final call also sets ``sparse_head_weight_`` (``"auto"``)
-        to the kept head's best weight. Returns whether a head was dropped.
+        to the kept head's best weight. Returns whether it did (a final call).
         """
         est = self.est
         weights = HEAD_WEIGHTS if est.sparse_head_weight == "auto" else (
