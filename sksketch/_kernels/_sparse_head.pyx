@@ -58,11 +58,12 @@ def add_scores(float[:, ::1] scores,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-cdef inline void softmax_gradients(float[::1] acc, int32_t[::1] reached, uint8_t[::1] label_mark,
-                      const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
-                      int64_t i, Py_ssize_t n_reached, int32_t n_labels,
-                      double n_true, float w, float grad_scale,
-                      double* loss_sum, double* weight_sum) noexcept nogil:
+cdef inline void softmax_gradients(float[::1] acc, int32_t[::1] reached,
+                                   uint8_t[::1] label_mark,
+                                   const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+                                   int64_t i, Py_ssize_t n_reached, int32_t n_labels,
+                                   double n_true, float w, float grad_scale,
+                                   double* loss_sum, double* weight_sum) noexcept nogil:
     """Softmax cross-entropy over all labels of row i: its loss, and in ``acc`` the
     gradients ``w * grad_scale * (p_j - t_j)`` of the labels it reaches."""
     cdef Py_ssize_t t, p
@@ -186,7 +187,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 loss_sum += w * loss
                 weight_sum += w
             else:
-                    softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
+                softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
                                   n_labels, n_true, w, grad_scale, &loss_sum, &weight_sum)
             # pair gradients x_f * g_j; a feature's pairs are one range
             for p in range(X_indptr[i], X_indptr[i + 1]):

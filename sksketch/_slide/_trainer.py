@@ -249,7 +249,7 @@ class SLIDETrainer:
 
         start_sampler()
         self.sync_bf16()
-        self.allocate(X_all, Y_all)
+        self.allocate(Y_all)
         try:
             fit_epochs(
                 epoch,
@@ -425,7 +425,7 @@ class SLIDETrainer:
         else:
             est._output_bf16 = None
 
-    def allocate(self, X, Y):
+    def allocate(self, Y):
         """The workspace of the call's batches (and the sparse head's scratch)."""
         est = self.est
         plan = est._plan()
