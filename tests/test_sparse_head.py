@@ -77,6 +77,16 @@ def test_from_data_keeps_each_features_top_centroid_weights(cap):
     assert hinge.weights.shape == head.weights.shape and not hinge.weights.any()
 
 
+def test_from_data_breaks_ties_at_the_cap_by_label_id():
+    # feature 0 weighs every label's centroid equally, feature 1 only labels 3 and 4
+    X = sp.csr_matrix(np.array([[1, 0], [1, 0], [1, 0], [1, 1], [1, 1]], dtype=np.float32))
+    Y = sp.csr_matrix(np.eye(5, dtype=np.float32)[[4, 2, 0, 3, 1]])
+    head, = SparseLabelHead.from_data(X, Y, np.ones(5, np.float32), 2)
+    assert head.indptr.tolist() == [0, 2, 4]
+    # feature 0: labels 0, 2 and 4 (rows without feature 1) tie above 1 and 3
+    assert head.labels.tolist() == [0, 2, 1, 3]
+
+
 def test_auto_labels_per_feature_is_256_or_more_within_the_pair_budget():
     assert pairs_per_feature(7, 10) == 7
     assert pairs_per_feature("auto", 500) == (1 << 22) // 500

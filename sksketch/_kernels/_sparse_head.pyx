@@ -19,10 +19,11 @@ work per row is a few thousand multiply-adds) and is deterministic.
 
 cimport cython
 from cython.parallel cimport prange
-from libc.math cimport exp, log, sqrt
+from libc.math cimport exp, expf, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 from ._adam cimport AdamStep, adam_constants
+from ._simd cimport get_kernels, sks_kernels
 
 
 cdef inline float inv_row_norm(const int32_t[::1] indptr, const float[::1] data,
@@ -68,27 +69,31 @@ cdef inline void softmax_gradients(float[::1] acc, int32_t[::1] reached,
     gradients ``w * grad_scale * (p_j - t_j)`` of the labels it reaches."""
     cdef Py_ssize_t t, p
     cdef int32_t j
-    cdef double mx, z, loss, s_true
+    cdef double mx, z, loss, inv_z
+    cdef double s_true = 0.0
+    for p in range(Y_indptr[i], Y_indptr[i + 1]):
+        j = Y_indices[p]
+        if label_mark[j]:
+            s_true += acc[j]
     # softmax over all labels: the unreached ones score 0
     mx = 0.0 if n_reached < n_labels else acc[reached[0]]
     for t in range(n_reached):
         if acc[reached[t]] > mx:
             mx = acc[reached[t]]
+    # exp(s_j - max) once per reached label, kept in acc
     z = (n_labels - n_reached) * exp(-mx)
     for t in range(n_reached):
-        z += exp(acc[reached[t]] - mx)
-    s_true = 0.0
-    for p in range(Y_indptr[i], Y_indptr[i + 1]):
-        j = Y_indices[p]
-        if label_mark[j]:
-            s_true += acc[j]
+        j = reached[t]
+        acc[j] = expf(<float>(acc[j] - mx))
+        z += acc[j]
     loss = mx + log(z) - s_true / n_true
     loss_sum[0] += w * loss
     weight_sum[0] += w
     # logit gradients w * grad_scale * (p_j - t_j), in acc
+    inv_z = 1.0 / z
     for t in range(n_reached):
         j = reached[t]
-        acc[j] = <float>(exp(acc[j] - mx) / z)
+        acc[j] = <float>(acc[j] * inv_z)
     for p in range(Y_indptr[i], Y_indptr[i + 1]):
         j = Y_indices[p]
         if label_mark[j]:
@@ -137,6 +142,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     cdef double mx, z, loss, loss_sum = 0.0, weight_sum = 0.0, n_true, s_true
     cdef double mk, vk
     cdef AdamStep a = adam_constants(lr, beta_1, beta_2, epsilon, 0, step)
+    cdef const sks_kernels *K = get_kernels()
     with nogil:
         for b in range(rows.shape[0]):
             i = rows[b]
@@ -201,18 +207,14 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                     grad[k] += xv * acc[labels[k]]
             for t in range(n_reached):
                 label_mark[reached[t]] = 0
-        # lazy Adam on the pairs the batch reached
+        # lazy Adam on the pairs the batch reached, a feature's range at a time
         for t in range(n_touched):
             f = touched[t]
             feature_mark[f] = 0
-            for k in range(indptr[f], indptr[f + 1]):
-                g = grad[k]
-                mk = beta_1 * m[k] + (1.0 - beta_1) * g
-                vk = beta_2 * v[k] + (1.0 - beta_2) * g * g
-                m[k] = <float>mk
-                v[k] = <float>vk
-                weights[k] -= <float>(a.lr_t * mk / (sqrt(vk) + a.eps_t))
-                grad[k] = 0.0
+            k = indptr[f]
+            if indptr[f + 1] > k:
+                K.adam(&weights[k], &m[k], &v[k], &grad[k], indptr[f + 1] - k, a.lr_t,
+                       beta_1, beta_2, a.eps_t, 1.0)
     return loss_sum, weight_sum
 
 

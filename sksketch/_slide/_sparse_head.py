@@ -78,8 +78,8 @@ class SparseLabelHead:
         self.indptr = indptr
         self.labels = labels
         self.weights = weights
-        self.m = np.zeros_like(weights)
-        self.v = np.zeros_like(weights)
+        self.m = np.zeros(weights.shape, dtype=np.float32)
+        self.v = np.zeros(weights.shape, dtype=np.float32)
         self.step = 0
 
     @classmethod
@@ -105,21 +105,25 @@ class SparseLabelHead:
         C = normalize(sp.csr_matrix(Yw.T @ Xn, dtype=np.float32))  # labels x features
         C.eliminate_zeros()
         C = C.T.tocsr()  # features x labels
+        C.sort_indices()  # each feature's labels by id
         counts = np.diff(C.indptr)
-        rows = np.repeat(np.arange(n_features), counts)
-        # within each feature, its labels by decreasing weight, then label id
-        order = np.lexsort((C.indices, -C.data, rows))
-        rank = np.arange(C.nnz) - np.repeat(C.indptr[:-1], counts)
-        keep = order[rank < labels_per_feature]
-        keep.sort(kind="stable")  # by feature, then label id
         kept = np.minimum(counts, labels_per_feature)
+        keep = np.ones(C.nnz, dtype=bool)
+        # a feature with too many labels keeps those of largest weight (the
+        # lower label id on ties: a stable sort of labels already by id)
+        for f in np.flatnonzero(counts > labels_per_feature):
+            start, stop = C.indptr[f], C.indptr[f + 1]
+            order = np.argsort(-C.data[start:stop], kind="stable")
+            keep[start + order[labels_per_feature:]] = False
+        keep = np.flatnonzero(keep)  # by feature, then label id
         indptr = np.zeros(n_features + 1, dtype=np.int64)
         np.cumsum(kept, out=indptr[1:])
         labels = C.indices[keep].astype(np.int32)
         weights = (INIT_LOGIT * C.data[keep]).astype(np.float32)
+        n_pairs = weights.shape[0]
         return [
             cls(n_features, n_labels, indptr, labels,
-                weights.copy() if loss == "softmax" else np.zeros_like(weights), loss)
+                weights.copy() if loss == "softmax" else np.zeros(n_pairs, np.float32), loss)
             for loss in losses
         ]
 

@@ -87,8 +87,10 @@ def initialize(est, X, rng):
     est.input_bias_ = np.zeros(H, dtype=np.float32)
     est.output_weights_ = rng.uniform(-bound_out, bound_out, (L, H)).astype(np.float32)
     est.output_bias_ = np.zeros(L, dtype=np.float32)
+    # np.zeros, not zeros_like: calloc'd pages are zeroed when first touched
+    # rather than written here (a second of a 100,000-feature fit's start)
     est._adam = {
-        name: np.zeros_like(a)
+        name: np.zeros(a.shape, dtype=a.dtype)
         for name, a in (
             ("m_in", est.input_weights_),
             ("v_in", est.input_weights_),
