@@ -98,8 +98,10 @@ def test_train_writes_a_model_that_learned(model_file, xc_files, capsys):
         assert "metadata.json" in npz.files
     model = sksketch.load(model_file)
     assert isinstance(model, SLIDEClassifier)
-    assert model.n_iter_ == 8 and model.hidden_layer_size == 32 and model.learning_rate == 0.01
-    assert len(model.loss_curve_) == 8 and model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.max_iter == 8 and model.hidden_layer_size == 32 and model.learning_rate == 0.01
+    # (8 epochs at most: on these rows the sparse head alone ranks as well as
+    # any mix after the first, and fit ends there)
+    assert 1 <= model.n_iter_ <= 8 and len(model.loss_curve_) == model.n_iter_
     labels, _ = model.predict_topk(Xt, k=1)
     chance = Yt.sum(axis=0).max() / Yt.shape[0]  # always guessing the commonest label
     assert precision_at_k(Yt, _ranked_topk(labels, Yt.shape[1]), k=1) > 2 * chance
@@ -109,6 +111,7 @@ def test_train_writes_a_model_that_learned(model_file, xc_files, capsys):
     X, Y = load_xc(train)
     fitted = SLIDEClassifier(max_iter=8, hidden_layer_size=32, n_jobs=1, random_state=0,
                              learning_rate=0.01).fit(X, Y)
+    assert model.n_iter_ == fitted.n_iter_ and model.loss_curve_ == fitted.loss_curve_
     for got, expected in zip(model.predict_topk(Xt, k=5), fitted.predict_topk(Xt, k=5),
                              strict=True):
         np.testing.assert_array_equal(got, expected)

@@ -110,6 +110,16 @@ def test_stops_when_the_loss_stops_improving(capsys):
     assert lines[-1] == "No improvement of at least tol=0.1 for 2 consecutive epochs. Stopping."
 
 
+def test_ends_when_training_is_done_without_a_warning():
+    est = _Recorder(tol=0.0, n_iter_no_change=10)
+    reports = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        fit_epochs(_epochs([3.0, 2.0, 1.0, 0.5]), n_epochs=4, n_samples=1, estimator=est,
+                   stopping=True, on_epoch=reports.append, done=lambda: est.n_iter_ == 2)
+    assert est.loss_curve_ == [3.0, 2.0] and len(reports) == 2
+
+
 def test_early_stopping_follows_the_validation_score(capsys):
     est = _Recorder(early_stopping=True, tol=0.01, n_iter_no_change=2, verbose=1)
     scores = iter([0.5, 0.6, 0.6, 0.6, 0.9])

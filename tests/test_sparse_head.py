@@ -323,8 +323,8 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     def mixed_hits(est, X_val, Y_val, heads, weights):
         # a tie after the first epoch (both heads kept), the winner ahead after the second
         chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
-        if len(chosen_on) == 1:
-            return np.zeros((len(heads), len(weights)), dtype=np.int64)
+        if len(chosen_on) == 1:  # (the network alone as good: it trains on)
+            return np.full((len(heads), len(weights)), X_val.shape[0], dtype=np.int64)
         hits = _inference.mixed_hits(est, X_val, Y_val, heads, weights)
         hits[[head.loss == winner for head in heads]] += 10**6
         return hits
@@ -343,7 +343,9 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     assert auto.t_ == 2 * 9000 + 10_000  # the held-out rows join the last epoch
     monkeypatch.undo()
     # the head kept is the one a fit with that loss trains (the network does
-    # not see the heads, and the two share the hold-out and the weight grid)
+    # not see the heads, and the two share the hold-out and the weight grid),
+    # when the network trains on in both (as the mocked ranking had it)
+    monkeypatch.setattr(_trainer.SLIDETrainer, "_check_network", lambda self, hits, n: None)
     fixed = SLIDEClassifier(**params, sparse_head_loss=winner).fit(X, Y)
     assert fixed.sparse_head_.loss == winner
     np.testing.assert_array_equal(auto.sparse_head_.weights, fixed.sparse_head_.weights)
@@ -435,10 +437,61 @@ def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merg
 
     def mixed_hits(est, X_val, Y_val, heads, weights):
         epochs.append(est.n_iter_)
-        return np.zeros((len(heads), len(weights)), dtype=np.int64)
+        return np.full((len(heads), len(weights)), X_val.shape[0], dtype=np.int64)
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=5, random_state=0).fit(X, Y)
     assert epochs == [0, 3]  # during epochs 1 and 4 (n_iter_ counts finished epochs)
     assert clf.sparse_head_.loss == "softmax"
     assert clf.sparse_head_weight_ == 0.0  # the tied grid's first weight
+
+
+def test_fit_ends_once_neither_the_network_nor_a_head_has_anything_to_add():
+    """A head that ranks alone as well as any mix, and a network far behind it: one epoch."""
+    X, Y = make_extreme_classification(n_samples=1200, n_features=3000, n_labels=800,
+                                       random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = SLIDEClassifier(hidden_layer_size=64, max_iter=4, random_state=0,
+                              n_jobs=1).fit(X, Y)
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 1
+    assert not [w for w in caught if "maximum iterations" in str(w.message)]
+    # the weight comes from the ranking after that epoch (the largest of the grid
+    # that ties the head alone)
+    assert clf.sparse_head_weight_ > 1
+
+
+@pytest.mark.parametrize("network_adds", [False, True])
+def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, network_adds):
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    n_val = 1000
+    scores = iter([0.5, 0.6, 0.7, 0.8])  # the head improves: it never freezes
+
+    def head_precision_at_1(est, X_val, Y_val, head):
+        return next(scores)
+
+    def mixed_hits(est, X_val, Y_val, heads, weights):
+        # the network alone 20% (weight 0); with the head, as good as the head
+        # alone (600 of 1000 after the first epoch), or better
+        hits = np.full((len(heads), len(weights)), 600 + 50 * network_adds)
+        hits[:, 0] = 200
+        return hits
+
+    monkeypatch.setattr(_trainer, "head_precision_at_1", head_precision_at_1)
+    monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
+    monkeypatch.setattr(_trainer, "validation_rows", lambda est, X, Y: (X[:n_val], Y[:n_val]))
+    params = dict(hidden_layer_size=16, random_state=0, n_jobs=1, sparse_head_loss="softmax")
+    one = SLIDEClassifier(max_iter=1, **params).fit(X, Y)
+    scores = iter([0.5, 0.6, 0.7, 0.8])
+    clf = SLIDEClassifier(max_iter=3, **params).fit(X, Y)
+    assert clf.n_iter_ == 3
+    per_epoch = -(-9000 // 128)
+    assert clf.sparse_head_.step == 2 * per_epoch + -(-10_000 // 128)  # merged last epoch
+    same = [np.array_equal(getattr(clf, a), getattr(one, a))
+            for a in ("input_weights_", "output_weights_", "output_bias_")]
+    assert same == [not network_adds] * 3
+    # the network's Adam steps: the first epoch's, or all three
+    assert clf._step == (2 * per_epoch + -(-10_000 // 128) if network_adds else per_epoch)

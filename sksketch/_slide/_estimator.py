@@ -209,7 +209,11 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         weight before it, and trains the last epoch on every row (with
         ``early_stopping``, on its validation rows, which stay out); so does
         ``fit`` on 1,000 rows or more with ``sparse_head_loss="auto"``. On
-        fewer rows the weight is 1.
+        fewer rows the weight is 1. After the first epoch, if the head alone
+        ranks the held-out rows as well as every mix and the network alone
+        trails it by more than three standard errors, the network stops
+        training: later epochs train the head alone, and ``fit`` ends (with
+        ``n_iter_`` below ``max_iter``) once the head stops too.
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
     input_dropout : float, default=0.0
@@ -297,7 +301,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
     sparse_head_weight_ : float
         Weight of the head's logits in the ranking (0 without a head).
     loss_curve_ : list of float
-        Mean training loss (cross-entropy over the active set) per epoch.
+        Mean training loss (cross-entropy over the active set) per epoch;
+        the sparse head's loss for epochs after the network stopped (see
+        ``sparse_head_weight``).
     validation_scores_ : list of float or None
         Validation precision@1 per epoch, with ``early_stopping``.
     mean_active_labels_ : float

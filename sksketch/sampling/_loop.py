@@ -47,6 +47,7 @@ def fit_epochs(
     score_name="validation score",
     stopping=False,
     on_epoch=None,
+    done=None,
     stacklevel=1,
 ):
     """Train for at most `n_epochs` epochs, one ``train_epoch()`` call each.
@@ -87,6 +88,9 @@ def fit_epochs(
         (``fit``, not ``partial_fit``).
     on_epoch : callable, default=None
         ``on_epoch(report)`` after every epoch, with an :class:`EpochReport`.
+    done : callable, default=None
+        ``done() -> bool`` after every epoch: True when training has nothing
+        left to change, which ends the loop (without the warning).
     stacklevel : int, default=1
         Of the warning, as if the caller of ``fit_epochs`` emitted it with
         :func:`warnings.warn`: 1 points at the caller's line, 2 at its
@@ -132,6 +136,8 @@ def fit_epochs(
             if on_epoch is not None:
                 on_epoch(EpochReport(epoch, loss, elapsed, score))
             if stopping and estimator._should_stop(loss):
+                break
+            if done is not None and done():
                 break
         else:
             if stopping and n_epochs > 1:
