@@ -302,7 +302,13 @@ cdef class LSHTables:
         else:
             order = np.arange(n - 1, -1, -1, dtype=np.int32)
         nb = self.n_buckets
-        offsets = np.zeros(self.n_tables * (nb + 1), dtype=np.int32)
+        # _fill writes every offset: a rehash reuses the last build's array
+        # (4 bytes per bucket and table, 52 MB with the defaults) in place
+        offsets = self._offsets_array
+        if not (isinstance(offsets, np.ndarray) and offsets.dtype == np.int32
+                and offsets.shape == (self.n_tables * (nb + 1),)
+                and offsets.flags.c_contiguous and offsets.flags.writeable):
+            offsets = np.empty(self.n_tables * (nb + 1), dtype=np.int32)
         # zeros: the slots past a table's last bucket stay unused, but are pickled
         ids = np.zeros(self.n_tables * n, dtype=np.int32)
         self._fill(keys_view, order, offsets, ids, n_threads)
