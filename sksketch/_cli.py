@@ -285,7 +285,11 @@ def _demo(args):
     print(f"training {clf!r}", flush=True)
     train_s = _train_epochs(clf, X, Y, args)
     slide_rate = clf.t_ / train_s
-    print(f"trained {clf.n_iter_} epochs in {train_s:.1f} s: {slide_rate:,.0f} samples/s, "
+    epochs = f"{clf.n_iter_} epoch{'s' if clf.n_iter_ != 1 else ''}"
+    if clf.n_iter_ < clf.max_iter:
+        epochs += (f" of {clf.max_iter} (the network added nothing to the sparse head on "
+                   "held-out rows; fit stopped)")
+    print(f"trained {epochs} in {train_s:.1f} s: {slide_rate:,.0f} samples/s, "
           f"{clf.mean_active_labels_:,.0f} active labels of {args.n_labels:,} per example",
           flush=True)
     for mode in ("full", "lsh"):
