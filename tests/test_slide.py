@@ -752,3 +752,16 @@ def test_plan_before_fit_is_the_fitted_models(params):
         assert clf.mean_active_labels_ == L
     else:
         assert clf.mean_active_labels_ <= plan.active_size(np.diff(Y.indptr).max())
+
+
+def test_initial_weights_are_float32_of_one_uniform_draw():
+    """Drawn in chunks, the weights are the float64 draw of the whole shape, rounded."""
+    from sksketch._slide._trainer import _uniform32
+
+    shape = (3000, 700)  # two chunks and a partial one
+    got, after = np.random.RandomState(3), np.random.RandomState(3)
+    w = _uniform32(got, 0.7, shape)
+    expected = after.uniform(-0.7, 0.7, shape).astype(np.float32)
+    assert w.dtype == np.float32 and w.flags.c_contiguous
+    np.testing.assert_array_equal(w, expected)
+    assert got.randint(0, 2**30) == after.randint(0, 2**30)  # the stream goes on alike
