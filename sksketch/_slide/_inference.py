@@ -232,6 +232,11 @@ def mixed_hits(est, X, Y, heads, weights):
     return hits
 
 
+def best_head_weight(hits):
+    """The grid weight with the most hits (:func:`mixed_hits` of one head), the smaller on ties."""
+    return float(HEAD_WEIGHTS[int(np.argmax(hits))])
+
+
 def choose_head_weight(est, X, Y):
     """Set ``sparse_head_weight_`` to the grid weight with the best P@1 on (X, Y).
 
@@ -242,4 +247,4 @@ def choose_head_weight(est, X, Y):
     if est._training_head() is None or validation_rows(est, X, Y)[0].shape[0] == 0:
         return
     hits = mixed_hits(est, X, Y, [est.sparse_head_], HEAD_WEIGHTS)[0]
-    est.sparse_head_weight_ = float(HEAD_WEIGHTS[int(np.argmax(hits))])
+    est.sparse_head_weight_ = best_head_weight(hits)

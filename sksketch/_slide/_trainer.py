@@ -23,6 +23,7 @@ from ..sampling import UniformSampler, check_sampler, run_epoch
 from ..sampling._loop import fit_epochs
 from ._inference import (
     HEAD_WEIGHTS,
+    best_head_weight,
     choose_head_weight,
     example_losses,
     head_precision_at_1,
@@ -311,7 +312,7 @@ class SLIDETrainer:
                 if hits is None:
                     choose_head_weight(est, X_val, Y_val)
                 else:
-                    est.sparse_head_weight_ = float(HEAD_WEIGHTS[int(np.argmax(hits[0]))])
+                    est.sparse_head_weight_ = best_head_weight(hits[0])
         finally:
             self.release()
 
@@ -392,7 +393,7 @@ class SLIDETrainer:
             self.head_scratch = [self.head_scratch[best]]
         self.watches = {k: w for k, w in self.watches.items() if k == id(head)}
         if final and est.sparse_head_weight == "auto":
-            est.sparse_head_weight_ = float(HEAD_WEIGHTS[int(np.argmax(all_hits[best]))])
+            est.sparse_head_weight_ = best_head_weight(all_hits[best])
         return final
 
     # ------------------------------------------------------------ initialisation
