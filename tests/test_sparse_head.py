@@ -324,7 +324,7 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
         # a tie after the first epoch (both heads kept), the winner ahead after the second
         chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
         if len(chosen_on) == 1:  # (the network alone as good: it trains on)
-            return np.full((len(heads), len(weights)), X_val.shape[0], dtype=np.int64)
+            return np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
         hits = _inference.mixed_hits(est, X_val, Y_val, heads, weights)
         hits[[head.loss == winner for head in heads]] += 10**6
         return hits
@@ -398,7 +398,8 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
     def mixed_hits(est, X_val, Y_val, heads, weights):
         checks.append([head.loss for head in heads])
         # 60% against 40% of 1000 rows: z about 9
-        return np.array([[600 if head.loss == "squared_hinge" else 400] for head in heads])
+        return np.array([[[600, 1200] if head.loss == "squared_hinge" else [400, 800]]
+                         for head in heads])
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=2,
@@ -410,21 +411,47 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_mixed_top_is_numpys_argmax_of_each_mix(n_threads):
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_mixed_top_is_a_stable_sort_of_each_mix(n_threads, k):
     from sksketch._kernels import _sparse_head
 
     rng = np.random.default_rng(0)
     net = rng.standard_normal((120, 333)).astype(np.float32)
     head = np.where(rng.random(net.shape) < 0.1, rng.standard_normal(net.shape), 0)
     head = head.astype(np.float32)
-    net[5], head[5] = 0, 0  # all tied: the first label
+    net[5], head[5] = 0, 0  # all tied: the first labels
     net[6, [3, 9]] = 50  # a tie between two labels
+    net[7, [4, 8, 100, 200, 300]], head[7] = 7, 0  # ties past the first k labels
     weights = np.array([0, 0.125, 1, 64], dtype=np.float32)
-    top = np.empty((120, 4), dtype=np.int32)
-    _sparse_head.mixed_top(net, head, weights, top, n_threads)
-    expected = np.stack([np.argmax(net + w * head, axis=1) for w in weights], axis=1)
+    top = np.empty((120, 4, k), dtype=np.int32)
+    best = np.empty(top.shape, dtype=np.float32)
+    _sparse_head.mixed_top(net, head, weights, top, best, n_threads)
+    mixes = [net + w * head for w in weights]
+    expected = np.stack([np.argsort(-m, axis=1, kind="stable")[:, :k] for m in mixes], axis=1)
     np.testing.assert_array_equal(top, expected)
-    assert top[5].tolist() == [0, 0, 0, 0] and top[6, 0] == 3
+    np.testing.assert_array_equal(
+        best, np.stack([np.take_along_axis(m, e, 1) for m, e in zip(mixes, expected.transpose(1, 0, 2))], 1))
+    assert top[5, :, 0].tolist() == [0, 0, 0, 0] and top[6, 0, 0] == 3
+    assert top[7, 0].tolist() == [4, 8, 100, 200, 300][:k]
+    # NaN scores never make an id that is not a label
+    net[8] = np.nan
+    _sparse_head.mixed_top(net, head, weights, top, best, n_threads)
+    assert ((top >= 0) & (top < 333)).all()
+
+
+def test_head_weight_is_chosen_by_p_at_1_plus_p_at_3_ties_to_the_smaller():
+    from sksketch._slide._inference import HEAD_WEIGHTS, best_head_weight
+
+    hits = np.zeros((len(HEAD_WEIGHTS), 2), dtype=np.int64)
+    hits[:] = [100, 150]  # rows right at 1, labels right in the top 3
+    assert best_head_weight(hits) == HEAD_WEIGHTS[0]  # all tied
+    hits[3] = [101, 151]  # one more row right at 1 ...
+    hits[5] = [100, 160]  # ... loses to ten more labels found in the top 3
+    assert best_head_weight(hits) == HEAD_WEIGHTS[5]
+    hits[4] = [104, 150]  # (104 + 150 / 3) > (100 + 160 / 3)
+    assert best_head_weight(hits) == HEAD_WEIGHTS[4]
+    hits[6] = hits[4]
+    assert best_head_weight(hits) == HEAD_WEIGHTS[4]
 
 
 def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merge(monkeypatch):
@@ -437,7 +464,7 @@ def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merg
 
     def mixed_hits(est, X_val, Y_val, heads, weights):
         epochs.append(est.n_iter_)
-        return np.full((len(heads), len(weights)), X_val.shape[0], dtype=np.int64)
+        return np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=5, random_state=0).fit(X, Y)
@@ -476,7 +503,7 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
     def mixed_hits(est, X_val, Y_val, heads, weights):
         # the network alone 20% (weight 0); with the head, as good as the head
         # alone (600 of 1000 after the first epoch), or better
-        hits = np.full((len(heads), len(weights)), 600 + 50 * network_adds)
+        hits = np.full((len(heads), len(weights), 2), 600 + 50 * network_adds)
         hits[:, 0] = 200
         return hits
 

@@ -221,25 +221,43 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1] weights,
-              int32_t[:, ::1] top, int n_threads):
-    """``top[i, g]``: the label with the largest ``net[i, j] + weights[g] * head[i, j]``.
+              int32_t[:, :, ::1] top, float[:, :, ::1] best, int n_threads):
+    """``top[i, g, :]``: the labels of the ``k`` largest ``net[i, j] + weights[g] * head[i, j]``.
 
-    The first such label on ties, as ``numpy.argmax``; one pass over a row's
+    ``k = top.shape[2]``, best first; among equal values the lower label
+    first, as a stable sort (``top[i, g, 0]`` is ``numpy.argmax``'s label).
+    ``best`` (the same shape) receives the values. One pass over a row's
     labels per weight, rows in parallel. ``net`` and ``head`` have the same
-    shape, ``top`` is ``(n_rows, len(weights))``.
+    shape, with at least ``k`` labels (``k >= 1``); every ``top`` entry is a
+    label id, NaN values included.
     """
-    cdef Py_ssize_t i, j, g, best_j
-    cdef Py_ssize_t n_labels = net.shape[1]
-    cdef float w, v, best
+    cdef Py_ssize_t i, j, g, r
+    cdef Py_ssize_t n_labels = net.shape[1], k = top.shape[2]
+    cdef float w, v, worst
     with nogil:
         for i in prange(net.shape[0], num_threads=n_threads, schedule="static"):
             for g in range(weights.shape[0]):
                 w = weights[g]
-                best_j = 0
-                best = net[i, 0] + w * head[i, 0]
-                for j in range(1, n_labels):
+                # the first k labels, sorted (stable: a later label never
+                # passes an equal earlier one)
+                for j in range(k):
                     v = net[i, j] + w * head[i, j]
-                    if v > best:
-                        best = v
-                        best_j = j
-                top[i, g] = <int32_t>best_j
+                    r = j
+                    while r > 0 and best[i, g, r - 1] < v:
+                        best[i, g, r] = best[i, g, r - 1]
+                        top[i, g, r] = top[i, g, r - 1]
+                        r = r - 1
+                    best[i, g, r] = v
+                    top[i, g, r] = <int32_t>j
+                worst = best[i, g, k - 1]
+                for j in range(k, n_labels):
+                    v = net[i, j] + w * head[i, j]
+                    if v > worst:
+                        r = k - 1
+                        while r > 0 and best[i, g, r - 1] < v:
+                            best[i, g, r] = best[i, g, r - 1]
+                            top[i, g, r] = top[i, g, r - 1]
+                            r = r - 1
+                        best[i, g, r] = v
+                        top[i, g, r] = <int32_t>j
+                        worst = best[i, g, k - 1]

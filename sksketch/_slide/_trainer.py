@@ -267,7 +267,7 @@ class SLIDETrainer:
                     self.ranked = (list(self.heads), hits)
                     if first and auto_weight:
                         self._check_network(
-                            hits, validation_rows(est, X_val, Y_val)[0].shape[0])
+                            hits[..., 0], validation_rows(est, X_val, Y_val)[0].shape[0])
                     if two:
                         data["loss_chosen"] = self._choose_loss(
                             X_val, Y_val, final=final, all_hits=hits)
@@ -334,9 +334,9 @@ class SLIDETrainer:
     def _check_network(self, hits, n_rows):
         """Stop training the network if no mix with it ranks better than the head alone.
 
-        ``hits`` are :func:`mixed_hits` of ``self.heads`` on the ``n_rows``
-        held-out rows it ranks, after the first epoch, at every weight of the
-        grid. When the best head alone hits at least as many held-out rows as
+        ``hits`` are :func:`mixed_hits` at 1 (``[..., 0]``) of ``self.heads``
+        on the ``n_rows`` held-out rows it ranks, after the first epoch, at
+        every weight of the grid. When the best head alone hits at least as many held-out rows as
         that head mixed with the network at any weight, and the network alone
         trails the head by more than ``DROP_Z`` standard errors (a weak
         expert, not a comparable one whose mix could pay once both train
@@ -377,7 +377,7 @@ class SLIDETrainer:
         est = self.est
         if all_hits is None:
             all_hits = mixed_hits(est, X_val, Y_val, self.heads, self._weights())
-        hits = all_hits.max(axis=1)
+        hits = all_hits[..., 0].max(axis=1)  # the heads by P@1
         best = int(np.argmax(hits))
         if not final:
             n = max(validation_rows(est, X_val, Y_val)[0].shape[0], 1)
