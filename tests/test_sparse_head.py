@@ -429,8 +429,8 @@ def test_mixed_top_is_a_stable_sort_of_each_mix(n_threads, k):
     mixes = [net + w * head for w in weights]
     expected = np.stack([np.argsort(-m, axis=1, kind="stable")[:, :k] for m in mixes], axis=1)
     np.testing.assert_array_equal(top, expected)
-    np.testing.assert_array_equal(
-        best, np.stack([np.take_along_axis(m, e, 1) for m, e in zip(mixes, expected.transpose(1, 0, 2))], 1))
+    values = [np.take_along_axis(m, expected[:, g], 1) for g, m in enumerate(mixes)]
+    np.testing.assert_array_equal(best, np.stack(values, axis=1))
     assert top[5, :, 0].tolist() == [0, 0, 0, 0] and top[6, 0, 0] == 3
     assert top[7, 0].tolist() == [4, 8, 100, 200, 300][:k]
     # NaN scores never make an id that is not a label
