@@ -600,7 +600,7 @@ def test_output_scores_entry_does_not_depend_on_the_batch(n_rows, width, rng):
     # change an entry.
     from sksketch._kernels import _network
 
-    hidden = np.maximum(rng.standard_normal((n_rows, width)), 0).astype(np.float32)
+    hidden = np.maximum(rng.standard_normal((n_rows, width)) * 0.3, 0).astype(np.float32)
     W2 = rng.standard_normal((1300, width)).astype(np.float32)
     b2 = rng.standard_normal(1300).astype(np.float32)
     full = _network.output_scores(hidden, W2, b2, 2)
@@ -706,3 +706,96 @@ def test_openmp_wait_policy_is_short_unless_the_user_chose_one():
     policy, left_in_env = _wait_policy_in_subprocess({"OMP_WAIT_POLICY": "passive"})
     assert policy == "environment, OMP_WAIT_POLICY=passive"
     assert left_in_env == "None"
+
+
+def _bounded_model(rng, n_labels, width, n_features, n_rows, head=True):
+    """Output layer, sparse head and rows for the bounded top-k tests."""
+    import scipy.sparse as sp
+
+    from sksketch._slide._sparse_head import SparseLabelHead
+
+    W2 = (rng.standard_normal((n_labels, width)) * 0.3).astype(np.float32)
+    W2[7] = W2[3]  # two labels always tied
+    b2 = (rng.standard_normal(n_labels) * 0.5).astype(np.float32)
+    # a few labels ahead by their bias (the tied pair and the last label
+    # among them): the bounds of the others fall below them
+    b2[rng.choice(n_labels, 12, replace=False)] += 4
+    b2[[3, n_labels - 1]] += 4
+    b2[7] = b2[3]
+    hidden = np.maximum(rng.standard_normal((n_rows, width)) * 0.3, 0).astype(np.float32)
+    X = sp.random(n_rows, n_features, density=8 / n_features, format="csr", random_state=1,
+                  dtype=np.float32)
+    X.data[:] = rng.random(X.nnz).astype(np.float32) + 0.1
+    Y = sp.random(n_rows, n_labels, density=2 / n_labels, format="csr", random_state=2)
+    Y.data[:] = 1
+    if not head:
+        return W2, b2, hidden, X, None
+    h, = SparseLabelHead.from_data(X, Y, np.ones(n_rows), 64)
+    h.weights[:] = rng.standard_normal(h.n_pairs).astype(np.float32)
+    return W2, b2, hidden, X, h
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("head", [True, False])
+def test_bounded_topk_is_the_full_top_k_bit_for_bit(k, n_threads, head, rng):
+    """Ids and score bits of output_scores + add_scores + topk_rows, from few labels' scores."""
+    from sksketch._kernels import _network
+    from sksketch._slide._inference import bounded_rows, output_bounds
+
+    # 4,101 labels: a tail of 5 past the last group of 8
+    W2, b2, hidden, X, h = _bounded_model(rng, 4101, 24, 3000, 300, head)
+    hidden[5] = 0  # a row with nothing but biases (and head terms)
+    hidden[6] -= 0.5  # rows with negative activations: the bound of every label
+    hidden[8] = -hidden[8]
+    scale = 2.0 if head else 0.0
+    full = _network.output_scores(hidden, W2, b2, n_threads)
+    if head:
+        h.add_scores(full, X, scale, n_threads)
+    want_ids, want = _network.topk_rows(full, k, n_threads)
+    ids, vals, rest = bounded_rows(W2, b2, output_bounds(W2, b2), h, scale, hidden, X, k,
+                                   n_threads)
+    done = np.setdiff1d(np.arange(300), rest)
+    assert done.size >= 200  # most rows scored few labels
+    np.testing.assert_array_equal(ids[done], want_ids[done])
+    np.testing.assert_array_equal(vals[done].view(np.int32), want[done].view(np.int32))
+    # a tail label or the tied pair on top: still the full order
+    W2[4100] = W2[3] * 3
+    b2[[3, 7]] = 100
+    full = _network.output_scores(hidden, W2, b2, n_threads)
+    if head:
+        h.add_scores(full, X, scale, n_threads)
+    want_ids, want = _network.topk_rows(full, k, n_threads)
+    ids, vals, rest = bounded_rows(W2, b2, output_bounds(W2, b2), h, scale, hidden, X, k,
+                                   n_threads)
+    done = np.setdiff1d(np.arange(300), rest)
+    assert set(want_ids[done, 0]) <= {3, 4100} and done.size >= 200
+    np.testing.assert_array_equal(ids[done], want_ids[done])
+    np.testing.assert_array_equal(vals[done].view(np.int32), want[done].view(np.int32))
+
+
+def test_bounded_topk_leaves_non_finite_rows_to_full_scoring(rng):
+    from sksketch._slide._inference import bounded_rows, output_bounds
+
+    W2, b2, hidden, X, h = _bounded_model(rng, 4096, 16, 2000, 20)
+    hidden[3, 2] = np.nan
+    hidden[4, 0] = np.inf
+    ids, vals, rest = bounded_rows(W2, b2, output_bounds(W2, b2), h, 2.0, hidden, X, 5, 2)
+    assert {3, 4} <= set(rest.tolist())
+    W2[9, 1] = np.nan
+    assert output_bounds(W2, b2) is None  # the caller scores every label
+
+
+def test_upper_envelope_is_the_maximum_of_the_lines(rng):
+    from sksketch._kernels._sparse_head import upper_envelope
+
+    for n in (1, 2, 3, 50, 5000):
+        slope = rng.random(n)
+        icpt = rng.standard_normal(n)
+        slope[: n // 2] = np.round(slope[: n // 2], 1)  # equal slopes
+        slopes, icpts, breaks = upper_envelope(slope, icpt)
+        a = np.concatenate([[0.0], rng.random(500) * 30])
+        line = np.searchsorted(breaks, a, side="right")
+        np.testing.assert_allclose(slopes[line] * a + icpts[line],
+                                   (slope[None] * a[:, None] + icpt[None]).max(axis=1),
+                                   rtol=0, atol=1e-12)

@@ -18,6 +18,7 @@ from sksketch._slide._sparse_head import (
 )
 from sksketch._state import StateError
 from sksketch.datasets import make_extreme_classification
+from sksketch.utils._validation import canonical_rows
 
 
 @pytest.fixture(autouse=True)
@@ -522,3 +523,41 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
     assert same == [not network_adds] * 3
     # the network's Adam steps: the first epoch's, or all three
     assert clf._step == (2 * per_epoch + -(-10_000 // 128) if network_adds else per_epoch)
+
+
+@pytest.mark.parametrize("sparse_head", [True, False])
+def test_top_k_by_bounds_is_the_top_k_of_every_label(monkeypatch, sparse_head):
+    """predict_topk and predict on many labels score few of them, with the same output."""
+    from sksketch._slide import _inference
+
+    X, Y = make_extreme_classification(n_samples=4000, n_features=2000, n_labels=5000,
+                                       random_state=3)
+    clf = SLIDEClassifier(hidden_layer_size=32, max_iter=2, random_state=0, n_jobs=2,
+                          sparse_head=sparse_head).fit(X[:3000], Y[:3000])
+    Xc = canonical_rows(X[3000:])
+    calls = []
+    real = _inference.bounded_rows
+
+    def bounded_rows(*args):
+        out = real(*args)
+        calls.append((args[-4].shape[0], out[2].size))
+        return out
+
+    monkeypatch.setattr(_inference, "bounded_rows", bounded_rows)
+    monkeypatch.setattr(_inference, "BOUNDED_BLOCK", 256)
+    for k in (1, 5):
+        full_ids, full = _inference._full_topk(clf, _inference.hidden(clf, Xc), Xc, k, 2)
+        ids, scores = clf.predict_topk(X[3000:], k=k)
+        np.testing.assert_array_equal(ids, clf.classes_[full_ids])
+        np.testing.assert_array_equal(scores.astype(np.float32).view(np.int32),
+                                      full.view(np.int32))
+    if sparse_head:  # the head's labels hold every row's top labels
+        assert len(calls) == 8 and sum(left for _, left in calls) < 100
+    else:  # without it the bounds pay for no row: a call gives up after a block
+        assert calls == [(256, 256), (256, 256)]
+    # training moves the weights: the bounds follow
+    clf.partial_fit(X[:500], Y[:500])
+    full_ids, _ = _inference._full_topk(clf, _inference.hidden(clf, Xc), Xc, 1, 2)
+    np.testing.assert_array_equal(clf.predict_topk(X[3000:], k=1)[0], clf.classes_[full_ids])
+    one = clf.predict_topk(X[3000:3001], k=3)[0]
+    np.testing.assert_array_equal(one, clf.predict_topk(X[3000:3010], k=3)[0][:1])

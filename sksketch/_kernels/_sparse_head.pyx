@@ -17,10 +17,14 @@ the thread count; ``train_batch`` runs on the calling thread (the head's
 work per row is a few thousand multiply-adds) and is deterministic.
 """
 
+import numpy as np
+
 cimport cython
-from cython.parallel cimport prange
-from libc.math cimport exp, expf, log, sqrt
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY, exp, expf, fabs, fabsf, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport qsort
+from libc.string cimport memset
 
 from ._adam cimport AdamStep, adam_constants
 from ._simd cimport get_kernels, sks_kernels
@@ -261,3 +265,420 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
                         best[i, g, r] = v
                         top[i, g, r] = <int32_t>j
                         worst = best[i, g, k - 1]
+
+
+# --------------------------------------------------------------------- bounded top-k
+
+cdef struct _Cand:
+    double bound
+    int32_t label
+
+
+cdef int _by_bound_desc(const void *a, const void *b) noexcept nogil:
+    cdef double x = (<const _Cand *> a).bound, y = (<const _Cand *> b).bound
+    if x > y:
+        return -1
+    if x < y:
+        return 1
+    return (<const _Cand *> a).label - (<const _Cand *> b).label
+
+
+cdef void _select_top(_Cand *c, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    """Reorder c[:n] so that c[:m] hold m of the largest bounds (quickselect)."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j
+    cdef double pivot
+    cdef _Cand tmp
+    while lo < hi:
+        pivot = c[(lo + hi) >> 1].bound
+        i = lo
+        j = hi
+        while i <= j:
+            while c[i].bound > pivot:
+                i += 1
+            while c[j].bound < pivot:
+                j -= 1
+            if i <= j:
+                tmp = c[i]
+                c[i] = c[j]
+                c[j] = tmp
+                i += 1
+                j -= 1
+        # c[lo:j + 1] >= pivot >= c[i:hi + 1]
+        if m <= j:
+            hi = j
+        elif m >= i:
+            lo = i
+        else:
+            return
+
+
+cdef inline bint _better(float v, int32_t j, float w, int32_t i) noexcept nogil:
+    return v > w or (v == w and j < i)
+
+
+cdef inline void _keep(float v, int32_t j, float *tv, int32_t *ti, Py_ssize_t *count,
+                       Py_ssize_t k) noexcept nogil:
+    """Insert (v, j) into the best-first list tv/ti of at most k entries."""
+    cdef Py_ssize_t r
+    if count[0] == k:
+        if not _better(v, j, tv[k - 1], ti[k - 1]):
+            return
+        r = k - 1
+    else:
+        r = count[0]
+        count[0] += 1
+    while r > 0 and _better(v, j, tv[r - 1], ti[r - 1]):
+        tv[r] = tv[r - 1]
+        ti[r] = ti[r - 1]
+        r -= 1
+    tv[r] = v
+    ti[r] = j
+
+
+cdef struct _Row:
+    # the model
+    const sks_kernels *K
+    const float *W2
+    const float *b2
+    const float *hw
+    Py_ssize_t H, L, L8, k
+    # the row: its hidden activations, and the head's terms of each label it
+    # reaches (label j: xv[start[j] + r] * hw[q[start[j] + r]], r < cnt[j],
+    # in the order add_scores adds them)
+    const float *h
+    const int32_t *cnt
+    const int32_t *start
+    const float *xv
+    const int64_t *q
+    # scratch
+    uint8_t *scored
+    float tail[8]
+    bint tail_done
+    # the k best so far, best first
+    int32_t *ti
+    float *tv
+    Py_ssize_t count
+
+
+cdef inline float _with_head(const _Row *R, float s, int32_t j) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(R.start[j], R.start[j] + R.cnt[j]):
+        s += R.xv[r] * R.hw[R.q[r]]
+    return s
+
+
+cdef int _score_cands(_Row *R, const _Cand *cand, Py_ssize_t n_cand,
+                      bint prune) noexcept nogil:
+    """Exact scores of the candidates, kept in the row's top-k; 1 on a NaN score.
+
+    With ``prune`` (candidates by decreasing bound), stops at the first
+    bound below the k-th best score so far. A score has the bits
+    output_scores and add_scores give it.
+    """
+    cdef Py_ssize_t c = 0, g, r
+    cdef int32_t j
+    cdef int32_t group[8]
+    cdef int32_t tail_ids[8]
+    cdef float out[8]
+    cdef float s
+    while c < n_cand:
+        g = 0
+        while c < n_cand and g < 8:
+            if prune and R.count == R.k and cand[c].bound < R.tv[R.k - 1]:
+                c = n_cand
+                break
+            j = cand[c].label
+            c += 1
+            R.scored[j] = 1
+            if j < R.L8:
+                group[g] = j
+                g += 1
+                continue
+            if not R.tail_done:
+                # the last L % 8 labels, as output_scores computes them
+                for r in range(R.L - R.L8):
+                    tail_ids[r] = <int32_t> r
+                R.K.gather_dot(R.h, R.W2 + R.L8 * R.H, R.H, tail_ids, R.L - R.L8, R.H, R.tail)
+                R.tail_done = True
+            s = _with_head(R, R.tail[j - R.L8] + R.b2[j], j)
+            if s != s:
+                return 1
+            _keep(s, j, R.tv, R.ti, &R.count, R.k)
+        if g == 0:
+            continue
+        # groups of 8 labels below L8 (padded): the instructions of
+        # output_scores' groups of 8, so the same bits
+        for r in range(g, 8):
+            group[r] = group[0]
+        R.K.gather_dot(R.h, R.W2, R.H, group, 8, R.H, out)
+        for r in range(g):
+            s = _with_head(R, out[r] + R.b2[group[r]], group[r])
+            if s != s:
+                return 1
+            _keep(s, group[r], R.tv, R.ti, &R.count, R.k)
+    return 0
+
+
+cdef int _bounded_row(
+    _Row *R, const float *pos_norm, const float *neg_norm,
+    const int32_t *xind, const float *xdat, Py_ssize_t nnz, float inv, bint use_head,
+    const int64_t *hptr, const int32_t *hlab,
+    const double *env_slope, const double *env_icpt, const double *env_break, Py_ssize_t n_env,
+    double env_margin, Py_ssize_t max_cand,
+    float *acc, float *absacc, float *U, int32_t *cnt, int32_t *start, float *xv,
+    int64_t *q, int32_t *touched, _Cand *cand,
+) noexcept nogil:
+    """Exact top-k of one row (see :func:`bounded_topk`); 1 if it must be scored in full."""
+    cdef Py_ssize_t p, r, j, n_touched = 0, n_terms = 0, n_cand = 0, c
+    cdef Py_ssize_t L = R.L, k = R.k, lo, hi, mid
+    cdef int status = 0
+    cdef double a_pos = 0.0, a_neg = 0.0, x, rel, a1, env, rest
+    cdef float fa_pos, fa_neg, frel, net_f, t, v, kth
+    cdef bint done = False
+    for p in range(R.H):
+        x = R.h[p]
+        if x > 0:
+            a_pos += x * x
+        elif x < 0:
+            a_neg += x * x
+        elif x != x:
+            return 1
+    a_pos = sqrt(a_pos)
+    a_neg = sqrt(a_neg)
+    if not (a_pos + a_neg < INFINITY):
+        return 1
+    # An exact score's rounding is at most (nnz + H + 2) 2**-24 times the sum
+    # of the magnitudes it adds, |h| |W2_j| + |b2_j| + the head's terms, and
+    # |h| |W2_j| <= (a_pos + a_neg)(|W2_j+| + |W2_j-|): the bounds add several
+    # times that.
+    rel = (nnz + R.H + 32) * 2.5e-7 + 1e-6
+    fa_pos = <float> (a_pos * (1.0 + 1e-6))  # float32 rounded up (as the norms)
+    fa_neg = <float> (a_neg * (1.0 + 1e-6))
+    frel = <float> rel
+    # the head's terms of each label the row reaches, in add_scores' order
+    if use_head:
+        for p in range(nnz):
+            for r in range(hptr[xind[p]], hptr[xind[p] + 1]):
+                j = hlab[r]
+                if cnt[j] == 0:
+                    touched[n_touched] = <int32_t> j
+                    n_touched += 1
+                cnt[j] += 1
+        for r in range(n_touched):
+            j = touched[r]
+            start[j] = <int32_t> n_terms
+            n_terms += cnt[j]
+            cnt[j] = 0
+        for p in range(nnz):
+            v = xdat[p] * inv
+            for r in range(hptr[xind[p]], hptr[xind[p] + 1]):
+                j = hlab[r]
+                xv[start[j] + cnt[j]] = v
+                q[start[j] + cnt[j]] = r
+                cnt[j] += 1
+                t = v * R.hw[r]
+                acc[j] += t
+                absacc[j] += fabsf(t)
+        for r in range(n_touched):
+            if not (absacc[touched[r]] < INFINITY):
+                status = 1  # (the caller checked the norms and biases)
+    if status == 0 and a_neg == 0.0 and n_touched >= k:
+        # A non-negative hidden row (ReLU) reaching k labels: a label it does
+        # not reach scores at most max_j (a_pos |W2_j+| + b2_j), the upper
+        # envelope of those lines at a_pos. If the k-th best exact score of
+        # the reached labels beats it, only reached labels compete.
+        for r in range(n_touched):
+            j = touched[r]
+            net_f = fa_pos * pos_norm[j]
+            U[r] = net_f + R.b2[j] + acc[j] + frel * (
+                fa_pos * (pos_norm[j] + neg_norm[j]) + fabsf(R.b2[j]) + absacc[j])
+        R.count = R.K.topk(U, n_touched, k, R.ti, R.tv)
+        for c in range(R.count):
+            cand[c].label = touched[R.ti[c]]
+            cand[c].bound = U[R.ti[c]]
+        n_cand = R.count
+        R.count = 0
+        status = _score_cands(R, cand, n_cand, False)
+        if status == 0:
+            a1 = a_pos * (1.0 + rel)
+            lo = 0
+            hi = n_env - 1
+            while lo < hi:  # the envelope's line at a1
+                mid = (lo + hi) >> 1
+                if env_break[mid] <= a1:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            env = env_slope[lo] * a1 + env_icpt[lo] + rel * env_margin * (1.0 + a1)
+            kth = R.tv[k - 1]
+            if env < kth:
+                n_cand = 0
+                for r in range(n_touched):
+                    if U[r] >= kth and not R.scored[touched[r]]:
+                        cand[n_cand].label = touched[r]
+                        cand[n_cand].bound = U[r]
+                        n_cand += 1
+                if n_cand:
+                    qsort(cand, n_cand, sizeof(_Cand), _by_bound_desc)
+                    status = _score_cands(R, cand, n_cand, True)
+                done = True
+    if status == 0 and not done:
+        # every label's bound (a loop the compiler vectorises), and the exact
+        # scores of the labels whose bound reaches the k-th best score so
+        # far, best bound first, until the bounds fall below it; more than
+        # max_cand of them: full scoring pays more
+        for j in range(L):
+            net_f = fa_pos * pos_norm[j] + fa_neg * neg_norm[j]
+            U[j] = net_f + R.b2[j] + acc[j] + frel * (
+                (fa_pos + fa_neg) * (pos_norm[j] + neg_norm[j]) + fabsf(R.b2[j]) + absacc[j])
+        kth = R.tv[k - 1] if R.count == k else -INFINITY
+        n_cand = 0
+        for j in range(L):
+            if U[j] >= kth and not R.scored[j]:
+                cand[n_cand].label = <int32_t> j
+                cand[n_cand].bound = U[j]
+                n_cand += 1
+        rest = -INFINITY
+        if n_cand > max_cand:
+            _select_top(cand, n_cand, max_cand)
+            for c in range(max_cand, n_cand):
+                if cand[c].bound > rest:
+                    rest = cand[c].bound
+            n_cand = max_cand
+        if n_cand:
+            qsort(cand, n_cand, sizeof(_Cand), _by_bound_desc)
+            status = _score_cands(R, cand, n_cand, True)
+        if status == 0 and (R.count < k or rest >= R.tv[k - 1]):
+            status = 1
+    # the scratch back to zeros for the next row
+    for r in range(n_touched):
+        j = touched[r]
+        acc[j] = 0
+        absacc[j] = 0
+        cnt[j] = 0
+    memset(R.scored, 0, L)
+    return status
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def bounded_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2,
+                 const float[::1] pos_norm, const float[::1] neg_norm,
+                 const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+                 const float[::1] X_data, const int64_t[::1] indptr,
+                 const int32_t[::1] labels, const float[::1] weights, float scale,
+                 bint use_head, const double[::1] env_slope, const double[::1] env_icpt,
+                 const double[::1] env_break, double env_margin,
+                 float[:, :, ::1] f32_scratch, int32_t[:, :, ::1] i32_scratch,
+                 uint8_t[:, ::1] scored, uint8_t[:, ::1] cand, float[:, ::1] xv,
+                 int64_t[:, ::1] q, Py_ssize_t k, Py_ssize_t max_candidates, int n_threads):
+    """Top-k of ``hidden @ W2.T + b2`` plus ``scale`` times the head, scoring few labels.
+
+    The top-k that output_scores, add_scores and topk_rows give (the same
+    ids, the same score bits, ties to the lower label), from the exact
+    scores of the labels whose upper bound reaches the k-th best score:
+    ``|h+| |W2_j+| + |h-| |W2_j-| + b2_j + scale * head_j`` (Cauchy-Schwarz
+    on the positive and negative parts; ``pos_norm``, ``neg_norm`` are the
+    row norms of ``max(W2, 0)`` and ``min(W2, 0)`` rounded up), widened by
+    the rounding an exact score can carry. ``env_*`` is
+    :func:`upper_envelope` of the lines ``(pos_norm, b2)`` and
+    ``env_margin >= max(pos_norm + neg_norm, |b2|)``.
+
+    Scratch, per thread (at least ``n_threads``): ``f32_scratch`` and
+    ``i32_scratch`` of shape ``(3, n_threads, n_labels)``, ``scored`` of
+    ``(n_threads, n_labels)`` and the first two planes of each scratch all
+    zeros (left so), ``cand`` of ``(n_threads, 16 * n_labels)`` bytes,
+    ``xv`` and ``q`` as long as the head pairs of any row's features.
+
+    A row whose candidates outside the labels it reaches would exceed
+    ``max_candidates``, or with a NaN score, is left to the caller:
+    ``fallback[i] = 1``, its ids and scores undefined. Needs
+    ``1 <= k <= n_labels``.
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
+    cdef Py_ssize_t i, tid, nt = max(1, n_threads)
+    cdef float inv
+    idx = np.empty((n, k), dtype=np.int32)
+    val = np.empty((n, k), dtype=np.float32)
+    fallback = np.zeros(n, dtype=np.uint8)
+    if n == 0:
+        return idx, val, fallback
+    cdef int32_t[:, ::1] iv = idx
+    cdef float[:, ::1] vv = val
+    cdef uint8_t[::1] fb = fallback
+    # one row state per thread
+    states = np.zeros(nt * sizeof(_Row), dtype=np.uint8)
+    cdef uint8_t[::1] states_v = states
+    cdef _Row *rows = <_Row *> &states_v[0]
+    cdef _Row *R
+    for tid in range(nt):
+        R = &rows[tid]
+        R.K = K
+        R.W2 = &W2[0, 0]
+        R.b2 = &b2[0]
+        R.hw = &weights[0] if weights.shape[0] else NULL
+        R.H = H
+        R.L = L
+        R.L8 = L - L % 8
+        R.k = k
+        R.cnt = &i32_scratch[0, tid, 0]
+        R.start = &i32_scratch[1, tid, 0]
+        R.xv = &xv[tid, 0]
+        R.q = &q[tid, 0]
+        R.scored = &scored[tid, 0]
+    with nogil:
+        for i in prange(n, num_threads=nt, schedule="dynamic", chunksize=4):
+            tid = threadid()
+            R = &rows[tid]
+            R.h = &hidden[i, 0]
+            R.tail_done = False
+            R.ti = &iv[i, 0]
+            R.tv = &vv[i, 0]
+            R.count = 0
+            inv = inv_row_norm(X_indptr, X_data, i) * scale
+            fb[i] = <uint8_t> _bounded_row(
+                R, &pos_norm[0], &neg_norm[0],
+                &X_indices[X_indptr[i]], &X_data[X_indptr[i]], X_indptr[i + 1] - X_indptr[i],
+                inv, use_head, &indptr[0], &labels[0] if labels.shape[0] else NULL,
+                &env_slope[0], &env_icpt[0], &env_break[0], env_slope.shape[0], env_margin,
+                max_candidates, &f32_scratch[0, tid, 0], &f32_scratch[1, tid, 0],
+                &f32_scratch[2, tid, 0], &i32_scratch[0, tid, 0], &i32_scratch[1, tid, 0],
+                &xv[tid, 0], &q[tid, 0], &i32_scratch[2, tid, 0], <_Cand *> &cand[tid, 0])
+    return idx, val, fallback
+
+
+def upper_envelope(const double[::1] slope, const double[::1] icpt):
+    """The lines of ``max_j (slope_j a + icpt_j)`` over ``a``, and where each takes over.
+
+    Returns ``(slopes, icpts, breaks)``: on ``a < breaks[0]`` the first
+    line is the maximum, on ``breaks[i - 1] <= a < breaks[i]`` line ``i``, past
+    the last break the last line (``breaks[-1]`` is +inf). Needs finite
+    values and at least one line.
+    """
+    cdef Py_ssize_t n = slope.shape[0], i, m = 0
+    order = np.lexsort((np.asarray(icpt), np.asarray(slope)))  # by slope, then intercept
+    cdef const int64_t[::1] o = order.astype(np.int64)
+    hs = np.empty(n, dtype=np.float64)
+    hc = np.empty(n, dtype=np.float64)
+    cdef double[::1] s = hs, c = hc
+    cdef double si, ci
+    with nogil:
+        for i in range(n):
+            si = slope[o[i]]
+            ci = icpt[o[i]]
+            if m and s[m - 1] == si:
+                m -= 1  # the same slope: this one's intercept is not lower
+            # the last line is never the maximum once line i passes the one
+            # before it no later than the last line does
+            while m >= 2 and (ci - c[m - 2]) * (s[m - 1] - s[m - 2]) >= (
+                    c[m - 1] - c[m - 2]) * (si - s[m - 2]):
+                m -= 1
+            s[m] = si
+            c[m] = ci
+            m += 1
+    hs, hc = hs[:m].copy(), hc[:m].copy()
+    breaks = np.full(m, np.inf)
+    if m > 1:
+        breaks[:-1] = (hc[:-1] - hc[1:]) / (hs[1:] - hs[:-1])
+    return hs, hc, breaks

@@ -8,6 +8,7 @@ except where a caller asks for the dense output.
 
 import copy
 import threading
+import weakref
 
 import numpy as np
 
@@ -37,6 +38,21 @@ TOP_K = 3
 
 # Guards the lazy build of the inference tables against concurrent predicts.
 _INFERENCE_TABLES_LOCK = threading.Lock()
+
+# Top-k by bounds (see _bounded_topk): on this many labels or more; a call
+# scores its rows a block at a time, and after a block where more than
+# BOUNDED_GIVE_UP of the rows needed every label's score, scores the rest in
+# full; a row gives up past n_labels / BOUNDED_CANDIDATES candidates beyond
+# the labels the head reaches.
+BOUNDED_MIN_LABELS = 4096
+BOUNDED_BLOCK = 1024
+BOUNDED_GIVE_UP = 0.5
+BOUNDED_CANDIDATES = 32
+# the output layer's norms and envelope, per model, while its weights stay
+_BOUNDS = weakref.WeakKeyDictionary()
+_BOUNDS_LOCK = threading.Lock()
+# scratch of bounded_topk, per Python thread (it calls with the GIL released)
+_SCRATCH = threading.local()
 
 
 def predict_threads(est, n_rows):
@@ -86,6 +102,28 @@ def topk_ids(est, X, k):
             n_threads,
         )
         return idx, val
+    bounds = _score_bounds(est) if L >= BOUNDED_MIN_LABELS and k > 0 else None
+    if bounds is None:
+        return _full_topk(est, h, X, k, n_threads)
+    ids = np.empty((X.shape[0], k), dtype=np.int32)
+    vals = np.empty((X.shape[0], k), dtype=np.float32)
+    for s in range(0, X.shape[0], BOUNDED_BLOCK):
+        stop = min(s + BOUNDED_BLOCK, X.shape[0])
+        ids[s:stop], vals[s:stop], full = _bounded_topk(
+            est, bounds, h[s:stop], X[s:stop], k, n_threads)
+        if full.size:
+            full_rows = full + s
+            ids[full_rows], vals[full_rows] = _full_topk(
+                est, h[full_rows], X[full_rows], k, n_threads)
+        if full.size > BOUNDED_GIVE_UP * (stop - s) and stop < X.shape[0]:
+            ids[stop:], vals[stop:] = _full_topk(est, h[stop:], X[stop:], k, n_threads)
+            break
+    return ids, vals
+
+
+def _full_topk(est, h, X, k, n_threads):
+    """:func:`topk_ids` from every label's score, a chunk of rows at a time."""
+    L = len(est.classes_)
     # Score rows in chunks of at most ~64 MB of float32 scores.
     chunk = max(1, min(X.shape[0], (1 << 24) // max(L, 1)))
     ids = np.empty((X.shape[0], k), dtype=np.int32)
@@ -96,6 +134,104 @@ def topk_ids(est, X, k):
         # freed before the next chunk's scores: one chunk alive at a time
         del scores
     return ids, vals
+
+
+def _score_bounds(est):
+    """What bounded_topk needs of the output layer, or None if a weight is not finite.
+
+    The row norms of the output weights' positive and negative parts
+    (float32, rounded up) and the upper envelope of the lines
+    ``(positive norm, bias)``. Built once per model and per set of weights:
+    the cache holds the arrays it was built from and the network's step,
+    and any new array or training step builds it again.
+    """
+    W, b = est.output_weights_, est.output_bias_
+    key = (W, b, est._step)
+    with _BOUNDS_LOCK:
+        entry = _BOUNDS.get(est)
+    if entry is not None and entry[0][0] is W and entry[0][1] is b and entry[0][2] == key[2]:
+        return entry[1]
+    bounds = output_bounds(W, b)
+    with _BOUNDS_LOCK:
+        _BOUNDS[est] = (key, bounds)
+    return bounds
+
+
+def output_bounds(W, b):
+    """The output layer's part of :func:`bounded_rows`, or None if a weight is not finite."""
+    pos = np.empty(W.shape[0], dtype=np.float64)
+    neg = np.empty(W.shape[0], dtype=np.float64)
+    finite = bool(np.isfinite(b).all())
+    for s in range(0, W.shape[0], 4096):
+        block = W[s : s + 4096].astype(np.float64)
+        finite = finite and bool(np.isfinite(block).all())
+        part = np.maximum(block, 0)
+        pos[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", part, part))
+        part = np.minimum(block, 0, out=part)
+        neg[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", part, part))
+    if not finite or W.shape[0] == 0:
+        return None
+    up = np.float32(np.inf)
+    pos32 = np.nextafter(pos.astype(np.float32), up)
+    neg32 = np.nextafter(neg.astype(np.float32), up)
+    b64 = b.astype(np.float64)
+    slopes, icpts, breaks = _sparse_head.upper_envelope(pos32.astype(np.float64), b64)
+    margin = float(max(float((pos32.astype(np.float64) + neg32).max()),
+                       float(np.abs(b64).max())))
+    return pos32, neg32, slopes, icpts, breaks, margin
+
+
+def _bounded_topk(est, bounds, h, X, k, n_threads):
+    """:func:`bounded_rows` of the model's layers and head."""
+    head = getattr(est, "sparse_head_", None)
+    if head is None or not est.sparse_head_weight_ > 0:
+        head = None
+    return bounded_rows(est.output_weights_, est.output_bias_, bounds, head,
+                        est.sparse_head_weight_ if head is not None else 0.0, h, X, k, n_threads)
+
+
+def bounded_rows(W, b, bounds, head, scale, h, X, k, n_threads):
+    """Top-k of ``h @ W.T + b`` plus ``scale`` times the head's scores of X, by bounds.
+
+    The ids and score bits of :func:`full_scores` then ``topk_rows``, from
+    few labels' scores (:func:`sksketch._kernels._sparse_head.bounded_topk`;
+    ``bounds`` is :func:`output_bounds` of ``(W, b)``, ``head`` a
+    :class:`SparseLabelHead` or None). Returns ids, scores and the positions
+    of the rows it left to full scoring (their ids and scores are to be
+    overwritten).
+    """
+    pos, neg, slopes, icpts, breaks, margin = bounds
+    L = W.shape[0]
+    if head is not None:
+        indptr, labels, weights = head.indptr, head.labels, head.weights
+        # the most head pairs one row's features reach
+        reached = np.concatenate([[0], np.cumsum(np.diff(indptr)[X.indices])])
+        max_terms = int((reached[X.indptr[1:]] - reached[X.indptr[:-1]]).max())
+    else:
+        indptr = np.zeros(X.shape[1] + 1, dtype=np.int64)
+        labels, weights = np.zeros(1, np.int32), np.zeros(1, np.float32)
+        max_terms = 0
+    nt = max(1, n_threads)
+    scratch = getattr(_SCRATCH, "arrays", None)
+    if scratch is None or scratch[0].shape[1] < nt or scratch[0].shape[2] != L:
+        scratch = (
+            np.zeros((3, nt, L), dtype=np.float32),
+            np.zeros((3, nt, L), dtype=np.int32),
+            np.zeros((nt, L), dtype=np.uint8),
+            np.empty((nt, 16 * L), dtype=np.uint8),
+            np.empty((nt, 0), dtype=np.float32),
+            np.empty((nt, 0), dtype=np.int64),
+        )
+    if scratch[4].shape[1] < max(max_terms, 1):
+        size = max(max_terms, 1, 2 * scratch[4].shape[1])
+        scratch = (*scratch[:4], np.empty((scratch[4].shape[0], size), dtype=np.float32),
+                   np.empty((scratch[4].shape[0], size), dtype=np.int64))
+    _SCRATCH.arrays = scratch
+    ids, vals, full = _sparse_head.bounded_topk(
+        h, W, b, pos, neg, X.indptr, X.indices, X.data, indptr, labels, weights,
+        float(scale), head is not None, slopes, icpts, breaks, margin, *scratch, k,
+        max(64, L // BOUNDED_CANDIDATES), nt)
+    return ids, vals, np.flatnonzero(full)
 
 
 def proba(est, X):
