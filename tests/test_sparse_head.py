@@ -551,10 +551,13 @@ def test_top_k_by_bounds_is_the_top_k_of_every_label(monkeypatch, sparse_head):
         np.testing.assert_array_equal(ids, clf.classes_[full_ids])
         np.testing.assert_array_equal(scores.astype(np.float32).view(np.int32),
                                       full.view(np.int32))
-    if sparse_head:  # the head's labels hold every row's top labels
-        assert len(calls) == 8 and sum(left for _, left in calls) < 100
-    else:  # without it the bounds pay for no row: a call gives up after a block
-        assert calls == [(256, 256), (256, 256)]
+    if sparse_head:  # the head's labels hold every row's top labels: blocks of
+        # 32 rows (the model's first), then of 256
+        assert [rows for rows, _ in calls] == [32, 256, 256, 256, 200, 256, 256, 256, 232]
+        assert sum(left for _, left in calls) < 100
+    else:  # without it the bounds pay for no row: the first call gives up after
+        # its first 32 rows, and the next scores every label without trying
+        assert calls == [(32, 32)]
     # training moves the weights: the bounds follow
     clf.partial_fit(X[:500], Y[:500])
     full_ids, _ = _inference._full_topk(clf, _inference.hidden(clf, Xc), Xc, 1, 2)

@@ -312,6 +312,18 @@ cdef void _select_top(_Cand *c, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
             return
 
 
+cdef Py_ssize_t _above(const float *U, Py_ssize_t L, float bar, const uint8_t *scored,
+                       _Cand *cand) noexcept nogil:
+    """The labels not scored yet whose bound reaches the bar, into cand; their count."""
+    cdef Py_ssize_t j, n = 0
+    for j in range(L):
+        if U[j] >= bar and not scored[j]:
+            cand[n].label = <int32_t> j
+            cand[n].bound = U[j]
+            n += 1
+    return n
+
+
 cdef inline bint _better(float v, int32_t j, float w, int32_t i) noexcept nogil:
     return v > w or (v == w and j < i)
 
@@ -432,7 +444,7 @@ cdef int _bounded_row(
     cdef Py_ssize_t p, r, j, n_touched = 0, n_terms = 0, n_cand = 0, c
     cdef Py_ssize_t L = R.L, k = R.k, lo, hi, mid
     cdef int status = 0
-    cdef double a_pos = 0.0, a_neg = 0.0, x, rel, a1, env, rest
+    cdef double a_pos = 0.0, a_neg = 0.0, x, rel, a1, env
     cdef float fa_pos, fa_neg, frel, net_f, t, v, kth
     cdef bint done = False
     for p in range(R.H):
@@ -526,30 +538,34 @@ cdef int _bounded_row(
         # every label's bound (a loop the compiler vectorises), and the exact
         # scores of the labels whose bound reaches the k-th best score so
         # far, best bound first, until the bounds fall below it; more than
-        # max_cand of them: full scoring pays more
+        # max_cand of them: scoring every label costs less
         for j in range(L):
             net_f = fa_pos * pos_norm[j] + fa_neg * neg_norm[j]
             U[j] = net_f + R.b2[j] + acc[j] + frel * (
                 (fa_pos + fa_neg) * (pos_norm[j] + neg_norm[j]) + fabsf(R.b2[j]) + absacc[j])
-        kth = R.tv[k - 1] if R.count == k else -INFINITY
-        n_cand = 0
-        for j in range(L):
-            if U[j] >= kth and not R.scored[j]:
-                cand[n_cand].label = <int32_t> j
-                cand[n_cand].bound = U[j]
-                n_cand += 1
-        rest = -INFINITY
-        if n_cand > max_cand:
-            _select_top(cand, n_cand, max_cand)
-            for c in range(max_cand, n_cand):
-                if cand[c].bound > rest:
-                    rest = cand[c].bound
-            n_cand = max_cand
-        if n_cand:
+        if R.count == 0:
+            # the exact scores of the k labels of largest bound set the bar
+            R.count = R.K.topk(U, L, k, R.ti, R.tv)
+            for c in range(R.count):
+                cand[c].label = R.ti[c]
+                cand[c].bound = U[R.ti[c]]
+            n_cand = R.count
+            R.count = 0
+            status = _score_cands(R, cand, n_cand, False)
+        if status == 0:
+            n_cand = _above(U, L, R.tv[k - 1], R.scored, cand)
+            if n_cand > max_cand:
+                # a second bar from the k best bounds left, then give up if
+                # it leaves too many
+                _select_top(cand, n_cand, min(k, n_cand))
+                status = _score_cands(R, cand, min(k, n_cand), False)
+                if status == 0:
+                    n_cand = _above(U, L, R.tv[k - 1], R.scored, cand)
+                    if n_cand > max_cand:
+                        status = 1
+        if status == 0 and n_cand:
             qsort(cand, n_cand, sizeof(_Cand), _by_bound_desc)
             status = _score_cands(R, cand, n_cand, True)
-        if status == 0 and (R.count < k or rest >= R.tv[k - 1]):
-            status = 1
     # the scratch back to zeros for the next row
     for r in range(n_touched):
         j = touched[r]

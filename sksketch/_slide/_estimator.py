@@ -262,8 +262,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         and cuts a third of Adam's traffic, at a precision cost that is small
         next to the gradient noise.
     inference : {"full", "lsh"}, default="full"
-        How ``predict``/``predict_topk`` rank labels: ``"full"`` scores every
-        label exactly; ``"lsh"`` scores only the labels the hash tables return
+        How ``predict``/``predict_topk`` rank labels: ``"full"`` by every
+        label's exact score (on 4,096 labels or more found by scoring the
+        few labels whose upper bound can reach the top, with the same
+        result); ``"lsh"`` scores only the labels the hash tables return
         (faster on huge label sets, approximate).
     predict_top_k : int, default=1
         For multi-label targets, how many of the top-ranked labels ``predict``

@@ -1,7 +1,9 @@
 """Scoring with a fitted SLIDEClassifier: the hidden layer, full and LSH scores, top-k.
 
 Functions of the estimator (its fitted attributes are read, never written,
-except for the caches of LSH inference and of the most frequent labels).
+except for the caches of LSH inference and of the most frequent labels; the
+output layer's bounds for top-k by bounds are cached outside it, per model,
+and its scratch per thread).
 Scores are never an ``n_samples x n_labels`` array beyond a chunk of rows,
 except where a caller asks for the dense output.
 """
@@ -39,14 +41,18 @@ TOP_K = 3
 # Guards the lazy build of the inference tables against concurrent predicts.
 _INFERENCE_TABLES_LOCK = threading.Lock()
 
-# Top-k by bounds (see _bounded_topk): on this many labels or more; a call
-# scores its rows a block at a time, and after a block where more than
-# BOUNDED_GIVE_UP of the rows needed every label's score, scores the rest in
-# full; a row gives up past n_labels / BOUNDED_CANDIDATES candidates beyond
-# the labels the head reaches.
+# Top-k by bounds (see bounded_rows): on this many labels or more, for k up
+# to BOUNDED_MAX_K. A call scores its rows a block at a time (a model's first
+# BOUNDED_TRIAL rows as one block); after a block where more than
+# BOUNDED_GIVE_UP of the rows needed every label's score, it scores the rest
+# in full, and so do the model's later calls once that holds over its first
+# BOUNDED_TRIAL rows or more (until its weights change). A row gives up past
+# n_labels / BOUNDED_CANDIDATES candidates beyond the labels the head reaches.
 BOUNDED_MIN_LABELS = 4096
+BOUNDED_MAX_K = 64
 BOUNDED_BLOCK = 1024
 BOUNDED_GIVE_UP = 0.5
+BOUNDED_TRIAL = 32
 BOUNDED_CANDIDATES = 32
 # the output layer's norms and envelope, per model, while its weights stay
 _BOUNDS = weakref.WeakKeyDictionary()
@@ -102,15 +108,23 @@ def topk_ids(est, X, k):
             n_threads,
         )
         return idx, val
-    bounds = _score_bounds(est) if L >= BOUNDED_MIN_LABELS and k > 0 else None
-    if bounds is None:
+    entry = _score_bounds(est) if BOUNDED_MIN_LABELS <= L and 0 < k <= BOUNDED_MAX_K else None
+    if entry is None or entry[3] is None or (
+            entry[4] >= BOUNDED_TRIAL and entry[5] > BOUNDED_GIVE_UP * entry[4]):
         return _full_topk(est, h, X, k, n_threads)
     ids = np.empty((X.shape[0], k), dtype=np.int32)
     vals = np.empty((X.shape[0], k), dtype=np.float32)
-    for s in range(0, X.shape[0], BOUNDED_BLOCK):
-        stop = min(s + BOUNDED_BLOCK, X.shape[0])
+    s = 0
+    while s < X.shape[0]:
+        # a model's first rows a few at a time: where bounds do not pay,
+        # little is lost finding out
+        stop = min(s + (BOUNDED_TRIAL if entry[4] < BOUNDED_TRIAL else BOUNDED_BLOCK),
+                   X.shape[0])
         ids[s:stop], vals[s:stop], full = _bounded_topk(
-            est, bounds, h[s:stop], X[s:stop], k, n_threads)
+            est, entry[3], h[s:stop], X[s:stop], k, n_threads)
+        with _BOUNDS_LOCK:
+            entry[4] += stop - s
+            entry[5] += full.size
         if full.size:
             full_rows = full + s
             ids[full_rows], vals[full_rows] = _full_topk(
@@ -118,6 +132,7 @@ def topk_ids(est, X, k):
         if full.size > BOUNDED_GIVE_UP * (stop - s) and stop < X.shape[0]:
             ids[stop:], vals[stop:] = _full_topk(est, h[stop:], X[stop:], k, n_threads)
             break
+        s = stop
     return ids, vals
 
 
@@ -137,24 +152,23 @@ def _full_topk(est, h, X, k, n_threads):
 
 
 def _score_bounds(est):
-    """What bounded_topk needs of the output layer, or None if a weight is not finite.
+    """The model's entry of the bounds cache: what bounded_rows needs, and how it fared.
 
-    The row norms of the output weights' positive and negative parts
-    (float32, rounded up) and the upper envelope of the lines
-    ``(positive norm, bias)``. Built once per model and per set of weights:
-    the cache holds the arrays it was built from and the network's step,
-    and any new array or training step builds it again.
+    A list ``[weakref(W), weakref(b), step, bounds, rows tried, rows scored
+    in full]``; ``bounds`` is :func:`output_bounds` of the output layer (None
+    if a weight is not finite). Built once per model and per set of
+    weights: any new array or training step builds it again (the arrays are
+    held by weak references, so a dead one never matches a new one).
     """
     W, b = est.output_weights_, est.output_bias_
-    key = (W, b, est._step)
     with _BOUNDS_LOCK:
         entry = _BOUNDS.get(est)
-    if entry is not None and entry[0][0] is W and entry[0][1] is b and entry[0][2] == key[2]:
-        return entry[1]
-    bounds = output_bounds(W, b)
+    if entry is not None and entry[0]() is W and entry[1]() is b and entry[2] == est._step:
+        return entry
+    entry = [weakref.ref(W), weakref.ref(b), est._step, output_bounds(W, b), 0, 0]
     with _BOUNDS_LOCK:
-        _BOUNDS[est] = (key, bounds)
-    return bounds
+        _BOUNDS[est] = entry
+    return entry
 
 
 def output_bounds(W, b):
