@@ -242,29 +242,22 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
         for i in prange(net.shape[0], num_threads=n_threads, schedule="static"):
             for g in range(weights.shape[0]):
                 w = weights[g]
-                # the first k labels, sorted (stable: a later label never
-                # passes an equal earlier one)
-                for j in range(k):
+                worst = -INFINITY
+                for j in range(n_labels):
                     v = net[i, j] + w * head[i, j]
-                    r = j
-                    while r > 0 and best[i, g, r - 1] < v:
-                        best[i, g, r] = best[i, g, r - 1]
-                        top[i, g, r] = top[i, g, r - 1]
-                        r = r - 1
-                    best[i, g, r] = v
-                    top[i, g, r] = <int32_t>j
-                worst = best[i, g, k - 1]
-                for j in range(k, n_labels):
-                    v = net[i, j] + w * head[i, j]
-                    if v > worst:
-                        r = k - 1
+                    # the first k labels, then those above the k-th best,
+                    # into the sorted list (stable: a later label never
+                    # passes an equal earlier one)
+                    if j < k or v > worst:
+                        r = j if j < k else k - 1
                         while r > 0 and best[i, g, r - 1] < v:
                             best[i, g, r] = best[i, g, r - 1]
                             top[i, g, r] = top[i, g, r - 1]
                             r = r - 1
                         best[i, g, r] = v
                         top[i, g, r] = <int32_t>j
-                        worst = best[i, g, k - 1]
+                        if j >= k - 1:
+                            worst = best[i, g, k - 1]
 
 
 # --------------------------------------------------------------------- bounded top-k
