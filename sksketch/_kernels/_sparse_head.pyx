@@ -424,6 +424,20 @@ cdef int _score_cands(_Row *R, const _Cand *cand, Py_ssize_t n_cand,
     return 0
 
 
+cdef int _score_best_bounds(_Row *R, const float *U, Py_ssize_t n, const int32_t *labels,
+                            _Cand *cand) noexcept nogil:
+    """The exact scores of the k of largest bound in U[:n] (labels[i], or i without
+    labels) into the row's top-k: the first bar. 1 on a NaN score."""
+    cdef Py_ssize_t c, n_cand
+    R.count = R.K.topk(U, n, R.k, R.ti, R.tv)
+    for c in range(R.count):
+        cand[c].label = labels[R.ti[c]] if labels != NULL else R.ti[c]
+        cand[c].bound = U[R.ti[c]]
+    n_cand = R.count
+    R.count = 0
+    return _score_cands(R, cand, n_cand, False)
+
+
 cdef int _bounded_row(
     _Row *R, const float *pos_norm, const float *neg_norm,
     const int32_t *xind, const float *xdat, Py_ssize_t nnz, float inv, bint use_head,
@@ -497,13 +511,7 @@ cdef int _bounded_row(
             net_f = fa_pos * pos_norm[j]
             U[r] = net_f + R.b2[j] + acc[j] + frel * (
                 fa_pos * (pos_norm[j] + neg_norm[j]) + fabsf(R.b2[j]) + absacc[j])
-        R.count = R.K.topk(U, n_touched, k, R.ti, R.tv)
-        for c in range(R.count):
-            cand[c].label = touched[R.ti[c]]
-            cand[c].bound = U[R.ti[c]]
-        n_cand = R.count
-        R.count = 0
-        status = _score_cands(R, cand, n_cand, False)
+        status = _score_best_bounds(R, U, n_touched, touched, cand)
         if status == 0:
             a1 = a_pos * (1.0 + rel)
             lo = 0
@@ -537,14 +545,7 @@ cdef int _bounded_row(
             U[j] = net_f + R.b2[j] + acc[j] + frel * (
                 (fa_pos + fa_neg) * (pos_norm[j] + neg_norm[j]) + fabsf(R.b2[j]) + absacc[j])
         if R.count == 0:
-            # the exact scores of the k labels of largest bound set the bar
-            R.count = R.K.topk(U, L, k, R.ti, R.tv)
-            for c in range(R.count):
-                cand[c].label = R.ti[c]
-                cand[c].bound = U[R.ti[c]]
-            n_cand = R.count
-            R.count = 0
-            status = _score_cands(R, cand, n_cand, False)
+            status = _score_best_bounds(R, U, L, NULL, cand)
         if status == 0:
             n_cand = _above(U, L, R.tv[k - 1], R.scored, cand)
             if n_cand > max_cand:
