@@ -708,8 +708,8 @@ def test_openmp_wait_policy_is_short_unless_the_user_chose_one():
     assert left_in_env == "None"
 
 
-def _bounded_model(rng, n_labels, width, n_features, n_rows, head=True):
-    """Output layer, sparse head and rows for the bounded top-k tests."""
+def _bounded_model(rng, n_labels, width, n_features, n_rows, head=True, clusters=False):
+    """Output layer, sparse head and rows for the bounded top-k tests (and label clusters)."""
     import scipy.sparse as sp
 
     from sksketch._slide._sparse_head import SparseLabelHead
@@ -728,23 +728,36 @@ def _bounded_model(rng, n_labels, width, n_features, n_rows, head=True):
     X.data[:] = rng.random(X.nnz).astype(np.float32) + 0.1
     Y = sp.random(n_rows, n_labels, density=2 / n_labels, format="csr", random_state=2)
     Y.data[:] = 1
-    if not head:
-        return W2, b2, hidden, X, None
-    h, = SparseLabelHead.from_data(X, Y, np.ones(n_rows), 64)
-    h.weights[:] = rng.standard_normal(h.n_pairs).astype(np.float32)
-    return W2, b2, hidden, X, h
+    h = None
+    if head:
+        h, = SparseLabelHead.from_data(X, Y, np.ones(n_rows), 64)
+        h.weights[:] = rng.standard_normal(h.n_pairs).astype(np.float32)
+    if not clusters:
+        return W2, b2, hidden, X, h
+    from sksketch._slide._label_clusters import LabelClusterHead
+
+    c = LabelClusterHead.from_data(X, Y, np.ones(n_rows, dtype=np.float32), 16, 64,
+                                   np.random.default_rng(0))
+    c.head.weights[:] = rng.standard_normal(c.head.n_pairs).astype(np.float32)
+    return W2, b2, hidden, X, h, c
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])
 @pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("head", [True, False])
-def test_bounded_topk_is_the_full_top_k_bit_for_bit(k, n_threads, head, rng):
-    """Ids and score bits of output_scores + add_scores + topk_rows, from few labels' scores."""
+@pytest.mark.parametrize("head, clusters", [(True, False), (False, False), (True, True),
+                                            (False, True)])
+def test_bounded_topk_is_the_full_top_k_bit_for_bit(k, n_threads, head, clusters, rng):
+    """Ids and score bits of output_scores + add_scores + topk_rows, from few labels' scores.
+
+    With label clusters, their term is added last (LabelClusterHead.add_scores).
+    """
     from sksketch._kernels import _network
     from sksketch._slide._inference import bounded_rows, output_bounds
 
     # 4,101 labels: a tail of 5 past the last group of 8
-    W2, b2, hidden, X, h = _bounded_model(rng, 4101, 24, 3000, 300, head)
+    W2, b2, hidden, X, h, *c = _bounded_model(rng, 4101, 24, 3000, 300, head, clusters)
+    c = c[0] if clusters else None
+    c_scale = 1.5 if clusters else 0.0
     hidden[5] = 0  # a row with nothing but biases (and head terms)
     hidden[6] -= 0.5  # rows with negative activations: the bound of every label
     hidden[8] = -hidden[8]
@@ -755,9 +768,11 @@ def test_bounded_topk_is_the_full_top_k_bit_for_bit(k, n_threads, head, rng):
         full = _network.output_scores(hidden, W2, b2, n_threads)
         if head:
             h.add_scores(full, X, scale, n_threads)
+        if clusters:
+            c.add_scores(full, X, c_scale, n_threads)
         want_ids, want = _network.topk_rows(full, k, n_threads)
         ids, vals, rest = bounded_rows(W2, b2, output_bounds(W2, b2), h, scale, hidden, X, k,
-                                       n_threads)
+                                       n_threads, c, c_scale)
         done = np.setdiff1d(np.arange(300), rest)
         assert done.size >= 200  # most rows scored few labels
         np.testing.assert_array_equal(ids[done], want_ids[done])

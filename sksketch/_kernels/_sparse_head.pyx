@@ -355,6 +355,10 @@ cdef struct _Row:
     const int32_t *start
     const float *xv
     const int64_t *q
+    # the label clusters' term of each label (0 for labels of clusters the
+    # row does not reach), added after the head's terms
+    bint use_clusters
+    const float *ct
     # scratch
     uint8_t *scored
     float tail[8]
@@ -369,6 +373,8 @@ cdef inline float _with_head(const _Row *R, float s, int32_t j) noexcept nogil:
     cdef Py_ssize_t r
     for r in range(R.start[j], R.start[j] + R.cnt[j]):
         s += R.xv[r] * R.hw[R.q[r]]
+    if R.use_clusters:
+        s += R.ct[j]
     return s
 
 
@@ -442,13 +448,16 @@ cdef int _bounded_row(
     _Row *R, const float *pos_norm, const float *neg_norm,
     const int32_t *xind, const float *xdat, Py_ssize_t nnz, float inv, bint use_head,
     const int64_t *hptr, const int32_t *hlab,
+    float inv_c, const int64_t *cptr, const int32_t *clab, const float *cw, float c_scale,
+    const int64_t *mptr, const int32_t *members, float *cacc, int32_t *ctouched,
+    uint8_t *cmark, float *ct,
     const double *env_slope, const double *env_icpt, const double *env_break, Py_ssize_t n_env,
     double env_margin, Py_ssize_t max_cand,
     float *acc, float *absacc, float *U, int32_t *cnt, int32_t *start, float *xv,
     int64_t *q, int32_t *touched, _Cand *cand,
 ) noexcept nogil:
     """Exact top-k of one row (see :func:`bounded_topk`); 1 if it must be scored in full."""
-    cdef Py_ssize_t p, r, j, n_touched = 0, n_terms = 0, n_cand = 0, c
+    cdef Py_ssize_t p, r, j, n_touched = 0, n_terms = 0, n_cand = 0, c, n_ct = 0
     cdef Py_ssize_t L = R.L, k = R.k, lo, hi, mid
     cdef int status = 0
     cdef double a_pos = 0.0, a_neg = 0.0, x, rel, a1, env
@@ -498,9 +507,33 @@ cdef int _bounded_row(
                 t = v * R.hw[r]
                 acc[j] += t
                 absacc[j] += fabsf(t)
-        for r in range(n_touched):
-            if not (absacc[touched[r]] < INFINITY):
-                status = 1  # (the caller checked the norms and biases)
+    if R.use_clusters:
+        # the cluster head's score of each cluster the row reaches, in
+        # add_scores' order (scale 1), then its weighted term on every label
+        # of those clusters, which the row now reaches too
+        for p in range(nnz):
+            v = xdat[p] * inv_c
+            for r in range(cptr[xind[p]], cptr[xind[p] + 1]):
+                c = clab[r]
+                if cmark[c] == 0:
+                    cmark[c] = 1
+                    ctouched[n_ct] = <int32_t> c
+                    n_ct += 1
+                cacc[c] += v * cw[r]
+        for r in range(n_ct):
+            c = ctouched[r]
+            t = c_scale * cacc[c]
+            for p in range(mptr[c], mptr[c + 1]):
+                j = members[p]
+                ct[j] = t
+                if cnt[j] == 0:  # not reached by the head
+                    touched[n_touched] = <int32_t> j
+                    n_touched += 1
+                acc[j] += t
+                absacc[j] += fabsf(t)
+    for r in range(n_touched):
+        if not (absacc[touched[r]] < INFINITY):
+            status = 1  # (the caller checked the norms and biases)
     if status == 0 and a_neg == 0.0 and n_touched >= k:
         # A non-negative hidden row (ReLU) reaching k labels: a label it does
         # not reach scores at most max_j (a_pos |W2_j+| + b2_j), the upper
@@ -566,6 +599,12 @@ cdef int _bounded_row(
         acc[j] = 0
         absacc[j] = 0
         cnt[j] = 0
+        if R.use_clusters:
+            ct[j] = 0
+    for r in range(n_ct):
+        c = ctouched[r]
+        cacc[c] = 0
+        cmark[c] = 0
     memset(R.scored, 0, L)
     return status
 
@@ -581,7 +620,13 @@ def bounded_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float
                  const double[::1] env_break, double env_margin,
                  float[:, :, ::1] f32_scratch, int32_t[:, :, ::1] i32_scratch,
                  uint8_t[:, ::1] scored, uint8_t[:, ::1] cand, float[:, ::1] xv,
-                 int64_t[:, ::1] q, Py_ssize_t k, Py_ssize_t max_candidates, int n_threads):
+                 int64_t[:, ::1] q, Py_ssize_t k, Py_ssize_t max_candidates, int n_threads,
+                 bint use_clusters=False, const int64_t[::1] c_indptr=None,
+                 const int32_t[::1] c_labels=None, const float[::1] c_weights=None,
+                 float c_scale=0.0, const int64_t[::1] members_ptr=None,
+                 const int32_t[::1] members=None, float[:, ::1] c_acc=None,
+                 int32_t[:, ::1] c_touched=None, uint8_t[:, ::1] c_mark=None,
+                 float[:, ::1] c_term=None):
     """Top-k of ``hidden @ W2.T + b2`` plus ``scale`` times the head, scoring few labels.
 
     The top-k that output_scores, add_scores and topk_rows give (the same
@@ -600,6 +645,15 @@ def bounded_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float
     zeros (left so), ``cand`` of ``(n_threads, 16 * n_labels)`` bytes,
     ``xv`` and ``q`` as long as the head pairs of any row's features.
 
+    With ``use_clusters``, each label also adds ``c_scale`` times the score
+    of its cluster by a second head over clusters (pairs ``c_indptr``,
+    ``c_labels``, ``c_weights``; the labels of cluster ``c`` are
+    ``members[members_ptr[c]:members_ptr[c + 1]]``), after the head's terms,
+    as :class:`sksketch._slide._label_clusters.LabelClusterHead` adds it.
+    Its scratch, per thread: ``c_acc``, ``c_touched`` and ``c_mark`` of
+    ``(n_threads, n_clusters)`` and ``c_term`` of ``(n_threads, n_labels)``,
+    ``c_acc``, ``c_mark`` and ``c_term`` zeros (left so).
+
     A row whose candidates outside the labels it reaches would exceed
     ``max_candidates``, or with a NaN score, is left to the caller:
     ``fallback[i] = 1``, its ids and scores undefined. Needs
@@ -608,7 +662,19 @@ def bounded_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
     cdef Py_ssize_t i, tid, nt = max(1, n_threads)
-    cdef float inv
+    cdef float inv, inv_c
+    cdef const int64_t *cptr = NULL
+    cdef const int64_t *mptr = NULL
+    cdef const int32_t *clab = NULL
+    cdef const int32_t *memb = NULL
+    cdef const float *cw = NULL
+    if use_clusters:
+        cptr = &c_indptr[0]
+        mptr = &members_ptr[0]
+        memb = &members[0]
+        if c_labels.shape[0]:
+            clab = &c_labels[0]
+            cw = &c_weights[0]
     idx = np.empty((n, k), dtype=np.int32)
     val = np.empty((n, k), dtype=np.float32)
     fallback = np.zeros(n, dtype=np.uint8)
@@ -637,6 +703,8 @@ def bounded_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float
         R.xv = &xv[tid, 0]
         R.q = &q[tid, 0]
         R.scored = &scored[tid, 0]
+        R.use_clusters = use_clusters
+        R.ct = &c_term[tid, 0] if use_clusters else NULL
     with nogil:
         for i in prange(n, num_threads=nt, schedule="dynamic", chunksize=4):
             tid = threadid()
@@ -646,11 +714,17 @@ def bounded_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float
             R.ti = &iv[i, 0]
             R.tv = &vv[i, 0]
             R.count = 0
-            inv = inv_row_norm(X_indptr, X_data, i) * scale
+            inv_c = inv_row_norm(X_indptr, X_data, i)
+            inv = inv_c * scale
             fb[i] = <uint8_t> _bounded_row(
                 R, &pos_norm[0], &neg_norm[0],
                 &X_indices[X_indptr[i]], &X_data[X_indptr[i]], X_indptr[i + 1] - X_indptr[i],
                 inv, use_head, &indptr[0], &labels[0] if labels.shape[0] else NULL,
+                inv_c, cptr, clab, cw, c_scale, mptr, memb,
+                &c_acc[tid, 0] if use_clusters else NULL,
+                &c_touched[tid, 0] if use_clusters else NULL,
+                &c_mark[tid, 0] if use_clusters else NULL,
+                <float *> R.ct,
                 &env_slope[0], &env_icpt[0], &env_break[0], env_slope.shape[0], env_margin,
                 max_candidates, &f32_scratch[0, tid, 0], &f32_scratch[1, tid, 0],
                 &f32_scratch[2, tid, 0], &i32_scratch[0, tid, 0], &i32_scratch[1, tid, 0],

@@ -216,6 +216,26 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         ``n_iter_`` below ``max_iter``) once the head stops too.
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
+    label_cluster_size : int or None, default=None
+        With ``sparse_head=True``, group the labels into clusters of at most
+        this many (balanced hierarchical 2-means over the labels' centroids,
+        as the label trees of PECOS and Parabel are built) and train a second
+        sparse head, a softmax over the clusters, beside the first: each
+        label's ranking score adds ``label_cluster_weight_`` times its
+        cluster's score. A label with one or two training rows then also
+        draws on the rows of the similar labels of its cluster. Built from
+        the first ``fit`` or ``partial_fit`` call's rows; ``None`` (the
+        default, or no more labels than this) builds none. For long-tailed
+        label sets: on WordNet nouns (15,728 labels, median 2 rows each),
+        clusters of 16 gave test P@1 0.3979 against 0.3966 (mean of
+        ``random_state`` 0-2) for a quarter more training time; on Bibtex
+        and Delicious ``"auto"`` kept weight 0 (see the user guide).
+    label_cluster_weight : "auto" or float, default="auto"
+        Weight of the cluster scores in the ranking. ``"auto"``: chosen
+        from the grid of ``sparse_head_weight`` on the held-out rows that
+        choose the head's weight, with the head's weight set (0 when no
+        rows are held out; ``partial_fit`` ranks each later call's rows
+        before it trains on them).
     input_dropout : float, default=0.0
         Share of each training example's non-zero input features left out of
         its forward and backward passes (inverted dropout: the others are
@@ -302,6 +322,11 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         The sparse feature-to-label head (``sparse_head=True``), else None.
     sparse_head_weight_ : float
         Weight of the head's logits in the ranking (0 without a head).
+    cluster_head_ : LabelClusterHead or None
+        The label clusters and their sparse head (see
+        ``label_cluster_size``), else None.
+    label_cluster_weight_ : float
+        Weight of the cluster scores in the ranking (0 without clusters).
     loss_curve_ : list of float
         Mean training loss (cross-entropy over the active set) per epoch;
         the sparse head's loss for epochs after the network stopped (see
@@ -366,6 +391,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         "labels_per_feature": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "sparse_head_loss": [StrOptions({"auto", "softmax", "squared_hinge"})],
         "sparse_head_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+        "label_cluster_size": [None, Interval(Integral, 1, None, closed="left")],
+        "label_cluster_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "output_init": [StrOptions({"centroid", "uniform"})],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
@@ -414,6 +441,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         labels_per_feature="auto",
         sparse_head_loss="auto",
         sparse_head_weight="auto",
+        label_cluster_size=None,
+        label_cluster_weight="auto",
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
@@ -456,6 +485,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self.labels_per_feature = labels_per_feature
         self.sparse_head_loss = sparse_head_loss
         self.sparse_head_weight = sparse_head_weight
+        self.label_cluster_size = label_cluster_size
+        self.label_cluster_weight = label_cluster_weight
         self.output_init = output_init
         self.beta_1 = beta_1
         self.beta_2 = beta_2
@@ -512,6 +543,12 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
     def _training_head(self):
         """The sparse head training updates: built at the first call, and still wanted."""
         return getattr(self, "sparse_head_", None) if self.sparse_head else None
+
+    def _training_clusters(self):
+        """The label-cluster head training updates: built at the first call, and still wanted."""
+        wanted = self.sparse_head and self.label_cluster_size is not None and (
+            self.label_cluster_weight != 0)
+        return getattr(self, "cluster_head_", None) if wanted else None
 
     # ------------------------------------------------------------ fitting
 

@@ -20,6 +20,7 @@ from ._plan import sized_tables
 
 __all__ = [
     "HEAD_WEIGHTS",
+    "choose_cluster_weight",
     "choose_head_weight",
     "example_losses",
     "full_scores",
@@ -37,6 +38,10 @@ __all__ = [
 HEAD_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # the rank held-out rankings count labels down to (see best_head_weight)
 TOP_K = 3
+# label_cluster_weight="auto" keeps the clusters' term only where it beats
+# none by more than this many standard errors on the held-out rows (see
+# choose_cluster_weight)
+CLUSTER_Z = 1.0
 
 # Guards the lazy build of the inference tables against concurrent predicts.
 _INFERENCE_TABLES_LOCK = threading.Lock()
@@ -79,8 +84,11 @@ def hidden(est, X):
     )
 
 
-def full_scores(est, hidden_rows, X=None):
-    """Logits of every label for these hidden rows, with the sparse head's if X is given."""
+def full_scores(est, hidden_rows, X=None, clusters=True):
+    """Logits of every label for these hidden rows, with the sparse heads' if X is given.
+
+    The label clusters' term (``cluster_head_``) comes last, unless ``clusters`` is false.
+    """
     # Not a BLAS product: its result for a row depends on how many rows come
     # with it and on the thread count; this kernel's does not.
     n_threads = threads_for(hidden_rows.shape[0] * len(est.classes_), est.n_jobs, 32 * 1024)
@@ -89,7 +97,16 @@ def full_scores(est, hidden_rows, X=None):
     head = getattr(est, "sparse_head_", None)
     if X is not None and head is not None and est.sparse_head_weight_ > 0:
         head.add_scores(scores, X, est.sparse_head_weight_, n_threads)
+    cluster_head = _cluster_head(est)
+    if X is not None and clusters and cluster_head is not None:
+        cluster_head.add_scores(scores, X, est.label_cluster_weight_, n_threads)
     return scores
+
+
+def _cluster_head(est):
+    """The model's label-cluster head if its weight in the ranking is positive, else None."""
+    head = getattr(est, "cluster_head_", None)
+    return head if head is not None and getattr(est, "label_cluster_weight_", 0.0) > 0 else None
 
 
 def topk_ids(est, X, k):
@@ -200,12 +217,18 @@ def _bounded_topk(est, bounds, h, X, k, n_threads):
     head = getattr(est, "sparse_head_", None)
     if head is None or not est.sparse_head_weight_ > 0:
         head = None
+    clusters = _cluster_head(est)
     return bounded_rows(est.output_weights_, est.output_bias_, bounds, head,
-                        est.sparse_head_weight_ if head is not None else 0.0, h, X, k, n_threads)
+                        est.sparse_head_weight_ if head is not None else 0.0, h, X, k, n_threads,
+                        clusters, est.label_cluster_weight_ if clusters is not None else 0.0)
 
 
-def bounded_rows(W, b, bounds, head, scale, h, X, k, n_threads):
+def bounded_rows(W, b, bounds, head, scale, h, X, k, n_threads, clusters=None,
+                 cluster_scale=0.0):
     """Top-k of ``h @ W.T + b`` plus ``scale`` times the head's scores of X, by bounds.
+
+    With ``clusters`` (a :class:`LabelClusterHead`), plus ``cluster_scale``
+    times each label's cluster score, as :func:`full_scores` adds it.
 
     The ids and score bits of :func:`full_scores` then ``topk_rows``, from
     few labels' scores (:func:`sksketch._kernels._sparse_head.bounded_topk`;
@@ -241,10 +264,26 @@ def bounded_rows(W, b, bounds, head, scale, h, X, k, n_threads):
         scratch = (*scratch[:4], np.empty((scratch[4].shape[0], size), dtype=np.float32),
                    np.empty((scratch[4].shape[0], size), dtype=np.int64))
     _SCRATCH.arrays = scratch
+    extra = {}
+    if clusters is not None:
+        n_clusters = clusters.n_clusters
+        cs = getattr(_SCRATCH, "clusters", None)
+        if cs is None or cs[0].shape[0] < nt or cs[0].shape[1] != n_clusters or (
+                cs[3].shape[1] != L):
+            cs = (np.zeros((nt, n_clusters), dtype=np.float32),
+                  np.zeros((nt, n_clusters), dtype=np.int32),
+                  np.zeros((nt, n_clusters), dtype=np.uint8),
+                  np.zeros((nt, L), dtype=np.float32))
+            _SCRATCH.clusters = cs
+        c_indptr, c_labels, c_weights, members_ptr, members = clusters.kernel_arguments()
+        extra = dict(use_clusters=True, c_indptr=c_indptr, c_labels=c_labels,
+                     c_weights=c_weights, c_scale=float(cluster_scale),
+                     members_ptr=members_ptr, members=members, c_acc=cs[0],
+                     c_touched=cs[1], c_mark=cs[2], c_term=cs[3])
     ids, vals, full = _sparse_head.bounded_topk(
         h, W, b, pos, neg, X.indptr, X.indices, X.data, indptr, labels, weights,
         float(scale), head is not None, slopes, icpts, breaks, margin, *scratch, k,
-        max(64, L // BOUNDED_CANDIDATES), nt)
+        max(64, L // BOUNDED_CANDIDATES), nt, **extra)
     return ids, vals, np.flatnonzero(full)
 
 
@@ -416,3 +455,56 @@ def choose_head_weight(est, X, Y):
         return
     hits = mixed_hits(est, X, Y, [est.sparse_head_], HEAD_WEIGHTS)[0]
     est.sparse_head_weight_ = best_head_weight(hits)
+    choose_cluster_weight(est, X, Y)
+
+
+def cluster_hits(est, X, Y, weights):
+    """Hits of the classifier without its cluster term plus each weight times it, per row.
+
+    As :func:`mixed_hits` for one head, but row by row: shape ``(n_rows,
+    len(weights), 2)``, ``[..., 0]`` whether the row's top label is one of
+    its labels, ``[..., 1]`` how many of its labels are among its top
+    ``TOP_K``, on the validation rows of (X, Y).
+    """
+    clusters = est.cluster_head_
+    X, Y = validation_rows(est, X, Y)
+    k = min(TOP_K, len(est.classes_))
+    hits = np.zeros((X.shape[0], len(weights), 2), dtype=np.int16)
+    done = 0
+    n_threads = predict_threads(est, X.shape[0])
+    weights = np.asarray(weights, dtype=np.float32)
+    for Xc, Yc in _chunks(est, X, Y):
+        base = np.ascontiguousarray(full_scores(est, hidden(est, Xc), Xc, clusters=False))
+        terms = np.ascontiguousarray(clusters.cluster_scores(Xc, n_threads)[:, clusters.assign])
+        top = np.empty((Xc.shape[0], len(weights), k), dtype=np.int32)
+        best = np.empty(top.shape, dtype=np.float32)
+        rows = np.repeat(np.arange(Xc.shape[0]), len(weights) * k)
+        _sparse_head.mixed_top(base, terms, weights, top, best, n_threads)
+        hit = np.asarray(Yc[rows, top.ravel()]).reshape(top.shape) != 0
+        hits[done:done + Xc.shape[0], :, 0] = hit[:, :, 0]
+        hits[done:done + Xc.shape[0], :, 1] = hit.sum(axis=2)
+        done += Xc.shape[0]
+    return hits
+
+
+def choose_cluster_weight(est, X, Y):
+    """Set ``label_cluster_weight_`` (``"auto"``) to the grid weight ranking (X, Y) best.
+
+    With the head's weight as it is; best by P@1 + P@3, ties to the smaller
+    weight (see :func:`best_head_weight`), and 0 unless the best beats 0 by
+    more than ``CLUSTER_Z`` standard errors of the rows' paired differences:
+    the clusters' term is an extra expert, kept where the held-out rows
+    show it helps. Does nothing without clusters being trained or without
+    labelled rows.
+    """
+    if (est._training_clusters() is None or est.label_cluster_weight != "auto"
+            or validation_rows(est, X, Y)[0].shape[0] == 0):
+        return
+    hits = cluster_hits(est, X, Y, HEAD_WEIGHTS).astype(np.int64)
+    score = TOP_K * hits[..., 0] + hits[..., 1]  # (rows, weights)
+    best = int(np.argmax(score.sum(axis=0)))
+    diff = score[:, best] - score[:, 0]  # HEAD_WEIGHTS[0] is 0
+    n = diff.shape[0]
+    se = float(diff.std(ddof=1)) * np.sqrt(n) if n > 1 else 0.0
+    est.label_cluster_weight_ = (
+        float(HEAD_WEIGHTS[best]) if diff.sum() > CLUSTER_Z * se else 0.0)

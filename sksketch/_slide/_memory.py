@@ -5,6 +5,7 @@ import scipy.sparse as sp
 
 from .._kernels import _openmp
 from .._kernels._lsh import LSHTables
+from ._label_clusters import CLUSTERS_PER_FEATURE
 from ._negative_sampling import N_COSINE_STEPS
 from ._plan import make_plan
 from ._sparse_head import pairs_per_feature
@@ -22,6 +23,7 @@ _MEMORY_PARTS = {
     "_output_bf16": "bfloat16_weights",
     "lsh_tables_": "hash_tables",
     "sparse_head_": "sparse_head",
+    "cluster_head_": "sparse_head",
     "_inference_tables_cache": "hash_tables",
     "sampler_": "sampler",
 }
@@ -79,6 +81,13 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
     A = plan.active_size(max_labels_per_sample)
     # the sparse head's pairs, at most: every feature linked to its quota
     pairs = F * min(pairs_per_feature(est.labels_per_feature, F), L)
+    # the label clusters: a split of more than s labels leaves at least
+    # (s + 1) // 2 on each side, so there are at most L // ((s + 1) // 2)
+    clusters = est.sparse_head and est.label_cluster_size is not None and (
+        est.label_cluster_weight != 0) and L > est.label_cluster_size
+    K = L // max((est.label_cluster_size + 1) // 2, 1) if clusters else 0
+    cluster_pairs = F * min(pairs_per_feature(est.labels_per_feature, F), K,
+                            CLUSTERS_PER_FEATURE)
     bf16 = est.precision == "bfloat16"
     # training's tables (one bucket each while nothing queries them), and
     # those inference builds at its first prediction
@@ -95,7 +104,8 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         "optimizer": 4 * (2 * F * H + 2 * H + 2 * L) + (4 if bf16 else 8) * L * H,
         "bfloat16_weights": 2 * L * H if bf16 else 0,
         "hash_tables": hash_tables,
-        "sparse_head": 8 * (F + 1) + 16 * pairs if est.sparse_head else 0,
+        "sparse_head": (8 * (F + 1) + 16 * pairs if est.sparse_head else 0) + (
+            8 * (F + 1) + 16 * cluster_pairs + 8 * L + 8 * (K + 1) if clusters else 0),
         "sampler": 0,
         "other": other,
     }
@@ -114,4 +124,8 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
             # the second head fit trains while it chooses the loss: its
             # weights, moments and snapshot, and its own scratch
             training_buffers += 20 * pairs + 5 * F + 9 * L
+    if clusters:
+        # the cluster head's pair gradients, feature marks and touched
+        # list, per-cluster scores and marks
+        training_buffers += 4 * cluster_pairs + 5 * F + 9 * K
     return _totals(usage, training_buffers)

@@ -127,6 +127,36 @@ class SparseLabelHead:
             for loss in losses
         ]
 
+    def extend(self, X, Y, sample_weight, labels_per_feature):
+        """Take the pairs of (X, Y) as :meth:`from_data` would, keeping what training learnt.
+
+        A fit that holds rows out builds its head from the other rows, and
+        the held-out rows join training for the last epoch: a label whose
+        rows were all held out has no pair yet, and no epoch could give it
+        one. Called with every row before that epoch, this rebuilds the
+        pair set from them (each feature's ``labels_per_feature`` labels of
+        largest centroid weight); a pair the head had keeps its weight and
+        Adam moments, a new one starts as :meth:`from_data` starts it (the
+        Rocchio weight for the softmax head, 0 for the squared hinge).
+        """
+        new = type(self).from_data(X, Y, sample_weight, labels_per_feature, (self.loss,))[0]
+        L = np.int64(self.n_labels)
+        old_keys = np.repeat(np.arange(self.n_features, dtype=np.int64),
+                             np.diff(self.indptr)) * L + self.labels
+        new_keys = np.repeat(np.arange(new.n_features, dtype=np.int64),
+                             np.diff(new.indptr)) * L + new.labels
+        # both by feature, then label id: sorted keys
+        pos = np.zeros(new_keys.shape[0], dtype=np.int64)
+        found = np.zeros(new_keys.shape[0], dtype=bool)
+        if old_keys.shape[0]:
+            pos = np.minimum(np.searchsorted(old_keys, new_keys), old_keys.shape[0] - 1)
+            found = old_keys[pos] == new_keys
+        for name in ("weights", "m", "v"):
+            a = getattr(new, name)
+            a[found] = getattr(self, name)[pos[found]]
+            setattr(self, name, a)
+        self.indptr, self.labels = new.indptr, new.labels
+
     @property
     def n_pairs(self):
         return self.labels.shape[0]

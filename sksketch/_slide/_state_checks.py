@@ -23,6 +23,7 @@ from .._state import (
     is_int,
 )
 from ..sampling._base import _check_sampler_attribute
+from ._label_clusters import LabelClusterHead
 from ._sparse_head import SparseLabelHead
 
 __all__ = ["check_state"]
@@ -95,8 +96,18 @@ def check_state(est):
         if (head.n_features, head.n_labels) != (n_features, n_labels):
             fail(est, f"sparse_head_ maps {head.n_features} features to {head.n_labels} "
                       f"labels, the model has {n_features} and {n_labels}")
-    weight = getattr(est, "sparse_head_weight_", 0.0)
-    if not (isinstance(weight, (float, int)) and 0 <= weight < float("inf")):
-        fail(est, f"sparse_head_weight_ must be a finite non-negative number, got {weight!r:.40}")
+    clusters = getattr(est, "cluster_head_", None)
+    if clusters is not None:
+        if not isinstance(clusters, LabelClusterHead):
+            fail(est, "cluster_head_ must be a LabelClusterHead, found "
+                      f"{type(clusters).__name__}")
+        # its arrays were checked by its own __setstate__, which ran first
+        if (clusters.head.n_features, clusters.n_labels) != (n_features, n_labels):
+            fail(est, f"cluster_head_ maps {clusters.head.n_features} features to "
+                      f"{clusters.n_labels} labels, the model has {n_features} and {n_labels}")
+    for name in ("sparse_head_weight_", "label_cluster_weight_"):
+        weight = getattr(est, name, 0.0)
+        if not (isinstance(weight, (float, int)) and 0 <= weight < float("inf")):
+            fail(est, f"{name} must be a finite non-negative number, got {weight!r:.40}")
     check_rng(est, "_rng")
     _check_sampler_attribute(est)

@@ -9,6 +9,7 @@ through the shared loop :func:`~sksketch.sampling._loop.fit_epochs`. The
 model it trains is the estimator's fitted attributes, updated in place.
 """
 
+import copy
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,6 +25,7 @@ from ..sampling._loop import fit_epochs
 from ._inference import (
     HEAD_WEIGHTS,
     best_head_weight,
+    choose_cluster_weight,
     choose_head_weight,
     example_losses,
     head_precision_at_1,
@@ -32,6 +34,7 @@ from ._inference import (
     precision_at_1,
     validation_rows,
 )
+from ._label_clusters import LabelClusterHead
 from ._negative_sampling import collision_table, unigram_cdf
 from ._plan import sized_tables
 from ._sparse_head import LOSSES, SparseLabelHead, pairs_per_feature
@@ -168,6 +171,9 @@ class SLIDETrainer:
         # and, with held-out rows, each one's early stopping
         self.heads = []
         self.watches = {}
+        # the label-cluster head this call trains, if any, and its scratch
+        self.clusters = None
+        self.cluster_scratch = None
         # set once no mix of the network with a head ranks the held-out rows
         # better than the head alone (see _check_network)
         self.network_stopped = False
@@ -205,11 +211,25 @@ class SLIDETrainer:
                 est.sparse_head_ = self.heads[0]
             est.sparse_head_weight_ = 0.0 if not est.sparse_head else (
                 1.0 if auto_weight else float(est.sparse_head_weight))
+            est.cluster_head_ = None
+            size = est.label_cluster_size
+            if (est.sparse_head and size is not None and est.label_cluster_weight != 0
+                    and Y.shape[1] > size):
+                est.cluster_head_ = LabelClusterHead.from_data(
+                    X, Y, sample_weight, size,
+                    pairs_per_feature(est.labels_per_feature, X.shape[1]),
+                    # (a copy's draw: the training stream is left as it was)
+                    np.random.default_rng(copy.deepcopy(rng).randint(0, 2**31 - 1)))
+            est.label_cluster_weight_ = 0.0 if est.cluster_head_ is None or (
+                est.label_cluster_weight == "auto") else float(est.label_cluster_weight)
         else:
             self.heads = [] if est._training_head() is None else [est._training_head()]
             if incremental and auto_weight:
                 # rows the model has not trained on yet
                 choose_head_weight(est, X, Y)
+            elif incremental:
+                choose_cluster_weight(est, X, Y)
+        self.clusters = est._training_clusters()
 
         if first_call and est.output_init == "centroid":
             self.init_output_centroids(X, Y, sample_weight)
@@ -252,6 +272,7 @@ class SLIDETrainer:
                 if auto_weight and not data["loss_chosen"]:
                     choose_head_weight(est, X_val, Y_val)
                 data.update(X=X_all, Y=Y_all, weight=weight_all, weight_chosen=True)
+                self._extend_heads(X_all, Y_all, weight_all)
                 start_sampler()
             loss = self.run_epoch(data["X"], data["Y"], data["weight"])
             if not data["weight_chosen"]:  # the held-out rows are training rows now
@@ -313,8 +334,27 @@ class SLIDETrainer:
                     choose_head_weight(est, X_val, Y_val)
                 else:
                     est.sparse_head_weight_ = best_head_weight(hits[0])
+                    choose_cluster_weight(est, X_val, Y_val)
         finally:
             self.release()
+
+    def _extend_heads(self, X, Y, sample_weight):
+        """Give the heads the pairs (and the clusters the labels) of every row of the call.
+
+        Called when held-out rows join training for the last epoch: the
+        heads were built from the other rows, and a label whose rows were
+        all held out (a tenth of the labels with one row) would otherwise
+        have no pair to train (see :meth:`SparseLabelHead.extend`).
+        """
+        est = self.est
+        per_feature = pairs_per_feature(est.labels_per_feature, X.shape[1])
+        for head in self.heads:
+            head.extend(X, Y, sample_weight, per_feature)
+        if self.heads:
+            self.head_scratch = [h.scratch() for h in self.heads]
+        if self.clusters is not None:
+            self.clusters.extend(X, Y, sample_weight, per_feature)
+            self.cluster_scratch = None
 
     def _ranked_hits(self):
         """The last ranking's hits of ``self.heads`` if no weight moved since, else None."""
@@ -394,6 +434,8 @@ class SLIDETrainer:
         self.watches = {k: w for k, w in self.watches.items() if k == id(head)}
         if final and est.sparse_head_weight == "auto":
             est.sparse_head_weight_ = best_head_weight(all_hits[best])
+        if final:
+            choose_cluster_weight(est, X_val, Y_val)
         return final
 
     # ------------------------------------------------------------ initialisation
@@ -553,8 +595,8 @@ class SLIDETrainer:
 
     def release(self):
         # Gradients, stamps and the heads' snapshots are scratch: not part of the model.
-        self.workspace = self.head_scratch = None
-        self.heads, self.watches = [], {}
+        self.workspace = self.head_scratch = self.cluster_scratch = None
+        self.heads, self.watches, self.clusters = [], {}, None
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
@@ -574,12 +616,21 @@ class SLIDETrainer:
                 X, Y, batch, weights, scratch, est.beta_1, est.beta_2, est.epsilon)
         totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0}
 
+        clusters = self.clusters
+        if clusters is not None:
+            if self.cluster_scratch is None:
+                self.cluster_scratch = clusters.scratch()
+            Y_clusters = clusters.targets(Y)
+
         def train_heads(batch, weights):
             # candidate heads after the first on the pool's threads, if any
             side = [] if self.pool is None else [
                 self.pool.submit(train_head, h, sc, batch, weights) for h, sc in heads[1:]]
             out = [train_head(h, sc, batch, weights)
                    for h, sc in heads[: len(heads) - len(side)]]
+            if clusters is not None:
+                clusters.train_batch(X, Y_clusters, batch, weights, self.cluster_scratch,
+                                     est.beta_1, est.beta_2, est.epsilon)
             return out + [future.result() for future in side]
 
         if self.network_stopped:
@@ -599,7 +650,7 @@ class SLIDETrainer:
                 est.lsh_tables_, X, Y, batch, weights,
                 int(rng.randint(0, 2**63 - 1, dtype=np.int64)))
             est._step += 1
-            if heads:
+            if heads or clusters is not None:
                 train_heads(batch, weights)
             ws.update(n_active, est.learning_rate, est.beta_1, est.beta_2, est.epsilon,
                       est._step, est.weight_decay)
