@@ -367,3 +367,24 @@ def test_collision_tables():
 def test_unigram_cdf():
     cdf = unigram_cdf([0, 0, 0, 5])
     np.testing.assert_allclose(cdf, [1 / 9, 2 / 9, 3 / 9, 1.0])
+
+
+def test_uniform_padding_is_shared_by_the_rows_of_a_batch():
+    """One batch's rows take the same random labels: a step updates few output rows."""
+    from sksketch.datasets import make_extreme_classification
+
+    X, Y = make_extreme_classification(n_samples=128, n_features=2000, n_labels=5000,
+                                       avg_labels_per_sample=2, random_state=0)
+    clf = SLIDEClassifier(hidden_layer_size=16, negative_sampling="uniform",
+                          min_active_labels=64, max_active_labels=64, batch_size=128,
+                          output_init="uniform", sparse_head=False, random_state=0,
+                          n_jobs=2)
+    clf.partial_fit(X[:1], Y[:1])  # builds the model on one row
+    before = clf.output_weights_.copy()
+    clf.partial_fit(X, Y)  # one step of 128 rows
+    changed = np.flatnonzero(np.any(clf.output_weights_ != before, axis=1))
+    true = np.unique(sp.csr_matrix(Y).indices)
+    # the rows' true labels and one shared draw of about 64 labels (each row
+    # skips its own): far fewer than 128 independent draws of 62 would touch
+    assert changed.size <= true.size + 64 + 8
+    assert np.isin(true, changed).all()

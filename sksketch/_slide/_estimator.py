@@ -120,7 +120,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         256. Test P@1 and training time on WordNet nouns (15,728 labels):
         0.399 in 22 s with 256, 0.399 in 41 s with 1000; on Delicious (983
         labels) the exact softmax is both better and faster than 256 sampled
-        labels (0.675 in 3.3 s against 0.661 in 4.5 s).
+        labels (0.675 in 3.3 s against 0.661 in 4.5 s). Uniform padding is
+        drawn once per batch: the rows of a batch share their random labels
+        (each skips its own), so a step updates a few hundred output rows
+        rather than most rows of a large label set.
     sampling_correction : {"logq", "none"}, default="logq"
         How the sampled softmax accounts for the labels left out of the active
         set. ``"logq"`` subtracts from each negative's logit the log of its
