@@ -335,6 +335,12 @@ class SLIDETrainer:
                 else:
                     est.sparse_head_weight_ = best_head_weight(hits[0])
                     choose_cluster_weight(est, X_val, Y_val)
+            if X_val is not None and not est.early_stopping and not data["weight_chosen"]:
+                # The held-out rows never joined training (a single epoch, or
+                # the network and heads stopped early): the heads still get
+                # their pairs, at their starting weights, once the weights
+                # are chosen.
+                self._extend_heads(X_all, Y_all, weight_all)
         finally:
             self.release()
 
