@@ -240,6 +240,41 @@ def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits():
     assert stream.sparse_head_weight_ in _HEAD_WEIGHTS
 
 
+
+def test_fit_holds_out_no_more_rows_than_its_rankings_read(monkeypatch):
+    """Without early stopping, held-out rows past the ranked ones would idle until the end."""
+    from sksketch._slide import _inference, _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    # the rankings read every held-out row of a 200-label problem; a cap of
+    # 600 rows stands in for a label set of about 112,000 labels
+    assert _inference.ranked_rows(200) > 1000
+    assert _inference.ranked_rows(15_728) == 4266 and _inference.ranked_rows(10**7) == 250
+    monkeypatch.setattr(_inference, "ranked_rows", lambda n_labels: 600)
+    monkeypatch.setattr(_trainer, "ranked_rows", lambda n_labels: 600)
+    read = []
+    rows = _inference.validation_rows
+    monkeypatch.setattr(_trainer, "validation_rows",
+                        lambda est, X, Y: read.append(X.shape[0]) or rows(est, X, Y))
+    one = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=2).fit(X, Y)
+    assert one.t_ == 10_000 - 600  # one epoch: the 600 held-out rows never trained on
+    assert read and set(read) == {600}
+    two = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0, n_jobs=2).fit(X, Y)
+    # the held-out rows join the last epoch, unless the fit stopped before it
+    assert two.t_ == 9400 + (10_000 if two.n_iter_ == 2 else 0)
+    # early stopping scores every validation row: validation_fraction holds
+    stopping = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0,
+                               early_stopping=True, n_iter_no_change=5).fit(X, Y)
+    assert stopping.t_ == 9000 * stopping.n_iter_
+    # a fraction below the cap is kept as it is
+    small = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=2,
+                            validation_fraction=0.05).fit(X, Y)
+    assert small.t_ == 9500
+    assert _trainer.hold_out_size(small, 10_000, 200) == 0.05
+    assert _trainer.hold_out_size(one, 10_000, 200) == 600
+    assert _trainer.hold_out_size(stopping, 10_000, 200) == 0.1
+
 def test_save_load_and_pickle_keep_the_head_and_refuse_a_broken_one(tmp_path):
     X, Y = make_extreme_classification(n_samples=300, n_features=200, n_labels=50,
                                        random_state=0)

@@ -32,6 +32,7 @@ from ._inference import (
     hidden,
     mixed_hits,
     precision_at_1,
+    ranked_rows,
     validation_rows,
 )
 from ._label_clusters import LabelClusterHead
@@ -148,6 +149,26 @@ def initialize(est, X, rng):
     est.t_ = 0
 
 
+def hold_out_size(est, n_rows, n_labels):
+    """``test_size`` of the rows ``fit`` holds out: ``validation_fraction``, or fewer.
+
+    With ``early_stopping`` every held-out row is scored. Otherwise the rows
+    are held out only to choose the sparse head's loss and weight (and the
+    label clusters' weight), whose rankings read the first
+    :func:`~._inference.ranked_rows` of them; a row beyond those would be
+    kept from training until the last epoch for nothing, so at most that
+    many are held out. On WordNet nouns (65,691 rows, 15,728 labels) that is
+    4,266 rows instead of 6,570: test P@1 0.3997 against 0.3973, P@5 higher
+    on every seed (``random_state`` 0-4).
+    """
+    fraction = est.validation_fraction
+    if est.early_stopping:
+        return fraction
+    cap = ranked_rows(n_labels)
+    # (the fraction itself below the cap: train_test_split's own rounding)
+    return cap if math.ceil(fraction * n_rows) > cap else fraction
+
+
 class SLIDETrainer:
     """Trains a SLIDEClassifier's model for one ``fit`` or ``partial_fit`` call.
 
@@ -198,7 +219,8 @@ class SLIDETrainer:
                     or (auto_loss and X.shape[0] >= AUTO_LOSS_ROWS))
         if hold_out and not incremental:
             X, X_val, Y, Y_val, sample_weight, _ = train_test_split(
-                X, Y, sample_weight, test_size=est.validation_fraction, random_state=rng
+                X, Y, sample_weight, test_size=hold_out_size(est, X.shape[0], Y.shape[1]),
+                random_state=rng,
             )
         if first_call:
             est.sparse_head_ = None
