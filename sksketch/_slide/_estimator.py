@@ -554,11 +554,18 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         """The sparse head training updates: built at the first call, and still wanted."""
         return getattr(self, "sparse_head_", None) if self.sparse_head else None
 
+    def _wants_clusters(self):
+        """Whether the parameters ask for label clusters (and a head to hold them)."""
+        return bool(self.sparse_head and self.label_cluster_size is not None
+                    and self.label_cluster_weight != 0)
+
+    def _builds_clusters(self, n_labels):
+        """Whether a first call on ``n_labels`` labels builds the label-cluster head."""
+        return self._wants_clusters() and n_labels > self.label_cluster_size
+
     def _training_clusters(self):
         """The label-cluster head training updates: built at the first call, and still wanted."""
-        wanted = self.sparse_head and self.label_cluster_size is not None and (
-            self.label_cluster_weight != 0)
-        return getattr(self, "cluster_head_", None) if wanted else None
+        return getattr(self, "cluster_head_", None) if self._wants_clusters() else None
 
     # ------------------------------------------------------------ fitting
 

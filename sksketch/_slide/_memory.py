@@ -83,8 +83,7 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
     pairs = F * min(pairs_per_feature(est.labels_per_feature, F), L)
     # the label clusters: a split of more than s labels leaves at least
     # (s + 1) // 2 on each side, so there are at most L // ((s + 1) // 2)
-    clusters = est.sparse_head and est.label_cluster_size is not None and (
-        est.label_cluster_weight != 0) and L > est.label_cluster_size
+    clusters = est._builds_clusters(L)
     K = L // max((est.label_cluster_size + 1) // 2, 1) if clusters else 0
     cluster_pairs = F * min(pairs_per_feature(est.labels_per_feature, F), K,
                             CLUSTERS_PER_FEATURE)

@@ -234,11 +234,9 @@ class SLIDETrainer:
             est.sparse_head_weight_ = 0.0 if not est.sparse_head else (
                 1.0 if auto_weight else float(est.sparse_head_weight))
             est.cluster_head_ = None
-            size = est.label_cluster_size
-            if (est.sparse_head and size is not None and est.label_cluster_weight != 0
-                    and Y.shape[1] > size):
+            if est._builds_clusters(Y.shape[1]):
                 est.cluster_head_ = LabelClusterHead.from_data(
-                    X, Y, sample_weight, size,
+                    X, Y, sample_weight, est.label_cluster_size,
                     pairs_per_feature(est.labels_per_feature, X.shape[1]),
                     # (a copy's draw: the training stream is left as it was)
                     np.random.default_rng(copy.deepcopy(rng).randint(0, 2**31 - 1)))
@@ -369,10 +367,12 @@ class SLIDETrainer:
     def _extend_heads(self, X, Y, sample_weight):
         """Give the heads the pairs (and the clusters the labels) of every row of the call.
 
-        Called when held-out rows join training for the last epoch: the
-        heads were built from the other rows, and a label whose rows were
-        all held out (a tenth of the labels with one row) would otherwise
-        have no pair to train (see :meth:`SparseLabelHead.extend`).
+        Called when held-out rows join training for the last epoch, and at
+        the end of a fit whose held-out rows never joined (one epoch, or the
+        network and the heads stopped early), once the weights are chosen:
+        the heads were built from the other rows, and a label whose rows
+        were all held out (a tenth of the labels with one row) would
+        otherwise have no pair (see :meth:`SparseLabelHead.extend`).
         """
         est = self.est
         per_feature = pairs_per_feature(est.labels_per_feature, X.shape[1])
