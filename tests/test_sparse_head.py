@@ -240,7 +240,6 @@ def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits():
     assert stream.sparse_head_weight_ in _HEAD_WEIGHTS
 
 
-
 def test_fit_holds_out_no_more_rows_than_its_rankings_read(monkeypatch):
     """Without early stopping, held-out rows past the ranked ones would idle until the end."""
     from sksketch._slide import _inference, _trainer
@@ -274,6 +273,7 @@ def test_fit_holds_out_no_more_rows_than_its_rankings_read(monkeypatch):
     assert _trainer.hold_out_size(small, 10_000, 200) == 0.05
     assert _trainer.hold_out_size(one, 10_000, 200) == 600
     assert _trainer.hold_out_size(stopping, 10_000, 200) == 0.1
+
 
 def test_save_load_and_pickle_keep_the_head_and_refuse_a_broken_one(tmp_path):
     X, Y = make_extreme_classification(n_samples=300, n_features=200, n_labels=50,

@@ -30,8 +30,8 @@ __all__ = [
     "precision_at_1",
     "predict_threads",
     "proba",
-    "topk_ids",
     "ranked_rows",
+    "topk_ids",
     "validation_rows",
 ]
 
