@@ -8,12 +8,14 @@ model never sees one of their images, only a row of attributes per class
 scores every class by the dot product of a learned image embedding with the
 class's attributes, and trains on *soft labels*: each seen image lends a share
 ``unseen_mass`` of its target to the unseen classes whose attributes resemble
-its own class's.
+its own class's. By default a second network learns the hard labels and the
+model ranks by the mean of both networks' calibrated scores: the two make
+different mistakes.
 
 A network trained on seen classes scores them above the unseen ones, so
 calibrated stacking subtracts a penalty from the seen classes' scores; by
 default (``calibration_gamma="auto"``) ``fit`` chooses it by holding seen
-classes out to play unseen. We compare the default model with the same
+classes out to play unseen. We compare the default model with a single
 network on hard labels, and draw the seen / unseen accuracy trade-off that
 the penalty moves along, with the point ``fit`` chose.
 Set ``SKSKETCH_DATA_DIR`` to the folder holding ``fashion-mnist/``; the
@@ -90,7 +92,7 @@ def model(**params):
 soft = model().fit(X_train[seen_rows], y_train[seen_rows])
 hard = model(unseen_mass=0.0).fit(X_train[seen_rows], y_train[seen_rows])
 
-for label, pipe in (("soft labels (default)", soft), ("hard labels", hard)):
+for label, pipe in (("default (soft + hard)", soft), ("hard labels", hard)):
     s = gzsl_scores(y_test, pipe.predict(X_test), unseen_classes=unseen)
     pipe.set_params(zeroshotsoftlabelclassifier__prediction_scope="unseen")
     rows = np.isin(y_test, unseen)
@@ -109,7 +111,7 @@ for label, pipe in (("soft labels (default)", soft), ("hard labels", hard)):
 # never saw, so the best point on it is known only in hindsight.
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-for label, pipe in (("soft labels (default)", soft), ("hard labels", hard)):
+for label, pipe in (("default (soft + hard)", soft), ("hard labels", hard)):
     chosen = pipe[-1].calibration_gamma_
     # from no penalty to twice the chosen one; the chosen one is index 20
     sweep = chosen * np.linspace(0, 2, 41)

@@ -2,14 +2,18 @@
 :func:`sksketch.load`).
 
 Its network's layers, Adam moments and the class-attribute matrix must agree
-in dtype and shape, and the unseen-class ids its soft labels index with must
-be in range, before it predicts or trains.
+in dtype and shape, the unseen-class ids its soft labels index with must be
+in range, and its hard-label network, if any, must be a fitted model of the
+same classes and features, before it predicts or trains.
 """
 
 import math
 
+import numpy as np
+
 from ._state import (
     F32,
+    F64,
     I32,
     I64,
     attr_array,
@@ -60,3 +64,23 @@ def check_state(est):
         fail(est, f"calibration_gamma_ must be a finite float, got {gamma!r}")
     check_rng(est, "_rng")
     _check_sampler_attribute(est)
+    _check_hard_label_estimator(est, n_features)
+
+
+def _check_hard_label_estimator(est, n_features):
+    member = getattr(est, "hard_label_estimator_", None)
+    if member is None:
+        return
+    if type(member) is not type(est) or not is_fitted(member, _FITTED):
+        fail(est, "hard_label_estimator_ must be a fitted ZeroShotSoftLabelClassifier")
+    if member.n_features_in_ != n_features:
+        fail(est, f"hard_label_estimator_ has {member.n_features_in_} features, the model "
+                  f"{n_features}")
+    for name in ("classes_", "seen_classes_"):
+        mine, theirs = getattr(est, name, None), getattr(member, name, None)
+        if not (isinstance(mine, np.ndarray) and isinstance(theirs, np.ndarray)
+                and np.array_equal(mine, theirs)):
+            fail(est, f"hard_label_estimator_.{name} differs from {name}")
+    scales = attr_array(est, "score_scales_", (F64,), (2,))
+    if not (np.all(np.isfinite(scales)) and np.all(scales > 0)):
+        fail(est, "score_scales_ must hold two positive finite spreads")

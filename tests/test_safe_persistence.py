@@ -578,6 +578,17 @@ def test_tampered_zero_shot_and_importance_pickles_are_refused(data):
                        r"ZeroShotSoftLabelClassifier: _unseen_ids holds ids outside \[0, 14\)")
     _refused_like_load(_with(zsl, coefs_=[zsl.coefs_[0][1:], *zsl.coefs_[1:]]),
                        r"coefs_\[0\] has shape \(49, 8\), expected \(50, \*\)")
+    # the hard-label network of the ensemble must match the model it serves
+    hard = zsl.hard_label_estimator_
+    assert hard is not None
+    _refused_like_load(_with(zsl, hard_label_estimator_=_with(hard, seen_classes_=hard.classes_)),
+                       r"hard_label_estimator_.seen_classes_ differs from seen_classes_")
+    _refused_like_load(_with(zsl, hard_label_estimator_=clone(hard)),
+                       "hard_label_estimator_ must be a fitted ZeroShotSoftLabelClassifier")
+    _refused_like_load(_with(zsl, score_scales_=np.array([1.0, -1.0])),
+                       "score_scales_ must hold two positive finite spreads")
+    _refused_like_load(_with(zsl, score_scales_=np.ones(3)),
+                       r"score_scales_ has shape \(3,\), expected \(2,\)")
     # a wrapped scikit-learn estimator, checked by the classifier that holds it
     averaged = SGDClassifier(loss="log_loss", average=True, random_state=0)
     sgd = _fit(ImportanceSampledClassifier(averaged, max_iter=2, random_state=0), X, y)

@@ -278,10 +278,10 @@ def test_partial_fit_keeps_the_last_chosen_calibration(rng):
 
 
 def test_soft_labels_reach_unseen_classes(rng):
-    # the original method: mass to the unseen classes only, no calibration
+    # the original method: mass to the unseen classes only, no calibration, one network
     A, X, y, Xu, yu = _zsl_problem(rng)
     kw = dict(hidden_layer_sizes=(64,), max_iter=30, random_state=0, temperature=0.2,
-              soft_label_classes="unseen", calibration_gamma=0.0)
+              soft_label_classes="unseen", calibration_gamma=0.0, hard_label_ensemble=False)
     soft = ZeroShotSoftLabelClassifier(A, unseen_mass=0.3, prediction_scope="unseen", **kw)
     soft.fit(X, y)
     np.testing.assert_array_equal(soft.unseen_classes_, [4, 5])
@@ -309,6 +309,82 @@ def test_calibration_gamma_moves_predictions_to_unseen(rng):
     assert not np.isin(clf.predict(Xu), [4, 5]).any()
     assert (clf.predict_proba(Xu)[:, 4:] == 0).all()
     assert np.isneginf(clf.decision_function(Xu)[:, 4:]).all()
+
+
+def _spread(scores):
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    return centred.std()
+
+
+def test_hard_label_ensemble_averages_both_networks(rng):
+    A, X, y, Xu, _ = _zsl_problem(rng, n_classes=8, n_unseen=3, n=400)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=3, random_state=0)
+    clf = ZeroShotSoftLabelClassifier(A, **kw).fit(X, y)
+    hard = clf.hard_label_estimator_
+    assert isinstance(hard, ZeroShotSoftLabelClassifier)
+    assert hard.unseen_mass == 0.0 and not hard.hard_label_ensemble
+    assert hard.hidden_layer_sizes == (16,) and hard.max_iter == 3
+    np.testing.assert_array_equal(hard.seen_classes_, clf.seen_classes_)
+    # both chose their own penalty
+    assert clf.calibration_score_ is not None and hard.calibration_score_ is not None
+    assert clf.calibration_gamma_ != hard.calibration_gamma_
+    # the soft network is the one a fit without the ensemble trains
+    alone = ZeroShotSoftLabelClassifier(A, hard_label_ensemble=False, **kw).fit(X, y)
+    np.testing.assert_array_equal(alone.coefs_[0], clf.coefs_[0])
+    assert alone.hard_label_estimator_ is None and alone.score_scales_ is None
+    # the scales are the spreads of the training rows' raw scores
+    Xf = X.astype(np.float32)
+    np.testing.assert_allclose(
+        clf.score_scales_, [_spread(clf._logits(Xf)), _spread(hard._logits(Xf))], rtol=1e-12)
+    # reference: the mean of the calibrated scores, the hard ones rescaled
+    soft_scores = alone.decision_function(Xu)
+    hard_scores = hard.decision_function(Xu)
+    ratio = clf.score_scales_[0] / clf.score_scales_[1]
+    np.testing.assert_allclose(clf.decision_function(Xu),
+                               0.5 * (soft_scores + ratio * hard_scores), rtol=1e-12)
+    assert clf.calibration_gamma_ == pytest.approx(
+        0.5 * (alone.calibration_gamma_ + ratio * hard.calibration_gamma_), rel=1e-12)
+    # a penalty set by hand is the ensemble's: subtracted from the mean
+    clf.set_params(calibration_gamma=0.25)
+    Xu32 = Xu.astype(np.float32)
+    raw = 0.5 * (alone._logits(Xu32) + ratio * hard._logits(Xu32))
+    raw[:, :5] -= 0.25
+    np.testing.assert_allclose(clf.decision_function(Xu), raw, rtol=1e-12)
+    proba = clf.predict_proba(Xu)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(hard_label_ensemble=False),
+    dict(unseen_mass=0.0),   # hard labels already
+    dict(n_unseen=0),        # no unseen class: the soft labels are one-hot
+    dict(attributes=None),   # a plain softmax network
+])
+def test_hard_label_ensemble_only_where_soft_labels_move_mass(kw, rng):
+    kw = dict(kw)
+    A, X, y, _, _ = _zsl_problem(rng, n=200, n_unseen=kw.pop("n_unseen", 2))
+    A = kw.pop("attributes", A)
+    clf = ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(8,), max_iter=2,
+                                      random_state=0, **kw).fit(X, y)
+    assert clf.hard_label_estimator_ is None and clf.score_scales_ is None
+
+
+def test_hard_label_ensemble_trains_on_in_partial_fit_and_warm_start(rng):
+    A, X, y, _, _ = _zsl_problem(rng, n=300)
+    clf = ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(8,), random_state=0)
+    clf.partial_fit(X[:150], y[:150])
+    hard = clf.hard_label_estimator_
+    clf.partial_fit(X[150:], y[150:])
+    assert clf.hard_label_estimator_ is hard and hard.t_ == clf.t_ == 300
+    assert hard.n_iter_ == 2 and hard.calibration_gamma_ == 0.0
+    warm = ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(8,), max_iter=2, tol=0,
+                                       warm_start=True, random_state=0).fit(X, y)
+    hard = warm.hard_label_estimator_
+    warm.set_params(max_iter=3).fit(X, y)
+    assert warm.hard_label_estimator_ is hard and hard.n_iter_ == 5 and hard.max_iter == 3
+    # a fresh fit starts a new pair
+    clf.fit(X, y)
+    assert clf.hard_label_estimator_ is not hard and clf.hard_label_estimator_.n_iter_ <= 10
 
 
 def test_scores_of_a_row_do_not_depend_on_its_batch(rng):
@@ -468,7 +544,10 @@ def test_bad_sampler(rng):
 def test_verbose_prints_epochs(rng, capsys):
     A, X, y, _, _ = _zsl_problem(rng, n=100)
     ZeroShotSoftLabelClassifier(A, hidden_layer_sizes=(4,), max_iter=2, verbose=1).fit(X, y)
-    assert capsys.readouterr().out.count("Iteration") == 2
+    out = capsys.readouterr().out
+    # two epochs of each network of the ensemble
+    assert out.count("Iteration") == 4
+    assert out.index("Hard-label network") > out.index("Iteration 2")
 
 
 # ---------------------------------------------------------------- bad input
