@@ -21,6 +21,7 @@ def _dependency_versions():
 
 def _config():
     from ._kernels import OPENMP_WAIT_POLICY, _openmp, _simd
+    from .utils._threads import ADAPTIVE_THREADS_ENV_VAR, adaptive_threads_enabled
 
     build = _openmp.build_info()
     return {
@@ -43,6 +44,9 @@ def _config():
             "effective_n_threads": _openmp.effective_n_threads(None),
             "wait_policy": ", ".join(f"{k}={v}" if k != "source" else v
                                      for k, v in OPENMP_WAIT_POLICY.items()),
+            # SLIDEClassifier's training: fewer threads while other processes hold cores
+            "adaptive_threads": adaptive_threads_enabled(),
+            ADAPTIVE_THREADS_ENV_VAR: os.environ.get(ADAPTIVE_THREADS_ENV_VAR),
         },
         "simd": {
             "active_isa": _simd.active_isa(),

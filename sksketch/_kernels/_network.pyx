@@ -627,6 +627,13 @@ cdef class TrainingWorkspace:
         self.stamps = np.zeros((n_threads, max(L, 1)), dtype=np.uint32)
         self.stamp_base = 0
 
+    def set_n_threads(self, int n_threads):
+        """Threads of the following batches: from 1 to the count it was made for."""
+        if n_threads < 1 or n_threads > self.stamps.shape[0]:
+            raise ValueError(
+                f"n_threads must be in [1, {self.stamps.shape[0]}], got {n_threads}")
+        self.n_threads = n_threads
+
     def set_sampling(self, label_cdf=None, cp_table=None, row_norms=None):
         """The label frequencies (unigram draws) and, for the log-q correction of
         LSH negatives, the collision table and the hashed rows' norms."""

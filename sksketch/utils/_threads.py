@@ -1,8 +1,10 @@
 """How many threads a compiled kernel (or BLAS) runs a piece of work on."""
 
+import os
+
 from .._kernels._openmp import effective_n_threads
 
-__all__ = ["threads_for"]
+__all__ = ["ADAPTIVE_THREADS_ENV_VAR", "CoreContention", "adaptive_threads_enabled", "threads_for"]
 
 
 def threads_for(work, n_jobs=None, min_work_per_thread=1):
@@ -42,3 +44,98 @@ def threads_for(work, n_jobs=None, min_work_per_thread=1):
         # resolving n_jobs costs more than the small calls that end here
         return 1
     return max(1, min(effective_n_threads(n_jobs), cap))
+
+
+# Environment variable that turns off the contention-aware thread count of
+# SLIDEClassifier's training ("0", "false", "no" or "off").
+ADAPTIVE_THREADS_ENV_VAR = "SKSKETCH_ADAPTIVE_THREADS"
+# Clock ticks per core below which an interval says too little about the load
+# (at Linux's 100 ticks a second: a fifth of a second).
+_MIN_TICKS_PER_CORE = 20
+
+
+def adaptive_threads_enabled():
+    """Whether training may run on fewer threads than ``n_jobs`` while cores are busy."""
+    value = os.environ.get(ADAPTIVE_THREADS_ENV_VAR, "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def _read_cpu_times(stat_path, self_stat_path, cpus):
+    """(total ticks, busy ticks) of `cpus` from /proc/stat, and this process's ticks."""
+    total = busy = 0
+    with open(stat_path) as f:
+        for line in f:
+            if not line.startswith("cpu") or line[3:4] in (" ", ""):
+                continue
+            name, *fields = line.split()
+            if int(name[3:]) not in cpus:
+                continue
+            ticks = [int(v) for v in fields[:8]]
+            # user nice system idle iowait irq softirq steal
+            total += sum(ticks)
+            busy += sum(ticks) - ticks[3] - ticks[4]
+    with open(self_stat_path) as f:
+        # fields after the command name, which may hold spaces: utime, stime
+        # are the 14th and 15th fields of the line
+        after = f.read().rsplit(")", 1)[1].split()
+    own = int(after[11]) + int(after[12])
+    return total, busy, own
+
+
+class CoreContention:
+    """How many cores other processes kept busy, read from Linux's ``/proc``.
+
+    Each :meth:`threads` call compares the CPU time of this process's cores
+    (its affinity set) since the previous call with the time this process
+    itself used: the rest is other processes' work. Training threads that
+    outnumber the free cores wait for each other at every barrier (one
+    thread of the team is always descheduled), so a team is only as large as
+    the cores left free.
+
+    Where ``/proc`` is not readable (other systems), or the interval is too
+    short to measure, it says nothing and callers keep their thread count.
+
+    Parameters
+    ----------
+    stat_path, self_stat_path : str
+        The files read (tests pass their own).
+    cpus : set of int or None
+        The cores counted; None: this process's affinity set.
+    """
+
+    def __init__(self, stat_path="/proc/stat", self_stat_path="/proc/self/stat", cpus=None):
+        self.stat_path, self.self_stat_path = stat_path, self_stat_path
+        if cpus is None:
+            try:
+                cpus = os.sched_getaffinity(0)
+            except (AttributeError, OSError):
+                cpus = set(range(os.cpu_count() or 1))
+        self.cpus = frozenset(cpus)
+        self._last = self._read()
+
+    def _read(self):
+        try:
+            return _read_cpu_times(self.stat_path, self.self_stat_path, self.cpus)
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def busy_elsewhere(self):
+        """Cores other processes kept busy since the last call, or None if unknown."""
+        now, last = self._read(), self._last
+        if now is None or last is None:
+            self._last = now
+            return None
+        total, busy, own = (a - b for a, b in zip(now, last, strict=True))
+        n_cpus = len(self.cpus)
+        if total < _MIN_TICKS_PER_CORE * n_cpus:
+            return None  # too short: keep measuring from the same start
+        self._last = now
+        return max(0.0, (busy - own) * n_cpus / total)
+
+    def threads(self, n_threads):
+        """`n_threads`, or fewer (at least 1) if other processes hold cores."""
+        elsewhere = self.busy_elsewhere()
+        if elsewhere is None or n_threads <= 1:
+            return n_threads
+        free = len(self.cpus) - elsewhere
+        return int(max(1, min(n_threads, int(free + 0.5))))

@@ -1,0 +1,158 @@
+"""Training threads that follow the cores other processes leave free."""
+
+import numpy as np
+import pytest
+
+import sksketch
+import sksketch._slide._trainer as trainer_module
+from sksketch import SLIDEClassifier
+from sksketch.datasets import make_extreme_classification
+from sksketch.utils._threads import ADAPTIVE_THREADS_ENV_VAR, CoreContention
+
+
+def _write_stat(folder, cpu_ticks, own_ticks):
+    """Fake /proc/stat (one line per core) and /proc/self/stat files."""
+    lines = ["cpu  " + " ".join(["0"] * 10)]
+    for i, (busy, idle) in enumerate(cpu_ticks):
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        lines.append(f"cpu{i} {busy} 0 0 {idle} 0 0 0 0 0 0")
+    (folder / "stat").write_text("\n".join(lines + ["intr 1 2 3", "ctxt 9"]) + "\n")
+    # the command name may hold spaces and parentheses; utime and stime are
+    # the 14th and 15th fields
+    fields = ["S"] + ["0"] * 10 + [str(own_ticks), "0"] + ["0"] * 30
+    (folder / "self_stat").write_text("123 (a (b) c) " + " ".join(fields) + "\n")
+
+
+def _contention(tmp_path, cpus=(0, 1)):
+    return CoreContention(str(tmp_path / "stat"), str(tmp_path / "self_stat"), set(cpus))
+
+
+def test_core_contention_counts_other_processes_work(tmp_path):
+    _write_stat(tmp_path, [(0, 0), (0, 0)], 0)
+    probe = _contention(tmp_path)
+    # 100 ticks a core: 150 busy, of which this process used 50
+    _write_stat(tmp_path, [(100, 0), (50, 50)], 50)
+    assert probe.busy_elsewhere() == pytest.approx(1.0)
+    # the next interval starts where this one ended: a quiet machine
+    _write_stat(tmp_path, [(200, 0), (150, 50)], 250)
+    assert probe.busy_elsewhere() == pytest.approx(0.0)
+    _write_stat(tmp_path, [(300, 0), (150, 150)], 250)  # a core taken by another process
+    assert probe.threads(2) == 1 and probe.threads(1) == 1
+
+
+def test_core_contention_rounds_to_the_free_cores(tmp_path):
+    _write_stat(tmp_path, [(0, 0), (0, 0)], 0)
+    probe = _contention(tmp_path)
+    # a lighter neighbour: 0.4 of a core
+    _write_stat(tmp_path, [(60, 40), (0, 100)], 20)
+    assert probe.threads(2) == 2
+    # a busy neighbour sharing the cores with two threads: 0.7 of a core
+    _write_stat(tmp_path, [(160, 40), (100, 100)], 150)
+    assert probe.threads(2) == 1
+
+
+def test_core_contention_counts_only_its_own_cores(tmp_path):
+    _write_stat(tmp_path, [(0, 0), (0, 0), (0, 0)], 0)
+    probe = _contention(tmp_path, cpus=(0, 1))
+    # core 2 is busy, but not one of this process's
+    _write_stat(tmp_path, [(0, 100), (0, 100), (100, 0)], 0)
+    assert probe.busy_elsewhere() == pytest.approx(0.0)
+
+
+def test_core_contention_says_nothing_when_it_cannot_tell(tmp_path):
+    _write_stat(tmp_path, [(0, 0), (0, 0)], 0)
+    probe = _contention(tmp_path)
+    # a tenth of a second is too short to measure: the same start next time
+    _write_stat(tmp_path, [(10, 0), (10, 0)], 0)
+    assert probe.busy_elsewhere() is None and probe.threads(2) == 2
+    _write_stat(tmp_path, [(100, 0), (100, 0)], 100)
+    assert probe.busy_elsewhere() == pytest.approx(1.0)
+    # no /proc (other systems): nothing known, the thread count stays
+    missing = CoreContention(str(tmp_path / "none"), str(tmp_path / "none"), {0, 1})
+    assert missing.busy_elsewhere() is None and missing.threads(2) == 2
+    (tmp_path / "stat").write_text("cpu0 garbled\n")
+    assert _contention(tmp_path).threads(2) == 2
+
+
+def test_core_contention_reads_this_machine():
+    probe = CoreContention()
+    elsewhere = [probe.busy_elsewhere() for _ in range(3)]
+    assert all(e is None or 0 <= e <= len(probe.cpus) for e in elsewhere)
+
+
+class _Busy:
+    """A CoreContention whose neighbours hold a core at every look but the first."""
+
+    def __init__(self, *args, **kwargs):
+        self.looks = 0
+
+    def threads(self, n_threads):
+        self.looks += 1
+        return n_threads if self.looks == 1 else 1
+
+
+@pytest.fixture
+def trainers(monkeypatch):
+    """The trainers of the fits that follow."""
+    seen = []
+    release = trainer_module.SLIDETrainer.release
+
+    def record(self):
+        seen.append(self)
+        return release(self)
+
+    monkeypatch.setattr(trainer_module.SLIDETrainer, "release", record)
+    return seen
+
+
+def _data():
+    X, Y = make_extreme_classification(n_samples=600, n_features=500, n_labels=200,
+                                       random_state=0)
+    return X, Y
+
+
+def test_training_drops_to_the_free_cores(monkeypatch, trainers):
+    monkeypatch.setattr(trainer_module, "CoreContention", _Busy)
+    # every batch looks again
+    monkeypatch.setattr(trainer_module, "PROBE_SECONDS", 0.0)
+    threads = []
+    run_epoch = trainer_module.SLIDETrainer.run_epoch
+
+    def spy(self, *args, **kwargs):
+        out = run_epoch(self, *args, **kwargs)
+        threads.append((self.n_threads, self.workspace.n_threads))
+        return out
+
+    monkeypatch.setattr(trainer_module.SLIDETrainer, "run_epoch", spy)
+    X, Y = _data()
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=3, batch_size=64, n_jobs=2,
+                          random_state=0, sparse_head_weight=0.5).fit(X, Y)
+    (trainer,) = trainers
+    assert trainer.max_threads == 2 and trainer.thread_history == [2, 1]
+    # the kernels ran on the one free core from the second batch on
+    assert threads and all(t == (1, 1) for t in threads)
+    ids, scores = clf.predict_topk(X[:50], k=3)
+    assert np.isfinite(scores).all() and clf.score(X, Y) > 0
+
+
+def test_one_thread_or_the_variable_set_to_0_never_looks(monkeypatch, trainers):
+    X, Y = _data()
+    kw = dict(hidden_layer_size=16, max_iter=1, random_state=0)
+    SLIDEClassifier(n_jobs=1, **kw).fit(X, Y)
+    monkeypatch.setenv(ADAPTIVE_THREADS_ENV_VAR, "0")
+    SLIDEClassifier(n_jobs=2, **kw).fit(X, Y)
+    assert [t.contention for t in trainers] == [None, None]
+    assert [t.thread_history for t in trainers] == [[], []]
+    assert sksketch.show_config("dicts")["openmp"]["adaptive_threads"] is False
+
+
+def test_workspace_thread_count_stays_within_its_scratch():
+    X, Y = _data()
+    clf = SLIDEClassifier(hidden_layer_size=8, max_iter=1, n_jobs=2, random_state=0).fit(X, Y)
+    trainer = trainer_module.SLIDETrainer(clf, np.random.RandomState(0), 2)
+    trainer.allocate(Y.tocsr())
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match=r"n_threads must be in \[1, 2\]"):
+            trainer.workspace.set_n_threads(bad)
+    trainer.workspace.set_n_threads(1)
+    assert trainer.workspace.n_threads == 1
