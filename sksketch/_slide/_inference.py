@@ -408,6 +408,18 @@ def head_precision_at_1(est, X, Y, head=None):
     return hits / X.shape[0]
 
 
+def _top_hits(base, terms, weights, Y, k, n_threads):
+    """Which of each row's top `k` labels by ``base + w * terms``, for each weight, are its own.
+
+    Shape ``(n_rows, len(weights), k)``, bool; `Y` holds the rows' labels (CSR).
+    """
+    top = np.empty((base.shape[0], len(weights), k), dtype=np.int32)
+    best = np.empty(top.shape, dtype=np.float32)
+    _sparse_head.mixed_top(base, terms, weights, top, best, n_threads)
+    rows = np.repeat(np.arange(base.shape[0]), len(weights) * k)
+    return np.asarray(Y[rows, top.ravel()]).reshape(top.shape) != 0
+
+
 def mixed_hits(est, X, Y, heads, weights):
     """Hits of the network plus each weight times each head on the validation rows of (X, Y).
 
@@ -426,14 +438,10 @@ def mixed_hits(est, X, Y, heads, weights):
     for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         scores = np.empty_like(net)
-        top = np.empty((Xc.shape[0], len(weights), k), dtype=np.int32)
-        best = np.empty(top.shape, dtype=np.float32)
-        rows = np.repeat(np.arange(Xc.shape[0]), len(weights) * k)
         for h, head in enumerate(heads):
             scores.fill(0)
             head.add_scores(scores, Xc, 1.0, n_threads)
-            _sparse_head.mixed_top(net, scores, weights, top, best, n_threads)
-            hit = np.asarray(Yc[rows, top.ravel()]).reshape(top.shape) != 0
+            hit = _top_hits(net, scores, weights, Yc, k, n_threads)
             hits[h, :, 0] += hit[:, :, 0].sum(axis=0)
             hits[h, :, 1] += hit.sum(axis=(0, 2))
     return hits
@@ -486,11 +494,7 @@ def cluster_hits(est, X, Y, weights):
     for Xc, Yc in _chunks(est, X, Y):
         base = np.ascontiguousarray(full_scores(est, hidden(est, Xc), Xc, clusters=False))
         terms = np.ascontiguousarray(clusters.cluster_scores(Xc, n_threads)[:, clusters.assign])
-        top = np.empty((Xc.shape[0], len(weights), k), dtype=np.int32)
-        best = np.empty(top.shape, dtype=np.float32)
-        rows = np.repeat(np.arange(Xc.shape[0]), len(weights) * k)
-        _sparse_head.mixed_top(base, terms, weights, top, best, n_threads)
-        hit = np.asarray(Yc[rows, top.ravel()]).reshape(top.shape) != 0
+        hit = _top_hits(base, terms, weights, Yc, k, n_threads)
         hits[done:done + Xc.shape[0], :, 0] = hit[:, :, 0]
         hits[done:done + Xc.shape[0], :, 1] = hit.sum(axis=2)
         done += Xc.shape[0]
