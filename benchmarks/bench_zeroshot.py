@@ -7,7 +7,8 @@ unseen classes** and each seed, pixels scaled to [0, 1] and reduced by
 on all 10,000 test images. Arms:
 
 * ``default``: ``make_pipeline(scale, PCA(64), ZeroShotSoftLabelClassifier(A))``
-  with nothing set but ``random_state`` (soft labels over all classes,
+  with nothing set but ``random_state`` (soft labels over all classes, paired
+  with a hard-label network, ``hard_label_ensemble=True``;
   ``calibration_gamma="auto"``);
 * ``hard+cs``: the same network on hard labels (``unseen_mass=0``), its
   calibrated-stacking penalty chosen by the same protocol

@@ -145,8 +145,9 @@ class ZeroShotSoftLabelClassifier(
     different mistakes: soft labels find unseen classes whose attributes set
     them apart, hard labels keep unseen classes that resemble seen ones from
     taking the seen classes' images. Over the 120 choices of three unseen
-    Fashion-MNIST classes, the pair beats either network alone, a second
-    hard-label network, and ESZSL (``benchmarks/bench_zeroshot.py``).
+    Fashion-MNIST classes, the pair's harmonic mean of seen and unseen
+    accuracy averaged 50.9 points, against 48.3 for the hard-label network
+    alone and 46.8 for ESZSL, each calibrated the same way (user guide).
 
     With ``class_attributes=None`` the attributes are one-hot codes of the
     classes in ``y``: a plain softmax multilayer perceptron.
