@@ -65,6 +65,8 @@ def test_core_contention_says_nothing_when_it_cannot_tell(tmp_path):
     # a tenth of a second is too short to measure: the same start next time
     _write_stat(tmp_path, [(10, 0), (10, 0)], 0)
     assert probe.busy_elsewhere() is None and probe.threads(2) == 2
+    # ... and the count in use stays
+    assert probe.threads(2, current=1) == 1
     _write_stat(tmp_path, [(100, 0), (100, 0)], 100)
     assert probe.busy_elsewhere() == pytest.approx(1.0)
     # no /proc (other systems): nothing known, the thread count stays
@@ -81,14 +83,21 @@ def test_core_contention_reads_this_machine():
 
 
 class _Busy:
-    """A CoreContention whose neighbours hold a core at every look but the first."""
+    """A CoreContention whose neighbours hold a core from the second look on.
+
+    Every other look after that is too short to tell (the count in use stays).
+    """
 
     def __init__(self, *args, **kwargs):
         self.looks = 0
 
-    def threads(self, n_threads):
+    def threads(self, n_threads, current=None):
         self.looks += 1
-        return n_threads if self.looks == 1 else 1
+        if self.looks == 1:
+            return n_threads
+        if self.looks % 2:
+            return n_threads if current is None else current
+        return 1
 
 
 @pytest.fixture

@@ -658,7 +658,7 @@ class SLIDETrainer:
         if self.contention is None:
             return
         self.next_probe = time.monotonic() + PROBE_SECONDS
-        n_threads = self.contention.threads(self.max_threads)
+        n_threads = self.contention.threads(self.max_threads, current=self.n_threads)
         if n_threads != self.n_threads or not self.thread_history:
             self.thread_history.append(n_threads)
         self.n_threads = n_threads

@@ -132,10 +132,14 @@ class CoreContention:
         self._last = now
         return max(0.0, (busy - own) * n_cpus / total)
 
-    def threads(self, n_threads):
-        """`n_threads`, or fewer (at least 1) if other processes hold cores."""
+    def threads(self, n_threads, current=None):
+        """`n_threads`, or fewer (at least 1) if other processes hold cores.
+
+        `current` (default `n_threads`) is returned when the load is unknown,
+        as after an interval too short to measure.
+        """
         elsewhere = self.busy_elsewhere()
         if elsewhere is None or n_threads <= 1:
-            return n_threads
+            return n_threads if current is None else current
         free = len(self.cpus) - elsewhere
         return int(max(1, min(n_threads, int(free + 0.5))))
