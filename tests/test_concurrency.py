@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_info
 
 from sksketch import SLIDEClassifier, ZeroShotSoftLabelClassifier
-from sksketch._slide._inference import _inference_tables
+from sksketch._slide import _retrieval
 from sksketch.datasets import make_extreme_classification
 
 N_THREADS = 8
@@ -42,8 +42,7 @@ def zsl():
 
 
 def _slide(inference, **params):
-    # rehash_interval is longer than the training run: the tables lag the
-    # final weights, so inference="lsh" builds its own tables on first use.
+    # inference="lsh" builds its index over the final weights on first use
     kw = dict(
         hidden_layer_size=32, n_tables=8, n_hashes_per_table=4, min_active_labels=40,
         max_active_labels=60, rehash_interval=1000, batch_size=64, max_iter=2,
@@ -130,24 +129,24 @@ def test_slide_concurrent_predictions_match_sequential(xc, inference, target, n_
 
 
 @pytest.mark.parametrize("source", ["fit", "pickle"])
-def test_slide_first_lsh_predictions_race_to_one_table_build(xc, source):
+def test_slide_first_lsh_predictions_race_to_one_index_build(xc, source):
     X, Y = xc
     fitted = _slide("lsh", n_jobs=1).fit(X, Y)
     expected = pickle.loads(pickle.dumps(fitted)).predict_topk(X, k=10)
     for _ in range(5):
         model = _slide("lsh", n_jobs=1).fit(X, Y) if source == "fit" else (
             pickle.loads(pickle.dumps(fitted)))
-        assert getattr(model, "_inference_tables_cache", None) is None
+        assert _retrieval.cached_index(model) is None
         blocks = _blocks(X.shape[0], 32)
         calls = [lambda b=b, m=model: (b, m.predict_topk(X[b], k=10)) for b in blocks]
         for block, (labels, scores) in _run_concurrently(calls, n_repeats=1):
             np.testing.assert_array_equal(labels, expected[0][block])
             np.testing.assert_array_equal(scores, expected[1][block])
-        # every racing thread got the same tables, built once
-        build = [lambda model=model: _inference_tables(model)] * N_THREADS
-        tables = _run_concurrently(build, n_repeats=1)
-        assert all(t is tables[0] for t in tables)
-        assert tables[0] is model._inference_tables_cache[1]
+        # every racing thread got the same index, built once
+        build = [lambda model=model: _retrieval.index_for(model)] * N_THREADS
+        indexes = _run_concurrently(build, n_repeats=1)
+        assert all(t is indexes[0] for t in indexes)
+        assert indexes[0] is _retrieval.cached_index(model)
 
 
 @pytest.mark.parametrize("n_jobs", [None, 1, 2])

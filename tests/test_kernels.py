@@ -520,8 +520,6 @@ def test_dense_kernels_check_shapes():
 
 
 def test_slide_kernels_check_shapes():
-    from sksketch._kernels._lsh import LSHTables
-
     from sksketch._kernels import _network
 
     W = _f32(5, 4)
@@ -538,19 +536,6 @@ def test_slide_kernels_check_shapes():
         _network.hidden_forward(indptr, indices, data, W, _f32(3), 1)
     with pytest.raises(ValueError, match="CSR"):
         _network.hidden_forward(np.array([0, 3], np.int32), indices, data, W, _f32(4), 1)
-    tables = LSHTables("simhash", 4, 2, 3, seed=0)
-    W2 = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
-    tables.build(W2)
-    hidden = np.ones((2, 4), np.float32)
-    fallback = np.arange(2, dtype=np.int32)
-    ids, _, _ = _network.topk_lsh(tables, hidden, W2, _f32(6), fallback, 2, 100, 1)
-    assert ids.shape == (2, 2) and ids.min() >= 0
-    with pytest.raises(ValueError, match="do not match"):
-        _network.topk_lsh(tables, _f32(2, 3), W2[:, :3].copy(), _f32(6), fallback, 2, 100, 1)
-    with pytest.raises(ValueError, match="hold 6 items"):
-        _network.topk_lsh(tables, hidden, W2[:5].copy(), _f32(5), fallback, 2, 100, 1)
-    with pytest.raises(ValueError, match="fallback"):
-        _network.topk_lsh(tables, hidden, W2, _f32(6), np.array([0, 6], np.int32), 2, 100, 1)
 
 
 @pytest.mark.parametrize("family", ["dwta", "simhash"])

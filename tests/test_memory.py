@@ -15,7 +15,7 @@ from sklearn.linear_model import SGDClassifier
 
 from sksketch import ImportanceSampledClassifier, SLIDEClassifier, ZeroShotSoftLabelClassifier
 from sksketch._slide import _estimator as slide_module
-from sksketch._slide._inference import _inference_tables
+from sksketch._slide import _retrieval
 from sksketch.datasets import make_extreme_classification
 
 MB = 2**20
@@ -69,7 +69,7 @@ def _run_child(code, timeout=900):
 def test_estimate_matches_measured_memory(xc, params, target):
     X, Y = xc
     y = Y if target == "multilabel" else np.asarray(Y.argmax(axis=1)).ravel()
-    # training does not end on a rehash: inference="lsh" builds its own tables
+    # inference="lsh" builds its index at its first prediction
     kw = dict(hidden_layer_size=32, n_tables=8, rehash_interval=3, max_iter=1, n_jobs=1,
               random_state=0, sparse_head=False)  # its estimate is a bound: see below
     kw.update(params)
@@ -78,7 +78,7 @@ def test_estimate_matches_measured_memory(xc, params, target):
     most_labels = int(Y.sum(axis=1).max()) if target == "multilabel" else 1
     estimate = clf.estimate_memory(X.shape[1], n_labels, max_labels_per_sample=most_labels)
     clf.fit(X, y)
-    clf.predict_topk(X[:20], k=3)  # inference="lsh" builds its tables
+    clf.predict_topk(X[:20], k=3)  # inference="lsh" builds its index
     usage = clf.memory_usage()
     assert usage.keys() == estimate.keys()
     assert usage["model"] == sum(
@@ -139,11 +139,14 @@ def test_unused_hash_tables_stay_small(xc):
     clf = SLIDEClassifier(max_iter=1, n_jobs=1, random_state=0).fit(X, y)
     assert clf.lsh_tables_.n_buckets == 2
     assert clf.memory_usage()["hash_tables"] < 64 * 1024
-    # with the default n_buckets_log2=18, 50 tables would hold 52 MB of offsets
+    # with the default n_buckets_log2=18, 50 tables would hold 52 MB of
+    # offsets; inference="lsh" has an index of its own
     expected = SLIDEClassifier(max_iter=1, inference="lsh", n_jobs=1, random_state=0).fit(X, y)
+    assert expected.lsh_tables_.n_buckets == 2
     clf.set_params(inference="lsh")
     np.testing.assert_array_equal(clf.predict_topk(X, k=3)[0], expected.predict_topk(X, k=3)[0])
-    assert _inference_tables(clf).n_buckets == 2**18
+    assert clf.lsh_tables_.n_buckets == 2
+    assert _retrieval.cached_index(clf) is not None
 
 
 @pytest.mark.parametrize("name", ["slide", "zeroshot", "importance"])
@@ -257,6 +260,8 @@ for inference in ("full", "lsh"):
     out["topk_shape"] = list(labels.shape)
     out["score_" + inference + "_value"] = peak(
         "score_" + inference, lambda: clf.score(X_test, Y_test))
+from sksketch._slide._retrieval import cached_index
+out["lsh_index_bytes"] = cached_index(clf).nbytes
 proba = peak("predict_proba", lambda: clf.predict_proba(X_test[:4]))
 out["proba_rows_sum_to_one"] = bool(np.allclose(proba.sum(axis=1), 1))
 del proba
@@ -292,9 +297,10 @@ def test_huge_label_set_predictions_never_allocate_dense(huge, method):
     # inference="full": one chunk of at most 2**24 float32 scores at a time
     assert huge[method + "_full"] < 4 * 2**24 + 4 * MB
     assert huge[method + "_full"] < dense / 5
-    # inference="lsh": the tables over the final weights (built on first
-    # use) and per-thread stamps, nothing per label and row
-    assert huge[method + "_lsh"] < 48 * MB
+    # inference="lsh": the index over the final weights (built at the first
+    # call, with its keys while it sorts them) and per-thread scratch,
+    # nothing per label and row
+    assert huge[method + "_lsh"] < 1.5 * huge["lsh_index_bytes"] + 48 * MB
     assert huge["predict_is_sparse"]
     assert huge["predict_shape"] == [n, L]
     assert huge["topk_shape"] == [n, 5]

@@ -367,40 +367,6 @@ def test_hidden_forward_and_topk_rows_match_numpy():
     np.testing.assert_array_equal(val, np.take_along_axis(scores, ref, axis=1))
 
 
-def test_topk_lsh_scores_exactly_its_candidates():
-    rng = np.random.default_rng(3)
-    W2 = rng.standard_normal((500, 16)).astype(np.float32)
-    b2 = rng.standard_normal(500).astype(np.float32)
-    hidden = np.maximum(rng.standard_normal((20, 16)), 0).astype(np.float32)
-    tables = LSHTables("simhash", 16, 4, 8, seed=1)
-    tables.build(W2)
-    fallback = np.arange(5, dtype=np.int32)
-    idx, val, n_cand = _network.topk_lsh(tables, hidden, W2, b2, fallback, 5, 10**6, 2)
-    for i in range(20):
-        cand = tables.query(hidden[i])
-        assert n_cand[i] == len(cand)
-        pool = list(cand) + [f for f in fallback if f not in cand]
-        scores = W2[pool] @ hidden[i] + b2[pool]
-        best = np.argsort(-scores, kind="stable")[:5]
-        np.testing.assert_array_equal(idx[i], np.asarray(pool)[best])
-        np.testing.assert_allclose(val[i], scores[best], rtol=1e-5, atol=1e-5)
-
-
-def test_topk_lsh_pads_rows_with_too_few_candidates():
-    rng = np.random.default_rng(4)
-    W2 = rng.standard_normal((300, 16)).astype(np.float32)
-    b2 = np.zeros(300, dtype=np.float32)
-    hidden = np.maximum(rng.standard_normal((30, 16)), 0).astype(np.float32)
-    tables = LSHTables("simhash", 16, 12, 2, seed=1)  # selective: few candidates
-    tables.build(W2)
-    k = 250
-    idx, val, n_cand = _network.topk_lsh(tables, hidden, W2, b2, np.zeros(0, np.int32), k, k, 2)
-    for i in range(30):
-        n = min(int(n_cand[i]), k)
-        assert np.all(idx[i, :n] >= 0) and np.all(np.isfinite(val[i, :n]))
-        assert np.all(idx[i, n:] == -1) and np.all(val[i, n:] == -np.inf)
-
-
 # ------------------------------------------------------------------- estimator
 
 
@@ -472,10 +438,10 @@ def test_learns_a_large_label_space_through_lsh(correction):
     baseline = precision_at_1(np.full((600, 1), frequent), Y[test])
     p1 = precision_at_1(labels, Y[test])
     assert p1 > 0.6 and p1 > 5 * baseline
-    # LSH inference scores only the retrieved labels: approximate, but far
-    # better than the popularity baseline
+    # LSH inference scores only the retrieved labels: approximate, but as
+    # precise as scoring every label
     lsh_labels, _ = clf.set_params(inference="lsh").predict_topk(X[test], k=1)
-    assert precision_at_1(lsh_labels, Y[test]) > 3 * baseline
+    assert precision_at_1(lsh_labels, Y[test]) >= p1 - 0.01
 
 
 def test_rows_without_labels_are_skipped_and_counted():
@@ -617,13 +583,13 @@ def test_lsh_predictions_between_partial_fits_do_not_change_training():
         chunk = slice(start, start + 400)
         a.partial_fit(X[chunk], Y[chunk], classes=classes)
         b.partial_fit(X[chunk], Y[chunk], classes=classes)
-        b.predict_topk(X[:50], k=3)  # builds inference tables from the current weights
+        b.predict_topk(X[:50], k=3)  # builds an index over the current weights
     np.testing.assert_array_equal(a.output_weights_, b.output_weights_)
     la, sa = a.predict_topk(X[:200], k=3)
     lb, sb = b.predict_topk(X[:200], k=3)
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_array_equal(sa, sb)
-    # the inference tables follow the final weights, and pickling keeps them
+    # the index follows the final weights, and a pickled model rebuilds it
     c = pickle.loads(pickle.dumps(b))
     lc, sc = c.predict_topk(X[:200], k=3)
     np.testing.assert_array_equal(lb, lc)

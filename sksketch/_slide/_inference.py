@@ -1,14 +1,14 @@
 """Scoring with a fitted SLIDEClassifier: the hidden layer, full and LSH scores, top-k.
 
 Functions of the estimator (its fitted attributes are read, never written,
-except for the caches of LSH inference and of the most frequent labels; the
-output layer's bounds for top-k by bounds are cached outside it, per model,
-and its scratch per thread).
+except for the cache of the most frequent labels; the output layer's bounds
+for top-k by bounds and the retrieval index of ``inference="lsh"``
+(:mod:`._retrieval`) are cached outside it, per model, and its scratch per
+thread).
 Scores are never an ``n_samples x n_labels`` array beyond a chunk of rows,
 except where a caller asks for the dense output.
 """
 
-import copy
 import threading
 import weakref
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from .._kernels import _network, _sparse_head
 from ..utils._threads import threads_for
-from ._plan import sized_tables
+from . import _retrieval
 
 __all__ = [
     "HEAD_WEIGHTS",
@@ -44,9 +44,6 @@ TOP_K = 3
 # choose_cluster_weight)
 CLUSTER_Z = 1.0
 
-# Guards the lazy build of the inference tables against concurrent predicts.
-_INFERENCE_TABLES_LOCK = threading.Lock()
-
 # Top-k by bounds (see bounded_rows): on this many labels or more, for k up
 # to BOUNDED_MAX_K. A call scores its rows a block at a time (a model's first
 # BOUNDED_TRIAL rows as one block); after a block where more than
@@ -58,6 +55,8 @@ BOUNDED_MIN_LABELS = 4096
 BOUNDED_MAX_K = 64
 BOUNDED_BLOCK = 1024
 BOUNDED_GIVE_UP = 0.5
+# rows per call of the retrieval kernel (bounds the cluster terms it is given)
+RETRIEVAL_BLOCK = 4096
 BOUNDED_TRIAL = 32
 BOUNDED_CANDIDATES = 32
 # the output layer's norms and envelope, per model, while its weights stay
@@ -117,15 +116,7 @@ def topk_ids(est, X, k):
     n_threads = predict_threads(est, X.shape[0])
     h = hidden(est, X)
     if est.inference == "lsh":
-        tables = _inference_tables(est)
-        fallback = _frequent_labels(est, k)
-        # Score the union of the query's buckets: at most one full bucket per table.
-        max_candidates = tables.n_tables * tables.bucket_capacity
-        idx, val, _ = _network.topk_lsh(
-            tables, h, est.output_weights_, est.output_bias_, fallback, k, max_candidates,
-            n_threads,
-        )
-        return idx, val
+        return _retrieved_topk(est, h, X, k, n_threads)
     entry = _score_bounds(est) if BOUNDED_MIN_LABELS <= L and 0 < k <= BOUNDED_MAX_K else None
     if entry is None or entry[3] is None or (
             entry[4] >= BOUNDED_TRIAL and entry[5] > BOUNDED_GIVE_UP * entry[4]):
@@ -151,6 +142,24 @@ def topk_ids(est, X, k):
             ids[stop:], vals[stop:] = _full_topk(est, h[stop:], X[stop:], k, n_threads)
             break
         s = stop
+    return ids, vals
+
+
+def _retrieved_topk(est, h, X, k, n_threads):
+    """:func:`topk_ids` among the labels :mod:`._retrieval` finds, a chunk of rows at a time."""
+    index = _retrieval.index_for(est)
+    head = getattr(est, "sparse_head_", None)
+    if head is None or not est.sparse_head_weight_ > 0:
+        head = None
+    clusters = _cluster_head(est)
+    fallback = _frequent_labels(est, k)
+    ids = np.empty((X.shape[0], k), dtype=np.int32)
+    vals = np.empty((X.shape[0], k), dtype=np.float32)
+    for s in range(0, X.shape[0], RETRIEVAL_BLOCK):
+        ids[s : s + RETRIEVAL_BLOCK], vals[s : s + RETRIEVAL_BLOCK], _ = _retrieval.topk(
+            est, index, h[s : s + RETRIEVAL_BLOCK], X[s : s + RETRIEVAL_BLOCK], k, fallback,
+            head, est.sparse_head_weight_ if head is not None else 0.0, clusters,
+            est.label_cluster_weight_ if clusters is not None else 0.0, n_threads)
     return ids, vals
 
 
@@ -301,26 +310,6 @@ def proba(est, X):
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
     return out
-
-
-def _inference_tables(est):
-    """Tables over the current output weights, for ``inference="lsh"``.
-
-    The training tables are rehashed on their schedule, so after training
-    they may lag the final weights; inference then uses a copy with the same
-    hash functions, built once from the final weights. Training never sees
-    it, so predicting between ``partial_fit`` calls does not change what is
-    learned.
-    """
-    if est._batches_since_rehash == 0 and est.lsh_tables_.n_items == len(est.classes_):
-        return est.lsh_tables_
-    with _INFERENCE_TABLES_LOCK:
-        cached = getattr(est, "_inference_tables_cache", None)
-        if cached is None or cached[0] != est._step:
-            tables = sized_tables(copy.deepcopy(est.lsh_tables_), est._plan())
-            tables.build(est.output_weights_, n_threads=est._n_threads())
-            est._inference_tables_cache = cached = (est._step, tables)
-    return cached[1]
 
 
 def _frequent_labels(est, k):

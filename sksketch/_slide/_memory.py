@@ -8,6 +8,7 @@ from .._kernels._lsh import LSHTables
 from ._label_clusters import CLUSTERS_PER_FEATURE
 from ._negative_sampling import N_COSINE_STEPS
 from ._plan import make_plan
+from ._retrieval import cached_index, index_nbytes
 from ._sparse_head import pairs_per_feature
 
 __all__ = ["estimate_memory", "memory_usage"]
@@ -24,7 +25,6 @@ _MEMORY_PARTS = {
     "lsh_tables_": "hash_tables",
     "sparse_head_": "sparse_head",
     "cluster_head_": "sparse_head",
-    "_inference_tables_cache": "hash_tables",
     "sampler_": "sampler",
 }
 
@@ -70,6 +70,9 @@ def memory_usage(est):
     seen = set()
     for name, value in vars(est).items():
         usage[_MEMORY_PARTS.get(name, "other")] += _nbytes(value, seen)
+    index = cached_index(est)
+    if index is not None:
+        usage["hash_tables"] += index.nbytes
     return _totals(usage, getattr(est, "_training_buffers_nbytes", 0))
 
 
@@ -89,10 +92,10 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
                             CLUSTERS_PER_FEATURE)
     bf16 = est.precision == "bfloat16"
     # training's tables (one bucket each while nothing queries them), and
-    # those inference builds at its first prediction
+    # the index inference="lsh" builds at its first prediction
     hash_tables = plan.table_nbytes(L if plan.uses_lsh else 0, in_use=plan.tables_in_use)
     if plan.inference_lsh:
-        hash_tables += plan.table_nbytes(L)
+        hash_tables += index_nbytes(L, H)
     other = 16 * L  # class labels and label counts
     if plan.uses_lsh and est.sampling_correction == "logq":
         other += 4 * L + 4 * (N_COSINE_STEPS + 1)  # row norms, collision table

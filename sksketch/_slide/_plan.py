@@ -46,7 +46,8 @@ class SLIDEPlan:
     uses_unigram : bool
         Whether training draws labels by frequency (mode or LSH padding).
     inference_lsh : bool
-        Whether prediction scores only the labels the tables retrieve.
+        Whether prediction scores only the labels the retrieval index
+        (:mod:`._retrieval`) finds.
     tables : TableGeometry
         Geometry of tables in use (``n_buckets_log2`` as requested); tables
         nothing queries keep one bucket, see :attr:`idle_tables`.
@@ -72,8 +73,8 @@ class SLIDEPlan:
 
     @property
     def tables_in_use(self):
-        """Whether training or inference queries the hash tables."""
-        return self.uses_lsh or self.inference_lsh
+        """Whether training queries the hash tables (inference has an index of its own)."""
+        return self.uses_lsh
 
     def table_nbytes(self, n_items, in_use=True):
         """Bytes of one set of tables holding ``n_items`` ids per table."""

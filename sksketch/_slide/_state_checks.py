@@ -82,6 +82,9 @@ def check_state(est):
         if type(cache) is not tuple or len(cache) != 2:
             fail(est, "_inference_tables_cache must be a pair")
         _check_tables(est, "_inference_tables_cache", cache[1], H, n_labels)
+        # tables an older version's inference="lsh" kept: its index is now
+        # built from the weights when needed
+        del est._inference_tables_cache
     frequent = getattr(est, "_frequent_cache", None)
     if frequent is not None:
         if type(frequent) is not tuple or len(frequent) != 2:
