@@ -40,6 +40,7 @@ take 2.7 MB a row).
     python benchmarks/bench_retrieval.py
     python benchmarks/bench_retrieval.py --datasets wordnet --test 500
     python benchmarks/bench_retrieval.py --datasets amazon --test 300
+    python benchmarks/bench_retrieval.py --sections inference --datasets wordnet,amazon
 """
 
 import argparse
@@ -122,7 +123,7 @@ def _index_candidates(model, index, h, B):
         model.output_bias_, np.zeros(h.shape[0] + 1, dtype=np.int32), none,
         np.zeros(1, dtype=np.float32), np.zeros(2, dtype=np.int64), none,
         np.zeros(1, dtype=np.float32), 0.0, False, np.zeros((1, 1), dtype=np.float32), none,
-        False, np.zeros(0, dtype=np.int32), B, B, 0, *_retrieval._scratch(2, L), 2)
+        False, np.zeros(0, dtype=np.int32), B, B, 0, 0, *_retrieval._scratch(2, L), 2)
     return list(ids)
 
 
@@ -252,20 +253,26 @@ def run(args):
         print(f"\n{name}: {X.shape[0]} training rows, {X.shape[1]} features, "
               f"{Y.shape[1]} labels; recall on {min(args.test, X_test.shape[0])} test rows")
         counts = np.asarray(Y.sum(axis=0)).ravel().astype(np.float64) + 1.0
-        for epochs in (1, None):
+        recall = "recall" in args.sections.split(",")
+        for epochs in (1, None) if recall else (None,):
             params = {} if epochs is None else {"max_iter": epochs}
             t = time.perf_counter()
             model = _model(name, **params).fit(X, Y)
             fit = time.perf_counter() - t
             print(f"\n {'after 1 epoch' if epochs else 'default fit'} ({fit:.1f} s)")
-            _retrieval_report(name, model, X_test, args.test, counts, args.seed)
-        _inference_report(model, X_test, Y_test, args.latency_rows)
+            if recall:
+                _retrieval_report(name, model, X_test, args.test, counts, args.seed)
+        if "inference" in args.sections.split(","):
+            _inference_report(model, X_test, Y_test, args.latency_rows)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS[:3]),
                         help=f"comma-separated, of {', '.join(DATASETS)}")
+    parser.add_argument("--sections", default="recall,inference",
+                        help="comma-separated, of recall (after one epoch and after the "
+                             "default fit) and inference (the default fit)")
     parser.add_argument("--test", type=int, default=1000, help="test rows for recall")
     parser.add_argument("--latency-rows", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

@@ -299,7 +299,7 @@ def _demo(args):
         seconds = time.perf_counter() - started
         ranked = _ranked_topk(labels, args.n_labels)
         p = [precision_at_k(Yt, ranked, k=k) for k in (1, 3, 5)]
-        note = "exact scores" if mode == "full" else "only the labels the hash tables return"
+        note = "exact scores" if mode == "full" else "only the labels a retrieval index finds"
         print(f"test, inference={mode!r} ({note}): P@1 {p[0]:.4f}  P@3 {p[1]:.4f}  P@5 {p[2]:.4f}  "
               f"({Xt.shape[0] / seconds:,.0f} rows/s)", flush=True)
     if args.baseline_rows:

@@ -39,7 +39,7 @@ def test_hash_keys_are_the_signs_of_the_projections(n_threads):
 
 
 def _candidate_reference(keys, offsets, ids, n_buckets, h, W, b, X, head, scale, terms,
-                         assign, fallback, k, table_budget, head_budget):
+                         assign, fallback, k, table_budget, head_budget, prior_budget):
     """candidate_topk, written plainly: the same candidates, order and ties."""
     L = W.shape[0]
     out_ids, out_vals = [], []
@@ -69,8 +69,8 @@ def _candidate_reference(keys, offsets, ids, n_buckets, h, W, b, X, head, scale,
             for r in top[:head_budget]:
                 if reached[r] not in cand:
                     cand.append(reached[r])
-        for j in fallback:
-            if len(cand) >= k:
+        for r, j in enumerate(fallback):
+            if len(cand) >= k and r >= prior_budget:
                 break
             if j not in cand:
                 cand.append(j)
@@ -114,7 +114,7 @@ def test_candidate_topk_matches_a_plain_reference(use_head, use_clusters, n_thre
     assign = rng.integers(0, 40, L).astype(np.int32)
     terms = rng.standard_normal((n, 40)).astype(np.float32) if use_clusters else None
     keys = index.hash(h, np.ones(n, np.float32))
-    fallback = np.array([9, 4, 1, 0, 2, 3, 5, 6], dtype=np.int32)
+    fallback = np.argsort(-b, kind="stable").astype(np.int32)
     zero = np.zeros(1, dtype=np.int32)
     args = (keys, index.offsets, index.ids, index.n_buckets, h, W, b, X.indptr, X.indices,
             X.data, head.indptr if use_head else np.zeros(F + 1, np.int64),
@@ -122,12 +122,12 @@ def test_candidate_topk_matches_a_plain_reference(use_head, use_clusters, n_thre
             head.weights if use_head else np.zeros(1, np.float32), 0.5, use_head,
             terms if use_clusters else np.zeros((1, 1), np.float32),
             assign if use_clusters else zero, use_clusters, fallback, k)
-    for table_budget, head_budget in [(30, 10), (3, 2), (0, 0), (L, L)]:
+    for budgets in [(30, 10, 0), (3, 2, 4), (0, 0, 0), (L, L, 2), (5, 5, 20)]:
         ids, vals, n_cand = kernels.candidate_topk(
-            *args, table_budget, head_budget, *_retrieval._scratch(n_threads, L), n_threads)
+            *args, *budgets, *_retrieval._scratch(n_threads, L), n_threads)
         ref_ids, ref_vals = _candidate_reference(
             keys, index.offsets, index.ids, index.n_buckets, h, W, b, X, head, 0.5, terms,
-            assign, fallback, k, table_budget, head_budget)
+            assign, fallback, k, *budgets)
         np.testing.assert_array_equal(ids, ref_ids)
         np.testing.assert_allclose(vals, ref_vals, rtol=1e-5, atol=1e-5)
         assert (n_cand >= k).all()
@@ -149,7 +149,7 @@ def test_candidate_topk_pads_rows_with_too_few_candidates():
         keys, index.offsets, index.ids, index.n_buckets, h, W, b,
         np.zeros(5, np.int32), zero, np.zeros(1, np.float32), np.zeros(2, np.int64), zero,
         np.zeros(1, np.float32), 0.0, False, np.zeros((1, 1), np.float32), zero, False,
-        np.zeros(0, np.int32), 10, 3, 0, *_retrieval._scratch(1, L), 1)
+        np.zeros(0, np.int32), 10, 3, 0, 0, *_retrieval._scratch(1, L), 1)
     assert (n_cand == 3).all()
     assert (ids[:, 3:] == -1).all() and np.isneginf(vals[:, 3:]).all()
     assert (ids[:, :3] >= 0).all()
@@ -187,10 +187,10 @@ def test_index_geometry_and_budgets():
         assert T <= max(2 * H, _retrieval.MIN_TABLES)
         assert T * L <= max(_retrieval.MAX_TABLE_IDS, _retrieval.MIN_TABLES * L)
     assert _retrieval.index_geometry(15728, 256) == (512, 9)
-    assert _retrieval.budgets(15728, 5) == (315, 64)
-    assert _retrieval.budgets(670_091, 5) == (13402, 671)
-    assert _retrieval.budgets(50, 5) == (50, 50)
-    assert _retrieval.budgets(5000, 300) == (300, 300)
+    assert _retrieval.budgets(15728, 5) == (158, 64, 64)
+    assert _retrieval.budgets(670_091, 5) == (6701, 671, 671)
+    assert _retrieval.budgets(50, 5) == (50, 50, 50)
+    assert _retrieval.budgets(5000, 300) == (300, 300, 300)
 
 
 def _p1(Y, ids):
@@ -294,9 +294,11 @@ def test_tables_an_older_version_kept_for_inference_are_dropped_on_load(fitted):
     tables = sized_tables(fitted.lsh_tables_, fitted._plan())
     tables.build(fitted.output_weights_)
     state["_inference_tables_cache"] = (fitted._step, tables)
+    state["_frequent_cache"] = (fitted.t_, np.arange(64, dtype=np.int32))
     restored = SLIDEClassifier.__new__(SLIDEClassifier)
     restored.__setstate__(state)
     assert not hasattr(restored, "_inference_tables_cache")
+    assert not hasattr(restored, "_frequent_cache")
     # a broken one is still refused
     state["_inference_tables_cache"] = (fitted._step, "tables")
     with pytest.raises(ValueError, match="_inference_tables_cache"):

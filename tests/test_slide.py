@@ -731,3 +731,32 @@ def test_initial_weights_are_float32_of_one_uniform_draw():
     assert w.dtype == np.float32 and w.flags.c_contiguous
     np.testing.assert_array_equal(w, expected)
     assert got.randint(0, 2**30) == after.randint(0, 2**30)  # the stream goes on alike
+
+
+def test_prediction_input_checks_are_validate_datas():
+    """Clean CSR input skips validate_data's fixed cost; anything else goes through it."""
+    X, Y = make_xc(n_samples=300, n_features=200, n_labels=50)
+    clf = SLIDEClassifier(max_iter=1, n_jobs=1, random_state=0).fit(X, Y)
+    X = sp.csr_matrix(X, dtype=np.float64)
+    assert clf._passes_validation(X) and clf._passes_validation(X.astype(np.float32))
+    expected = clf.predict_topk(X.tocsc(), k=3)  # through validate_data
+    for same in (X, X.astype(np.float32), sp.csr_array(X)):
+        got = clf.predict_topk(same, k=3)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    # what validate_data refuses, it still refuses, with its own messages
+    bad = X.copy()
+    bad.data[0] = np.nan
+    assert not clf._passes_validation(bad)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        clf.predict(bad)
+    bad.data[0] = 1e39  # beyond float32
+    assert not clf._passes_validation(bad)
+    with pytest.raises(ValueError, match="infinity or a value too large"):
+        clf.predict(bad)
+    with pytest.raises(ValueError, match="X has 199 features, but SLIDEClassifier is expecting"):
+        clf.predict(X[:, :199])
+    assert not clf._passes_validation(X[:0])
+    with pytest.raises(ValueError, match="0 sample"):
+        clf.predict(X[:0])
+    assert not clf._passes_validation(X.astype(np.int64))

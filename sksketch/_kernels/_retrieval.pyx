@@ -111,7 +111,7 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
                    bint use_head, const float[:, ::1] cluster_terms,
                    const int32_t[::1] assign, bint use_clusters,
                    const int32_t[::1] fallback, Py_ssize_t k, Py_ssize_t table_budget,
-                   Py_ssize_t head_budget, uint16_t[:, ::1] counts,
+                   Py_ssize_t head_budget, Py_ssize_t prior_budget, uint16_t[:, ::1] counts,
                    int32_t[:, ::1] touched, float[:, ::1] acc, uint8_t[:, ::1] reached_mark,
                    int32_t[:, ::1] reached, uint8_t[:, ::1] is_cand, int n_threads):
     """Top-k labels per row among its candidates, with their exact scores.
@@ -119,7 +119,8 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
     Candidates: the ``table_budget`` labels found in most of the row's
     buckets (``keys[i, t]`` in table ``t``; ties in the order the tables meet
     them), the ``head_budget`` labels with the highest head scores (if
-    ``use_head``), and labels of ``fallback`` while there are fewer than k.
+    ``use_head``), the first ``prior_budget`` labels of ``fallback`` and
+    more of them while there are fewer than k.
     A candidate scores ``hidden[i] . W2[j] + b2[j]``, plus ``scale`` times
     the head's score (``s_j = sum_f x_f / |x| V[f, j]``), plus
     ``cluster_terms[i, assign[j]]`` with ``use_clusters``. Rows with fewer
@@ -176,7 +177,8 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
     cdef int32_t[:, ::1] iv = idx
     cdef float[:, ::1] vv = val
     cdef int32_t[::1] ncv = n_candidates
-    cap = min(L, table_budget) + (min(L, head_budget) if use_head else 0) + k
+    cap = (min(L, table_budget) + (min(L, head_budget) if use_head else 0)
+           + min(L, max(prior_budget, 0)) + k)
     with nogil, parallel(num_threads=nt):
         cand = <int32_t *> malloc(cap * sizeof(int32_t))
         sc = <float *> malloc(max(cap, L if use_head else 0) * sizeof(float))
@@ -246,7 +248,7 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
                     for r in range(n_top):
                         _add(hr[pos[r]], cand, &n_cand, st)
             r = 0
-            while n_cand < k and r < fallback.shape[0]:
+            while (n_cand < k or r < prior_budget) and r < fallback.shape[0]:
                 _add(fallback[r], cand, &n_cand, st)
                 r = r + 1
             ncv[i] = <int32_t>n_cand

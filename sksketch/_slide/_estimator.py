@@ -31,6 +31,7 @@ __all__ = ["SLIDEClassifier"]
 
 # Dense outputs (decision_function, predict_proba) above this size warn.
 _DENSE_OUTPUT_WARNING_BYTES = 2**31
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @allow_in_model_files
@@ -176,9 +177,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         a direct path from their distinctive features, which the narrow
         hidden layer lacks. The classifier ranks labels by the network's
         logits plus ``sparse_head_weight_`` times the head's (with
-        ``inference="lsh"``, the retrieved labels are ranked by the network
-        alone). It is built from the first ``fit`` or ``partial_fit`` call's
-        rows. A ``fit`` that holds rows out (see ``sparse_head_loss`` and
+        ``inference="lsh"`` too, over the retrieved labels). It is built
+        from the first ``fit`` or ``partial_fit`` call's rows. A ``fit``
+        that holds rows out (see ``sparse_head_loss`` and
         ``sparse_head_weight``) scores the head alone on them before each
         epoch and stops training it, keeping its best weights, once its
         precision at 1 falls.
@@ -295,8 +296,13 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         How ``predict``/``predict_topk`` rank labels: ``"full"`` by every
         label's exact score (on 4,096 labels or more found by scoring the
         few labels whose upper bound can reach the top, with the same
-        result); ``"lsh"`` scores only the labels the hash tables return
-        (faster on huge label sets, approximate).
+        result); ``"lsh"`` scores only the labels a retrieval index finds:
+        the 1% of labels most often in the row's buckets of SimHash tables
+        over ``[w_j, b_j]`` (built over the final weights at the first
+        prediction, not stored with the model), the 0.1% the sparse head
+        scores highest and the 0.1% of highest bias. Approximate; faster
+        than ``"full"`` only where bounds leave many labels to score
+        (hundreds of thousands of labels; see the user guide).
     predict_top_k : int, default=1
         For multi-label targets, how many of the top-ranked labels ``predict``
         marks in its indicator output.
@@ -325,9 +331,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         measures every part; :meth:`estimate_memory` predicts it before
         fitting (see the user guide for the hash tables and the buffers).
     lsh_tables_ : LSHTables
-        The hash tables over the output layer. Until training or
-        ``inference="lsh"`` first queries them, they hold one bucket per
-        table (their hash functions are drawn already).
+        The hash tables over the output layer that training samples from.
+        Until training first queries them, they hold one bucket per table
+        (their hash functions are drawn already).
     sparse_head_ : SparseLabelHead or None
         The sparse feature-to-label head (``sparse_head=True``), else None.
     sparse_head_weight_ : float
@@ -532,6 +538,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
     def _validate_X(self, X, reset):
         # before validate_data, whose dtype conversion sorts a copy of the indices
         check_sparse_indices(X)
+        if not reset and self._passes_validation(X):
+            # what validate_data returns for such input, without its fixed
+            # cost (about half of a single row's prediction)
+            return canonical_rows(X, dense="csr", n_threads=self._n_threads())
         # float32 before the finiteness check, so values beyond float32's range
         # are reported rather than trained on as infinities
         X = validate_data(
@@ -542,6 +552,25 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             reset=reset,
         )
         return canonical_rows(X, dense="csr", n_threads=self._n_threads())
+
+    def _passes_validation(self, X):
+        """Whether ``validate_data(self, X, reset=False)`` would accept X unchanged but its dtype.
+
+        True only for a CSR matrix (or array) of floats, of at least one row,
+        of the fitted width, with finite values within float32's range, and a
+        model fitted without feature names: input on which validate_data
+        neither raises nor warns. Anything else goes through validate_data,
+        with its messages.
+        """
+        if not (sp.issparse(X) and X.format == "csr" and X.ndim == 2
+                and X.dtype in (np.float32, np.float64) and X.shape[0] >= 1
+                and X.shape[1] == getattr(self, "n_features_in_", -1)
+                and not hasattr(self, "feature_names_in_")):
+            return False
+        data = X.data
+        if data.dtype == np.float64 and data.size:
+            return bool(np.isfinite(data).all()) and float(np.abs(data).max()) <= _F32_MAX
+        return bool(np.isfinite(data).all())
 
     def _n_threads(self):
         return _openmp.effective_n_threads(self.n_jobs)
@@ -792,7 +821,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
             - ``"bfloat16_weights"``: the output layer's bfloat16 copy
               (``precision="bfloat16"``).
             - ``"hash_tables"``: the training tables and, once
-              ``inference="lsh"`` has predicted, its own tables.
+              ``inference="lsh"`` has predicted, its index.
             - ``"sparse_head"``: the sparse head's pairs, weights and Adam
               moments (``sparse_head=True``).
             - ``"sampler"``: the batch sampler's state (a loss sketch, row
@@ -835,9 +864,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
 
         The parts of :meth:`memory_usage`, from the parameters and the size
         of the problem (see the user guide for the formulas). With
-        ``inference="lsh"`` it counts the tables inference builds at its
-        first prediction (training's own tables serve instead when training
-        ended on a rehash). The sampler's state is not estimated (0, as for
+        ``inference="lsh"`` it counts the index inference builds at its
+        first prediction. The sampler's state is not estimated (0, as for
         the default uniform sampler); per-label vectors assume int64 class
         labels. The sparse head (and its training scratch) is counted at its
         bound, ``n_features * min(labels_per_feature, n_labels)`` pairs

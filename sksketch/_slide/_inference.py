@@ -1,10 +1,9 @@
 """Scoring with a fitted SLIDEClassifier: the hidden layer, full and LSH scores, top-k.
 
-Functions of the estimator (its fitted attributes are read, never written,
-except for the cache of the most frequent labels; the output layer's bounds
-for top-k by bounds and the retrieval index of ``inference="lsh"``
-(:mod:`._retrieval`) are cached outside it, per model, and its scratch per
-thread).
+Functions of the estimator (its fitted attributes are read, never written;
+the output layer's bounds for top-k by bounds and the retrieval index of
+``inference="lsh"`` (:mod:`._retrieval`) are cached outside it, per model,
+and scratch per thread).
 Scores are never an ``n_samples x n_labels`` array beyond a chunk of rows,
 except where a caller asks for the dense output.
 """
@@ -152,13 +151,13 @@ def _retrieved_topk(est, h, X, k, n_threads):
     if head is None or not est.sparse_head_weight_ > 0:
         head = None
     clusters = _cluster_head(est)
-    fallback = _frequent_labels(est, k)
     ids = np.empty((X.shape[0], k), dtype=np.int32)
     vals = np.empty((X.shape[0], k), dtype=np.float32)
     for s in range(0, X.shape[0], RETRIEVAL_BLOCK):
-        ids[s : s + RETRIEVAL_BLOCK], vals[s : s + RETRIEVAL_BLOCK], _ = _retrieval.topk(
-            est, index, h[s : s + RETRIEVAL_BLOCK], X[s : s + RETRIEVAL_BLOCK], k, fallback,
-            head, est.sparse_head_weight_ if head is not None else 0.0, clusters,
+        rows = slice(s, s + RETRIEVAL_BLOCK)
+        ids[rows], vals[rows], _ = _retrieval.topk(
+            est, index, h[rows], X[rows], k, head,
+            est.sparse_head_weight_ if head is not None else 0.0, clusters,
             est.label_cluster_weight_ if clusters is not None else 0.0, n_threads)
     return ids, vals
 
@@ -310,19 +309,6 @@ def proba(est, X):
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
     return out
-
-
-def _frequent_labels(est, k):
-    """The k most frequent training labels, most frequent first (cached)."""
-    cached = getattr(est, "_frequent_cache", None)
-    if cached is None or cached[0] != est.t_ or len(cached[1]) < k:
-        counts = est._label_counts
-        size = min(len(counts), max(k, 64))
-        top = np.argpartition(-counts, size - 1)[:size] if size < len(counts) else (
-            np.arange(len(counts)))
-        top = top[np.lexsort((top, -counts[top]))].astype(np.int32)
-        est._frequent_cache = cached = (est.t_, top)
-    return cached[1][:k]
 
 
 def example_losses(est, X, Y, rows):

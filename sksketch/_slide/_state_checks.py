@@ -91,6 +91,8 @@ def check_state(est):
             fail(est, "_frequent_cache must be a pair")
         ids_in_range(est, "_frequent_cache", check_array(
             est, "_frequent_cache", frequent[1], (I32,), (None,)), n_labels)
+        # the fallback labels an older version's inference="lsh" kept
+        del est._frequent_cache
     head = getattr(est, "sparse_head_", None)
     if head is not None:
         if not isinstance(head, SparseLabelHead):
