@@ -163,20 +163,27 @@ def test_index_buckets_hold_every_label_once_per_table():
     T, nb = index.n_tables, index.n_buckets
     assert (T, index.n_bits) == _retrieval.index_geometry(3000, 16)
     offsets = index.offsets.reshape(T, nb + 1)
-    for t in range(T):
-        assert offsets[t, 0] == t * 3000 and offsets[t, -1] == (t + 1) * 3000
-        np.testing.assert_array_equal(np.sort(index.ids[t * 3000 : (t + 1) * 3000]),
-                                      np.arange(3000))
-    # centred keys spread the rows over the buckets despite their common direction
-    sizes = np.diff(offsets, axis=1)
-    assert sizes.max() < 3000 / 4
-    assert index.nbytes == _retrieval.index_nbytes(3000, 16)
-    # keys of a label are its bucket in each table
     keys = index.hash(W - W.mean(axis=0), b - b.mean())
-    t = 2
-    for c in range(nb):
-        members = index.ids[offsets[t, c] : offsets[t, c + 1]]
-        assert (keys[members, t] == c).all()
+    cap = index.bucket_capacity
+    assert cap == max(_retrieval.MIN_BUCKET_CAPACITY,
+                      _retrieval.BUCKET_CAPACITY_FACTOR * -(-3000 // nb))
+    for t in range(T):
+        assert offsets[t, 0] == (offsets[t - 1, -1] if t else 0)
+        members = index.ids[offsets[t, 0] : offsets[t, -1]]
+        assert np.unique(members).shape == members.shape  # each label once at most
+        for c in range(nb):
+            bucket = index.ids[offsets[t, c] : offsets[t, c + 1]]
+            # a bucket's labels hash to it, by bias, the highest kept if it is full
+            assert (keys[bucket, t] == c).all()
+            assert np.all(np.diff(b[bucket]) <= 0)
+            everyone = np.flatnonzero(keys[:, t] == c)
+            assert bucket.shape[0] == min(cap, everyone.shape[0])
+            if everyone.shape[0] > cap:
+                assert b[bucket].min() >= np.sort(b[everyone])[::-1][cap - 1]
+    # centred keys spread the rows over the buckets despite their common direction
+    assert (np.diff(offsets, axis=1) < cap).mean() > 0.9
+    assert index.nbytes <= _retrieval.index_nbytes(3000, 16)
+    assert index.offsets[-1] == index.ids.shape[0]
 
 
 def test_index_geometry_and_budgets():
@@ -284,7 +291,9 @@ def test_lsh_index_counts_in_memory_usage(fitted, xc):
     before = clf.memory_usage()["hash_tables"]
     clf.set_params(inference="lsh").predict(Xt[:3])
     L, H = clf.output_weights_.shape
-    assert clf.memory_usage()["hash_tables"] == before + _retrieval.index_nbytes(L, H)
+    index = _retrieval.cached_index(clf)
+    assert clf.memory_usage()["hash_tables"] == before + index.nbytes
+    assert index.nbytes <= _retrieval.index_nbytes(L, H)
 
 
 def test_tables_an_older_version_kept_for_inference_are_dropped_on_load(fitted):

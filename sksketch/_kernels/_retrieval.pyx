@@ -6,7 +6,8 @@ their bias appended, ``[w_j, b_j]``, queried with ``[h, 1]``: the query's
 angle to a key is what its logit ``h . w_j + b_j`` depends on beside the
 key's norm. A table's key is ``K`` sign bits. Its buckets are stored like a
 CSR matrix: the labels of bucket ``c`` of table ``t`` are
-``ids[offsets[t * (2**K + 1) + c]:offsets[t * (2**K + 1) + c + 1]]``.
+``ids[offsets[t * (2**K + 1) + c]:offsets[t * (2**K + 1) + c + 1]]`` (a
+label at most once per table; a full bucket may leave some out).
 
 ``project_keys`` hashes vectors; ``candidate_topk`` ranks a row's labels by
 how many of its ``T`` buckets hold them (collision counts), keeps the
@@ -157,7 +158,8 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
     # shapes only: the ids inside the arrays are the caller's to keep in range
     if W2.shape[1] != H or b2.shape[0] != L or keys.shape[0] != n or X_indptr.shape[0] != n + 1:
         raise ValueError("hidden, W2, b2, keys and the rows of X do not match")
-    if offsets.shape[0] != T * (n_buckets + 1) or ids.shape[0] != T * L:
+    if offsets.shape[0] != T * (n_buckets + 1) or ids.shape[0] > T * L or (
+            T and offsets[T * (n_buckets + 1) - 1] > ids.shape[0]):
         raise ValueError("offsets and ids are not those of tables over W2")
     if not 0 <= k <= L or (fallback.shape[0] and (np.min(fallback) < 0
                                                   or np.max(fallback) >= L)):

@@ -41,6 +41,9 @@ MIN_TABLES = 16
 MAX_PROJECTIONS = 8192
 # ids a query counts, over all its buckets
 QUERY_IDS = 1 << 14
+# a bucket keeps at most this many times the mean bucket's labels (and at least the minimum)
+BUCKET_CAPACITY_FACTOR = 4
+MIN_BUCKET_CAPACITY = 64
 # rows hashed at a time when building
 BUILD_CHUNK = 8192
 
@@ -57,9 +60,9 @@ def index_geometry(n_labels, dim):
     as many bits as make a query count about ``QUERY_IDS`` ids in all
     (``n_tables * n_labels / 2**n_bits``), between 4 and 16, so a query
     costs about the same at any label count. Recall of the network's exact
-    top 5 among 1% of the labels, default fits: 0.80 on WordNet nouns
-    (15,728 labels, 256 weights; 512 tables of 9 bits), 0.95 on the
-    50,000-label generated shape (512 of 11), 0.83 on the Amazon-670K shape
+    top 5 among 1% of the labels, default fits: 0.79 on WordNet nouns
+    (15,728 labels, 256 weights; 512 tables of 9 bits), 0.98 on the
+    50,000-label generated shape (512 of 11), 0.76 on the Amazon-670K shape
     (128 weights; 100 of 12); ``benchmarks/bench_retrieval.py`` measures it.
     """
     L = max(int(n_labels), 1)
@@ -69,7 +72,7 @@ def index_geometry(n_labels, dim):
 
 
 def index_nbytes(n_labels, dim):
-    """Bytes of the index over ``n_labels`` rows of ``dim`` weights."""
+    """Bytes of the index over ``n_labels`` rows of ``dim`` weights, at most (full buckets)."""
     n_tables, n_bits = index_geometry(n_labels, dim)
     n_proj = min(n_tables * n_bits, MAX_PROJECTIONS)
     return (4 * n_tables * n_labels + 8 * n_tables * ((1 << n_bits) + 1)
@@ -123,18 +126,33 @@ class RetrievalIndex:
                 W[s : s + BUILD_CHUNK] - mean_w, b[s : s + BUILD_CHUNK] - mean_b, n_threads).T
         nb = 1 << self.n_bits
         self.n_buckets = nb
-        offsets = np.empty((self.n_tables, nb + 1), dtype=np.int64)
-        ids = np.empty((self.n_tables, L), dtype=np.int32)
-        for t in range(self.n_tables):
-            ids[t] = np.argsort(keys[t], kind="stable")
-            offsets[t, 0] = t * L
-            np.cumsum(np.bincount(keys[t], minlength=nb), out=offsets[t, 1:])
-            offsets[t, 1:] += t * L
-        self.offsets = offsets.ravel()
-        self.ids = ids.ravel()
         # the labels by bias, highest first: the network's ranking of a row
         # it knows nothing about
         self.by_bias = np.argsort(-b, kind="stable").astype(np.int32)
+        # A bucket lists its labels by bias, highest first: a query takes the
+        # labels at its threshold count in the order it meets them, so among
+        # equally many collisions it prefers those the network favours. A
+        # bucket keeps at most `cap` labels, those of highest bias: labels
+        # whose rows barely moved from where they started (rare ones) can
+        # share a bucket in every table, and a query landing there would
+        # count them all.
+        self.bucket_capacity = cap = max(MIN_BUCKET_CAPACITY,
+                                         BUCKET_CAPACITY_FACTOR * -(-L // nb))
+        offsets = np.zeros((self.n_tables, nb + 1), dtype=np.int64)
+        for t in range(self.n_tables):
+            np.cumsum(np.minimum(np.bincount(keys[t], minlength=nb), cap), out=offsets[t, 1:])
+        # each table's ids follow the last one's (one array, sized once)
+        np.cumsum(offsets[:, -1], out=offsets[:, 0])
+        offsets[:, 0] -= offsets[:, -1]
+        offsets[:, 1:] += offsets[:, :1]
+        self.ids = np.empty(int(offsets[-1, -1]) if self.n_tables else 0, dtype=np.int32)
+        rank = np.arange(L)
+        for t in range(self.n_tables):
+            order = self.by_bias[np.argsort(keys[t][self.by_bias], kind="stable")]
+            starts = np.concatenate([[0], np.cumsum(np.bincount(keys[t], minlength=nb))[:-1]])
+            keep = rank - starts[keys[t][order]] < cap
+            self.ids[offsets[t, 0] : offsets[t, -1]] = order[keep]
+        self.offsets = offsets.ravel()
 
     def hash(self, V, last, n_threads=1):
         """Keys ``(n, n_tables)`` of the rows ``[V[i], last[i]]``."""
