@@ -9,15 +9,17 @@ CSR matrix: the labels of bucket ``c`` of table ``t`` are
 ``ids[offsets[t * (2**K + 1) + c]:offsets[t * (2**K + 1) + c + 1]]`` (a
 label at most once per table; a full bucket may leave some out).
 
-``project_keys`` hashes vectors; ``candidate_topk`` ranks a row's labels by
+``hash_keys`` hashes vectors; ``candidate_topk`` ranks a row's labels by
 how many of its ``T`` buckets hold them (collision counts), keeps the
 ``table_budget`` most frequent, adds the ``head_budget`` labels the sparse
-head scores highest, scores those candidates exactly (network, head and
+head scores highest and the first ``prior_budget`` labels of a fixed list
+(the labels by bias), scores those candidates exactly (network, head and
 label clusters, as ``full_scores`` does) and returns their top k.
 
-Arrays are validated by the caller; these functions trust their inputs.
-Each row is handled by one thread on its own, so results do not depend on
-the thread count or on the other rows of the call.
+These functions check the shapes of their arrays and trust the ids inside
+them (the index's, which only the index builds). Each row is handled by one
+thread on its own, so results do not depend on the thread count or on the
+other rows of the call.
 """
 
 import numpy as np
@@ -130,8 +132,8 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
     Scratch per thread (at least ``n_threads`` rows): ``counts``, ``acc``,
     ``reached_mark`` and ``is_cand`` of ``n_labels`` zeros (left so);
     ``touched`` and ``reached`` of ``n_labels + 1`` values (the lists of
-    labels met are written without a branch, one slot past their end). Needs ``1 <= k <= n_labels`` and
-    fewer than ``2**16`` tables.
+    labels met are written without a branch, one slot past their end).
+    Needs ``1 <= k <= n_labels`` and fewer than ``2**16`` tables.
 
     Returns ids ``(n, k)`` int32, scores ``(n, k)`` float32 and the number of
     candidates of each row (int32).

@@ -54,10 +54,10 @@ BOUNDED_MIN_LABELS = 4096
 BOUNDED_MAX_K = 64
 BOUNDED_BLOCK = 1024
 BOUNDED_GIVE_UP = 0.5
-# rows per call of the retrieval kernel (bounds the cluster terms it is given)
-RETRIEVAL_BLOCK = 4096
 BOUNDED_TRIAL = 32
 BOUNDED_CANDIDATES = 32
+# rows per call of the retrieval kernel (bounds the cluster terms it is given)
+RETRIEVAL_BLOCK = 4096
 # the output layer's norms and envelope, per model, while its weights stay
 _BOUNDS = weakref.WeakKeyDictionary()
 _BOUNDS_LOCK = threading.Lock()

@@ -3,16 +3,18 @@
 A label's score is ``h . w_j + b_j`` plus the sparse heads' terms. The index
 finds, per row, the few labels worth scoring:
 
-- SimHash tables over ``[w_j, b_j]`` queried with ``[h, 1]`` (the bias
-  appended, so a key and its query meet at the angle the logit depends on;
-  the raw weight rows that the training tables hash miss the bias, which
-  dominates on long-tailed label sets), ``T`` tables of ``K`` sign bits each.
-  Labels are ranked by in how many of the row's ``T`` buckets they appear,
-  and the ``budget`` most frequent are kept (not the first buckets that
-  fill a budget);
-- the ``budget`` labels the sparse head scores highest for the row (a cheap
-  sparse sum over the labels its features reach);
-- then every candidate is scored exactly, and the top k returned.
+- SimHash tables over the centred rows ``[w_j - mean(w), b_j - mean(b)]``
+  queried with ``[h, 1]`` (the bias appended, so a key and its query meet
+  at the angle the logit depends on; centring moves all of a row's scores
+  by the same amount but spreads the labels over the buckets), ``T`` tables
+  of ``K`` sign bits each. Labels are ranked by in how many of the row's
+  ``T`` buckets they appear, and the most frequent are kept (not the first
+  buckets that fill a budget);
+- the labels the sparse head scores highest for the row (a cheap sparse sum
+  over the labels its features reach);
+- the labels of highest bias, which the network favours for any row;
+- then every candidate is scored exactly, and the top k returned
+  (:func:`budgets` gives each source's share).
 
 The index is built from the output layer when ``inference="lsh"`` first
 predicts after the weights change, from a seed of the model, so a pickled or
@@ -138,9 +140,9 @@ class RetrievalIndex:
         # count them all.
         self.bucket_capacity = cap = max(MIN_BUCKET_CAPACITY,
                                          BUCKET_CAPACITY_FACTOR * -(-L // nb))
+        counts = np.stack([np.bincount(keys[t], minlength=nb) for t in range(self.n_tables)])
         offsets = np.zeros((self.n_tables, nb + 1), dtype=np.int64)
-        for t in range(self.n_tables):
-            np.cumsum(np.minimum(np.bincount(keys[t], minlength=nb), cap), out=offsets[t, 1:])
+        np.cumsum(np.minimum(counts, cap), axis=1, out=offsets[:, 1:])
         # each table's ids follow the last one's (one array, sized once)
         np.cumsum(offsets[:, -1], out=offsets[:, 0])
         offsets[:, 0] -= offsets[:, -1]
@@ -149,7 +151,7 @@ class RetrievalIndex:
         rank = np.arange(L)
         for t in range(self.n_tables):
             order = self.by_bias[np.argsort(keys[t][self.by_bias], kind="stable")]
-            starts = np.concatenate([[0], np.cumsum(np.bincount(keys[t], minlength=nb))[:-1]])
+            starts = np.concatenate([[0], np.cumsum(counts[t])[:-1]])
             keep = rank - starts[keys[t][order]] < cap
             self.ids[offsets[t, 0] : offsets[t, -1]] = order[keep]
         self.offsets = offsets.ravel()
