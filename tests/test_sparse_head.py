@@ -463,13 +463,19 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_mixed_top_is_a_stable_sort_of_each_mix(n_threads, k):
+# the share of labels the head reaches: the kernel ranks those at every
+# weight and the others by the network alone
+@pytest.mark.parametrize("reached", [0.0, 0.1, 0.995, 1.0])
+def test_mixed_top_is_a_stable_sort_of_each_mix(n_threads, k, reached):
     from sksketch._kernels import _sparse_head
 
     rng = np.random.default_rng(0)
     net = rng.standard_normal((120, 333)).astype(np.float32)
-    head = np.where(rng.random(net.shape) < 0.1, rng.standard_normal(net.shape), 0)
+    head = np.where(rng.random(net.shape) < reached, rng.standard_normal(net.shape), 0)
     head = head.astype(np.float32)
+    # rounded scores: ties among reached and unreached labels alike
+    net[10:20] = np.round(net[10:20])
+    head[10:20] = np.round(head[10:20])
     net[5], head[5] = 0, 0  # all tied: the first labels
     net[6, [3, 9]] = 50  # a tie between two labels
     net[7, [4, 8, 100, 200, 300]], head[7] = 7, 0  # ties past the first k labels

@@ -20,10 +20,10 @@ work per row is a few thousand multiply-adds) and is deterministic.
 import numpy as np
 
 cimport cython
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY, exp, expf, fabs, fabsf, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t
-from libc.stdlib cimport qsort
+from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memset
 
 from ._adam cimport AdamStep, adam_constants
@@ -230,34 +230,93 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
 
     ``k = top.shape[2]``, best first; among equal values the lower label
     first, as a stable sort (``top[i, g, 0]`` is ``numpy.argmax``'s label).
-    ``best`` (the same shape) receives the values. One pass over a row's
-    labels per weight, rows in parallel. ``net`` and ``head`` have the same
-    shape, with at least ``k`` labels (``k >= 1``); every ``top`` entry is a
-    label id, NaN values included.
+    ``best`` (the same shape) receives the values. ``net`` and ``head`` have
+    the same shape, with at least ``k`` labels (``k >= 1``); every ``top``
+    entry is a label id, NaN values included.
+
+    A label the head does not reach (``head[i, j] == 0``) scores
+    ``net[i, j]`` at every weight, so only the ``k`` best of those can rank:
+    one pass over a row's labels keeps them and lists the labels the head
+    reaches, and each weight ranks that list (in label order, so ties
+    break as over all labels). Rows in parallel.
     """
-    cdef Py_ssize_t i, j, g, r
+    cdef Py_ssize_t i, j, g, r, c, n_cand, n_base, a, b, dst
     cdef Py_ssize_t n_labels = net.shape[1], k = top.shape[2]
     cdef float w, v, worst
-    with nogil:
-        for i in prange(net.shape[0], num_threads=n_threads, schedule="static"):
+    cdef int32_t *cand
+    cdef int32_t *base_id
+    cdef float *base_val
+    cdef int32_t t
+    with nogil, parallel(num_threads=n_threads):
+        cand = <int32_t *> malloc((n_labels + k) * sizeof(int32_t))
+        base_id = <int32_t *> malloc(k * sizeof(int32_t))
+        base_val = <float *> malloc(k * sizeof(float))
+        for i in prange(net.shape[0], schedule="static"):
+            # the labels the head reaches (NaN included), and the k best of
+            # the others by net alone (a stable insertion, as below)
+            n_cand = 0
+            n_base = 0
+            worst = -INFINITY
+            for j in range(n_labels):
+                if head[i, j] != 0:
+                    cand[n_cand] = <int32_t>j
+                    n_cand = n_cand + 1
+                    continue
+                v = net[i, j]
+                if n_base < k or v > worst:
+                    r = n_base if n_base < k else k - 1
+                    while r > 0 and base_val[r - 1] < v:
+                        base_val[r] = base_val[r - 1]
+                        base_id[r] = base_id[r - 1]
+                        r = r - 1
+                    base_val[r] = v
+                    base_id[r] = <int32_t>j
+                    if n_base < k:
+                        n_base = n_base + 1
+                    if n_base == k:
+                        worst = base_val[k - 1]
+            # those k by label id, merged into the list from its end
+            for a in range(1, n_base):
+                t = base_id[a]
+                b = a
+                while b > 0 and base_id[b - 1] > t:
+                    base_id[b] = base_id[b - 1]
+                    b = b - 1
+                base_id[b] = t
+            a = n_cand - 1
+            b = n_base - 1
+            dst = n_cand + n_base - 1
+            while b >= 0:
+                if a >= 0 and cand[a] > base_id[b]:
+                    cand[dst] = cand[a]
+                    a = a - 1
+                else:
+                    cand[dst] = base_id[b]
+                    b = b - 1
+                dst = dst - 1
+            n_cand = n_cand + n_base
             for g in range(weights.shape[0]):
                 w = weights[g]
                 worst = -INFINITY
-                for j in range(n_labels):
+                for c in range(n_cand):
+                    j = cand[c]
                     v = net[i, j] + w * head[i, j]
                     # the first k labels, then those above the k-th best,
                     # into the sorted list (stable: a later label never
                     # passes an equal earlier one)
-                    if j < k or v > worst:
-                        r = j if j < k else k - 1
+                    if c < k or v > worst:
+                        r = c if c < k else k - 1
                         while r > 0 and best[i, g, r - 1] < v:
                             best[i, g, r] = best[i, g, r - 1]
                             top[i, g, r] = top[i, g, r - 1]
                             r = r - 1
                         best[i, g, r] = v
                         top[i, g, r] = <int32_t>j
-                        if j >= k - 1:
+                        if c >= k - 1:
                             worst = best[i, g, k - 1]
+        free(cand)
+        free(base_id)
+        free(base_val)
 
 
 # --------------------------------------------------------------------- bounded top-k
