@@ -6,8 +6,19 @@ the test set is scored (not timed) and P@1, P@5 are recorded against the
 training time so far. Each mode gets the same time budget: the time ``"full"``
 (the exact softmax) takes for one epoch, measured first in the same process.
 
-Data: Delicious (983 labels, ../shared/data/delicious) and a generated problem
-with at least 100,000 labels (sksketch.datasets.make_extreme_classification).
+Data: Delicious (983 labels, ../shared/data/delicious), WordNet nouns
+(15,728 labels, ../shared/data/wordnet), a generated problem with at least
+100,000 labels (sksketch.datasets.make_extreme_classification) and a
+generated problem with confusable labels (``confusable``: 20,000 labels in
+clusters of 10 sharing half their feature signatures, as in
+bench_retrieval.py).
+
+With ``--equal-epochs N`` every mode trains N epochs instead (no time
+budget), and the table compares them per iteration: P@1 after each epoch
+and the headroom, full softmax and the oracle (``"exact"``: the budget's
+highest-scoring labels) against the best of uniform and unigram. A problem
+where neither beats the static samplers per epoch has no headroom for any
+LSH mode to capture, and the script says so.
 Writes a table (stdout and ``benchmarks/results/negative_sampling_<name>.txt``)
 and a plot (``.png``, with matplotlib) per dataset, then checks on the
 generated problem whether an LSH mode beats "uniform" and "unigram" at equal
@@ -16,6 +27,9 @@ time and reaches "full"'s one-epoch P@1 in under a third of full's time.
     python benchmarks/bench_negative_sampling.py                  # both datasets
     python benchmarks/bench_negative_sampling.py --datasets synth --labels 100000
     python benchmarks/bench_negative_sampling.py --quick          # a smoke test
+    python benchmarks/bench_negative_sampling.py --datasets wordnet,confusable \
+        --equal-epochs 2 --no-sparse-head --modes "full,exact (oracle),lsh-embedding + logq,\
+lsh-label + logq,uniform + logq,uniform,unigram + logq,unigram"
 """
 
 import argparse
@@ -44,6 +58,8 @@ SLIDE_PARAMS = dict(hidden_layer_size=128, batch_size=128, learning_rate=1e-3,
 # (label, negative_sampling, sampling_correction, negative_fill)
 MODES = [
     ("full", "full", "none", "uniform"),
+    # the oracle: the budget's highest-scoring labels, by scoring every label
+    ("exact (oracle)", "exact", "none", "uniform"),
     ("lsh-embedding + logq", "lsh-embedding", "logq", "uniform"),
     ("lsh-embedding", "lsh-embedding", "none", "uniform"),
     ("lsh-label + logq", "lsh-label", "logq", "uniform"),
@@ -57,6 +73,23 @@ MODES = [
     ("unigram + logq", "unigram", "logq", "uniform"),
     ("unigram", "unigram", "none", "uniform"),
 ]
+
+
+def _named(name, args):
+    """WordNet nouns (None when its folder is absent) or the confusable problem."""
+    if name == "wordnet":
+        folder = args.data_dir / "wordnet"
+        if not folder.exists():
+            print(f"\n== wordnet skipped: {folder} not found")
+            return None, None, None, None
+        X, Y = load_xc(folder / "train.txt")
+        Xt, Yt = load_xc(folder / "test.txt")
+        return X, Y, Xt, Yt
+    n_train, n_test = (3_000, 300) if args.quick else (40_000, 5_000)
+    X, Y = make_extreme_classification(
+        n_train + n_test, 50_000, 20_000, label_cluster_size=10,
+        cluster_shared_fraction=0.5, random_state=0)
+    return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
 
 
 def _precisions(model, Xt, Yt):
@@ -106,9 +139,11 @@ def run_dataset(name, X, Y, Xt, Yt, args, params):
     curves = {}
     # "full" first: its one-epoch time is every mode's budget.
     curves["full"] = train_for({**params, "negative_sampling": "full"}, X, Y, Xt, Yt,
-                               budget_s=float("inf"), chunk=chunk, max_epochs=1, seed=0)
-    full_epoch_s, full_p1 = curves["full"][-1][0], curves["full"][-1][2]
-    budget = args.budget_factor * full_epoch_s
+                               budget_s=float("inf"), chunk=chunk,
+                               max_epochs=args.equal_epochs or 1, seed=0)
+    first = curves["full"][args.checkpoints - 1] if args.equal_epochs else curves["full"][-1]
+    full_epoch_s, full_p1 = first[0], first[2]
+    budget = float("inf") if args.equal_epochs else args.budget_factor * full_epoch_s
     print(f"full: one epoch in {full_epoch_s:.1f} s, P@1 {full_p1:.4f}; "
           f"budget per mode {budget:.1f} s", flush=True)
     for label, mode, correction, fill in MODES[1:]:
@@ -117,11 +152,14 @@ def run_dataset(name, X, Y, Xt, Yt, args, params):
         curves[label] = train_for(
             {**params, "negative_sampling": mode, "sampling_correction": correction,
              "negative_fill": fill},
-            X, Y, Xt, Yt, budget_s=budget, chunk=chunk, max_epochs=args.max_epochs, seed=0)
+            X, Y, Xt, Yt, budget_s=budget, chunk=chunk,
+            max_epochs=args.equal_epochs or args.max_epochs, seed=0)
         last = curves[label][-1]
         print(f"  {label:<22} {last[1] / max(last[0], 1e-9):>9,.0f} rows/s  "
               f"P@1 {last[2]:.4f}  P@5 {last[3]:.4f}  after {last[0]:.1f} s", flush=True)
 
+    if args.equal_epochs:
+        return per_epoch_table(name, curves, X.shape[0], args)
     marks = [budget * f for f in (0.25, 0.5, 1.0)]
     lines = [f"{name}: P@1 (P@5) at equal training time; full's one-epoch P@1 {full_p1:.4f} "
              f"in {full_epoch_s:.1f} s",
@@ -144,6 +182,43 @@ def run_dataset(name, X, Y, Xt, Yt, args, params):
     (RESULTS / f"negative_sampling_{name}.txt").write_text(table + "\n")
     _plot(name, curves, RESULTS / f"negative_sampling_{name}.png")
     return curves, full_epoch_s, full_p1, budget
+
+
+def per_epoch_table(name, curves, n_rows, args):
+    """P@1 (P@5) and seconds after each epoch, and the headroom over the static samplers."""
+    epochs = range(1, args.equal_epochs + 1)
+    lines = [f"{name}: P@1 (P@5) [training s] after each epoch, equal iterations",
+             f"{'mode':<22} " + " ".join(f"{f'epoch {e}':>26}" for e in epochs)]
+    at = {}
+    for label, curve in curves.items():
+        cells = []
+        for e in epochs:
+            done = [c for c in curve if c[1] <= e * n_rows]
+            at[label, e] = done[-1][2] if done else float("nan")
+            cells.append(f"{done[-1][2]:.4f} ({done[-1][3]:.4f}) [{done[-1][0]:.1f}]"
+                         if done else "-")
+        lines.append(f"{label:<22} " + " ".join(f"{c:>26}" for c in cells))
+    static = [k for k in curves if k.startswith(("uniform", "unigram"))]
+    lsh = [k for k in curves if k.startswith("lsh")]
+    for e in epochs:
+        if not static:
+            break
+        best_static = max(static, key=lambda k: at[k, e])
+        s = at[best_static, e]
+        parts = [f"epoch {e}: best static {best_static} {s:.4f}"]
+        for ref in ("full", "exact (oracle)"):
+            if ref in curves:
+                gain = at[ref, e] - s
+                parts.append(f"{ref} {gain:+.4f} ({'headroom' if gain > 0 else 'NO headroom'})")
+        for k in lsh:
+            parts.append(f"{k} {at[k, e] - s:+.4f}")
+        lines.append("; ".join(parts))
+    table = "\n".join(lines)
+    print(table, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"negative_sampling_{name}_epochs.txt").write_text(table + "\n")
+    _plot(name, curves, RESULTS / f"negative_sampling_{name}_epochs.png")
+    return None
 
 
 def _plot(name, curves, path):
@@ -215,6 +290,12 @@ def main(argv=None):
     parser.add_argument("--cluster-shared", type=float, default=0.0,
                         help="generated problem: share of a label's signature common to its "
                              "cluster (confusable siblings)")
+    parser.add_argument("--equal-epochs", type=int, default=0,
+                        help="train every mode this many epochs and compare per epoch "
+                             "(no time budget)")
+    parser.add_argument("--no-sparse-head", action="store_true",
+                        help="train the network alone (the negatives only change the "
+                             "network; the sparse head's scores hide part of the difference)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     args = parser.parse_args(argv)
@@ -225,7 +306,7 @@ def main(argv=None):
     # The LSH settings: DWTA with 3 codes per table returns a useful number of
     # candidates from a 128-wide hidden layer (6 codes return almost none).
     params = dict(SLIDE_PARAMS, hash_family="dwta", n_hashes_per_table=args.hashes_per_table,
-                  n_tables=50, n_jobs=args.n_jobs)
+                  n_tables=50, n_jobs=args.n_jobs, sparse_head=not args.no_sparse_head)
     for name in args.datasets.split(","):
         if name == "delicious":
             folder = args.data_dir / "delicious"
@@ -251,7 +332,16 @@ def main(argv=None):
             if args.cluster_shared > 0:
                 problem += f"_clusters{args.label_cluster_size}x{args.cluster_shared:g}"
             result = run_dataset(problem, X, Y, Xt, Yt, args, params)
-            verdict(*result)
+            if result is not None:
+                verdict(*result)
+        elif name in ("wordnet", "confusable"):
+            X, Y, Xt, Yt = _named(name, args)
+            if X is None:
+                continue
+            if args.quick:
+                X, Y, Xt = X[:3000], Y[:3000], Xt[:300]
+            Yt = Yt[: Xt.shape[0]]
+            run_dataset(name, X, Y, Xt[: args.test], Yt[: args.test], args, params)
         else:
             parser.error(f"unknown dataset {name!r}")
 

@@ -20,7 +20,7 @@ from sksketch._slide._negative_sampling import (
 )
 from sksketch.datasets import make_extreme_classification
 
-MODES = ["lsh-embedding", "lsh-label", "uniform", "unigram", "full"]
+MODES = ["lsh-embedding", "lsh-label", "uniform", "unigram", "full", "exact"]
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,8 @@ def _csr32(A):
 
 
 def _run_kernel(Y_rows, L, *, mode, max_active, min_active, seed, correct=False,
-                label_cdf=None, d=6, H=8, W2=None, tables=None, cp_table=None, row_norms=None):
+                label_cdf=None, d=6, H=8, W2=None, tables=None, cp_table=None, row_norms=None,
+                b2=None):
     """One batch through train_batch; returns (active ids, logit gradients, n_active)."""
     rng = np.random.default_rng(0)
     B = len(Y_rows)
@@ -53,7 +54,8 @@ def _run_kernel(Y_rows, L, *, mode, max_active, min_active, seed, correct=False,
     _network.train_batch(
         tables if tables is not None else LSHTables("dwta", H, 2, 2),
         X.indptr, X.indices, X.data, Y.indptr, Y.indices, np.arange(B, dtype=np.int64),
-        np.ones(B, np.float32), W1, np.zeros(H, np.float32), W2, np.zeros(L, np.float32),
+        np.ones(B, np.float32), W1, np.zeros(H, np.float32), W2,
+        np.zeros(L, np.float32) if b2 is None else b2,
         np.zeros((0, 0), np.uint16), np.zeros_like(W1), np.zeros(H, np.float32),
         np.zeros(d, np.uint8), hb, ab, gb, ghb, np.zeros((1, L), np.uint32), 0,
         max_active, min_active, _network.MODES.index(mode), False, 1.0, seed, 1, losses,
@@ -63,6 +65,36 @@ def _run_kernel(Y_rows, L, *, mode, max_active, min_active, seed, correct=False,
         np.zeros(0, np.float32) if row_norms is None else row_norms,
     )
     return ab, gb, n_active, hb
+
+
+@pytest.mark.parametrize("min_active", [1, 5, 40, 64])
+def test_exact_mode_takes_the_labels_of_highest_logit(min_active):
+    # the kernel against a plain ranking of every label's logit (with bias),
+    # ties to the lower label id; the true labels are never negatives
+    rng = np.random.default_rng(3)
+    L, H = 64, 8
+    W2 = rng.standard_normal((L, H)).astype(np.float32)
+    W2[40:50] = W2[10]  # equal logits
+    b2 = rng.standard_normal(L).astype(np.float32)
+    b2[40:50] = b2[10]
+    Y_rows = [np.array([10]), np.array([3, 41]), np.array([0, 1, 2]), np.array([63])]
+    ab, gb, n_active, hb = _run_kernel(
+        Y_rows, L, mode="exact", max_active=max(min_active, 3), min_active=min_active,
+        seed=0, correct=True, W2=W2, b2=b2, H=H)
+    for i, true in enumerate(Y_rows):
+        n = n_active[i]
+        assert ab[i, : len(true)].tolist() == true.tolist()
+        logits = hb[i] @ W2.T + b2
+        order = [j for j in np.lexsort((np.arange(L), -logits)) if j not in set(true)]
+        expected = order[: max(min_active - len(true), 0)]
+        assert n == len(true) + len(expected)
+        assert sorted(ab[i, len(true):n].tolist()) == sorted(expected)
+        # no inclusion correction: the gradient is the plain softmax's
+        z = logits[ab[i, :n]]
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        target = np.r_[np.full(len(true), 1 / len(true)), np.zeros(n - len(true))]
+        np.testing.assert_allclose(gb[i, :n], p - target, atol=1e-6)  # inv_batch_size 1
 
 
 # ------------------------------------------------------------ the estimator
@@ -369,13 +401,14 @@ def test_unigram_cdf():
     np.testing.assert_allclose(cdf, [1 / 9, 2 / 9, 3 / 9, 1.0])
 
 
-def test_uniform_padding_is_shared_by_the_rows_of_a_batch():
+@pytest.mark.parametrize("mode", ["uniform", "unigram"])
+def test_random_negatives_are_shared_by_the_rows_of_a_batch(mode):
     """One batch's rows take the same random labels: a step updates few output rows."""
     from sksketch.datasets import make_extreme_classification
 
     X, Y = make_extreme_classification(n_samples=128, n_features=2000, n_labels=5000,
                                        avg_labels_per_sample=2, random_state=0)
-    clf = SLIDEClassifier(hidden_layer_size=16, negative_sampling="uniform",
+    clf = SLIDEClassifier(hidden_layer_size=16, negative_sampling=mode,
                           min_active_labels=64, max_active_labels=64, batch_size=128,
                           output_init="uniform", sparse_head=False, random_state=0,
                           n_jobs=2)

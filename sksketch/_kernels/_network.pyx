@@ -39,13 +39,76 @@ cdef enum:
     PARTS_PER_THREAD = 4
 
 # How train_batch picks negatives; `mode` is the index in MODES.
-MODES = ("lsh-embedding", "lsh-label", "uniform", "unigram", "full")
+MODES = ("lsh-embedding", "lsh-label", "uniform", "unigram", "full", "exact")
 cdef enum:
     MODE_LSH_EMBEDDING = 0
     MODE_LSH_LABEL = 1
     MODE_UNIFORM = 2
     MODE_UNIGRAM = 3
     MODE_FULL = 4
+    MODE_EXACT = 5
+
+
+cdef inline bint _ranks_below(float a, int32_t ia, float b, int32_t ib) noexcept nogil:
+    # (a, ia) ranks below (b, ib): a smaller score, or an equal score and a
+    # larger label id
+    return a < b or (a == b and ia > ib)
+
+
+cdef void _sift_down(float *val, int32_t *ids, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    # restore the min-heap (by _ranks_below) of val/ids[:n] below position i
+    cdef Py_ssize_t c
+    cdef float v = val[i]
+    cdef int32_t d = ids[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and _ranks_below(val[c + 1], ids[c + 1], val[c], ids[c]):
+            c = c + 1
+        if not _ranks_below(val[c], ids[c], v, d):
+            break
+        val[i] = val[c]
+        ids[i] = ids[c]
+        i = c
+    val[i] = v
+    ids[i] = d
+
+
+cdef Py_ssize_t exact_negatives(
+        const float *h, const float *W2, const float *b2, Py_ssize_t n_labels, Py_ssize_t H,
+        Py_ssize_t m, uint32_t *st, uint32_t stamp, float *heap_val,
+        int32_t *out) noexcept nogil:
+    """The `m` labels of highest logit ``h . W2[j] + b2[j]`` not stamped `stamp`, into `out`.
+
+    Scores every label (the forward cost of the full softmax); equal logits
+    go to the lower label id. Stamps the labels it returns; returns how many
+    (fewer than `m` only when fewer labels are left). `heap_val` is scratch
+    of `m` floats. The order of `out` is the heap's, not the ranking.
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t j, c, n = 0
+    cdef float z
+    if m <= 0:
+        return 0
+    for j in range(n_labels):
+        if st[j] == stamp:
+            continue
+        z = K.dot(h, &W2[j * H], H) + b2[j]
+        if n < m:
+            heap_val[n] = z
+            out[n] = <int32_t>j
+            n = n + 1
+            if n == m:
+                for c in range(m // 2 - 1, -1, -1):
+                    _sift_down(heap_val, out, m, c)
+        elif _ranks_below(heap_val[0], out[0], z, <int32_t>j):
+            heap_val[0] = z
+            out[0] = <int32_t>j
+            _sift_down(heap_val, out, m, 0)
+    for j in range(n):
+        st[out[j]] = stamp
+    return n
 
 
 cdef inline bint kept(uint64_t drop_seed, Py_ssize_t entry, uint32_t drop_below) noexcept nogil:
@@ -183,7 +246,10 @@ def train_batch(
     true labels (drawn at random), then random labels up to `min_active`:
     uniform, or drawn from `label_cdf` when it is given (one entry per label); ``"uniform"`` uniform random labels and
     ``"unigram"`` labels drawn from `label_cdf` (cumulative label
-    probabilities), up to `min_active`; ``"full"`` every label. With
+    probabilities), up to `min_active`; ``"full"`` every label; ``"exact"``
+    the labels of highest logit up to `min_active`, found by scoring every
+    label (the hard negatives the LSH modes approximate; no correction, as
+    nothing is drawn). With
     `correct`, each negative's logit is lowered by the log of its inclusion
     probability (see ``inclusion_log_weights``), so that the sampled
     softmax's normaliser estimates the full one.
@@ -222,6 +288,7 @@ def train_batch(
     cdef int32_t *active
     cdef int32_t *codes
     cdef int32_t *keys
+    cdef float *exact_val
     cdef sks_bf16 *h16
     cdef const float *query
     cdef bint dropout = input_dropout > 0
@@ -261,6 +328,7 @@ def train_batch(
         logits = <float *> malloc(max_active * sizeof(float))
         codes = <int32_t *> malloc(n_hashes * sizeof(int32_t))
         keys = <int32_t *> malloc(tables.n_tables * sizeof(int32_t))
+        exact_val = <float *> malloc(max_active * sizeof(float))
         for i in prange(B, schedule="dynamic", chunksize=4):
             tid = threadid()
             r = batch[i]
@@ -324,9 +392,15 @@ def train_batch(
                         st[j] = stamp
                         active[n_act] = <int32_t>j
                         n_act = n_act + 1
+            elif mode == MODE_EXACT:
+                n_act = n_act + exact_negatives(
+                    h, &W2[0, 0], &b2[0], n_labels, H, min_active - n_act, st, stamp,
+                    exact_val, &active[n_act])
             elif mode == MODE_UNIGRAM or fill_unigram:
+                # one stream for the batch, as the uniform labels below
+                fill_rng = mix64(seed ^ <uint64_t>0x8BB84B93962EACC9)
                 while n_act < min_active and tries < 8 * min_active + 64:
-                    cand = draw_cdf(&rng, label_cdf)
+                    cand = draw_cdf(&fill_rng, label_cdf)
                     tries = tries + 1
                     if st[cand] != stamp:
                         st[cand] = stamp
@@ -353,7 +427,7 @@ def train_batch(
                 K.gather_dot_bf16(h16, &W2_bf16[0, 0], H, active, n_act, H, logits)
             else:
                 K.gather_dot(h, &W2[0, 0], H, active, n_act, H, logits)
-            if correct and mode != MODE_FULL and n_act < n_labels:
+            if correct and mode != MODE_FULL and mode != MODE_EXACT and n_act < n_labels:
                 # log weights go to grad[], free until the softmax
                 inclusion_log_weights(
                     mode, n_labels, n_true, n_det, n_act, tries, active, logits,
@@ -391,6 +465,7 @@ def train_batch(
         free(logits)
         free(codes)
         free(keys)
+        free(exact_val)
 
     # Rows are dealt to PARTS_PER_THREAD * n_threads owners, which the threads
     # take in turn: a thread held up (a core shared with another process)

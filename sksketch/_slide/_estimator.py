@@ -75,7 +75,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         label order (the reference implementation's behaviour, which favours
         high label ids).
     negative_sampling : {"lsh-embedding", "lsh-label", "uniform", "unigram", \
-            "full"}, default="lsh-embedding"
+            "full", "exact"}, default="lsh-embedding"
         Where each example's negatives (the labels of its active set besides
         its true ones) come from. All modes share one training kernel:
 
@@ -94,6 +94,13 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
           pushes down the frequent labels a model over-predicts; static.
         - ``"full"``: every label, the exact softmax: the reference the others
           approximate, at a cost that grows with the number of labels.
+        - ``"exact"``: the budget's labels of highest score under the current
+          weights, found by scoring every label for every example: the hard
+          negatives the LSH modes try to retrieve, without their misses. Its
+          forward pass costs what ``"full"`` costs; it is the yardstick of
+          the LSH modes (how much retrieval could win at the same budget),
+          not a fast mode. Not corrected by ``sampling_correction`` (nothing
+          is drawn).
 
         Both LSH modes query the same tables, rehashed on the schedule below,
         and pad with random labels up to ``min_active_labels`` (see
@@ -121,10 +128,11 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         256. Test P@1 and training time on WordNet nouns (15,728 labels):
         0.399 in 22 s with 256, 0.399 in 41 s with 1000; on Delicious (983
         labels) the exact softmax is both better and faster than 256 sampled
-        labels (0.675 in 3.3 s against 0.661 in 4.5 s). Uniform padding is
-        drawn once per batch: the rows of a batch share their random labels
-        (each skips its own), so a step updates a few hundred output rows
-        rather than most rows of a large label set.
+        labels (0.675 in 3.3 s against 0.661 in 4.5 s). Random labels
+        (uniform or unigram, as padding or as the mode) are drawn once per
+        batch: the rows of a batch share them (each skips its own), so a
+        step updates a few hundred output rows rather than most rows of a
+        large label set.
     sampling_correction : {"logq", "none"}, default="logq"
         How the sampled softmax accounts for the labels left out of the active
         set. ``"logq"`` subtracts from each negative's logit the log of its
