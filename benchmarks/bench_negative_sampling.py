@@ -34,6 +34,7 @@ lsh-label + logq,uniform + logq,uniform,unigram + logq,unigram"
 
 import argparse
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -85,11 +86,10 @@ def _named(name, args):
         X, Y = load_xc(folder / "train.txt")
         Xt, Yt = load_xc(folder / "test.txt")
         return X, Y, Xt, Yt
-    n_train, n_test = (3_000, 300) if args.quick else (40_000, 5_000)
-    X, Y = make_extreme_classification(
-        n_train + n_test, 50_000, 20_000, label_cluster_size=10,
-        cluster_shared_fraction=0.5, random_state=0)
-    return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_xmc import confusable_data
+
+    return confusable_data(*((3_000, 300) if args.quick else ()))
 
 
 def _precisions(model, Xt, Yt):

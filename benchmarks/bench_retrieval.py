@@ -60,22 +60,6 @@ RECALL_K = (1, 5, 50)
 TABLE_VARIANTS = (None, 64, 32)  # the default count of tables, then fewer
 
 
-def _confusable(args):
-    from sksketch.datasets import make_extreme_classification
-
-    n_train, n_test = 40_000, 5_000
-    X, Y = make_extreme_classification(
-        n_train + n_test, 50_000, 20_000, label_cluster_size=10,
-        cluster_shared_fraction=0.5, random_state=0)
-    return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
-
-
-def _data(name, args):
-    if name == "confusable":
-        return _confusable(args)
-    return _load_dataset(name, args)
-
-
 def _model(name, **params):
     from sksketch import SLIDEClassifier
 
@@ -245,7 +229,7 @@ def _inference_report(model, X_test, Y_test, latency_rows):
 def run(args):
     warnings.simplefilter("ignore")
     for name in args.datasets.split(","):
-        data = _data(name, args)
+        data = _load_dataset(name, args)
         if isinstance(data, str):
             print(f"{name}: skipped ({data})")
             continue

@@ -323,7 +323,10 @@ def _amazon_worker(args):
                                                checkpoint_rows=step)
         result.update(samples_per_s=rates[0], curve=curve)
     else:
-        clf = SLIDEClassifier(**AMAZON_PARAMS, random_state=0)
+        params = dict(AMAZON_PARAMS)
+        if args.amazon_negatives:
+            params["negative_sampling"] = args.amazon_negatives
+        clf = SLIDEClassifier(**params, random_state=0)
         classes = np.arange(Y.shape[1])
         curve, elapsed, seen = [], 0.0, 0
         for _ in range(args.amazon_epochs):
@@ -349,7 +352,8 @@ def section_amazon(args):
     import json
 
     print(f"\n== amazon: Amazon-670K-shaped generated problem, {args.amazon_rows} train rows, "
-          f"{args.amazon_test_rows} test rows (P@1 with full inference), 2 threads, batch 256")
+          f"{args.amazon_test_rows} test rows (P@1 with full inference), 2 threads, batch 256, "
+          f"negative_sampling={args.amazon_negatives or 'the default'}")
     results = {}
     for model in ("slide", "torch"):
         if model == "torch":
@@ -364,6 +368,8 @@ def section_amazon(args):
                "--amazon-checkpoint", str(args.amazon_checkpoint),
                "--amazon-epochs", str(args.amazon_epochs),
                "--latency-rows", str(args.latency_rows)]
+        if args.amazon_negatives:
+            cmd += ["--amazon-negatives", args.amazon_negatives]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results[model] = json.loads(out.split("RESULT ", 1)[1])
     for model, r in results.items():
@@ -406,6 +412,9 @@ def main(argv=None):
     parser.add_argument("--amazon-checkpoint", type=int, default=10_000,
                         help="rows between two P@1 evaluations")
     parser.add_argument("--amazon-epochs", type=int, default=3)
+    parser.add_argument("--amazon-negatives", default=None,
+                        help="SLIDEClassifier's negative_sampling on the Amazon shape "
+                             "(default: the estimator's default)")
     parser.add_argument("--amazon-worker", choices=["slide", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.amazon_worker:

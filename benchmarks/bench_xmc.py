@@ -86,6 +86,9 @@ REQUIRES = {
     "torch": "torch",
 }
 DATASETS = ("bibtex", "delicious", "wordnet", "synth", "amazon")
+# generated, run only when named: 20,000 labels in clusters of 10 sharing half
+# their feature signatures (labels confusable with their siblings)
+EXTRA_DATASETS = ("confusable",)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS")
@@ -498,10 +501,22 @@ def _amazon_data(args):
                                     amazon_test_rows=args.amazon_test_rows))
 
 
+def confusable_data(n_train=40_000, n_test=5_000):
+    """The confusable problem: 20,000 labels in clusters of 10 sharing half their signatures."""
+    from sksketch.datasets import make_extreme_classification
+
+    X, Y = make_extreme_classification(
+        n_train + n_test, 50_000, 20_000, label_cluster_size=10,
+        cluster_shared_fraction=0.5, random_state=0)
+    return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
+
+
 def _load_dataset(name, args):
     """(X, Y, X_test, Y_test), or a string saying why the dataset is skipped."""
     from sksketch.datasets import load_xc
 
+    if name == "confusable":
+        return confusable_data()
     if name == "synth":
         return _synth_data(args)
     if name == "amazon":
@@ -718,8 +733,9 @@ def run(args):
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose among {', '.join(METHODS)}")
     for d in datasets:
-        if d not in DATASETS:
-            raise SystemExit(f"unknown dataset {d!r}; choose among {', '.join(DATASETS)}")
+        if d not in DATASETS + EXTRA_DATASETS:
+            raise SystemExit(f"unknown dataset {d!r}; choose among "
+                             f"{', '.join(DATASETS + EXTRA_DATASETS)}")
     slide_params = _parse_params(args.slide_params)
     args.epochs = slide_params.get("max_iter", SLIDEClassifier().max_iter)
     print(f"sksketch {sksketch.__version__}, active ISA "
@@ -803,7 +819,7 @@ def run(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS),
-                        help=f"comma-separated, among {', '.join(DATASETS)}")
+                        help=f"comma-separated, among {', '.join(DATASETS + EXTRA_DATASETS)}")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, among {', '.join(METHODS)}")
     parser.add_argument("--slide-params", nargs="+", metavar="KEY=VALUE",

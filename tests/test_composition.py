@@ -64,7 +64,8 @@ def docstrings():
 def _text_pipeline(**params):
     params = {"hidden_layer_size": 64, "max_iter": 10, "learning_rate": 0.01,
               "min_active_labels": 6, "max_active_labels": 10, "n_tables": 8,
-              "n_hashes_per_table": 2, "n_jobs": 1, "random_state": 0, **params}
+              "n_hashes_per_table": 2, "negative_sampling": "lsh-embedding", "n_jobs": 1,
+              "random_state": 0, **params}
     return Pipeline([
         ("tfidf", TfidfVectorizer(sublinear_tf=True, min_df=2)),
         ("clf", SLIDEClassifier(**params)),

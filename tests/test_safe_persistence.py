@@ -127,7 +127,7 @@ def test_unfitted_round_trip_keeps_the_parameters(cls):
 def test_slide_multilabel_bfloat16_with_sketch_sampling(data):
     X, _, Y = data
     est = _make(SLIDEClassifier, precision="bfloat16", sampler="nw-sketch", inference="lsh",
-                min_active_labels=4, max_active_labels=6)
+                min_active_labels=4, max_active_labels=6, negative_sampling="lsh-embedding")
     _fit(est, X, Y)
     est.predict(X[:5])  # caches the inference tables, which are saved too
     loaded = _round_trip(est)
@@ -255,7 +255,7 @@ def slide(data):
     X, y, _ = data
     # few active labels, so that training builds the hash tables
     est = _fit(_make(SLIDEClassifier, sampler="nw-sketch", min_active_labels=4,
-                     max_active_labels=6), X, y)
+                     max_active_labels=6, negative_sampling="lsh-embedding"), X, y)
     assert est.lsh_tables_.n_items == len(est.classes_)
     return est, _to_bytes(est)
 

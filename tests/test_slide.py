@@ -430,7 +430,8 @@ def test_learns_a_large_label_space_through_lsh(correction):
     X, Y = make_xc()
     train, test = slice(0, 2400), slice(2400, None)
     clf = SLIDEClassifier(max_iter=20, random_state=0, hash_family="simhash",
-                          n_hashes_per_table=6, n_tables=50, sampling_correction=correction)
+                          n_hashes_per_table=6, n_tables=50, sampling_correction=correction,
+                          negative_sampling="lsh-embedding")
     clf.fit(X[train], Y[train])
     assert clf._plan().uses_lsh and clf.mean_active_labels_ <= clf._plan().target
     labels, _ = clf.predict_topk(X[test], k=1)
