@@ -60,8 +60,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         keeps a 670,000-label model's arrays under 3 GB.
     hash_family : {"dwta", "simhash"}, default="dwta"
         LSH family over the output layer (this and the table parameters below
-        matter to the LSH modes of ``negative_sampling`` only). ``"dwta"`` (densified winner-take-all)
-        suits the sparse, non-negative hidden activations; ``"simhash"``
+        matter to the LSH modes of ``negative_sampling`` only). ``"dwta"``
+        (densified winner-take-all) suits the sparse, non-negative hidden
+        activations; ``"simhash"``
         (signed random projections) approximates angular similarity.
     n_hashes_per_table : int, default=6
         Hash codes concatenated into one bucket key (K): more codes make
