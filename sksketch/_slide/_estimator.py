@@ -93,7 +93,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
           one. Adapts to the weights, not to the input.
         - ``"uniform"``: labels drawn uniformly at random, shared by the rows
           of a batch: the cheapest. The default: on every problem measured it
-          ranks as well as the LSH modes in 60-85% of their time (the sparse
+          ranks as well as the LSH modes in 60-90% of their time (the sparse
           head carries most rankings, and more cheap steps beat fewer
           well-aimed ones even for the network alone; see "Negatives,
           measured" in the user guide).
