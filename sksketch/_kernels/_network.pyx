@@ -31,7 +31,13 @@ from libc.string cimport memcpy, memset
 from ._adam cimport AdamStep, adam_constants
 from ._lsh cimport LSHTables
 from ._random cimport bounded, mix64, next64
-from ._simd cimport get_kernels, sks_bf16, sks_kernels
+from ._simd cimport get_kernels, sks_bf16, sks_idx, sks_kernels
+
+
+cdef extern from "simd_topk.h" nogil:
+    # the bounded min-heap of the top-k kernels (root: the worst kept entry)
+    void sks_heap_sift_down(float *val, int32_t *idx, sks_idx size, sks_idx pos)
+    void sks_heap_offer(float v, int32_t i, int32_t *idx, float *val, sks_idx k)
 
 
 # Owners of input-layer rows per thread in train_batch's second phase.
@@ -47,32 +53,6 @@ cdef enum:
     MODE_UNIGRAM = 3
     MODE_FULL = 4
     MODE_EXACT = 5
-
-
-cdef inline bint _ranks_below(float a, int32_t ia, float b, int32_t ib) noexcept nogil:
-    # (a, ia) ranks below (b, ib): a smaller score, or an equal score and a
-    # larger label id
-    return a < b or (a == b and ia > ib)
-
-
-cdef void _sift_down(float *val, int32_t *ids, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
-    # restore the min-heap (by _ranks_below) of val/ids[:n] below position i
-    cdef Py_ssize_t c
-    cdef float v = val[i]
-    cdef int32_t d = ids[i]
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            break
-        if c + 1 < n and _ranks_below(val[c + 1], ids[c + 1], val[c], ids[c]):
-            c = c + 1
-        if not _ranks_below(val[c], ids[c], v, d):
-            break
-        val[i] = val[c]
-        ids[i] = ids[c]
-        i = c
-    val[i] = v
-    ids[i] = d
 
 
 cdef Py_ssize_t exact_negatives(
@@ -101,11 +81,9 @@ cdef Py_ssize_t exact_negatives(
             n = n + 1
             if n == m:
                 for c in range(m // 2 - 1, -1, -1):
-                    _sift_down(heap_val, out, m, c)
-        elif _ranks_below(heap_val[0], out[0], z, <int32_t>j):
-            heap_val[0] = z
-            out[0] = <int32_t>j
-            _sift_down(heap_val, out, m, 0)
+                    sks_heap_sift_down(heap_val, out, m, c)
+        else:  # labels come in increasing id order, as the heap wants them
+            sks_heap_offer(z, <int32_t>j, out, heap_val, m)
     for j in range(n):
         st[out[j]] = stamp
     return n
