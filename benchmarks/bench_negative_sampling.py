@@ -141,7 +141,9 @@ def run_dataset(name, X, Y, Xt, Yt, args, params):
     curves["full"] = train_for({**params, "negative_sampling": "full"}, X, Y, Xt, Yt,
                                budget_s=float("inf"), chunk=chunk,
                                max_epochs=args.equal_epochs or 1, seed=0)
-    first = curves["full"][args.checkpoints - 1] if args.equal_epochs else curves["full"][-1]
+    # the last checkpoint of the first epoch (n // checkpoints rows a chunk: a
+    # remainder makes one chunk more)
+    first = [c for c in curves["full"] if c[1] <= X.shape[0]][-1]
     full_epoch_s, full_p1 = first[0], first[2]
     budget = float("inf") if args.equal_epochs else args.budget_factor * full_epoch_s
     print(f"full: one epoch in {full_epoch_s:.1f} s, P@1 {full_p1:.4f}; "
