@@ -163,9 +163,10 @@ def _dense_moments(head):
     return out
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
 @pytest.mark.parametrize("cap", [2, 1000])  # with cap 2, some true labels are unreached
-def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss):
+def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads):
     X, Y = _problem()
     head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
     ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
@@ -176,7 +177,8 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss):
         rows[0] = 5  # the row without labels
         weights = rng.uniform(0.2, 2.0, 16).astype(np.float32)
         expected, loss_ref, weight_ref = _reference_step(ref, X, Y, rows, weights)
-        loss, weight = head.train_batch(X, Y, rows, weights, scratch, 0.9, 0.999, 1e-8)
+        loss, weight = head.train_batch(X, Y, rows, weights, scratch, 0.9, 0.999, 1e-8,
+                                        n_threads)
         np.testing.assert_allclose(_dense(head), expected, rtol=1e-4, atol=1e-5)
         assert loss == pytest.approx(loss_ref, rel=1e-4)
         assert weight == pytest.approx(weight_ref, rel=1e-6)
@@ -184,6 +186,31 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss):
         ref.weights[:], ref.m[:], ref.v[:] = head.weights, head.m, head.v
     assert not scratch["grad"].any() and not scratch["feature_mark"].any()
     assert not scratch["label_mark"].any()
+
+
+@pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
+@pytest.mark.parametrize("batch", [1, 2, 7, 64])  # parts of 0 rows, of uneven sizes
+def test_train_batch_takes_the_same_step_on_any_number_of_threads(loss, batch):
+    X, Y = make_extreme_classification(n_samples=400, n_features=120, n_labels=90,
+                                       random_state=4)
+    X, Y = sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y, dtype=np.float32)
+    heads = {n: SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000,
+                                          (loss,))[0] for n in (1, 2, 4)}
+    scratch = {n: head.scratch() for n, head in heads.items()}
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        rows = rng.choice(X.shape[0], batch, replace=False).astype(np.int64)
+        weights = rng.uniform(0.5, 1.5, batch).astype(np.float32)
+        out = {n: head.train_batch(X, Y, rows, weights, scratch[n], 0.9, 0.999, 1e-8, n)
+               for n, head in heads.items()}
+        for n in (2, 4):
+            assert out[n] == out[1]
+            for name in ("weights", "m", "v"):
+                np.testing.assert_array_equal(getattr(heads[n], name),
+                                              getattr(heads[1], name))
+    for sc in scratch.values():
+        assert not sc["grad"].any() and not sc["feature_mark"].any()
+        assert not sc["label_mark"].any()
 
 
 def test_classifier_ranks_by_network_plus_weighted_head():

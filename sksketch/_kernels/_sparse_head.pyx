@@ -12,9 +12,9 @@ one-vs-rest squared hinge, whose terms for unreached labels are constants.
 Arrays are validated by the caller (CSR rows with int32 indices whose
 features are below ``indptr.shape[0] - 1``, labels below ``n_labels``,
 scratch of the documented sizes); these functions trust their inputs.
-``add_scores`` treats rows independently, so its result does not depend on
-the thread count; ``train_batch`` runs on the calling thread (the head's
-work per row is a few thousand multiply-adds) and is deterministic.
+``add_scores`` treats rows independently, and ``train_batch`` sums its
+rows' gradients in an order fixed by its scratch, so neither result depends
+on the thread count.
 """
 
 import numpy as np
@@ -63,8 +63,7 @@ def add_scores(float[:, ::1] scores,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-cdef inline void softmax_gradients(float[::1] acc, int32_t[::1] reached,
-                                   uint8_t[::1] label_mark,
+cdef inline void softmax_gradients(float* acc, const int32_t* reached, const uint8_t* label_mark,
                                    const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
                                    int64_t i, Py_ssize_t n_reached, int32_t n_labels,
                                    double n_true, float w, float grad_scale,
@@ -109,17 +108,128 @@ cdef inline void softmax_gradients(float[::1] acc, int32_t[::1] reached,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
+cdef Py_ssize_t accumulate_rows(
+        Py_ssize_t lo, Py_ssize_t hi,
+        const int32_t[::1] X_indptr, const int32_t[::1] X_indices, const float[::1] X_data,
+        const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+        const int64_t[::1] rows, const float[::1] row_weights,
+        const int64_t[::1] indptr, const int32_t[::1] labels, const float[::1] weights,
+        float* grad, uint8_t* feature_mark, int32_t* touched,
+        float* acc, uint8_t* label_mark, int32_t* reached,
+        int32_t n_labels, float grad_scale, int loss_kind,
+        double* loss_sum, double* weight_sum) noexcept nogil:
+    """The loss gradients of rows ``rows[lo:hi]`` added to ``grad``, in row order.
+
+    The features these rows touch are marked in ``feature_mark`` and listed
+    in ``touched`` (returns how many). ``acc``, ``label_mark`` and
+    ``reached`` are per-call scratch of ``n_labels`` entries; ``label_mark``
+    is left as zeros.
+    """
+    cdef Py_ssize_t b, p, k, t, n_touched = 0, n_reached
+    cdef int64_t i
+    cdef int32_t f, j
+    cdef float xv, inv, w
+    cdef double loss, n_true, mk
+    for b in range(lo, hi):
+        i = rows[b]
+        w = row_weights[b]
+        n_true = Y_indptr[i + 1] - Y_indptr[i]
+        if n_true == 0:
+            continue
+        inv = inv_row_norm(X_indptr, X_data, i)
+        # scores of the labels the row reaches
+        n_reached = 0
+        for p in range(X_indptr[i], X_indptr[i + 1]):
+            f = X_indices[p]
+            xv = X_data[p] * inv
+            for k in range(indptr[f], indptr[f + 1]):
+                j = labels[k]
+                if not label_mark[j]:
+                    label_mark[j] = 1
+                    acc[j] = 0.0
+                    reached[n_reached] = j
+                    n_reached += 1
+                acc[j] += xv * weights[k]
+        if loss_kind == 1:
+            # squared hinge, one-vs-rest: (max(0, 1 - y_j s_j))^2 with
+            # y_j = +1 on the row's labels and -1 elsewhere; the labels
+            # the row does not reach score 0 and have no pair to move
+            for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                j = Y_indices[p]
+                if label_mark[j]:
+                    label_mark[j] = 2
+            loss = n_true
+            for t in range(n_reached):
+                j = reached[t]
+                if label_mark[j] == 2:
+                    loss -= 1.0
+                    mk = 1.0 - acc[j]
+                    if mk > 0.0:
+                        loss += mk * mk
+                        acc[j] = <float>(-2.0 * mk * w * grad_scale)
+                    else:
+                        acc[j] = 0.0
+                else:
+                    mk = 1.0 + acc[j]
+                    if mk > 0.0:
+                        loss += mk * mk
+                        acc[j] = <float>(2.0 * mk * w * grad_scale)
+                    else:
+                        acc[j] = 0.0
+            loss_sum[0] += w * loss
+            weight_sum[0] += w
+        else:
+            softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
+                              n_labels, n_true, w, grad_scale, loss_sum, weight_sum)
+        # pair gradients x_f * g_j; a feature's pairs are one range
+        for p in range(X_indptr[i], X_indptr[i + 1]):
+            f = X_indices[p]
+            xv = X_data[p] * inv
+            if not feature_mark[f]:
+                feature_mark[f] = 1
+                touched[n_touched] = f
+                n_touched += 1
+            for k in range(indptr[f], indptr[f + 1]):
+                grad[k] += xv * acc[labels[k]]
+        for t in range(n_reached):
+            label_mark[reached[t]] = 0
+    return n_touched
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline void update_feature(int32_t f, const int64_t[::1] indptr, float[:, ::1] grad,
+                                uint8_t[:, ::1] feature_mark, float[::1] weights,
+                                float[::1] m, float[::1] v, Py_ssize_t n_parts, AdamStep a,
+                                double beta_1, double beta_2,
+                                const sks_kernels* K) noexcept nogil:
+    """Adam on feature f's pairs with the parts' gradients summed in part order, zeroed."""
+    cdef Py_ssize_t q, k, lo = indptr[f], hi = indptr[f + 1]
+    feature_mark[0, f] = 0
+    if hi <= lo:
+        return
+    for q in range(1, n_parts):
+        for k in range(lo, hi):
+            grad[0, k] += grad[q, k]
+            grad[q, k] = 0.0
+    K.adam(&weights[lo], &m[lo], &v[lo], &grad[0, lo], hi - lo, a.lr_t,
+           beta_1, beta_2, a.eps_t, 1.0)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
 def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 const float[::1] X_data,
                 const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
                 const int64_t[::1] rows, const float[::1] row_weights,
                 const int64_t[::1] indptr, const int32_t[::1] labels,
                 float[::1] weights, float[::1] m, float[::1] v,
-                float[::1] grad, uint8_t[::1] feature_mark, int32_t[::1] touched,
-                float[::1] acc, uint8_t[::1] label_mark, int32_t[::1] reached,
+                float[:, ::1] grad, uint8_t[:, ::1] feature_mark, int32_t[:, ::1] touched,
+                float[:, ::1] acc, uint8_t[:, ::1] label_mark, int32_t[:, ::1] reached,
                 int32_t n_labels, float grad_scale,
                 double lr, double beta_1, double beta_2, double epsilon, int64_t step,
-                int loss_kind):
+                int loss_kind, int n_threads=1):
     """One Adam step of the head's loss on a batch of rows.
 
     ``loss_kind`` 0 is the softmax cross-entropy over all labels with targets
@@ -129,96 +239,78 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     constants (they score 0 and have no pair to move). Each row's gradient
     is multiplied by its weight and ``grad_scale``. Only the pairs the batch
     reaches, all the pairs of the features of its labelled rows, are updated
-    (their moments too: lazy Adam, bias-corrected at ``step``). Scratch:
-    ``grad`` (zeros) of the pairs' size, ``feature_mark`` (zeros) and
-    ``touched`` of the features' size, ``acc`` and ``label_mark`` (zeros)
-    and ``reached`` of size ``n_labels``; ``grad``, ``feature_mark`` and
-    ``label_mark`` are left as zeros.
+    (their moments too: lazy Adam, bias-corrected at ``step``).
+
+    The batch is cut into ``P = grad.shape[0]`` consecutive parts of rows;
+    part ``q`` adds its rows' gradients, in order, to ``grad[q]`` (the
+    parts run on up to ``n_threads`` threads), and each touched pair's
+    gradient is then ``grad[0] + grad[1] + ... + grad[P - 1]``, summed in
+    that order. The step therefore depends on ``P``, never on the thread
+    count. Scratch, one row per part: ``grad`` (zeros) of the pairs' size,
+    ``feature_mark`` (zeros) and ``touched`` of the features' size, ``acc``
+    and ``label_mark`` (zeros) and ``reached`` of size ``n_labels``;
+    ``grad``, ``feature_mark`` and ``label_mark`` are left as zeros.
 
     Returns the weighted sum of the rows' losses (for the squared hinge,
     without the constant 1 of each unreached negative label) and the sum of
     their weights.
     """
-    cdef Py_ssize_t b, p, k, t, n_touched = 0, n_reached
-    cdef int64_t i
-    cdef int32_t f, j
-    cdef float xv, inv, w, g
-    cdef double mx, z, loss, loss_sum = 0.0, weight_sum = 0.0, n_true, s_true
-    cdef double mk, vk
+    cdef Py_ssize_t n_parts = grad.shape[0], n_rows = rows.shape[0]
+    cdef Py_ssize_t q, t, n, k, lo, hi
+    cdef int32_t f
+    cdef int threads = max(1, min(n_threads, <int>n_parts))
+    cdef double loss_sum = 0.0, weight_sum = 0.0
+    cdef double* sums = <double*>malloc(2 * n_parts * sizeof(double))
+    cdef Py_ssize_t* n_touched = <Py_ssize_t*>malloc(n_parts * sizeof(Py_ssize_t))
     cdef AdamStep a = adam_constants(lr, beta_1, beta_2, epsilon, 0, step)
     cdef const sks_kernels *K = get_kernels()
+    if sums == NULL or n_touched == NULL:
+        free(sums)
+        free(n_touched)
+        raise MemoryError()
     with nogil:
-        for b in range(rows.shape[0]):
-            i = rows[b]
-            w = row_weights[b]
-            n_true = Y_indptr[i + 1] - Y_indptr[i]
-            if n_true == 0:
-                continue
-            inv = inv_row_norm(X_indptr, X_data, i)
-            # scores of the labels the row reaches
-            n_reached = 0
-            for p in range(X_indptr[i], X_indptr[i + 1]):
-                f = X_indices[p]
-                xv = X_data[p] * inv
-                for k in range(indptr[f], indptr[f + 1]):
-                    j = labels[k]
-                    if not label_mark[j]:
-                        label_mark[j] = 1
-                        acc[j] = 0.0
-                        reached[n_reached] = j
-                        n_reached += 1
-                    acc[j] += xv * weights[k]
-            if loss_kind == 1:
-                # squared hinge, one-vs-rest: (max(0, 1 - y_j s_j))^2 with
-                # y_j = +1 on the row's labels and -1 elsewhere; the labels
-                # the row does not reach score 0 and have no pair to move
-                for p in range(Y_indptr[i], Y_indptr[i + 1]):
-                    j = Y_indices[p]
-                    if label_mark[j]:
-                        label_mark[j] = 2
-                loss = n_true
-                for t in range(n_reached):
-                    j = reached[t]
-                    if label_mark[j] == 2:
-                        loss -= 1.0
-                        mk = 1.0 - acc[j]
-                        if mk > 0.0:
-                            loss += mk * mk
-                            acc[j] = <float>(-2.0 * mk * w * grad_scale)
-                        else:
-                            acc[j] = 0.0
-                    else:
-                        mk = 1.0 + acc[j]
-                        if mk > 0.0:
-                            loss += mk * mk
-                            acc[j] = <float>(2.0 * mk * w * grad_scale)
-                        else:
-                            acc[j] = 0.0
-                loss_sum += w * loss
-                weight_sum += w
-            else:
-                softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
-                                  n_labels, n_true, w, grad_scale, &loss_sum, &weight_sum)
-            # pair gradients x_f * g_j; a feature's pairs are one range
-            for p in range(X_indptr[i], X_indptr[i + 1]):
-                f = X_indices[p]
-                xv = X_data[p] * inv
-                if not feature_mark[f]:
-                    feature_mark[f] = 1
-                    touched[n_touched] = f
-                    n_touched += 1
-                for k in range(indptr[f], indptr[f + 1]):
-                    grad[k] += xv * acc[labels[k]]
-            for t in range(n_reached):
-                label_mark[reached[t]] = 0
+        for q in range(2 * n_parts):
+            sums[q] = 0.0
+        if threads == 1:
+            for q in range(n_parts):
+                n_touched[q] = accumulate_rows(
+                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
+                    indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
+                    &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
+                    n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1])
+        else:
+            for q in prange(n_parts, num_threads=threads, schedule="static"):
+                n_touched[q] = accumulate_rows(
+                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
+                    indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
+                    &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
+                    n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1])
+        for q in range(n_parts):
+            loss_sum += sums[2 * q]
+            weight_sum += sums[2 * q + 1]
+        # every touched feature once, in part 0's list
+        n = n_touched[0]
+        for q in range(1, n_parts):
+            for t in range(n_touched[q]):
+                f = touched[q, t]
+                feature_mark[q, f] = 0
+                if not feature_mark[0, f]:
+                    feature_mark[0, f] = 1
+                    touched[0, n] = f
+                    n += 1
         # lazy Adam on the pairs the batch reached, a feature's range at a time
-        for t in range(n_touched):
-            f = touched[t]
-            feature_mark[f] = 0
-            k = indptr[f]
-            if indptr[f + 1] > k:
-                K.adam(&weights[k], &m[k], &v[k], &grad[k], indptr[f + 1] - k, a.lr_t,
-                       beta_1, beta_2, a.eps_t, 1.0)
+        if threads == 1:
+            for t in range(n):
+                update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
+                               n_parts, a, beta_1, beta_2, K)
+        else:
+            for t in prange(n, num_threads=threads, schedule="guided"):
+                update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
+                               n_parts, a, beta_1, beta_2, K)
+    free(sums)
+    free(n_touched)
     return loss_sum, weight_sum
 
 

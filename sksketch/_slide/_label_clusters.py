@@ -191,10 +191,11 @@ class LabelClusterHead:
     def scratch(self):
         return self.head.scratch()
 
-    def train_batch(self, X, Y_clusters, rows, row_weights, scratch, beta_1, beta_2, epsilon):
+    def train_batch(self, X, Y_clusters, rows, row_weights, scratch, beta_1, beta_2, epsilon,
+                    n_threads=1):
         """One Adam step of the cluster head; ``Y_clusters`` is :meth:`targets` of the labels."""
         return self.head.train_batch(
-            X, Y_clusters, rows, row_weights, scratch, beta_1, beta_2, epsilon)
+            X, Y_clusters, rows, row_weights, scratch, beta_1, beta_2, epsilon, n_threads)
 
     def cluster_scores(self, X, n_threads):
         """The head's score of every cluster for the canonical CSR rows X, (n, n_clusters)."""

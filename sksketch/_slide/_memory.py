@@ -9,7 +9,7 @@ from ._label_clusters import CLUSTERS_PER_FEATURE
 from ._negative_sampling import N_COSINE_STEPS
 from ._plan import make_plan
 from ._retrieval import cached_index, index_nbytes
-from ._sparse_head import pairs_per_feature
+from ._sparse_head import BATCH_PARTS, pairs_per_feature
 
 __all__ = ["estimate_memory", "memory_usage"]
 
@@ -118,16 +118,17 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         + 4 * (3 * L + 1)  # the output update's grouping by label
         + 4 * _openmp.effective_n_threads(est.n_jobs) * max(L, 1)  # stamps
     )
+    P = BATCH_PARTS
     if est.sparse_head:
-        # pair gradients and the best held-out weights; feature marks and
-        # touched list; per-label scores and marks
-        training_buffers += 8 * pairs + 5 * F + 9 * L
+        # the best held-out weights; per part of a batch: pair gradients,
+        # feature marks and touched list, per-label scores and marks
+        training_buffers += 4 * pairs + P * (4 * pairs + 5 * F + 9 * L)
         if est.sparse_head_loss == "auto":
             # the second head fit trains while it chooses the loss: its
             # weights, moments and snapshot, and its own scratch
-            training_buffers += 20 * pairs + 5 * F + 9 * L
+            training_buffers += 16 * pairs + P * (4 * pairs + 5 * F + 9 * L)
     if clusters:
-        # the cluster head's pair gradients, feature marks and touched
-        # list, per-cluster scores and marks
-        training_buffers += 4 * cluster_pairs + 5 * F + 9 * K
+        # per part: the cluster head's pair gradients, feature marks and
+        # touched list, per-cluster scores and marks
+        training_buffers += P * (4 * cluster_pairs + 5 * F + 9 * K)
     return _totals(usage, training_buffers)

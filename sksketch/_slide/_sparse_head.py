@@ -48,6 +48,12 @@ LOSSES = ("softmax", "squared_hinge")
 DEFAULT_LABELS_PER_FEATURE = 256
 PAIR_BUDGET = 1 << 22
 
+# A training batch is cut into this many parts of consecutive rows, each
+# summing its gradients in its own buffer, so that two threads share the
+# head's work and the step is the same on any number of threads (see
+# sksketch._kernels._sparse_head.train_batch).
+BATCH_PARTS = 2
+
 
 def pairs_per_feature(labels_per_feature, n_features):
     """The most labels the head links to one feature, ``"auto"`` resolved."""
@@ -162,18 +168,28 @@ class SparseLabelHead:
         return self.labels.shape[0]
 
     def scratch(self):
-        """Buffers :meth:`train_batch` needs, released by the caller after fitting."""
+        """Buffers :meth:`train_batch` needs, released by the caller after fitting.
+
+        One row per part of a batch (``BATCH_PARTS``): each part's rows add
+        their gradients to its own row of ``grad``.
+        """
+        P = BATCH_PARTS
         return {
-            "grad": np.zeros(self.n_pairs, dtype=np.float32),
-            "feature_mark": np.zeros(self.n_features, dtype=np.uint8),
-            "touched": np.empty(max(self.n_features, 1), dtype=np.int32),
-            "acc": np.zeros(self.n_labels, dtype=np.float32),
-            "label_mark": np.zeros(self.n_labels, dtype=np.uint8),
-            "reached": np.empty(self.n_labels, dtype=np.int32),
+            "grad": np.zeros((P, self.n_pairs), dtype=np.float32),
+            "feature_mark": np.zeros((P, self.n_features), dtype=np.uint8),
+            "touched": np.empty((P, max(self.n_features, 1)), dtype=np.int32),
+            "acc": np.zeros((P, self.n_labels), dtype=np.float32),
+            "label_mark": np.zeros((P, self.n_labels), dtype=np.uint8),
+            "reached": np.empty((P, self.n_labels), dtype=np.int32),
         }
 
-    def train_batch(self, X, Y, rows, row_weights, scratch, beta_1, beta_2, epsilon):
-        """One Adam step on rows ``rows`` of (X, Y); returns (loss sum, weight sum)."""
+    def train_batch(self, X, Y, rows, row_weights, scratch, beta_1, beta_2, epsilon,
+                    n_threads=1):
+        """One Adam step on rows ``rows`` of (X, Y); returns (loss sum, weight sum).
+
+        The batch's parts run on up to ``n_threads`` threads; the step does
+        not depend on how many.
+        """
         self.step += 1
         return _sparse_head.train_batch(
             X.indptr, X.indices, X.data, Y.indptr, Y.indices,
@@ -182,6 +198,7 @@ class SparseLabelHead:
             scratch["acc"], scratch["label_mark"], scratch["reached"],
             self.n_labels, 1.0 / max(len(rows), 1),
             LEARNING_RATE, beta_1, beta_2, epsilon, self.step, LOSSES.index(self.loss),
+            int(n_threads),
         )
 
     def add_scores(self, scores, X, scale, n_threads):

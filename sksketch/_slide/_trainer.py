@@ -674,9 +674,9 @@ class SLIDETrainer:
         heads = [(h, sc) for h, sc in zip(self.heads, self.head_scratch or [], strict=True)
                  if id(h) not in self.watches or not self.watches[id(h)].frozen]
 
-        def train_head(head, scratch, batch, weights):
+        def train_head(head, scratch, batch, weights, n_threads):
             return head.train_batch(
-                X, Y, batch, weights, scratch, est.beta_1, est.beta_2, est.epsilon)
+                X, Y, batch, weights, scratch, est.beta_1, est.beta_2, est.epsilon, n_threads)
         totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0}
 
         clusters = self.clusters
@@ -686,14 +686,16 @@ class SLIDETrainer:
             Y_clusters = clusters.targets(Y)
 
         def train_heads(batch, weights):
-            # candidate heads after the first on the pool's threads, if any
+            # candidate heads after the first on the pool's threads, if any,
+            # each head then on one thread; a head alone on all of them
             side = [] if self.pool is None or self.n_threads == 1 else [
-                self.pool.submit(train_head, h, sc, batch, weights) for h, sc in heads[1:]]
-            out = [train_head(h, sc, batch, weights)
+                self.pool.submit(train_head, h, sc, batch, weights, 1) for h, sc in heads[1:]]
+            n_threads = 1 if side else self.n_threads
+            out = [train_head(h, sc, batch, weights, n_threads)
                    for h, sc in heads[: len(heads) - len(side)]]
             if clusters is not None:
                 clusters.train_batch(X, Y_clusters, batch, weights, self.cluster_scratch,
-                                     est.beta_1, est.beta_2, est.epsilon)
+                                     est.beta_1, est.beta_2, est.epsilon, n_threads)
             return out + [future.result() for future in side]
 
         if self.network_stopped:
