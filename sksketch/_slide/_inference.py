@@ -395,7 +395,7 @@ def _top_hits(base, terms, weights, Y, k, n_threads):
     return np.asarray(Y[rows, top.ravel()]).reshape(top.shape) != 0
 
 
-def mixed_hits(est, X, Y, heads, weights):
+def mixed_hits(est, X, Y, heads, weights, row_hits=False):
     """Hits of the network plus each weight times each head on the validation rows of (X, Y).
 
     Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
@@ -403,13 +403,17 @@ def mixed_hits(est, X, Y, heads, weights):
     once for all heads. Returns counts of shape ``(len(heads), len(weights),
     2)``: ``[..., 0]`` the rows whose top label is one of theirs (P@1 times
     the row count), ``[..., 1]`` the labels of theirs among each row's top
-    ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count).
+    ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count). With
+    ``row_hits``, also each ranked row's ``[..., 0]``: a bool array of shape
+    ``(n_rows, len(heads), len(weights))``.
     """
     X, Y = validation_rows(est, X, Y)
     k = min(TOP_K, len(est.classes_))
     hits = np.zeros((len(heads), len(weights), 2), dtype=np.int64)
+    rows = np.zeros((X.shape[0], len(heads), len(weights)), dtype=bool) if row_hits else None
     n_threads = predict_threads(est, X.shape[0])
     weights = np.asarray(weights, dtype=np.float32)
+    start = 0
     for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         scores = np.empty_like(net)
@@ -419,7 +423,10 @@ def mixed_hits(est, X, Y, heads, weights):
             hit = _top_hits(net, scores, weights, Yc, k, n_threads)
             hits[h, :, 0] += hit[:, :, 0].sum(axis=0)
             hits[h, :, 1] += hit.sum(axis=(0, 2))
-    return hits
+            if row_hits:
+                rows[start:start + Xc.shape[0], h] = hit[:, :, 0]
+        start += Xc.shape[0]
+    return (hits, rows) if row_hits else hits
 
 
 def best_head_weight(hits):
