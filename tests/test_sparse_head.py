@@ -347,41 +347,35 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
                   sparse_head_loss="softmax")
     # the network trains on once the head stopped (when it stops is tested below)
     monkeypatch.setattr(_trainer.SLIDETrainer, "_check_progress", lambda self, hits, rows: None)
-    # checked at the start, a quarter into epoch 1 (2,250 of its 9,000 rows:
-    # 18 batches), after epochs 1 and 2; epochs 3 and 4 leave the head alone.
-    # Within the epoch a fall of one standard error (0.022 at P@1 0.5 on 1,000
-    # rows) leaves the head training, its best weights the start's
-    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.49, 0.6, 0.4]))
+    # checked at the start and after epochs 1 and 2; epochs 3 and 4 leave the head alone
+    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.4]))
     clf = SLIDEClassifier(**params).fit(X, Y)
-    assert len(seen) == 4
-    assert all(not np.array_equal(a, b) for a, b in zip(seen[:-1], seen[1:], strict=True))
+    assert len(seen) == 3
+    assert not np.array_equal(seen[0], seen[1]) and not np.array_equal(seen[1], seen[2])
     # the best weights, on the pairs the head had; the held-out rows' new
     # pairs (added before the last epoch) at their Rocchio start
     keys = _pair_keys(clf.sparse_head_)
-    old = np.isin(keys, pairs[2])
-    assert old.sum() == pairs[2].size and (~old).any()
-    np.testing.assert_array_equal(clf.sparse_head_.weights[old], seen[2])
+    old = np.isin(keys, pairs[1])
+    assert old.sum() == pairs[1].size and (~old).any()
+    np.testing.assert_array_equal(clf.sparse_head_.weights[old], seen[1])
     assert clf.t_ == 3 * 9000 + 10_000  # the network trained on, the held-out rows at last
+
 
     # an improving (or tied) head trains through every epoch; the checks stop
     # before the last one, which trains on the held-out rows too
     seen.clear()
-    monkeypatch.setattr(_trainer, "head_precision_at_1",
-                        watched([0.5, 0.55, 0.6, 0.6, 0.7]))
+    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.6, 0.7]))
     clf = SLIDEClassifier(**params).fit(X, Y)
-    assert len(seen) == 5
-    assert not np.array_equal(clf.sparse_head_.weights, seen[4])
+    assert len(seen) == 4
+    assert not np.array_equal(clf.sparse_head_.weights, seen[3])
 
-    # the start is the best, by more than a standard error a quarter into the
-    # first epoch: the Rocchio weights are kept, the head stops there
+    # the start is the best: the Rocchio weights are kept, the head never trains
     seen.clear()
     pairs.clear()
-    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.45]))
+    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.4]))
     clf = SLIDEClassifier(**params).fit(X, Y)
-    assert len(seen) == 2
     np.testing.assert_array_equal(
         clf.sparse_head_.weights[np.isin(_pair_keys(clf.sparse_head_), pairs[0])], seen[0])
-    assert clf.sparse_head_.step == 18
 
     # no held-out rows (a small fit, partial_fit): no checks
     seen.clear()
@@ -433,8 +427,7 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     assert len(chosen_on) == 2
     for check in chosen_on:
         assert sorted(c[:2] for c in check) == [("softmax", 1000), ("squared_hinge", 1000)]
-    # (steps: a quarter into the first epoch, where a watch may stop a head, or more)
-    assert all(c[2] in (18, per_epoch, 2 * per_epoch) for c in chosen_on[1])
+    assert all(c[2] in (per_epoch, 2 * per_epoch) for c in chosen_on[1])
     assert auto.sparse_head_.loss == winner
     assert auto.t_ == 2 * 9000 + 10_000  # the held-out rows join the last epoch
     monkeypatch.undo()
@@ -600,8 +593,7 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
     X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
                                        random_state=1)
     n_val = 1000
-    # the head improves (at the start, a quarter into epoch 1, after each epoch): it never stops
-    scores = iter([0.5, 0.55, 0.6, 0.7, 0.8])
+    scores = iter([0.5, 0.6, 0.7, 0.8])  # the head improves: it never freezes
 
     def head_precision_at_1(est, X_val, Y_val, head):
         return next(scores)
@@ -618,7 +610,7 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
     monkeypatch.setattr(_trainer, "validation_rows", lambda est, X, Y: (X[:n_val], Y[:n_val]))
     params = dict(hidden_layer_size=16, random_state=0, n_jobs=1, sparse_head_loss="softmax")
     one = SLIDEClassifier(max_iter=1, **params).fit(X, Y)
-    scores = iter([0.5, 0.55, 0.6, 0.7, 0.8])
+    scores = iter([0.5, 0.6, 0.7, 0.8])
     clf = SLIDEClassifier(max_iter=3, **params).fit(X, Y)
     assert clf.n_iter_ == 3
     per_epoch = -(-9000 // 128)
@@ -686,8 +678,7 @@ def test_network_stops_once_the_heads_stopped_and_an_epoch_adds_nothing(
     X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
                                        random_state=1)
     n_val = 1000
-    # the head's start is its best: it stops a quarter into epoch 1
-    scores = iter([0.5, 0.4])
+    scores = iter([0.5, 0.4])  # the head's start is its best: it stops after epoch 1
     rankings = []
 
     def mixed_hits(est, X_val, Y_val, heads, weights, row_hits=False):

@@ -78,16 +78,6 @@ DROP_Z = 3.0
 # (see SLIDETrainer._check_progress).
 PROGRESS_Z = 1.0
 
-# The heads' held-out P@1 is checked (see HeadWatch) at the start, after
-# 1 / EARLY_CHECK_DIVISOR of the first epoch's rows and after each epoch; the
-# check within the epoch stops a head only if it fell by more than EARLY_Z
-# standard errors. Held-out P@1 of the softmax head at the start, after a
-# quarter and after half of the first epoch: the generated 50K shape 0.9799,
-# 0.9657 (2.1 standard errors lower), 0.9426; WordNet nouns 0.3223, 0.3211
-# (0.1 lower), 0.3251, and 0.354 after the epoch.
-EARLY_CHECK_DIVISOR = 4
-EARLY_Z = 1.0
-
 
 def _uniform32(rng, bound, shape):
     """``rng.uniform(-bound, bound, shape).astype(float32)``, drawn in chunks.
@@ -230,10 +220,6 @@ class SLIDETrainer:
         # each ranked held-out row's hit at 1 by the best mix of the last
         # ranking that measured the network's progress (see _check_progress)
         self.progress = None
-        # the held-out rows, and how many rows into the first epoch the heads
-        # are checked once more (0: no such check)
-        self.val = None
-        self.early_check_rows = 0
         # the last held-out ranking, (heads, hits), until training moves a weight
         self.ranked = None
 
@@ -321,11 +307,6 @@ class SLIDETrainer:
             self.watches = {id(head): HeadWatch(head) for head in self.heads}
             for watch in self.watches.values():
                 watch.check(est, X_val, Y_val)
-            # and a quarter into the first epoch, so that a head whose start
-            # is its best (the softmax head on the generated 50K shape, the
-            # squared hinge on none here) stops before the epoch is spent on it
-            self.val = (X_val, Y_val)
-            self.early_check_rows = max(1, X.shape[0] // EARLY_CHECK_DIVISOR)
 
         def epoch():
             data["epoch"] += 1
@@ -437,17 +418,6 @@ class SLIDETrainer:
         if not all(id(h) in where for h in self.heads):
             return None
         return hits[[where[id(h)] for h in self.heads]]
-
-    def _check_heads_early(self, heads):
-        """The heads' held-out check within the first epoch; drops stopped ones from ``heads``.
-
-        ``heads`` is the epoch's list of (head, scratch) still training.
-        """
-        self.early_check_rows = 0
-        for watch in self.watches.values():
-            watch.check(self.est, *self.val, z=EARLY_Z)
-        heads[:] = [(h, sc) for h, sc in heads if not (
-            id(h) in self.watches and self.watches[id(h)].frozen)]
 
     def _choose_weight(self, X_val, Y_val):
         """:func:`choose_head_weight`, from the last ranking if no weight moved since."""
@@ -711,7 +681,6 @@ class SLIDETrainer:
         # Gradients, stamps and the heads' snapshots are scratch: not part of the model.
         self.workspace = self.head_scratch = self.cluster_scratch = None
         self.heads, self.watches, self.clusters = [], {}, None
-        self.val, self.early_check_rows = None, 0
 
     # ------------------------------------------------------------ one epoch
 
@@ -791,8 +760,6 @@ class SLIDETrainer:
             totals["weight"] += float(weights[has_labels].sum())
             totals["active"] += int(n_active.sum())
             totals["rows"] += B
-            if self.early_check_rows and totals["rows"] >= self.early_check_rows:
-                self._check_heads_early(heads)
             est._batches_since_rehash += 1
             est._batches_since_rebuild += 1
             if uses_lsh:
@@ -832,13 +799,7 @@ class HeadWatch:
     def nbytes(self):
         return self.head.weights.nbytes  # the snapshot, once taken
 
-    def check(self, est, X_val, Y_val, z=0.0):
-        """Keep the head's weights if its held-out P@1 improved (or tied), else stop it.
-
-        With ``z > 0``, a fall of at most ``z`` standard errors of the
-        difference of two P@1 on these rows leaves the head training (its
-        best weights unchanged).
-        """
+    def check(self, est, X_val, Y_val):
         if self.frozen:
             return
         score = head_precision_at_1(est, X_val, Y_val, self.head)
@@ -849,10 +810,6 @@ class HeadWatch:
             else:
                 self.snapshot[...] = self.head.weights
             return
-        if z > 0:
-            n = max(validation_rows(est, X_val, Y_val)[0].shape[0], 1)
-            if self.best - score <= z * np.sqrt(2 * self.best * (1 - self.best) / n):
-                return
         self.head.weights[...] = self.snapshot
         self.frozen = True
         self.snapshot = None
