@@ -389,7 +389,7 @@ def _ranking(hits, n_rows, row_hits):
     if not row_hits:
         return hits
     rows = np.arange(n_rows)[:, None, None] < np.minimum(hits[..., 0], n_rows)[None]
-    return hits, rows
+    return hits, np.stack([rows, rows], axis=-1).astype(np.int8)
 
 
 def _pair_keys(head):
@@ -692,7 +692,8 @@ def test_network_stops_once_the_heads_stopped_and_an_epoch_adds_nothing(
             rows[:lost, :, 1:] = False
         rankings.append(est.n_iter_)
         hits = np.repeat(rows.sum(axis=0)[..., None], 2, axis=-1)
-        return (hits, rows) if row_hits else hits
+        # each row's hit at 1, and its labels in its top 3 (here the same)
+        return (hits, np.stack([rows, rows], axis=-1).astype(np.int8)) if row_hits else hits
 
     monkeypatch.setattr(_trainer, "head_precision_at_1", lambda est, X, Y, head: next(scores))
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
@@ -710,3 +711,19 @@ def test_network_stops_once_the_heads_stopped_and_an_epoch_adds_nothing(
     assert clf.t_ == epochs * 9000
     # the weight from the last ranking: the grid's first that mixes in the head
     assert clf.sparse_head_weight_ == _inference.HEAD_WEIGHTS[1]
+
+
+def test_mixed_hits_per_row_add_up_to_its_counts():
+    from sksketch._slide import _inference
+
+    X, Y = make_extreme_classification(n_samples=1500, n_features=300, n_labels=150,
+                                       random_state=5)
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=2).fit(X, Y)
+    Xc, Yc = canonical_rows(X[:400]), sp.csr_matrix(Y[:400], dtype=np.float32)
+    hits = _inference.mixed_hits(clf, Xc, Yc, [clf.sparse_head_], _inference.HEAD_WEIGHTS)
+    again, rows = _inference.mixed_hits(clf, Xc, Yc, [clf.sparse_head_],
+                                        _inference.HEAD_WEIGHTS, row_hits=True)
+    np.testing.assert_array_equal(again, hits)
+    assert rows.shape == (400, 1, len(_inference.HEAD_WEIGHTS), 2)
+    np.testing.assert_array_equal(rows.sum(axis=0), hits)
+    assert set(np.unique(rows[..., 0])) <= {0, 1} and rows[..., 1].max() <= _inference.TOP_K

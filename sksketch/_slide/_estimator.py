@@ -236,8 +236,8 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         ``n_iter_`` below ``max_iter``) once the head stops too. Once the
         head has stopped, the held-out rows are ranked after each epoch,
         and the network stops (and ``fit`` ends) when an epoch did not
-        improve the best mix by a standard error of the rows' paired
-        differences.
+        improve the best mix's P@1 + P@3 by a standard error of the rows'
+        paired differences.
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
     label_cluster_size : int or None, default=None

@@ -404,13 +404,14 @@ def mixed_hits(est, X, Y, heads, weights, row_hits=False):
     2)``: ``[..., 0]`` the rows whose top label is one of theirs (P@1 times
     the row count), ``[..., 1]`` the labels of theirs among each row's top
     ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count). With
-    ``row_hits``, also each ranked row's ``[..., 0]``: a bool array of shape
-    ``(n_rows, len(heads), len(weights))``.
+    ``row_hits``, also each ranked row's: an array of shape ``(n_rows,
+    len(heads), len(weights), 2)``.
     """
     X, Y = validation_rows(est, X, Y)
     k = min(TOP_K, len(est.classes_))
     hits = np.zeros((len(heads), len(weights), 2), dtype=np.int64)
-    rows = np.zeros((X.shape[0], len(heads), len(weights)), dtype=bool) if row_hits else None
+    rows = np.zeros((X.shape[0], len(heads), len(weights), 2), dtype=np.int8) if (
+        row_hits) else None
     n_threads = predict_threads(est, X.shape[0])
     weights = np.asarray(weights, dtype=np.float32)
     start = 0
@@ -424,7 +425,8 @@ def mixed_hits(est, X, Y, heads, weights, row_hits=False):
             hits[h, :, 0] += hit[:, :, 0].sum(axis=0)
             hits[h, :, 1] += hit.sum(axis=(0, 2))
             if row_hits:
-                rows[start:start + Xc.shape[0], h] = hit[:, :, 0]
+                rows[start:start + Xc.shape[0], h, :, 0] = hit[:, :, 0]
+                rows[start:start + Xc.shape[0], h, :, 1] = hit.sum(axis=2)
         start += Xc.shape[0]
     return (hits, rows) if row_hits else hits
 
