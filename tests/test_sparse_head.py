@@ -345,8 +345,6 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
 
     params = dict(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=1,
                   sparse_head_loss="softmax")
-    # the network trains on once the head stopped (when it stops is tested below)
-    monkeypatch.setattr(_trainer.SLIDETrainer, "_check_progress", lambda self, hits, rows: None)
     # checked at the start and after epochs 1 and 2; epochs 3 and 4 leave the head alone
     monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.4]))
     clf = SLIDEClassifier(**params).fit(X, Y)
@@ -384,14 +382,6 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
     assert seen == []
 
 
-def _ranking(hits, n_rows, row_hits):
-    """A mocked mixed_hits' return: ``hits``, and with ``row_hits`` rows that add up to them."""
-    if not row_hits:
-        return hits
-    rows = np.arange(n_rows)[:, None, None] < np.minimum(hits[..., 0], n_rows)[None]
-    return hits, np.stack([rows, rows], axis=-1).astype(np.int8)
-
-
 def _pair_keys(head):
     """feature * n_labels + label of each pair, in the head's order."""
     return (np.repeat(np.arange(head.n_features, dtype=np.int64), np.diff(head.indptr))
@@ -408,15 +398,14 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     params = dict(hidden_layer_size=16, max_iter=3, random_state=0, n_jobs=2)
     chosen_on = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, row_hits=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights):
         # a tie after the first epoch (both heads kept), the winner ahead after the second
         chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
         if len(chosen_on) == 1:  # (the network alone as good: it trains on)
-            hits = np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
-            return _ranking(hits, X_val.shape[0], row_hits)
+            return np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
         hits = _inference.mixed_hits(est, X_val, Y_val, heads, weights)
         hits[[head.loss == winner for head in heads]] += 10**6
-        return _ranking(hits, X_val.shape[0], row_hits)
+        return hits
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     auto = SLIDEClassifier(**params).fit(X, Y)
@@ -435,7 +424,6 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     # not see the heads, and the two share the hold-out and the weight grid),
     # when the network trains on in both (as the mocked ranking had it)
     monkeypatch.setattr(_trainer.SLIDETrainer, "_check_network", lambda self, hits, n: None)
-    monkeypatch.setattr(_trainer.SLIDETrainer, "_check_progress", lambda self, hits, rows: None)
     fixed = SLIDEClassifier(**params, sparse_head_loss=winner).fit(X, Y)
     assert fixed.sparse_head_.loss == winner
     np.testing.assert_array_equal(auto.sparse_head_.weights, fixed.sparse_head_.weights)
@@ -485,12 +473,11 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
                                        random_state=1)
     checks = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, row_hits=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights):
         checks.append([head.loss for head in heads])
         # 60% against 40% of 1000 rows: z about 9
-        hits = np.array([[[600, 1200] if head.loss == "squared_hinge" else [400, 800]]
+        return np.array([[[600, 1200] if head.loss == "squared_hinge" else [400, 800]]
                          for head in heads])
-        return _ranking(hits, X_val.shape[0], row_hits)
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=2,
@@ -559,10 +546,9 @@ def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merg
                                        random_state=2)
     epochs = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, row_hits=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights):
         epochs.append(est.n_iter_)
-        hits = np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
-        return _ranking(hits, X_val.shape[0], row_hits)
+        return np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=5, random_state=0).fit(X, Y)
@@ -598,12 +584,12 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
     def head_precision_at_1(est, X_val, Y_val, head):
         return next(scores)
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, row_hits=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights):
         # the network alone 20% (weight 0); with the head, as good as the head
         # alone (600 of 1000 after the first epoch), or better
         hits = np.full((len(heads), len(weights), 2), 600 + 50 * network_adds)
         hits[:, 0] = 200
-        return _ranking(hits, X_val.shape[0], row_hits)
+        return hits
 
     monkeypatch.setattr(_trainer, "head_precision_at_1", head_precision_at_1)
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
@@ -661,69 +647,3 @@ def test_top_k_by_bounds_is_the_top_k_of_every_label(monkeypatch, sparse_head):
     np.testing.assert_array_equal(clf.predict_topk(X[3000:], k=1)[0], clf.classes_[full_ids])
     one = clf.predict_topk(X[3000:3001], k=3)[0]
     np.testing.assert_array_equal(one, clf.predict_topk(X[3000:3010], k=3)[0][:1])
-
-
-@pytest.mark.parametrize(("gained", "lost", "epochs"), [
-    (0, 0, 2),  # no held-out row changes: the network stops after epoch 2
-    (1, 0, 2),  # one row better: within a standard error (1 of 1 row changed)
-    (20, 18, 2),  # two more hits, but 38 rows changed: noise
-    (3, 0, 3),  # three rows better, none worse: it trains on, stops after epoch 3
-    (40, 10, 3),
-])
-def test_network_stops_once_the_heads_stopped_and_an_epoch_adds_nothing(
-        monkeypatch, gained, lost, epochs):
-    """With every head stopped, the network trains on while the best held-out mix improves."""
-    from sksketch._slide import _inference, _trainer
-
-    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
-                                       random_state=1)
-    n_val = 1000
-    scores = iter([0.5, 0.4])  # the head's start is its best: it stops after epoch 1
-    rankings = []
-
-    def mixed_hits(est, X_val, Y_val, heads, weights, row_hits=False):
-        # the network alone 20%, mixed with the head 60% after epoch 1 (the head
-        # alone 50%: the network stays); then `gained` rows more, `lost` fewer
-        rows = np.zeros((n_val, len(heads), len(weights)), dtype=bool)
-        rows[:200, :, 0] = True
-        rows[:600, :, 1:] = True
-        if rankings:
-            rows[600:600 + gained, :, 1:] = True
-            rows[:lost, :, 1:] = False
-        rankings.append(est.n_iter_)
-        hits = np.repeat(rows.sum(axis=0)[..., None], 2, axis=-1)
-        # each row's hit at 1, and its labels in its top 3 (here the same)
-        return (hits, np.stack([rows, rows], axis=-1).astype(np.int8)) if row_hits else hits
-
-    monkeypatch.setattr(_trainer, "head_precision_at_1", lambda est, X, Y, head: next(scores))
-    monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
-    monkeypatch.setattr(_trainer, "validation_rows", lambda est, X, Y: (X[:n_val], Y[:n_val]))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        clf = SLIDEClassifier(hidden_layer_size=16, max_iter=5, random_state=0, n_jobs=1,
-                              sparse_head_loss="softmax").fit(X, Y)
-    assert not [w for w in caught if "maximum iterations" in str(w.message)]
-    # ranked after epoch 1, then after each epoch until the network stops
-    assert rankings == list(range(epochs))
-    assert clf.n_iter_ == epochs
-    per_epoch = -(-9000 // 128)
-    assert clf._step == epochs * per_epoch  # the held-out rows never joined
-    assert clf.t_ == epochs * 9000
-    # the weight from the last ranking: the grid's first that mixes in the head
-    assert clf.sparse_head_weight_ == _inference.HEAD_WEIGHTS[1]
-
-
-def test_mixed_hits_per_row_add_up_to_its_counts():
-    from sksketch._slide import _inference
-
-    X, Y = make_extreme_classification(n_samples=1500, n_features=300, n_labels=150,
-                                       random_state=5)
-    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=2).fit(X, Y)
-    Xc, Yc = canonical_rows(X[:400]), sp.csr_matrix(Y[:400], dtype=np.float32)
-    hits = _inference.mixed_hits(clf, Xc, Yc, [clf.sparse_head_], _inference.HEAD_WEIGHTS)
-    again, rows = _inference.mixed_hits(clf, Xc, Yc, [clf.sparse_head_],
-                                        _inference.HEAD_WEIGHTS, row_hits=True)
-    np.testing.assert_array_equal(again, hits)
-    assert rows.shape == (400, 1, len(_inference.HEAD_WEIGHTS), 2)
-    np.testing.assert_array_equal(rows.sum(axis=0), hits)
-    assert set(np.unique(rows[..., 0])) <= {0, 1} and rows[..., 1].max() <= _inference.TOP_K

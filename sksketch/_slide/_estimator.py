@@ -233,11 +233,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         ranks the held-out rows as well as every mix and the network alone
         trails it by more than three standard errors, the network stops
         training: later epochs train the head alone, and ``fit`` ends (with
-        ``n_iter_`` below ``max_iter``) once the head stops too. Once the
-        head has stopped, the held-out rows are ranked after each epoch,
-        and the network stops (and ``fit`` ends) when an epoch did not
-        improve the best mix's P@1 + P@3 by a standard error of the rows'
-        paired differences.
+        ``n_iter_`` below ``max_iter``) once the head stops too.
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
     label_cluster_size : int or None, default=None

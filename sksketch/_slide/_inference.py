@@ -395,7 +395,7 @@ def _top_hits(base, terms, weights, Y, k, n_threads):
     return np.asarray(Y[rows, top.ravel()]).reshape(top.shape) != 0
 
 
-def mixed_hits(est, X, Y, heads, weights, row_hits=False):
+def mixed_hits(est, X, Y, heads, weights):
     """Hits of the network plus each weight times each head on the validation rows of (X, Y).
 
     Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
@@ -403,18 +403,13 @@ def mixed_hits(est, X, Y, heads, weights, row_hits=False):
     once for all heads. Returns counts of shape ``(len(heads), len(weights),
     2)``: ``[..., 0]`` the rows whose top label is one of theirs (P@1 times
     the row count), ``[..., 1]`` the labels of theirs among each row's top
-    ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count). With
-    ``row_hits``, also each ranked row's: an array of shape ``(n_rows,
-    len(heads), len(weights), 2)``.
+    ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count).
     """
     X, Y = validation_rows(est, X, Y)
     k = min(TOP_K, len(est.classes_))
     hits = np.zeros((len(heads), len(weights), 2), dtype=np.int64)
-    rows = np.zeros((X.shape[0], len(heads), len(weights), 2), dtype=np.int8) if (
-        row_hits) else None
     n_threads = predict_threads(est, X.shape[0])
     weights = np.asarray(weights, dtype=np.float32)
-    start = 0
     for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         scores = np.empty_like(net)
@@ -424,11 +419,7 @@ def mixed_hits(est, X, Y, heads, weights, row_hits=False):
             hit = _top_hits(net, scores, weights, Yc, k, n_threads)
             hits[h, :, 0] += hit[:, :, 0].sum(axis=0)
             hits[h, :, 1] += hit.sum(axis=(0, 2))
-            if row_hits:
-                rows[start:start + Xc.shape[0], h, :, 0] = hit[:, :, 0]
-                rows[start:start + Xc.shape[0], h, :, 1] = hit.sum(axis=2)
-        start += Xc.shape[0]
-    return (hits, rows) if row_hits else hits
+    return hits
 
 
 def best_head_weight(hits):

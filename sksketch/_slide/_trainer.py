@@ -25,7 +25,6 @@ from ..sampling._loop import fit_epochs
 from ..utils._threads import CoreContention, adaptive_threads_enabled
 from ._inference import (
     HEAD_WEIGHTS,
-    TOP_K,
     best_head_weight,
     choose_cluster_weight,
     choose_head_weight,
@@ -72,12 +71,6 @@ AUTO_LOSS_ROWS = 1_000
 # behind), on the generated 50K shape it trails by 14 points; on Bibtex it
 # trails by 1 point (z 0.3) and leads by 2.3 after the second epoch.
 DROP_Z = 3.0
-
-# Once every sparse head has stopped (see HeadWatch), the network trains on
-# only while each epoch improves the best held-out mix's P@1 + P@3 by more
-# than this many standard errors of the rows' paired differences from the
-# ranking before (see SLIDETrainer._check_progress).
-PROGRESS_Z = 1.0
 
 
 def _uniform32(rng, bound, shape):
@@ -218,9 +211,6 @@ class SLIDETrainer:
         # set once no mix of the network with a head ranks the held-out rows
         # better than the head alone (see _check_network)
         self.network_stopped = False
-        # each ranked held-out row's hit at 1 by the best mix of the last
-        # ranking that measured the network's progress (see _check_progress)
-        self.progress = None
         # the last held-out ranking, (heads, hits), until training moves a weight
         self.ranked = None
 
@@ -313,7 +303,7 @@ class SLIDETrainer:
             data["epoch"] += 1
             if merge and data["epoch"] == est.max_iter:
                 if auto_weight and not data["loss_chosen"]:
-                    self._choose_weight(X_val, Y_val)
+                    choose_head_weight(est, X_val, Y_val)
                 data.update(X=X_all, Y=Y_all, weight=weight_all, weight_chosen=True)
                 self._extend_heads(X_all, Y_all, weight_all)
                 start_sampler()
@@ -326,20 +316,12 @@ class SLIDETrainer:
                 first = data["epoch"] == 1
                 final = merge and data["epoch"] == est.max_iter - 1
                 two = len(self.heads) > 1 and (final or first)
-                # after a later epoch, once the heads stopped: whether the
-                # network still moves the ranking
-                progress = (not first and auto_weight and not self.network_stopped
-                            and self.progress is not None and data["epoch"] < est.max_iter
-                            and all(id(h) in self.watches and self.watches[id(h)].frozen
-                                    for h in self.heads))
-                if two or progress or (first and auto_weight and self.watches):
-                    hits, rows = mixed_hits(est, X_val, Y_val, self.heads, self._weights(),
-                                            row_hits=True)
+                if two or (first and auto_weight and self.watches):
+                    hits = mixed_hits(est, X_val, Y_val, self.heads, self._weights())
                     self.ranked = (list(self.heads), hits)
                     if first and auto_weight:
-                        self._check_network(hits[..., 0], rows.shape[0])
-                    if first or progress:
-                        self._check_progress(hits, rows)
+                        self._check_network(
+                            hits[..., 0], validation_rows(est, X_val, Y_val)[0].shape[0])
                     if two:
                         data["loss_chosen"] = self._choose_loss(
                             X_val, Y_val, final=final, all_hits=hits)
@@ -380,7 +362,12 @@ class SLIDETrainer:
                 self._choose_loss(X_val, Y_val, all_hits=self._ranked_hits())
             elif auto_weight and X_val is not None and not est.early_stopping and not (
                     data["weight_chosen"]):
-                self._choose_weight(X_val, Y_val)
+                hits = self._ranked_hits()
+                if hits is None:
+                    choose_head_weight(est, X_val, Y_val)
+                else:
+                    est.sparse_head_weight_ = best_head_weight(hits[0])
+                    choose_cluster_weight(est, X_val, Y_val)
             if X_val is not None and not est.early_stopping and not data["weight_chosen"]:
                 # The held-out rows never joined training (a single epoch, or
                 # the network and heads stopped early): the heads still get
@@ -419,45 +406,6 @@ class SLIDETrainer:
         if not all(id(h) in where for h in self.heads):
             return None
         return hits[[where[id(h)] for h in self.heads]]
-
-    def _choose_weight(self, X_val, Y_val):
-        """:func:`choose_head_weight`, from the last ranking if no weight moved since."""
-        hits = self._ranked_hits()
-        if hits is None:
-            choose_head_weight(self.est, X_val, Y_val)
-        else:
-            self.est.sparse_head_weight_ = best_head_weight(hits[0])
-            choose_cluster_weight(self.est, X_val, Y_val)
-
-    def _check_progress(self, hits, rows):
-        """Stop training the network once an epoch no longer improves the best held-out mix.
-
-        ``hits`` and ``rows`` are :func:`mixed_hits` of ``self.heads`` with
-        its per-row hits. Called after the first epoch (which only records
-        the best mix's hits) and after each later one once every head has
-        stopped (see :class:`HeadWatch`), when only the network's training
-        can still change a ranking. The best mix (over the heads and the
-        grid of weights) is the one the weight would be chosen by (P@1 +
-        P@TOP_K, :func:`best_head_weight`); each ranked row scores ``TOP_K``
-        for a first label of its own plus one for each of its labels in
-        its top ``TOP_K``. When the best mix now improves on the best mix
-        of the ranking before by no more than ``PROGRESS_Z`` standard
-        errors of the rows' paired differences, the network stops and the
-        fit ends. On the generated 50,000-label shape the softmax head
-        stops after its first epoch, and the network moves the best mix by
-        a few of 1,342 rows an epoch; with ``random_state=1`` the fit ends
-        after epoch 3 (test P@1 0.9665 against 0.9666 after five). On
-        Bibtex, Delicious and WordNet nouns the heads train to the last
-        epoch, and this never runs.
-        """
-        score = TOP_K * hits[..., 0] + hits[..., 1]
-        h, g = np.unravel_index(int(np.argmax(score)), score.shape)
-        now = TOP_K * rows[:, h, g, 0].astype(np.int64) + rows[:, h, g, 1]
-        if self.progress is not None and self.progress.shape == now.shape:
-            diff = now - self.progress
-            if diff.sum() <= PROGRESS_Z * np.sqrt(np.dot(diff, diff)):
-                self.network_stopped = True
-        self.progress = now
 
     def _weights(self):
         """The head weights held-out rankings try: the grid, or the weight set."""
