@@ -175,7 +175,7 @@ class SparseLabelHead:
         """
         P = BATCH_PARTS
         return {
-            "grad": np.zeros((P, self.n_pairs), dtype=np.float32),
+            "grad": np.zeros((P, max(self.n_pairs, 1)), dtype=np.float32),
             "feature_mark": np.zeros((P, self.n_features), dtype=np.uint8),
             "touched": np.empty((P, max(self.n_features, 1)), dtype=np.int32),
             "acc": np.zeros((P, self.n_labels), dtype=np.float32),
