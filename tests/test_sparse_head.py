@@ -647,3 +647,18 @@ def test_top_k_by_bounds_is_the_top_k_of_every_label(monkeypatch, sparse_head):
     np.testing.assert_array_equal(clf.predict_topk(X[3000:], k=1)[0], clf.classes_[full_ids])
     one = clf.predict_topk(X[3000:3001], k=3)[0]
     np.testing.assert_array_equal(one, clf.predict_topk(X[3000:3010], k=3)[0][:1])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("cap", [1, 3, 5, 1000])  # pair counts per feature around the unroll of 4
+def test_add_scores_adds_each_rows_head_scores(n_threads, cap):
+    X, Y = make_extreme_classification(n_samples=300, n_features=200, n_labels=70,
+                                       random_state=6)
+    X, Y = sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y, dtype=np.float32)
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap)
+    head.weights[:] = np.random.default_rng(0).standard_normal(head.n_pairs)
+    start = np.random.default_rng(1).standard_normal((X.shape[0], 70)).astype(np.float32)
+    scores = start.copy()
+    head.add_scores(scores, X, 0.5, n_threads)
+    expected = start + 0.5 * (normalize(X).toarray() @ _dense(head))
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)

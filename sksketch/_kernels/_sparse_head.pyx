@@ -47,7 +47,7 @@ def add_scores(float[:, ::1] scores,
                const int64_t[::1] indptr, const int32_t[::1] labels,
                const float[::1] weights, float scale, int n_threads):
     """``scores[i, j] += scale * s_j(row i)`` for every label the row reaches."""
-    cdef Py_ssize_t i, p, k
+    cdef Py_ssize_t i, p
     cdef int32_t f
     cdef float xv, inv
     with nogil:
@@ -56,8 +56,26 @@ def add_scores(float[:, ::1] scores,
             for p in range(X_indptr[i], X_indptr[i + 1]):
                 f = X_indices[p]
                 xv = X_data[p] * inv
-                for k in range(indptr[f], indptr[f + 1]):
-                    scores[i, labels[k]] += xv * weights[k]
+                scatter_axpy(&scores[i, 0], &labels[0], &weights[0], indptr[f], indptr[f + 1],
+                             xv)
+
+
+cdef inline void scatter_axpy(float* out, const int32_t* labels, const float* weights,
+                              int64_t start, int64_t stop, float x) noexcept nogil:
+    """``out[labels[k]] += x * weights[k]`` for ``k`` in ``[start, stop)``, in order.
+
+    (The labels of one feature are distinct, so the updates are independent.)
+    """
+    cdef int64_t k = start
+    while k + 4 <= stop:
+        out[labels[k]] += x * weights[k]
+        out[labels[k + 1]] += x * weights[k + 1]
+        out[labels[k + 2]] += x * weights[k + 2]
+        out[labels[k + 3]] += x * weights[k + 3]
+        k += 4
+    while k < stop:
+        out[labels[k]] += x * weights[k]
+        k += 1
 
 
 @cython.boundscheck(False)
