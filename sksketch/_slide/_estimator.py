@@ -248,8 +248,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         default, or no more labels than this) builds none. For long-tailed
         label sets: on WordNet nouns (15,728 labels, median 2 rows each),
         clusters of 16 gave test P@1 0.3979 against 0.3966 (mean of
-        ``random_state`` 0-2) for a quarter more training time; on Bibtex
-        and Delicious ``"auto"`` kept weight 0 (see the user guide).
+        ``random_state`` 0-2) for a quarter more training time with the LSH
+        negatives of earlier defaults, and the same P@1 (``random_state``
+        0 and 1) for more than twice the time with today's uniform ones; on
+        Bibtex and Delicious ``"auto"`` kept weight 0 (see the user guide).
     label_cluster_weight : "auto" or float, default="auto"
         Weight of the cluster scores in the ranking. ``"auto"``: chosen
         from the grid of ``sparse_head_weight`` on the held-out rows that
