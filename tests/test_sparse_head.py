@@ -662,3 +662,34 @@ def test_add_scores_adds_each_rows_head_scores(n_threads, cap):
     head.add_scores(scores, X, 0.5, n_threads)
     expected = start + 0.5 * (normalize(X).toarray() @ _dense(head))
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_dense_scoring_adds_the_same_bits_as_pair_by_pair(monkeypatch, n_threads):
+    """A head dense enough scores many rows from a dense copy, to the same bits."""
+    from sksketch._kernels import _sparse_head as kernels
+    from sksketch._slide import _sparse_head as module
+
+    X, Y = make_extreme_classification(n_samples=600, n_features=60, n_labels=40,
+                                       random_state=7)
+    X, Y = sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y, dtype=np.float32)
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000)
+    head.weights[:] = np.random.default_rng(0).standard_normal(head.n_pairs)
+    assert head.n_pairs >= module.DENSE_MIN_FILL * 60 * 40
+    start = np.random.default_rng(1).standard_normal((600, 40)).astype(np.float32)
+    pairwise = start.copy()
+    kernels.add_scores(pairwise, X.indptr, X.indices, X.data, head.indptr, head.labels,
+                       head.weights, 0.75, n_threads)
+    calls = []
+    real = kernels.add_scores_dense
+    monkeypatch.setattr(kernels, "add_scores_dense",
+                        lambda *args: calls.append(1) or real(*args))
+    dense = start.copy()
+    head.add_scores(dense, X, 0.75, n_threads)
+    assert calls == [1]
+    np.testing.assert_array_equal(dense.view(np.int32), pairwise.view(np.int32))
+    # few rows, or a sparse head: pair by pair
+    head.add_scores(start[:10], X[:10], 0.75, n_threads)
+    monkeypatch.setattr(module, "DENSE_MIN_FILL", 1.01)
+    head.add_scores(start, X, 0.75, n_threads)
+    assert calls == [1]

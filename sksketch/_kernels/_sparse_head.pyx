@@ -60,6 +60,36 @@ def add_scores(float[:, ::1] scores,
                              xv)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def add_scores_dense(float[:, ::1] scores,
+                     const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+                     const float[::1] X_data, const float[:, ::1] dense,
+                     float scale, int n_threads):
+    """:func:`add_scores` with the pairs' weights as a dense ``(n_features, n_labels)`` array.
+
+    ``dense[f, j]`` is the weight of pair (f, j), 0 where there is none. Each
+    label of a row gets the same products added in the same order as in
+    :func:`add_scores` (plus exact zeros for the pairs the head lacks), so
+    the scores are the same, computed a whole feature row at a time.
+    """
+    cdef Py_ssize_t i, p, j, n_labels = dense.shape[1]
+    cdef int32_t f
+    cdef float xv, inv
+    cdef float* out
+    cdef const float* w
+    with nogil:
+        for i in prange(scores.shape[0], num_threads=n_threads, schedule="static"):
+            inv = inv_row_norm(X_indptr, X_data, i) * scale
+            out = &scores[i, 0]
+            for p in range(X_indptr[i], X_indptr[i + 1]):
+                f = X_indices[p]
+                xv = X_data[p] * inv
+                w = &dense[f, 0]
+                for j in range(n_labels):
+                    out[j] = out[j] + xv * w[j]
+
+
 cdef inline void scatter_axpy(float* out, const int32_t* labels, const float* weights,
                               int64_t start, int64_t stop, float x) noexcept nogil:
     """``out[labels[k]] += x * weights[k]`` for ``k`` in ``[start, stop)``, in order.

@@ -48,6 +48,14 @@ LOSSES = ("softmax", "squared_hinge")
 DEFAULT_LABELS_PER_FEATURE = 256
 PAIR_BUDGET = 1 << 22
 
+# add_scores reads the weights from a dense (features x labels) copy when the
+# pairs fill at least DENSE_MIN_FILL of that grid (Delicious 56%, Bibtex; WordNet
+# nouns 0.07%), the grid has at most DENSE_MAX_ENTRIES entries, and at least
+# DENSE_MIN_ROWS rows are scored (building the copy costs about a millisecond).
+DENSE_MIN_FILL = 0.125
+DENSE_MAX_ENTRIES = 1 << 22
+DENSE_MIN_ROWS = 256
+
 # A training batch is cut into this many parts of consecutive rows, each
 # summing its gradients in its own buffer, so that two threads share the
 # head's work and the step is the same on any number of threads (see
@@ -202,7 +210,21 @@ class SparseLabelHead:
         )
 
     def add_scores(self, scores, X, scale, n_threads):
-        """Add ``scale`` times the head's scores of the rows of X to ``scores`` in place."""
+        """Add ``scale`` times the head's scores of the rows of X to ``scores`` in place.
+
+        A head whose pairs fill at least ``DENSE_MIN_FILL`` of the
+        feature-label grid, scoring at least ``DENSE_MIN_ROWS`` rows, adds
+        them from a dense copy of its weights (a vectorised row at a time,
+        the same sums as pair by pair).
+        """
+        F, L = self.n_features, self.n_labels
+        if (X.shape[0] >= DENSE_MIN_ROWS and F * L <= DENSE_MAX_ENTRIES
+                and self.n_pairs >= DENSE_MIN_FILL * F * L):
+            dense = np.zeros((F, L), dtype=np.float32)
+            dense[np.repeat(np.arange(F), np.diff(self.indptr)), self.labels] = self.weights
+            _sparse_head.add_scores_dense(
+                scores, X.indptr, X.indices, X.data, dense, float(scale), n_threads)
+            return
         _sparse_head.add_scores(
             scores, X.indptr, X.indices, X.data, self.indptr, self.labels, self.weights,
             float(scale), n_threads,
