@@ -319,22 +319,14 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     with nogil:
         for q in range(2 * n_parts):
             sums[q] = 0.0
-        if threads == 1:
-            for q in range(n_parts):
-                n_touched[q] = accumulate_rows(
-                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
-                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
-                    indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
-                    &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
-                    n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1])
-        else:
-            for q in prange(n_parts, num_threads=threads, schedule="static"):
-                n_touched[q] = accumulate_rows(
-                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
-                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
-                    indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
-                    &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
-                    n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1])
+        # (one thread: a team of one, which runs on the calling thread)
+        for q in prange(n_parts, num_threads=threads, schedule="static"):
+            n_touched[q] = accumulate_rows(
+                q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
+                indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
+                &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
+                n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1])
         for q in range(n_parts):
             loss_sum += sums[2 * q]
             weight_sum += sums[2 * q + 1]
@@ -349,14 +341,9 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                     touched[0, n] = f
                     n += 1
         # lazy Adam on the pairs the batch reached, a feature's range at a time
-        if threads == 1:
-            for t in range(n):
-                update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
-                               n_parts, a, beta_1, beta_2, K)
-        else:
-            for t in prange(n, num_threads=threads, schedule="guided"):
-                update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
-                               n_parts, a, beta_1, beta_2, K)
+        for t in prange(n, num_threads=threads, schedule="guided"):
+            update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
+                           n_parts, a, beta_1, beta_2, K)
     free(sums)
     free(n_touched)
     return loss_sum, weight_sum
