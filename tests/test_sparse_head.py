@@ -234,15 +234,20 @@ def test_classifier_ranks_by_network_plus_weighted_head():
     np.testing.assert_array_equal(off.output_weights_, clf.output_weights_)
 
 
-def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits():
+def test_auto_weight_is_chosen_on_held_out_rows_of_large_fits(monkeypatch):
+    from sksketch._slide import _trainer
+    from sksketch._slide._inference import HEAD_WEIGHTS as _HEAD_WEIGHTS
+
     X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
                                        random_state=1)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=2).fit(X, Y)
-    from sksketch._slide._inference import HEAD_WEIGHTS as _HEAD_WEIGHTS
-
     assert clf.sparse_head_weight_ in _HEAD_WEIGHTS
     assert clf.t_ == 9000  # one epoch: the held-out tenth never trained on
+    # (16 hidden units add nothing the held-out rows can tell from the head
+    # alone here, and the fit would end after one epoch)
+    monkeypatch.setattr(_trainer, "NETWORK_Z", -np.inf)
     two = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0, n_jobs=2).fit(X, Y)
+    assert two.n_iter_ == 2
     assert two.t_ == 9000 + 10_000  # the held-out rows join the last epoch
     assert two.sparse_head_weight_ in _HEAD_WEIGHTS
     stopping = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0,
@@ -336,17 +341,19 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
     seen, pairs = [], []
 
     def watched(scores):
-        def head_precision_at_1(est, X_val, Y_val, head):
+        def head_hits(est, X_val, Y_val, head):
             assert head is est.sparse_head_
             seen.append(head.weights.copy())
             pairs.append(_pair_keys(head))
-            return scores[len(seen) - 1]
-        return head_precision_at_1
+            return _rows(scores[len(seen) - 1], X_val.shape[0])
+        return head_hits
 
     params = dict(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=1,
                   sparse_head_loss="softmax")
+    monkeypatch.setattr(_trainer, "WITHIN_CHECKS", 1)  # (checks within an epoch: below)
+    monkeypatch.setattr(_trainer, "NETWORK_Z", -np.inf)  # the network trains on
     # checked at the start and after epochs 1 and 2; epochs 3 and 4 leave the head alone
-    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.4]))
+    monkeypatch.setattr(_trainer, "head_hits", watched([0.5, 0.6, 0.4]))
     clf = SLIDEClassifier(**params).fit(X, Y)
     assert len(seen) == 3
     assert not np.array_equal(seen[0], seen[1]) and not np.array_equal(seen[1], seen[2])
@@ -362,7 +369,7 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
     # an improving (or tied) head trains through every epoch; the checks stop
     # before the last one, which trains on the held-out rows too
     seen.clear()
-    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.6, 0.6, 0.7]))
+    monkeypatch.setattr(_trainer, "head_hits", watched([0.5, 0.6, 0.6, 0.7]))
     clf = SLIDEClassifier(**params).fit(X, Y)
     assert len(seen) == 4
     assert not np.array_equal(clf.sparse_head_.weights, seen[3])
@@ -370,7 +377,7 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
     # the start is the best: the Rocchio weights are kept, the head never trains
     seen.clear()
     pairs.clear()
-    monkeypatch.setattr(_trainer, "head_precision_at_1", watched([0.5, 0.4]))
+    monkeypatch.setattr(_trainer, "head_hits", watched([0.5, 0.4]))
     clf = SLIDEClassifier(**params).fit(X, Y)
     np.testing.assert_array_equal(
         clf.sparse_head_.weights[np.isin(_pair_keys(clf.sparse_head_), pairs[0])], seen[0])
@@ -380,6 +387,23 @@ def test_head_stops_on_its_held_out_precision_and_keeps_its_best_weights(monkeyp
     SLIDEClassifier(**params).fit(X[:2000], Y[:2000])
     SLIDEClassifier(**params).partial_fit(X, Y)
     assert seen == []
+
+
+def _rows(share, n):
+    """Held-out hits of a mocked ranking: the first ``share`` of ``n`` rows."""
+    return np.arange(n) < round(share * n)
+
+
+def _ranked(hits, n_rows, alone, per_row):
+    """A mocked mixed_hits' return: ``hits``, with per-row hits if asked for.
+
+    Each ranking hits the first of the ``n_rows`` rows, as many as it
+    counts; each head alone the first ``alone`` rows.
+    """
+    if not per_row:
+        return hits
+    mixed = np.arange(n_rows)[None, :, None] < hits[:, None, :, 0]
+    return hits, (mixed, np.repeat(_rows(alone / n_rows, n_rows)[None], len(hits), axis=0))
 
 
 def _pair_keys(head):
@@ -398,16 +422,18 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     params = dict(hidden_layer_size=16, max_iter=3, random_state=0, n_jobs=2)
     chosen_on = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
         # a tie after the first epoch (both heads kept), the winner ahead after the second
         chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
         if len(chosen_on) == 1:  # (the network alone as good: it trains on)
-            return np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
+            hits = np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
+            return _ranked(hits, X_val.shape[0], X_val.shape[0], per_row)
         hits = _inference.mixed_hits(est, X_val, Y_val, heads, weights)
         hits[[head.loss == winner for head in heads]] += 10**6
         return hits
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
+    monkeypatch.setattr(_trainer, "WITHIN_CHECKS", 1)
     auto = SLIDEClassifier(**params).fit(X, Y)
     # checked on the held-out tenth after the first epoch, where a tie is not
     # decisive, and before the held-out rows join training, where a lead is
@@ -423,7 +449,7 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     # the head kept is the one a fit with that loss trains (the network does
     # not see the heads, and the two share the hold-out and the weight grid),
     # when the network trains on in both (as the mocked ranking had it)
-    monkeypatch.setattr(_trainer.SLIDETrainer, "_check_network", lambda self, hits, n: None)
+    monkeypatch.setattr(_trainer.SLIDETrainer, "_check_network", lambda self, *args: None)
     fixed = SLIDEClassifier(**params, sparse_head_loss=winner).fit(X, Y)
     assert fixed.sparse_head_.loss == winner
     np.testing.assert_array_equal(auto.sparse_head_.weights, fixed.sparse_head_.weights)
@@ -473,7 +499,7 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
                                        random_state=1)
     checks = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
         checks.append([head.loss for head in heads])
         # 60% against 40% of 1000 rows: z about 9
         return np.array([[[600, 1200] if head.loss == "squared_hinge" else [400, 800]]
@@ -546,9 +572,10 @@ def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merg
                                        random_state=2)
     epochs = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
         epochs.append(est.n_iter_)
-        return np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
+        hits = np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
+        return _ranked(hits, X_val.shape[0], X_val.shape[0], per_row)
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=5, random_state=0).fit(X, Y)
@@ -572,6 +599,74 @@ def test_fit_ends_once_neither_the_network_nor_a_head_has_anything_to_add():
     assert clf.sparse_head_weight_ > 1
 
 
+@pytest.mark.parametrize("within, frozen", [(0.55, True), (0.595, False)])
+def test_head_stops_within_the_first_epoch_only_when_clearly_worse(monkeypatch, within, frozen):
+    """A quarter into the first epoch, a head 50 rows worse than its start stops; 5 rows is noise."""
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    n_val, calls, seen = 1000, [], []
+
+    def head_hits(est, X_val, Y_val, head):
+        # the start, then the checks a quarter, a half and three quarters into
+        # the first epoch, then its end
+        calls.append(head.step)
+        seen.append((head.weights.copy(), _pair_keys(head)))
+        return _rows([0.6, within, 0.6, 0.6, 0.6][len(calls) - 1], n_val)
+
+    monkeypatch.setattr(_trainer, "head_hits", head_hits)
+    monkeypatch.setattr(_trainer, "validation_rows", lambda est, X, Y: (X[:n_val], Y[:n_val]))
+    monkeypatch.setattr(_trainer, "NETWORK_Z", -np.inf)  # the network trains on
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0, n_jobs=1,
+                          sparse_head_loss="softmax").fit(X, Y)
+    per_epoch = -(-9000 // 128)
+    quarter = -(-2250 // 128)  # the first batch that ends at or past 2,250 rows
+    assert calls[:2] == [0, quarter]
+    if frozen:
+        # stopped at the quarter, its start weights back (on the pairs it
+        # had: the held-out rows' join at their start); not checked again
+        assert len(calls) == 2
+        weights, keys = seen[0]
+        np.testing.assert_array_equal(
+            clf.sparse_head_.weights[np.isin(_pair_keys(clf.sparse_head_), keys)], weights)
+    else:
+        assert len(calls) == 5 and calls[-1] == per_epoch
+    assert clf.n_iter_ == 2
+
+
+def test_network_check_is_a_paired_comparison_with_the_head_alone():
+    """The network stops after its first epoch when weak alone and its mix is no clear gain."""
+    from sksketch._slide import _trainer
+    from sksketch._slide._inference import HEAD_WEIGHTS
+
+    n, best_w = 1000, 5
+
+    def stopped(gained, lost, net_alone):
+        trainer = _trainer.SLIDETrainer.__new__(_trainer.SLIDETrainer)
+        trainer.heads = [object()]
+        trainer.watches = {id(trainer.heads[0]): None}
+        trainer.network_stopped = False
+        alone = np.zeros((1, n), dtype=bool)
+        alone[0, :500] = True  # the head alone: 500 rows
+        mix = alone[0].copy()
+        mix[500 : 500 + gained] = True
+        mix[:lost] = False
+        mixed = np.repeat(mix[:, None], len(HEAD_WEIGHTS), axis=1)[None]
+        mixed[0, :, :best_w] = False  # the mix's best weight is HEAD_WEIGHTS[best_w]
+        mixed[0, :net_alone, 0] = True  # the network alone (weight 0)
+        hits = mixed.sum(axis=1)
+        trainer._check_network(hits, mixed, alone)
+        return trainer.network_stopped
+
+    assert stopped(0, 0, 300)
+    assert stopped(10, 5, 300)  # z = 1.3
+    assert stopped(14, 6, 300)  # z = 1.8
+    assert not stopped(20, 8, 300)  # z = 2.3: the mix adds, the network trains on
+    assert not stopped(30, 5, 300)  # z = 4.2
+    assert not stopped(0, 0, 480)  # the network alone within noise of the head
+
+
 @pytest.mark.parametrize("network_adds", [False, True])
 def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, network_adds):
     from sksketch._slide import _trainer
@@ -581,18 +676,20 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
     n_val = 1000
     scores = iter([0.5, 0.6, 0.7, 0.8])  # the head improves: it never freezes
 
-    def head_precision_at_1(est, X_val, Y_val, head):
-        return next(scores)
+    def head_hits(est, X_val, Y_val, head):
+        return _rows(next(scores), n_val)
 
-    def mixed_hits(est, X_val, Y_val, heads, weights):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
         # the network alone 20% (weight 0); with the head, as good as the head
-        # alone (600 of 1000 after the first epoch), or better
+        # alone (600 of 1000 after the first epoch), or 50 rows better (a
+        # paired z of 7)
         hits = np.full((len(heads), len(weights), 2), 600 + 50 * network_adds)
         hits[:, 0] = 200
-        return hits
+        return _ranked(hits, n_val, 600, per_row)
 
-    monkeypatch.setattr(_trainer, "head_precision_at_1", head_precision_at_1)
+    monkeypatch.setattr(_trainer, "head_hits", head_hits)
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
+    monkeypatch.setattr(_trainer, "WITHIN_CHECKS", 1)
     monkeypatch.setattr(_trainer, "validation_rows", lambda est, X, Y: (X[:n_val], Y[:n_val]))
     params = dict(hidden_layer_size=16, random_state=0, n_jobs=1, sparse_head_loss="softmax")
     one = SLIDEClassifier(max_iter=1, **params).fit(X, Y)

@@ -229,11 +229,12 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         weight before it, and trains the last epoch on every row (with
         ``early_stopping``, on its validation rows, which stay out); so does
         ``fit`` on 1,000 rows or more with ``sparse_head_loss="auto"``. On
-        fewer rows the weight is 1. After the first epoch, if the head alone
-        ranks the held-out rows as well as every mix and the network alone
-        trails it by more than three standard errors, the network stops
-        training: later epochs train the head alone, and ``fit`` ends (with
-        ``n_iter_`` below ``max_iter``) once the head stops too.
+        fewer rows the weight is 1. After the first epoch, if the network
+        alone trails the head alone by more than three standard errors on
+        the held-out rows and no mix ranks them clearly better than the head
+        alone (by two standard errors of a paired sign test), the network
+        stops training: later epochs train the head alone, and ``fit`` ends
+        (with ``n_iter_`` below ``max_iter``) once the head stops too.
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
     label_cluster_size : int or None, default=None

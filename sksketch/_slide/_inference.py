@@ -23,6 +23,7 @@ __all__ = [
     "choose_head_weight",
     "example_losses",
     "full_scores",
+    "head_hits",
     "head_precision_at_1",
     "hidden",
     "mixed_hits",
@@ -367,20 +368,30 @@ def _chunks(est, X, Y):
         yield X[s : s + chunk], Y[s : s + chunk]
 
 
-def head_precision_at_1(est, X, Y, head=None):
-    """P@1 of a sparse head alone (``sparse_head_`` by default) on the validation rows of (X, Y)."""
+def head_hits(est, X, Y, head=None):
+    """Whether a sparse head alone ranks one of a row's labels first, for the validation rows of (X, Y).
+
+    The head is ``sparse_head_`` by default; a bool array, one entry per row
+    of :func:`validation_rows`.
+    """
     head = est.sparse_head_ if head is None else head
     X, Y = validation_rows(est, X, Y)
-    if X.shape[0] == 0:
-        return 0.0
-    hits = 0
+    hits = np.zeros(X.shape[0], dtype=bool)
     n_threads = predict_threads(est, X.shape[0])
+    start = 0
     for Xc, Yc in _chunks(est, X, Y):
         scores = np.zeros((Xc.shape[0], len(est.classes_)), dtype=np.float32)
         head.add_scores(scores, Xc, 1.0, n_threads)
         top = np.argmax(scores, axis=1)
-        hits += np.count_nonzero(np.asarray(Yc[np.arange(Xc.shape[0]), top]))
-    return hits / X.shape[0]
+        hits[start : start + Xc.shape[0]] = np.asarray(Yc[np.arange(Xc.shape[0]), top]).ravel()
+        start += Xc.shape[0]
+    return hits
+
+
+def head_precision_at_1(est, X, Y, head=None):
+    """P@1 of a sparse head alone (``sparse_head_`` by default) on the validation rows of (X, Y)."""
+    hits = head_hits(est, X, Y, head)
+    return float(hits.mean()) if hits.size else 0.0
 
 
 def _top_hits(base, terms, weights, Y, k, n_threads):
@@ -395,7 +406,7 @@ def _top_hits(base, terms, weights, Y, k, n_threads):
     return np.asarray(Y[rows, top.ravel()]).reshape(top.shape) != 0
 
 
-def mixed_hits(est, X, Y, heads, weights):
+def mixed_hits(est, X, Y, heads, weights, per_row=False):
     """Hits of the network plus each weight times each head on the validation rows of (X, Y).
 
     Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
@@ -404,22 +415,48 @@ def mixed_hits(est, X, Y, heads, weights):
     2)``: ``[..., 0]`` the rows whose top label is one of theirs (P@1 times
     the row count), ``[..., 1]`` the labels of theirs among each row's top
     ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count).
+
+    With ``per_row``, also which rows each ranking gets right at 1: a pair
+    ``(mixed, alone)`` of bool arrays, ``mixed`` of shape ``(len(heads),
+    n_rows, len(weights))``, ``alone`` of shape ``(len(heads), n_rows)``
+    for each head ranking alone (the network breaking no ties), for paired
+    comparisons of the rankings on the same rows.
     """
     X, Y = validation_rows(est, X, Y)
     k = min(TOP_K, len(est.classes_))
     hits = np.zeros((len(heads), len(weights), 2), dtype=np.int64)
     n_threads = predict_threads(est, X.shape[0])
     weights = np.asarray(weights, dtype=np.float32)
+    mixed, alone = [], []
     for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         scores = np.empty_like(net)
+        mixed_c, alone_c = [], []
         for h, head in enumerate(heads):
             scores.fill(0)
             head.add_scores(scores, Xc, 1.0, n_threads)
             hit = _top_hits(net, scores, weights, Yc, k, n_threads)
             hits[h, :, 0] += hit[:, :, 0].sum(axis=0)
             hits[h, :, 1] += hit.sum(axis=(0, 2))
-    return hits
+            if per_row:
+                mixed_c.append(hit[:, :, 0])
+                # the head alone: its scores plus nothing times the network's
+                alone_c.append(_top_hits(scores, net, _ZERO, Yc, 1, n_threads)[:, 0, 0])
+        mixed.append(mixed_c)
+        alone.append(alone_c)
+    if not per_row:
+        return hits
+    n_heads = len(heads)
+    if not mixed or not mixed[0]:
+        return hits, (np.zeros((n_heads, 0, len(weights)), dtype=bool),
+                      np.zeros((n_heads, 0), dtype=bool))
+    return hits, (
+        np.stack([np.concatenate([m[h] for m in mixed]) for h in range(n_heads)]),
+        np.stack([np.concatenate([a[h] for a in alone]) for h in range(n_heads)]),
+    )
+
+
+_ZERO = np.zeros(1, dtype=np.float32)
 
 
 def best_head_weight(hits):
