@@ -601,7 +601,7 @@ def test_fit_ends_once_neither_the_network_nor_a_head_has_anything_to_add():
 
 @pytest.mark.parametrize("within, frozen", [(0.55, True), (0.595, False)])
 def test_head_stops_within_the_first_epoch_only_when_clearly_worse(monkeypatch, within, frozen):
-    """A quarter into the first epoch, a head 50 rows worse than its start stops; 5 rows is noise."""
+    """A quarter into the first epoch, a head 50 rows worse than its start stops; 5 is noise."""
     from sksketch._slide import _trainer
 
     X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,

@@ -369,7 +369,7 @@ def _chunks(est, X, Y):
 
 
 def head_hits(est, X, Y, head=None):
-    """Whether a sparse head alone ranks one of a row's labels first, for the validation rows of (X, Y).
+    """Whether a sparse head alone ranks a row's own label first, per validation row of (X, Y).
 
     The head is ``sparse_head_`` by default; a bool array, one entry per row
     of :func:`validation_rows`.
