@@ -464,23 +464,51 @@ SKS_AVX2 static void adam_bf16_moments_avx2(float *w, sks_bf16 *m, sks_bf16 *v, 
 SKS_AVX2 static void srp_accum_avx2(const int32_t *indices, const float *values, sks_idx nnz,
                                      uint64_t base, int n_words, float *acc)
 {
-    const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    /* A word's 64 sums stay in eight registers while its non-zeros are added
+       (in non-zero order, as the other paths add them). Lane l of block k
+       takes bit 8k + l of the word: shifted to bit 31, it flips the sign of
+       -x to +x, exactly as the other paths choose between x and -x. */
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i sh0 = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
+    const __m256i sh1 = _mm256_sub_epi32(sh0, _mm256_set1_epi32(8));
+    const __m256i sh2 = _mm256_sub_epi32(sh0, _mm256_set1_epi32(16));
+    const __m256i sh3 = _mm256_sub_epi32(sh0, _mm256_set1_epi32(24));
     sks_idx p;
-    int w, k;
-    for (p = 0; p < nnz; p++) {
-        __m256 px = _mm256_set1_ps(values[p]), nx = _mm256_set1_ps(-values[p]);
-        for (w = 0; w < n_words; w++) {
+    int w;
+#define SKS_SRP_ADD(a, half, sh)                                                         \
+    a = _mm256_add_ps(a, _mm256_xor_ps(nx, _mm256_castsi256_ps(_mm256_and_si256(        \
+            _mm256_sllv_epi32(half, sh), sign))))
+    for (w = 0; w < n_words; w++) {
+        float *out = acc + 64 * w;
+        __m256 a0 = _mm256_loadu_ps(out), a1 = _mm256_loadu_ps(out + 8);
+        __m256 a2 = _mm256_loadu_ps(out + 16), a3 = _mm256_loadu_ps(out + 24);
+        __m256 a4 = _mm256_loadu_ps(out + 32), a5 = _mm256_loadu_ps(out + 40);
+        __m256 a6 = _mm256_loadu_ps(out + 48), a7 = _mm256_loadu_ps(out + 56);
+        for (p = 0; p < nnz; p++) {
             uint64_t bits = sks_mix64(base + (uint64_t)indices[p] * (uint64_t)n_words
                                       + (uint64_t)w);
-            float *out = acc + 64 * w;
-            for (k = 0; k < 8; k++) {
-                __m256i byte = _mm256_set1_epi32((int)((bits >> (8 * k)) & 255u));
-                __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(byte, lane_bits), lane_bits);
-                __m256 v = _mm256_blendv_ps(nx, px, _mm256_castsi256_ps(on));
-                _mm256_storeu_ps(out + 8 * k, _mm256_add_ps(_mm256_loadu_ps(out + 8 * k), v));
-            }
+            __m256 nx = _mm256_set1_ps(-values[p]);
+            __m256i lo = _mm256_set1_epi32((int)(uint32_t)bits);
+            __m256i hi = _mm256_set1_epi32((int)(uint32_t)(bits >> 32));
+            SKS_SRP_ADD(a0, lo, sh0);
+            SKS_SRP_ADD(a1, lo, sh1);
+            SKS_SRP_ADD(a2, lo, sh2);
+            SKS_SRP_ADD(a3, lo, sh3);
+            SKS_SRP_ADD(a4, hi, sh0);
+            SKS_SRP_ADD(a5, hi, sh1);
+            SKS_SRP_ADD(a6, hi, sh2);
+            SKS_SRP_ADD(a7, hi, sh3);
         }
+        _mm256_storeu_ps(out, a0);
+        _mm256_storeu_ps(out + 8, a1);
+        _mm256_storeu_ps(out + 16, a2);
+        _mm256_storeu_ps(out + 24, a3);
+        _mm256_storeu_ps(out + 32, a4);
+        _mm256_storeu_ps(out + 40, a5);
+        _mm256_storeu_ps(out + 48, a6);
+        _mm256_storeu_ps(out + 56, a7);
     }
+#undef SKS_SRP_ADD
 }
 
 const sks_kernels sks_kernels_avx2 = {
