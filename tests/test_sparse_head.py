@@ -2,6 +2,7 @@
 
 import pickle
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -394,16 +395,14 @@ def _rows(share, n):
     return np.arange(n) < round(share * n)
 
 
-def _ranked(hits, n_rows, alone, per_row):
+def _ranked(hits, n_rows, per_row):
     """A mocked mixed_hits' return: ``hits``, with per-row hits if asked for.
 
-    Each ranking hits the first of the ``n_rows`` rows, as many as it
-    counts; each head alone the first ``alone`` rows.
+    Each ranking hits the first of the ``n_rows`` rows, as many as it counts.
     """
     if not per_row:
         return hits
-    mixed = np.arange(n_rows)[None, :, None] < hits[:, None, :, 0]
-    return hits, (mixed, np.repeat(_rows(alone / n_rows, n_rows)[None], len(hits), axis=0))
+    return hits, np.arange(n_rows)[None, :, None] < hits[:, None, :, 0]
 
 
 def _pair_keys(head):
@@ -427,7 +426,7 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
         chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
         if len(chosen_on) == 1:  # (the network alone as good: it trains on)
             hits = np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
-            return _ranked(hits, X_val.shape[0], X_val.shape[0], per_row)
+            return _ranked(hits, X_val.shape[0], per_row)
         hits = _inference.mixed_hits(est, X_val, Y_val, heads, weights)
         hits[[head.loss == winner for head in heads]] += 10**6
         return hits
@@ -575,7 +574,7 @@ def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merg
     def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
         epochs.append(est.n_iter_)
         hits = np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
-        return _ranked(hits, X_val.shape[0], X_val.shape[0], per_row)
+        return _ranked(hits, X_val.shape[0], per_row)
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=5, random_state=0).fit(X, Y)
@@ -643,20 +642,20 @@ def test_network_check_is_a_paired_comparison_with_the_head_alone():
     n, best_w = 1000, 5
 
     def stopped(gained, lost, net_alone):
+        alone = np.zeros(n, dtype=bool)
+        alone[:500] = True  # the head alone (its watch's best): 500 rows
         trainer = _trainer.SLIDETrainer.__new__(_trainer.SLIDETrainer)
         trainer.heads = [object()]
-        trainer.watches = {id(trainer.heads[0]): None}
+        trainer.watches = {id(trainer.heads[0]): SimpleNamespace(best_rows=alone)}
         trainer.network_stopped = False
-        alone = np.zeros((1, n), dtype=bool)
-        alone[0, :500] = True  # the head alone: 500 rows
-        mix = alone[0].copy()
+        mix = alone.copy()
         mix[500 : 500 + gained] = True
         mix[:lost] = False
         mixed = np.repeat(mix[:, None], len(HEAD_WEIGHTS), axis=1)[None]
         mixed[0, :, :best_w] = False  # the mix's best weight is HEAD_WEIGHTS[best_w]
         mixed[0, :net_alone, 0] = True  # the network alone (weight 0)
         hits = mixed.sum(axis=1)
-        trainer._check_network(hits, mixed, alone)
+        trainer._check_network(hits, mixed)
         return trainer.network_stopped
 
     assert stopped(0, 0, 300)
@@ -685,7 +684,7 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
         # paired z of 7)
         hits = np.full((len(heads), len(weights), 2), 600 + 50 * network_adds)
         hits[:, 0] = 200
-        return _ranked(hits, n_val, 600, per_row)
+        return _ranked(hits, n_val, per_row)  # (the head alone: head_hits' 600 rows)
 
     monkeypatch.setattr(_trainer, "head_hits", head_hits)
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)

@@ -24,7 +24,6 @@ __all__ = [
     "example_losses",
     "full_scores",
     "head_hits",
-    "head_precision_at_1",
     "hidden",
     "mixed_hits",
     "precision_at_1",
@@ -388,12 +387,6 @@ def head_hits(est, X, Y, head=None):
     return hits
 
 
-def head_precision_at_1(est, X, Y, head=None):
-    """P@1 of a sparse head alone (``sparse_head_`` by default) on the validation rows of (X, Y)."""
-    hits = head_hits(est, X, Y, head)
-    return float(hits.mean()) if hits.size else 0.0
-
-
 def _top_hits(base, terms, weights, Y, k, n_threads):
     """Which of each row's top `k` labels by ``base + w * terms``, for each weight, are its own.
 
@@ -416,47 +409,34 @@ def mixed_hits(est, X, Y, heads, weights, per_row=False):
     the row count), ``[..., 1]`` the labels of theirs among each row's top
     ``TOP_K`` (``P@TOP_K`` times ``TOP_K`` times the row count).
 
-    With ``per_row``, also which rows each ranking gets right at 1: a pair
-    ``(mixed, alone)`` of bool arrays, ``mixed`` of shape ``(len(heads),
-    n_rows, len(weights))``, ``alone`` of shape ``(len(heads), n_rows)``
-    for each head ranking alone (the network breaking no ties), for paired
-    comparisons of the rankings on the same rows.
+    With ``per_row``, also which rows each mix gets right at 1, a bool array
+    of shape ``(len(heads), n_rows, len(weights))`` in the rows' order of
+    :func:`head_hits`, for paired comparisons on the same rows.
     """
     X, Y = validation_rows(est, X, Y)
     k = min(TOP_K, len(est.classes_))
     hits = np.zeros((len(heads), len(weights), 2), dtype=np.int64)
     n_threads = predict_threads(est, X.shape[0])
     weights = np.asarray(weights, dtype=np.float32)
-    mixed, alone = [], []
+    mixed = []
     for Xc, Yc in _chunks(est, X, Y):
         net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
         scores = np.empty_like(net)
-        mixed_c, alone_c = [], []
+        mixed_c = []
         for h, head in enumerate(heads):
             scores.fill(0)
             head.add_scores(scores, Xc, 1.0, n_threads)
             hit = _top_hits(net, scores, weights, Yc, k, n_threads)
             hits[h, :, 0] += hit[:, :, 0].sum(axis=0)
             hits[h, :, 1] += hit.sum(axis=(0, 2))
-            if per_row:
-                mixed_c.append(hit[:, :, 0])
-                # the head alone: its scores plus nothing times the network's
-                alone_c.append(_top_hits(scores, net, _ZERO, Yc, 1, n_threads)[:, 0, 0])
+            mixed_c.append(hit[:, :, 0])
         mixed.append(mixed_c)
-        alone.append(alone_c)
     if not per_row:
         return hits
-    n_heads = len(heads)
-    if not mixed or not mixed[0]:
-        return hits, (np.zeros((n_heads, 0, len(weights)), dtype=bool),
-                      np.zeros((n_heads, 0), dtype=bool))
-    return hits, (
-        np.stack([np.concatenate([m[h] for m in mixed]) for h in range(n_heads)]),
-        np.stack([np.concatenate([a[h] for a in alone]) for h in range(n_heads)]),
-    )
-
-
-_ZERO = np.zeros(1, dtype=np.float32)
+    if not mixed:
+        return hits, np.zeros((len(heads), 0, len(weights)), dtype=bool)
+    return hits, np.stack(
+        [np.concatenate([m[h] for m in mixed]) for h in range(len(heads))])
 
 
 def best_head_weight(hits):

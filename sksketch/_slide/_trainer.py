@@ -82,6 +82,19 @@ NETWORK_Z = 2.0
 WITHIN_CHECKS = 4
 
 
+def paired_lead(a, b):
+    """How many more rows ranking `a` gets right than `b`, and its standard error.
+
+    `a` and `b` say, row by row on the same rows, whether each ranking got
+    the row right; the rows both get right or wrong say nothing of which is
+    better (a paired sign test): the lead is ``gained - lost`` over the rows
+    where they disagree, its standard error ``sqrt(gained + lost)``.
+    """
+    gained = int(np.sum(a & ~b))
+    lost = int(np.sum(b & ~a))
+    return gained - lost, float(np.sqrt(gained + lost))
+
+
 def _uniform32(rng, bound, shape):
     """``rng.uniform(-bound, bound, shape).astype(float32)``, drawn in chunks.
 
@@ -332,8 +345,8 @@ class SLIDETrainer:
                     hits = mixed_hits(est, X_val, Y_val, self.heads, self._weights(),
                                       per_row=check)
                     if check:
-                        hits, rows = hits
-                        self._check_network(hits[..., 0], *rows)
+                        hits, mixed = hits
+                        self._check_network(hits[..., 0], mixed)
                     self.ranked = (list(self.heads), hits)
                     if two:
                         data["loss_chosen"] = self._choose_loss(
@@ -425,12 +438,13 @@ class SLIDETrainer:
         est = self.est
         return HEAD_WEIGHTS if est.sparse_head_weight == "auto" else (est.sparse_head_weight_,)
 
-    def _check_network(self, hits, mixed, alone):
+    def _check_network(self, hits, mixed):
         """Stop training the network if no mix with it ranks better than the head alone.
 
         ``hits`` are :func:`mixed_hits` at 1 (``[..., 0]``) of ``self.heads``
         on the held-out rows it ranks, after the first epoch, at every weight
-        of the grid; ``mixed`` and ``alone`` its rows (``per_row``). Two
+        of the grid, and ``mixed`` their rows (``per_row``); each head alone
+        ranks as its watch last measured it (its best weights). Two
         conditions stop the network. It is a weak expert: alone it trails
         the best head alone by more than ``DROP_Z`` standard errors (not a
         comparable one whose mix could pay once both train on). And the best
@@ -448,18 +462,18 @@ class SLIDETrainer:
         Bibtex and Delicious the network alone is within noise of the head
         (56% against 58%, 63% against 63%) and it trains on.
         """
-        n_rows = alone.shape[1]
         best = int(np.argmax(hits.max(axis=1)))
-        if n_rows == 0 or id(self.heads[best]) not in self.watches:
+        watch = self.watches.get(id(self.heads[best]))
+        if watch is None or watch.best_rows is None or watch.best_rows.size == 0:
             return
-        head = int(alone[best].sum())
-        p_net, p_head = hits[best, 0] / n_rows, head / n_rows  # HEAD_WEIGHTS[0] is 0
+        alone = watch.best_rows
+        n_rows = alone.shape[0]
+        p_net, p_head = hits[best, 0] / n_rows, alone.sum() / n_rows  # HEAD_WEIGHTS[0] is 0
         se = np.sqrt((p_net * (1 - p_net) + p_head * (1 - p_head)) / n_rows)
-        mix = mixed[best][:, int(np.argmax(hits[best]))]
-        gained = int(np.sum(mix & ~alone[best]))
-        lost = int(np.sum(alone[best] & ~mix))
-        if (p_head - p_net > DROP_Z * max(se, 1e-12)
-                and gained - lost <= NETWORK_Z * np.sqrt(gained + lost)):
+        if p_head - p_net <= DROP_Z * max(se, 1e-12):
+            return
+        lead, lead_se = paired_lead(mixed[best][:, int(np.argmax(hits[best]))], alone)
+        if lead <= NETWORK_Z * lead_se:
             self.network_stopped = True
 
     def _choose_loss(self, X_val, Y_val, final=True, all_hits=None):
@@ -692,8 +706,11 @@ class SLIDETrainer:
         est, rng, ws = self.est, self.rng, self.workspace
         self.ranked = None
         uses_lsh = est._plan().uses_lsh
+        def training(head):
+            return id(head) not in self.watches or not self.watches[id(head)].frozen
+
         heads = [(h, sc) for h, sc in zip(self.heads, self.head_scratch or [], strict=True)
-                 if id(h) not in self.watches or not self.watches[id(h)].frozen]
+                 if training(h)]
         within = {"every": -(-X.shape[0] // WITHIN_CHECKS), "rows": 0}
         within["next"] = within["every"] if val is not None else X.shape[0]
 
@@ -705,8 +722,7 @@ class SLIDETrainer:
             for h, _ in heads:
                 if id(h) in self.watches:
                     self.watches[id(h)].check_within(est, *val)
-            heads[:] = [(h, sc) for h, sc in heads
-                        if id(h) not in self.watches or not self.watches[id(h)].frozen]
+            heads[:] = [(h, sc) for h, sc in heads if training(h)]
 
         def train_head(head, scratch, batch, weights, n_threads):
             return head.train_batch(
@@ -830,14 +846,12 @@ class HeadWatch:
         """
         if self.frozen or self.best_rows is None:
             return
-        rows = head_hits(est, X_val, Y_val, self.head)
-        gained = int(np.sum(rows & ~self.best_rows))
-        lost = int(np.sum(self.best_rows & ~rows))
-        if lost - gained > DROP_Z * np.sqrt(gained + lost):
+        lead, se = paired_lead(self.best_rows, head_hits(est, X_val, Y_val, self.head))
+        if lead > DROP_Z * se:
             self._freeze()
 
     def _freeze(self):
+        # (best_rows stay: they are the rows of the weights restored)
         self.head.weights[...] = self.snapshot
         self.frozen = True
         self.snapshot = None
-        self.best_rows = None
