@@ -12,8 +12,10 @@ from sklearn.preprocessing import normalize
 import sksketch
 from sksketch import SLIDEClassifier
 from sksketch._slide._sparse_head import (
+    DAMPED_EPSILON,
     INIT_LOGIT,
     LEARNING_RATE,
+    LOSSES,
     SparseLabelHead,
     pairs_per_feature,
 )
@@ -433,6 +435,9 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
 
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     monkeypatch.setattr(_trainer, "WITHIN_CHECKS", 1)
+    # one head per loss (the damped softmax head is test_auto_loss_keeps_the_
+    # better_of_the_damped_and_undamped_softmax_heads')
+    monkeypatch.setattr(_trainer, "AUTO_HEADS", (LOSSES, (False, False)))
     auto = SLIDEClassifier(**params).fit(X, Y)
     # checked on the held-out tenth after the first epoch, where a tie is not
     # decisive, and before the held-out rows join training, where a lead is
@@ -507,10 +512,80 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
     monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=2,
                           sparse_head_weight=1.0).fit(X, Y)
-    assert checks == [["softmax", "squared_hinge"]]  # decided after the first epoch
+    # decided after the first epoch (both softmax heads, damped or not, trail)
+    assert checks == [["softmax", "softmax", "squared_hinge"]]
     assert clf.sparse_head_.loss == "squared_hinge"
     per_epoch = -(-9000 // 128)
     assert clf.sparse_head_.step >= 2 * per_epoch  # the kept head trained on
+
+
+@pytest.mark.parametrize("damped_hits", [700, 800, 900])
+def test_auto_loss_keeps_the_better_of_the_damped_and_undamped_softmax_heads(
+        monkeypatch, damped_hits):
+    """Both softmax heads train until DAMPING_EPOCHS; the better one alone held out stays."""
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    checks, watched = [], []
+
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
+        checks.append([(head.loss, head.damped) for head in heads])
+        # the squared hinge far behind after the first epoch (dropped), the
+        # softmax heads level: the mix does not tell them apart
+        hits = np.array([[[200, 400] if head.loss == "squared_hinge" else [800, 900]]
+                         for head in heads])
+        return _ranked(hits, X_val.shape[0], per_row)
+
+    def head_hits(est, X_val, Y_val, head):
+        # alone, the undamped head ranks 800 of the 1000 held-out rows first
+        watched.append((head.loss, head.damped))
+        n = damped_hits if head.damped else 800
+        return np.arange(X_val.shape[0]) < (n if head.loss == "softmax" else 100)
+
+    monkeypatch.setattr(_trainer, "mixed_hits", mixed_hits)
+    monkeypatch.setattr(_trainer, "head_hits", head_hits)
+    monkeypatch.setattr(_trainer, "WITHIN_CHECKS", 1)
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=4, random_state=0, n_jobs=2,
+                          sparse_head_weight=1.0).fit(X, Y)
+    # the mixes ranked after the first epoch only: the three candidates (one
+    # head is left for the last epoch without the held-out rows)
+    assert checks == [[("softmax", False), ("softmax", True), ("squared_hinge", False)]]
+    assert watched.count(("squared_hinge", False)) == 2
+    # each head watched before training and after each epoch it trained in,
+    # the damped one no more after the second epoch if it lost (a tie keeps
+    # the undamped head)
+    assert watched.count(("softmax", True)) == (4 if damped_hits > 800 else 3)
+    assert watched.count(("softmax", False)) == (3 if damped_hits > 800 else 4)
+    assert clf.sparse_head_.loss == "softmax"
+    assert clf.sparse_head_.damped == (damped_hits > 800)
+    per_epoch = -(-9000 // 128)
+    assert clf.sparse_head_.step == 3 * per_epoch + -(-10_000 // 128)
+
+
+def test_damped_head_takes_adam_steps_with_its_own_epsilon():
+    X, Y = _problem()
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000,
+                                      ("softmax",), (True,))
+    ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000)
+    assert head.damped and not ref.damped
+    rows = np.arange(16, dtype=np.int64)
+    weights = np.ones(16, np.float32)
+    expected, _, _ = _reference_step(ref, X, Y, rows, weights, eps=DAMPED_EPSILON / 16)
+    head.train_batch(X, Y, rows, weights, head.scratch(), 0.9, 0.999, 1e-8)
+    np.testing.assert_allclose(_dense(head), expected, rtol=1e-4, atol=1e-5)
+    # (the damping is visible: with epsilon 1e-8 the step differs)
+    ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000)
+    plain, _, _ = _reference_step(ref, X, Y, rows, weights)
+    assert not np.allclose(plain, expected, rtol=1e-4, atol=1e-5)
+    # and it is part of the head's state
+    copy = pickle.loads(pickle.dumps(head))
+    assert copy.damped
+    state = head.__getstate__()
+    del state["damped"]  # a head saved before there were damped heads
+    old = SparseLabelHead.__new__(SparseLabelHead)
+    old.__setstate__(state)
+    assert old.damped is False
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

@@ -124,9 +124,10 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         # feature marks and touched list, per-label scores and marks
         training_buffers += 4 * pairs + P * (4 * pairs + 5 * F + 9 * L)
         if est.sparse_head_loss == "auto":
-            # the second head fit trains while it chooses the loss: its
-            # weights, moments and snapshot, and its own scratch
-            training_buffers += 16 * pairs + P * (4 * pairs + 5 * F + 9 * L)
+            # the other two candidate heads train while it chooses the loss
+            # and the softmax head's damping: their weights, moments and
+            # snapshots, and their own scratch
+            training_buffers += 2 * (16 * pairs + P * (4 * pairs + 5 * F + 9 * L))
     if clusters:
         # per part: the cluster head's pair gradients, feature marks and
         # touched list, per-cluster scores and marks
