@@ -531,9 +531,11 @@ class SLIDETrainer:
         after every epoch.) Each head is scored at every weight
         ``sparse_head_weight="auto"`` may choose (at the set weight
         otherwise), mixed with the network's logits as the classifier ranks;
-        ties go to the softmax head. The other head is dropped, before the
-        final call only if it trails by more than ``DROP_Z`` standard
-        errors; a final call also sets ``sparse_head_weight_`` (``"auto"``)
+        ties go to the softmax head. The other heads are dropped; before the
+        final call only those of another loss than the best's, and only if
+        they trail it by more than ``DROP_Z`` standard errors (the two
+        softmax heads wait for :meth:`_choose_damping`). A final call also
+        sets ``sparse_head_weight_`` (``"auto"``)
         to the kept head's best weight. Returns whether it did (a final call).
         """
         est = self.est
@@ -548,11 +550,11 @@ class SLIDETrainer:
             se = np.sqrt((p * (1 - p) + p[best] * (1 - p[best])) / n)
             trails = p[best] - p > DROP_Z * np.maximum(se, 1e-12)
             same_loss = np.array([h.loss == self.heads[best].loss for h in self.heads])
-            # a head of another loss goes once it clearly trails; the damped
-            # and undamped heads of one loss stay to the final call (the
-            # damped one leads early by construction: on the generated
-            # confusable problem by 2.9 points of P@1 after one epoch, and
-            # trails by 2.8 after four)
+            # a head of another loss than the best's goes once it clearly
+            # trails; the damped and undamped heads of the best's loss both
+            # stay for _choose_damping (the damped one leads early: on the
+            # generated confusable problem by 2.9 points of P@1 after one
+            # epoch, and trails by 2.8 after four)
             keep = ~trails | same_loss
             if keep.all():
                 return False
