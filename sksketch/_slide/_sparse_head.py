@@ -215,7 +215,8 @@ class SparseLabelHead:
         """One Adam step on rows ``rows`` of (X, Y); returns (loss sum, weight sum).
 
         The batch's parts run on up to ``n_threads`` threads; the step does
-        not depend on how many.
+        not depend on how many. A damped head takes its own epsilon,
+        ``DAMPED_EPSILON / len(rows)``, instead of ``epsilon``.
         """
         self.step += 1
         grad_scale = 1.0 / max(len(rows), 1)

@@ -495,29 +495,33 @@ class SLIDETrainer:
             self.network_stopped = True
 
     def _choose_damping(self):
-        """Of two candidate heads of one loss, keep the better held out alone.
+        """Of the candidate heads of one loss, keep the better held out alone.
 
         They differ only in :attr:`SparseLabelHead.damped`; each one's
         :class:`HeadWatch` has its best held-out P@1 so far. A tie keeps the
         undamped head.
         """
-        drop = set()
-        for i, head in enumerate(self.heads):
-            for other in self.heads[i + 1:]:
-                if other.loss != head.loss or id(head) not in self.watches or (
-                        id(other) not in self.watches):
-                    continue
-                a, b = self.watches[id(head)].best, self.watches[id(other)].best
-                worse = other if (a > b or (a == b and not head.damped)) else head
-                drop.add(id(worse))
-        if not drop:
+        by_loss = {}
+        for head in self.heads:
+            if id(head) in self.watches:
+                by_loss.setdefault(head.loss, []).append(head)
+        best = {id(max(group, key=lambda h: (self.watches[id(h)].best, not h.damped)))
+                for group in by_loss.values()}
+        self._keep_heads([id(h) not in self.watches or id(h) in best for h in self.heads])
+
+    def _keep_heads(self, keep):
+        """Drop the heads (with their scratch and watches) whose ``keep`` entry is false.
+
+        ``sparse_head_`` moves to the first head kept if it was dropped.
+        """
+        if all(keep):
             return
-        keep = [id(h) not in drop for h in self.heads]
         self.heads = [h for h, k in zip(self.heads, keep, strict=True) if k]
         if self.head_scratch:
             self.head_scratch = [sc for sc, k in zip(self.head_scratch, keep, strict=True) if k]
-        self.watches = {k: w for k, w in self.watches.items() if k not in drop}
-        if self.est.sparse_head_ is not None and id(self.est.sparse_head_) in drop:
+        kept = {id(h) for h in self.heads}
+        self.watches = {k: w for k, w in self.watches.items() if k in kept}
+        if self.est.sparse_head_ is not None and id(self.est.sparse_head_) not in kept:
             self.est.sparse_head_ = self.heads[0]
 
     def _choose_loss(self, X_val, Y_val, final=True, all_hits=None):
@@ -558,13 +562,8 @@ class SLIDETrainer:
             keep = ~trails | same_loss
             if keep.all():
                 return False
-        head = self.heads[best]
-        est.sparse_head_ = head
-        self.heads = [h for h, k in zip(self.heads, keep, strict=True) if k]
-        if self.head_scratch:
-            self.head_scratch = [sc for sc, k in zip(self.head_scratch, keep, strict=True) if k]
-        kept = {id(h) for h in self.heads}
-        self.watches = {k: w for k, w in self.watches.items() if k in kept}
+        est.sparse_head_ = self.heads[best]
+        self._keep_heads(list(keep))
         if final and est.sparse_head_weight == "auto":
             est.sparse_head_weight_ = best_head_weight(all_hits[best])
         if final:
