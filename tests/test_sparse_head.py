@@ -864,3 +864,50 @@ def test_dense_scoring_adds_the_same_bits_as_pair_by_pair(monkeypatch, n_threads
     monkeypatch.setattr(module, "DENSE_MIN_FILL", 1.01)
     head.add_scores(start, X, 0.75, n_threads)
     assert calls == [1]
+
+
+def _dense_top1_hits(head, X, Y):
+    # the reference: numpy's argmax of each row's dense head scores
+    scores = np.zeros((X.shape[0], head.n_labels), dtype=np.float32)
+    head.add_scores(scores, X, 1.0, 1)
+    top = np.argmax(scores, axis=1)
+    return np.asarray(Y[np.arange(X.shape[0]), top]).ravel() != 0
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("case", ["trained", "negative", "ties", "all_reached", "nan"])
+def test_top1_hits_is_the_argmax_of_the_dense_scores(n_threads, case):
+    from sksketch._kernels import _sparse_head
+
+    X, Y = _problem(n=300, d=40, L=30, seed=3)
+    X, Y = canonical_rows(X), sp.csr_matrix(Y, dtype=np.float32)
+    labeled = np.flatnonzero(np.diff(Y.indptr) > 0)
+    X, Y = X[labeled], Y[labeled]
+    if case == "all_reached":  # a feature every row has, paired with every label
+        X = sp.hstack([sp.csr_matrix(np.ones((X.shape[0], 1), np.float32)), X], format="csr")
+        X = canonical_rows(X)
+    Y.indptr, Y.indices = Y.indptr.astype(np.int32), Y.indices.astype(np.int32)
+    cap = 30 if case == "all_reached" else 5
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap)
+    rng = np.random.default_rng(0)
+    if case in ("trained", "all_reached"):
+        head.weights[:] = rng.standard_normal(head.n_pairs)
+    elif case == "negative":  # every reached label below the unreached ones' 0
+        head.weights[:] = -rng.random(head.n_pairs) - 0.1
+    elif case == "ties":  # equal scores: the lowest label id wins
+        head.weights[:] = np.round(rng.standard_normal(head.n_pairs))
+        X.data[:] = 1.0
+    else:
+        head.weights[:] = rng.standard_normal(head.n_pairs)
+        head.weights[::7] = np.nan
+    if case == "all_reached":
+        assert _mask(head)[0].all()
+    L, T = head.n_labels, n_threads
+    hits = np.zeros(X.shape[0], dtype=np.uint8)
+    mark = np.zeros((T, L), dtype=np.uint8)
+    _sparse_head.top1_hits(X.indptr, X.indices, X.data, Y.indptr, Y.indices, head.indptr,
+                           head.labels, head.weights, hits, np.empty((T, L), np.float32),
+                           mark, np.empty((T, L), np.int32), n_threads)
+    np.testing.assert_array_equal(hits.astype(bool), _dense_top1_hits(head, X, Y))
+    assert not mark.any()  # the marks are left as zeros
+    assert 0 < hits.sum() < hits.size

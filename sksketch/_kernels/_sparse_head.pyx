@@ -21,7 +21,7 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport INFINITY, exp, expf, fabs, fabsf, log, sqrt
+from libc.math cimport INFINITY, exp, expf, fabs, fabsf, log, log1p, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memset
@@ -58,6 +58,83 @@ def add_scores(float[:, ::1] scores,
                 xv = X_data[p] * inv
                 scatter_axpy(&scores[i, 0], &labels[0], &weights[0], indptr[f], indptr[f + 1],
                              xv)
+
+
+cdef inline bint _first_higher(float v, int32_t j, float best, int32_t at) noexcept nogil:
+    """Whether label j scoring v comes before label ``at`` scoring ``best`` in
+    ``numpy.argmax``'s order: the higher value (NaN above all), then the lower id."""
+    if best != best:
+        return v != v and j < at
+    if v != v:
+        return True
+    return v > best or (v == best and j < at)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def top1_hits(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+              const float[::1] X_data,
+              const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+              const int64_t[::1] indptr, const int32_t[::1] labels,
+              const float[::1] weights, uint8_t[::1] hits,
+              float[:, ::1] acc, uint8_t[:, ::1] label_mark, int32_t[:, ::1] reached,
+              int n_threads):
+    """``hits[i]``: whether row i's top label by the head alone is one of its labels in Y.
+
+    The top label is ``numpy.argmax`` of the row of :func:`add_scores` (scale
+    1, from zeros): the same sums in the same order, over the labels the
+    row reaches, and the first of the rest (which score 0) if it comes
+    before them; no dense row of ``n_labels`` scores is written or read.
+    Scratch, one row per thread (``acc.shape[0] >= n_threads``): ``acc``
+    and ``reached`` of ``n_labels`` entries, ``label_mark`` zeros (left as
+    zeros).
+    """
+    cdef Py_ssize_t n_labels = acc.shape[1], i, p, t, n_reached, tid
+    cdef int64_t k
+    cdef int32_t f, j, top
+    cdef float xv, inv, mx
+    cdef float* a
+    cdef uint8_t* mark
+    cdef int32_t* seen
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        a = &acc[tid, 0]
+        mark = &label_mark[tid, 0]
+        seen = &reached[tid, 0]
+        for i in prange(hits.shape[0], schedule="static"):
+            inv = inv_row_norm(X_indptr, X_data, i)
+            n_reached = 0
+            for p in range(X_indptr[i], X_indptr[i + 1]):
+                f = X_indices[p]
+                xv = X_data[p] * inv
+                for k in range(indptr[f], indptr[f + 1]):
+                    j = labels[k]
+                    if not mark[j]:
+                        mark[j] = 1
+                        a[j] = 0.0
+                        seen[n_reached] = j
+                        n_reached = n_reached + 1
+                    a[j] = a[j] + xv * weights[k]
+            top = 0
+            mx = -INFINITY
+            if n_reached < n_labels:
+                # the first label the row does not reach, scoring 0
+                j = 0
+                while mark[j]:
+                    j = j + 1
+                top = j
+                mx = 0.0
+            for t in range(n_reached):
+                j = seen[t]
+                if (n_reached == n_labels and t == 0) or _first_higher(a[j], j, mx, top):
+                    mx = a[j]
+                    top = j
+            hits[i] = 0
+            for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                if Y_indices[p] == top:
+                    hits[i] = 1
+            for t in range(n_reached):
+                mark[seen[t]] = 0
 
 
 @cython.boundscheck(False)
@@ -112,39 +189,50 @@ cdef inline void scatter_axpy(float* out, const int32_t* labels, const float* we
 @cython.wraparound(False)
 @cython.cdivision(True)
 cdef inline void softmax_gradients(float* acc, const int32_t* reached, const uint8_t* label_mark,
-                                   const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+                                   float* vals, const int32_t[::1] Y_indptr,
+                                   const int32_t[::1] Y_indices,
                                    int64_t i, Py_ssize_t n_reached, int32_t n_labels,
                                    double n_true, float w, float grad_scale,
-                                   double* loss_sum, double* weight_sum) noexcept nogil:
+                                   double* loss_sum, double* weight_sum,
+                                   const sks_kernels* K) noexcept nogil:
     """Softmax cross-entropy over all labels of row i: its loss, and in ``acc`` the
-    gradients ``w * grad_scale * (p_j - t_j)`` of the labels it reaches."""
+    gradients ``w * grad_scale * (p_j - t_j)`` of the labels it reaches.
+
+    The reached labels' scores are copied to ``vals`` (scratch of
+    ``n_labels``) and go through the variant's vectorised softmax; the
+    ``n_labels - n_reached`` labels the row does not reach score 0 and join
+    the partition function after it: ``log Z = logaddexp(lse_reached,
+    log(n_labels - n_reached))``.
+    """
     cdef Py_ssize_t t, p
     cdef int32_t j
-    cdef double mx, z, loss, inv_z
+    cdef double lse, c, scale
     cdef double s_true = 0.0
     for p in range(Y_indptr[i], Y_indptr[i + 1]):
         j = Y_indices[p]
         if label_mark[j]:
             s_true += acc[j]
-    # softmax over all labels: the unreached ones score 0
-    mx = 0.0 if n_reached < n_labels else acc[reached[0]]
-    for t in range(n_reached):
-        if acc[reached[t]] > mx:
-            mx = acc[reached[t]]
-    # exp(s_j - max) once per reached label, kept in acc
-    z = (n_labels - n_reached) * exp(-mx)
-    for t in range(n_reached):
-        j = reached[t]
-        acc[j] = expf(<float>(acc[j] - mx))
-        z += acc[j]
-    loss = mx + log(z) - s_true / n_true
-    loss_sum[0] += w * loss
     weight_sum[0] += w
-    # logit gradients w * grad_scale * (p_j - t_j), in acc
-    inv_z = 1.0 / z
+    if n_reached == 0:
+        # every label scores 0: nothing to move
+        loss_sum[0] += w * (log(<double>n_labels) - s_true / n_true)
+        return
     for t in range(n_reached):
-        j = reached[t]
-        acc[j] = <float>(acc[j] * inv_z)
+        vals[t] = acc[reached[t]]
+    lse = K.softmax(vals, n_reached, vals)
+    scale = 1.0
+    if n_reached < n_labels:
+        c = log(<double>(n_labels - n_reached))
+        if lse >= c:
+            scale = 1.0 / (1.0 + exp(c - lse))
+            lse = lse + log1p(exp(c - lse))
+        else:
+            scale = exp(lse - c) / (1.0 + exp(lse - c))
+            lse = c + log1p(exp(lse - c))
+    loss_sum[0] += w * (lse - s_true / n_true)
+    # logit gradients w * grad_scale * (p_j - t_j), in acc
+    for t in range(n_reached):
+        acc[reached[t]] = <float>(vals[t] * scale)
     for p in range(Y_indptr[i], Y_indptr[i + 1]):
         j = Y_indices[p]
         if label_mark[j]:
@@ -163,9 +251,9 @@ cdef Py_ssize_t accumulate_rows(
         const int64_t[::1] rows, const float[::1] row_weights,
         const int64_t[::1] indptr, const int32_t[::1] labels, const float[::1] weights,
         float* grad, uint8_t* feature_mark, int32_t* touched,
-        float* acc, uint8_t* label_mark, int32_t* reached,
+        float* acc, uint8_t* label_mark, int32_t* reached, float* vals,
         int32_t n_labels, float grad_scale, int loss_kind,
-        double* loss_sum, double* weight_sum) noexcept nogil:
+        double* loss_sum, double* weight_sum, const sks_kernels* K) noexcept nogil:
     """The loss gradients of rows ``rows[lo:hi]`` added to ``grad``, in row order.
 
     The features these rows touch are marked in ``feature_mark`` and listed
@@ -227,8 +315,8 @@ cdef Py_ssize_t accumulate_rows(
             loss_sum[0] += w * loss
             weight_sum[0] += w
         else:
-            softmax_gradients(acc, reached, label_mark, Y_indptr, Y_indices, i, n_reached,
-                              n_labels, n_true, w, grad_scale, loss_sum, weight_sum)
+            softmax_gradients(acc, reached, label_mark, vals, Y_indptr, Y_indices, i, n_reached,
+                              n_labels, n_true, w, grad_scale, loss_sum, weight_sum, K)
         # pair gradients x_f * g_j; a feature's pairs are one range
         for p in range(X_indptr[i], X_indptr[i + 1]):
             f = X_indices[p]
@@ -275,7 +363,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 float[::1] weights, float[::1] m, float[::1] v,
                 float[:, ::1] grad, uint8_t[:, ::1] feature_mark, int32_t[:, ::1] touched,
                 float[:, ::1] acc, uint8_t[:, ::1] label_mark, int32_t[:, ::1] reached,
-                int32_t n_labels, float grad_scale,
+                float[:, ::1] vals, int32_t n_labels, float grad_scale,
                 double lr, double beta_1, double beta_2, double epsilon, int64_t step,
                 int loss_kind, int n_threads=1):
     """One Adam step of the head's loss on a batch of rows.
@@ -295,8 +383,8 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     gradient is then ``grad[0] + grad[1] + ... + grad[P - 1]``, summed in
     that order. The step therefore depends on ``P``, never on the thread
     count. Scratch, one row per part: ``grad`` (zeros) of the pairs' size,
-    ``feature_mark`` (zeros) and ``touched`` of the features' size, ``acc``
-    and ``label_mark`` (zeros) and ``reached`` of size ``n_labels``;
+    ``feature_mark`` (zeros) and ``touched`` of the features' size, ``acc``,
+    ``label_mark`` (zeros), ``reached`` and ``vals`` of size ``n_labels``;
     ``grad``, ``feature_mark`` and ``label_mark`` are left as zeros.
 
     Returns the weighted sum of the rows' losses (for the squared hinge,
@@ -325,8 +413,8 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
                 X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
                 indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
-                &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
-                n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1])
+                &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0], &vals[q, 0],
+                n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1], K)
         for q in range(n_parts):
             loss_sum += sums[2 * q]
             weight_sum += sums[2 * q + 1]

@@ -371,20 +371,22 @@ def head_hits(est, X, Y, head=None):
     """Whether a sparse head alone ranks a row's own label first, per validation row of (X, Y).
 
     The head is ``sparse_head_`` by default; a bool array, one entry per row
-    of :func:`validation_rows`.
+    of :func:`validation_rows`. (The head's top label of each row, as the
+    argmax of its dense row of scores, found from the labels the row
+    reaches alone.)
     """
     head = est.sparse_head_ if head is None else head
     X, Y = validation_rows(est, X, Y)
-    hits = np.zeros(X.shape[0], dtype=bool)
+    hits = np.zeros(X.shape[0], dtype=np.uint8)
     n_threads = predict_threads(est, X.shape[0])
-    start = 0
-    for Xc, Yc in _chunks(est, X, Y):
-        scores = np.zeros((Xc.shape[0], len(est.classes_)), dtype=np.float32)
-        head.add_scores(scores, Xc, 1.0, n_threads)
-        top = np.argmax(scores, axis=1)
-        hits[start : start + Xc.shape[0]] = np.asarray(Yc[np.arange(Xc.shape[0]), top]).ravel()
-        start += Xc.shape[0]
-    return hits
+    if X.shape[0]:
+        L = head.n_labels
+        _sparse_head.top1_hits(
+            X.indptr, X.indices, X.data, Y.indptr, Y.indices,
+            head.indptr, head.labels, head.weights, hits,
+            np.empty((n_threads, L), dtype=np.float32), np.zeros((n_threads, L), dtype=np.uint8),
+            np.empty((n_threads, L), dtype=np.int32), n_threads)
+    return hits.astype(bool)
 
 
 def _top_hits(base, terms, weights, Y, k, n_threads):

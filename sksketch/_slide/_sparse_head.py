@@ -208,6 +208,7 @@ class SparseLabelHead:
             "acc": np.zeros((P, self.n_labels), dtype=np.float32),
             "label_mark": np.zeros((P, self.n_labels), dtype=np.uint8),
             "reached": np.empty((P, self.n_labels), dtype=np.int32),
+            "vals": np.empty((P, self.n_labels), dtype=np.float32),
         }
 
     def train_batch(self, X, Y, rows, row_weights, scratch, beta_1, beta_2, epsilon,
@@ -226,7 +227,7 @@ class SparseLabelHead:
             X.indptr, X.indices, X.data, Y.indptr, Y.indices,
             rows, row_weights, self.indptr, self.labels, self.weights, self.m, self.v,
             scratch["grad"], scratch["feature_mark"], scratch["touched"],
-            scratch["acc"], scratch["label_mark"], scratch["reached"],
+            scratch["acc"], scratch["label_mark"], scratch["reached"], scratch["vals"],
             self.n_labels, grad_scale,
             LEARNING_RATE, beta_1, beta_2, epsilon, self.step, LOSSES.index(self.loss),
             int(n_threads),
