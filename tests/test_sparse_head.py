@@ -423,7 +423,7 @@ def test_auto_loss_trains_both_heads_and_keeps_the_better_on_held_out_rows(monke
     params = dict(hidden_layer_size=16, max_iter=3, random_state=0, n_jobs=2)
     chosen_on = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False, net_cache=None):
         # a tie after the first epoch (both heads kept), the winner ahead after the second
         chosen_on.append([(head.loss, X_val.shape[0], head.step) for head in heads])
         if len(chosen_on) == 1:  # (the network alone as good: it trains on)
@@ -503,7 +503,7 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
                                        random_state=1)
     checks = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False, net_cache=None):
         checks.append([head.loss for head in heads])
         # 60% against 40% of 1000 rows: z about 9
         return np.array([[[600, 1200] if head.loss == "squared_hinge" else [400, 800]]
@@ -529,7 +529,7 @@ def test_auto_loss_keeps_the_better_of_the_damped_and_undamped_softmax_heads(
                                        random_state=1)
     checks, watched = [], []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False, net_cache=None):
         checks.append([(head.loss, head.damped) for head in heads])
         # the squared hinge far behind after the first epoch (dropped), the
         # softmax heads level: the mix does not tell them apart
@@ -646,7 +646,7 @@ def test_auto_loss_ranks_held_out_rows_after_the_first_epoch_and_before_the_merg
                                        random_state=2)
     epochs = []
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False, net_cache=None):
         epochs.append(est.n_iter_)
         hits = np.full((len(heads), len(weights), 2), X_val.shape[0], dtype=np.int64)
         return _ranked(hits, X_val.shape[0], per_row)
@@ -753,7 +753,7 @@ def test_network_stops_training_when_no_mix_beats_the_head_alone(monkeypatch, ne
     def head_hits(est, X_val, Y_val, head):
         return _rows(next(scores), n_val)
 
-    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False):
+    def mixed_hits(est, X_val, Y_val, heads, weights, per_row=False, net_cache=None):
         # the network alone 20% (weight 0); with the head, as good as the head
         # alone (600 of 1000 after the first epoch), or 50 rows better (a
         # paired z of 7)
@@ -911,3 +911,56 @@ def test_top1_hits_is_the_argmax_of_the_dense_scores(n_threads, case):
     np.testing.assert_array_equal(hits.astype(bool), _dense_top1_hits(head, X, Y))
     assert not mark.any()  # the marks are left as zeros
     assert 0 < hits.sum() < hits.size
+
+
+@pytest.mark.parametrize("n_labels", [3, 40, 700])
+def test_kept_network_logits_rank_as_every_label_does(monkeypatch, n_labels):
+    """mixed_hits on kept logits (the network no longer training) gives the same hits."""
+    from sksketch._slide import _inference
+
+    X, Y = make_extreme_classification(n_samples=900, n_features=200, n_labels=n_labels,
+                                       random_state=4)
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0).fit(X, Y)
+    Xc, Yc = canonical_rows(X[:600]), sp.csr_matrix(Y[:600], dtype=np.float32)
+    Yc.indptr, Yc.indices = Yc.indptr.astype(np.int32), Yc.indices.astype(np.int32)
+    monkeypatch.setattr(_inference, "ranked_rows", lambda n: 500)
+    monkeypatch.setattr(_inference, "_chunks", lambda est, X, Y: (
+        (X[s:s + 64], Y[s:s + 64]) for s in range(0, X.shape[0], 64)))
+    heads = SparseLabelHead.from_data(Xc, Yc, np.ones(600, np.float32), 4,
+                                      ("softmax", "squared_hinge"), (False, False))
+    rng = np.random.default_rng(0)
+    for head in heads:
+        head.weights[:] = rng.standard_normal(head.n_pairs)
+    # rounded logits: ties among the labels the heads do not reach
+    clf.output_weights_[:] = np.round(clf.output_weights_)
+    weights = (0.0, 0.5, 4.0)
+    cache = {}
+    want, want_rows = _inference.mixed_hits(clf, Xc, Yc, heads, weights, per_row=True,
+                                            net_cache=cache)
+    assert "chunks" in cache and len(cache["chunks"]) == 8
+    if n_labels == 700:  # a few of the labels each row does not reach are kept
+        assert cache["entries"] < 500 * n_labels // 2
+    for head in heads:  # the heads train on; the network does not
+        head.weights[:] = rng.standard_normal(head.n_pairs)
+    want, want_rows = _inference.mixed_hits(clf, Xc, Yc, heads, weights, per_row=True)
+    monkeypatch.setattr(_inference, "full_scores", None)  # never called
+    got, got_rows = _inference.mixed_hits(clf, Xc, Yc, heads, weights, per_row=True,
+                                          net_cache=cache)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_rows, want_rows)
+
+
+def test_kept_network_logits_stop_past_their_budget(monkeypatch):
+    from sksketch._slide import _inference
+
+    X, Y = make_extreme_classification(n_samples=400, n_features=100, n_labels=50,
+                                       random_state=1)
+    clf = SLIDEClassifier(hidden_layer_size=8, max_iter=1, random_state=0).fit(X, Y)
+    Xc, Yc = canonical_rows(X), sp.csr_matrix(Y, dtype=np.float32)
+    Yc.indptr, Yc.indices = Yc.indptr.astype(np.int32), Yc.indices.astype(np.int32)
+    monkeypatch.setattr(_inference, "NET_CACHE_ENTRIES", 100)
+    cache = {}
+    want = _inference.mixed_hits(clf, Xc, Yc, [clf.sparse_head_], (0.0, 1.0), net_cache=cache)
+    assert cache == {"skip": True}
+    got = _inference.mixed_hits(clf, Xc, Yc, [clf.sparse_head_], (0.0, 1.0), net_cache=cache)
+    np.testing.assert_array_equal(got, want)  # scored in full again

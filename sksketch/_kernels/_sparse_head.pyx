@@ -1040,3 +1040,62 @@ def upper_envelope(const double[::1] slope, const double[::1] icpt):
     if m > 1:
         breaks[:-1] = (hc[:-1] - hc[1:]) / (hs[1:] - hs[:-1])
     return hs, hc, breaks
+
+
+# --------------------------------------------------------------------- kept logits
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def kept_logit_counts(const float[:, ::1] net, const float[:, ::1] reach, Py_ssize_t k,
+                      float[::1] kth, int64_t[::1] counts, int n_threads):
+    """Per row i: ``kth[i]``, the ``k``-th largest ``net[i, j]`` over the labels
+    with ``reach[i, j] == 0`` (counting ties; -inf if there are fewer than k),
+    and ``counts[i]``, how many labels have ``reach[i, j] != 0`` or
+    ``net[i, j] >= kth[i]`` (those :func:`kept_logits` writes). ``k >= 1``."""
+    cdef Py_ssize_t i, j, r, n_best, n_labels = net.shape[1]
+    cdef int64_t n
+    cdef float v, bar
+    cdef float* best
+    with nogil, parallel(num_threads=n_threads):
+        best = <float*>malloc(k * sizeof(float))  # each thread's k best so far
+        for i in prange(net.shape[0], schedule="static"):
+            n_best = 0
+            for j in range(n_labels):
+                if reach[i, j] != 0:
+                    continue
+                v = net[i, j]
+                if n_best < k or v > best[k - 1]:
+                    r = n_best if n_best < k else k - 1
+                    while r > 0 and best[r - 1] < v:
+                        best[r] = best[r - 1]
+                        r = r - 1
+                    best[r] = v
+                    if n_best < k:
+                        n_best = n_best + 1
+            bar = best[k - 1] if n_best == k else -INFINITY
+            n = 0
+            for j in range(n_labels):
+                if reach[i, j] != 0 or net[i, j] >= bar:
+                    n = n + 1
+            kth[i] = bar
+            counts[i] = n
+        free(best)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def kept_logits(const float[:, ::1] net, const float[:, ::1] reach, const float[::1] kth,
+                const int64_t[::1] indptr, int32_t[::1] cols, float[::1] values,
+                int n_threads):
+    """Write the labels :func:`kept_logit_counts` counted, row i's at
+    ``indptr[i]:indptr[i + 1]`` of ``cols``, by id, and their logits in ``values``."""
+    cdef Py_ssize_t i, j, n_labels = net.shape[1]
+    cdef int64_t q
+    with nogil:
+        for i in prange(net.shape[0], num_threads=n_threads, schedule="static"):
+            q = indptr[i]
+            for j in range(n_labels):
+                if reach[i, j] != 0 or net[i, j] >= kth[i]:
+                    cols[q] = <int32_t>j
+                    values[q] = net[i, j]
+                    q = q + 1

@@ -36,6 +36,10 @@ __all__ = [
 
 # Weights of the sparse head's logits that sparse_head_weight="auto" tries.
 HEAD_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# The most network logits (4 bytes each, with two 4-byte indices) mixed_hits
+# keeps for later rankings of the same rows once the network stops: 48 MB.
+# WordNet nouns needs 2.8 million (4,266 rows reach 650 of 15,728 labels each).
+NET_CACHE_ENTRIES = 1 << 22
 # the rank held-out rankings count labels down to (see best_head_weight)
 TOP_K = 3
 # label_cluster_weight="auto" keeps the clusters' term only where it beats
@@ -401,7 +405,51 @@ def _top_hits(base, terms, weights, Y, k, n_threads):
     return np.asarray(Y[rows, top.ravel()]).reshape(top.shape) != 0
 
 
-def mixed_hits(est, X, Y, heads, weights, per_row=False):
+def _reach(heads, X, n_labels, n_threads):
+    """Non-zero where any of `heads` reaches a label from a row of X: float32 (rows, labels)."""
+    reach = np.zeros((X.shape[0], n_labels), dtype=np.float32)
+    data = np.abs(X.data).astype(np.float32, copy=False)
+    for head in heads:
+        _sparse_head.add_scores(
+            reach, X.indptr, X.indices, data, head.indptr, head.labels,
+            np.ones(head.labels.shape[0], dtype=np.float32), 1.0, n_threads)
+    return reach
+
+
+def _keep_logits(cache, net, reach, k, n_threads):
+    """Keep in `cache` the logits of ``net`` a later :func:`mixed_hits` needs.
+
+    Those of the labels the heads reach, and of the labels tied with or
+    above each row's ``k``-th best of the others: a mix ranks the rest by
+    the network alone, below those. Stops keeping (``cache["skip"]``) past
+    ``NET_CACHE_ENTRIES`` entries.
+    """
+    if cache.get("skip"):
+        return
+    kth = np.empty(net.shape[0], dtype=np.float32)
+    counts = np.empty(net.shape[0], dtype=np.int64)
+    _sparse_head.kept_logit_counts(net, reach, k, kth, counts, n_threads)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    cache["entries"] = cache.get("entries", 0) + int(indptr[-1])
+    if cache["entries"] > NET_CACHE_ENTRIES:
+        cache.clear()
+        cache["skip"] = True
+        return
+    cols = np.empty(indptr[-1], dtype=np.int32)
+    values = np.empty(indptr[-1], dtype=np.float32)
+    _sparse_head.kept_logits(net, reach, kth, indptr, cols, values, n_threads)
+    cache.setdefault("chunks", []).append((indptr, cols, values))
+
+
+def _kept_logits(cache, c, n_rows, n_labels):
+    """Chunk c's network logits from `cache`, the others at -inf."""
+    indptr, cols, values = cache["chunks"][c]
+    net = np.full((n_rows, n_labels), -np.inf, dtype=np.float32)
+    net[np.repeat(np.arange(n_rows), np.diff(indptr)), cols] = values
+    return net
+
+
+def mixed_hits(est, X, Y, heads, weights, per_row=False, net_cache=None):
     """Hits of the network plus each weight times each head on the validation rows of (X, Y).
 
     Ranks at most ``max(250, 2**26 / n_labels)`` rows, in chunks of rows whose
@@ -414,15 +462,30 @@ def mixed_hits(est, X, Y, heads, weights, per_row=False):
     With ``per_row``, also which rows each mix gets right at 1, a bool array
     of shape ``(len(heads), n_rows, len(weights))`` in the rows' order of
     :func:`head_hits`, for paired comparisons on the same rows.
+
+    ``net_cache``, a dict, keeps the network's logits for later calls on
+    the same rows while the network does not train: an empty one is filled
+    with those that can rank (see :func:`_keep_logits`; the labels the
+    heads reach and each row's best few of the others, the heads' pairs
+    staying as they are), a filled one is read instead of scoring every
+    label of every row. The hits are the same.
     """
     X, Y = validation_rows(est, X, Y)
     k = min(TOP_K, len(est.classes_))
+    L = len(est.classes_)
     hits = np.zeros((len(heads), len(weights), 2), dtype=np.int64)
     n_threads = predict_threads(est, X.shape[0])
     weights = np.asarray(weights, dtype=np.float32)
+    cached = net_cache is not None and "chunks" in net_cache and not net_cache.get("skip")
+    keep = net_cache is not None and not cached and not net_cache.get("skip")
     mixed = []
-    for Xc, Yc in _chunks(est, X, Y):
-        net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
+    for c, (Xc, Yc) in enumerate(_chunks(est, X, Y)):
+        if cached:
+            net = _kept_logits(net_cache, c, Xc.shape[0], L)
+        else:
+            net = np.ascontiguousarray(full_scores(est, hidden(est, Xc)))
+            if keep:
+                _keep_logits(net_cache, net, _reach(heads, Xc, L, n_threads), k, n_threads)
         scores = np.empty_like(net)
         mixed_c = []
         for h, head in enumerate(heads):
@@ -456,16 +519,16 @@ def best_head_weight(hits):
     return float(HEAD_WEIGHTS[int(np.argmax(score))])
 
 
-def choose_head_weight(est, X, Y):
+def choose_head_weight(est, X, Y, net_cache=None):
     """Set ``sparse_head_weight_`` to the grid weight ranking (X, Y) best.
 
     Best by P@1 + P@3, ties to the smaller weight (see :func:`best_head_weight`). Does nothing for
     a model without a head (one first fitted with ``sparse_head=False``) or
-    without labelled rows.
+    without labelled rows. ``net_cache`` is :func:`mixed_hits`'s.
     """
     if est._training_head() is None or validation_rows(est, X, Y)[0].shape[0] == 0:
         return
-    hits = mixed_hits(est, X, Y, [est.sparse_head_], HEAD_WEIGHTS)[0]
+    hits = mixed_hits(est, X, Y, [est.sparse_head_], HEAD_WEIGHTS, net_cache=net_cache)[0]
     est.sparse_head_weight_ = best_head_weight(hits)
     choose_cluster_weight(est, X, Y)
 

@@ -248,6 +248,9 @@ class SLIDETrainer:
         self.network_stopped = False
         # the last held-out ranking, (heads, hits), until training moves a weight
         self.ranked = None
+        # the held-out network logits later rankings read once the network
+        # stopped (mixed_hits's net_cache), else None
+        self.net_cache = None
 
     # ------------------------------------------------------------ the call
 
@@ -341,7 +344,7 @@ class SLIDETrainer:
             data["epoch"] += 1
             if merge and data["epoch"] == est.max_iter:
                 if auto_weight and not data["loss_chosen"]:
-                    choose_head_weight(est, X_val, Y_val)
+                    choose_head_weight(est, X_val, Y_val, net_cache=self.net_cache)
                 data.update(X=X_all, Y=Y_all, weight=weight_all, weight_chosen=True)
                 self._extend_heads(X_all, Y_all, weight_all)
                 start_sampler()
@@ -360,11 +363,16 @@ class SLIDETrainer:
                 two = len(self.heads) > 1 and (final or first)
                 if two or (first and auto_weight and self.watches):
                     check = first and auto_weight
+                    # (the logits of a network that stops here are kept for
+                    # the rankings after it)
+                    cache = {} if check else None
                     hits = mixed_hits(est, X_val, Y_val, self.heads, self._weights(),
-                                      per_row=check)
+                                      per_row=check, net_cache=cache)
                     if check:
                         hits, mixed = hits
                         self._check_network(hits[..., 0], mixed)
+                        if self.network_stopped and not cache.get("skip"):
+                            self.net_cache = cache
                     self.ranked = (list(self.heads), hits)
                     if two:
                         data["loss_chosen"] = self._choose_loss(
@@ -379,7 +387,7 @@ class SLIDETrainer:
         def score_validation():
             # early stopping: the head's weight is chosen on the same rows
             if auto_weight:
-                choose_head_weight(est, X_val, Y_val)
+                choose_head_weight(est, X_val, Y_val, net_cache=self.net_cache)
             return precision_at_1(est, X_val, Y_val)
 
         start_sampler()
@@ -408,7 +416,7 @@ class SLIDETrainer:
                     data["weight_chosen"]):
                 hits = self._ranked_hits()
                 if hits is None:
-                    choose_head_weight(est, X_val, Y_val)
+                    choose_head_weight(est, X_val, Y_val, net_cache=self.net_cache)
                 else:
                     est.sparse_head_weight_ = best_head_weight(hits[0])
                     choose_cluster_weight(est, X_val, Y_val)
@@ -544,7 +552,8 @@ class SLIDETrainer:
         """
         est = self.est
         if all_hits is None:
-            all_hits = mixed_hits(est, X_val, Y_val, self.heads, self._weights())
+            all_hits = mixed_hits(est, X_val, Y_val, self.heads, self._weights(),
+                                  net_cache=self.net_cache)
         hits = all_hits[..., 0].max(axis=1)  # the heads by P@1
         best = int(np.argmax(hits))
         keep = np.arange(len(hits)) == best
