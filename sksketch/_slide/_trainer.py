@@ -538,9 +538,10 @@ class SLIDETrainer:
         A fit that trains one head per loss (``sparse_head_loss="auto"``)
         calls this after its first epoch, after the last epoch trained
         without the held-out rows (``final``) and at the end of the call.
-        (Each call ranks the held-out rows with every label's network score:
-        on 670,000 labels, about as long as a tenth of an epoch; hence not
-        after every epoch.) Each head is scored at every weight
+        (Each call ranks the held-out rows with every label's network score,
+        on 670,000 labels about as long as a tenth of an epoch, hence not
+        after every epoch; once the network stopped, from the logits the
+        first call kept, ``net_cache``.) Each head is scored at every weight
         ``sparse_head_weight="auto"`` may choose (at the set weight
         otherwise), mixed with the network's logits as the classifier ranks;
         ties go to the softmax head. The other heads are dropped; before the
