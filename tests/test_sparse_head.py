@@ -169,12 +169,19 @@ def _dense_moments(head):
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
 @pytest.mark.parametrize("cap", [2, 1000])  # with cap 2, some true labels are unreached
-def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads):
+# pair by pair, or from the dense copy of the pairs (heads that fill much of the grid)
+@pytest.mark.parametrize("dense", [False, True])
+def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads, dense,
+                                                           monkeypatch):
+    from sksketch._slide import _sparse_head as module
+
+    monkeypatch.setattr(module, "DENSE_MIN_FILL", 0.0 if dense else 2.0)
     X, Y = _problem()
     head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
     ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
     rng = np.random.default_rng(3)
     scratch = head.scratch()
+    assert ("dense_w" in scratch) == dense
     for _ in range(3):
         rows = rng.choice(X.shape[0], 16, replace=False).astype(np.int64)
         rows[0] = 5  # the row without labels
@@ -187,13 +194,35 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads)
         assert weight == pytest.approx(weight_ref, rel=1e-6)
         # the reference continues from the kernel's state (float32 moments)
         ref.weights[:], ref.m[:], ref.v[:] = head.weights, head.m, head.v
+        if dense:  # the dense copy follows the weights
+            np.testing.assert_array_equal(scratch["dense_w"], _dense(head).astype(np.float32))
     assert not scratch["grad"].any() and not scratch["feature_mark"].any()
     assert not scratch["label_mark"].any()
+    if dense:
+        assert not scratch["dense_grad"].any()
+        # weights set from outside the scratch: the next step reads them
+        head.weights = ref.weights.copy() * 0.5
+        other, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (head.loss,))
+        other.weights, other.m, other.v, other.step = (
+            head.weights.copy(), head.m.copy(), head.v.copy(), head.step)
+        monkeypatch.setattr(module, "DENSE_MIN_FILL", 2.0)
+        rows = rng.choice(X.shape[0], 16, replace=False).astype(np.int64)
+        weights = np.ones(16, np.float32)
+        got = head.train_batch(X, Y, rows, weights, scratch, 0.9, 0.999, 1e-8, n_threads)
+        want = other.train_batch(X, Y, rows, weights, other.scratch(), 0.9, 0.999, 1e-8,
+                                 n_threads)
+        assert got[0] == pytest.approx(want[0], rel=1e-5)
+        np.testing.assert_allclose(head.weights, other.weights, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
 @pytest.mark.parametrize("batch", [1, 2, 7, 64])  # parts of 0 rows, of uneven sizes
-def test_train_batch_takes_the_same_step_on_any_number_of_threads(loss, batch):
+@pytest.mark.parametrize("dense", [False, True])
+def test_train_batch_takes_the_same_step_on_any_number_of_threads(loss, batch, dense,
+                                                                  monkeypatch):
+    from sksketch._slide import _sparse_head as module
+
+    monkeypatch.setattr(module, "DENSE_MIN_FILL", 0.0 if dense else 2.0)
     X, Y = make_extreme_classification(n_samples=400, n_features=120, n_labels=90,
                                        random_state=4)
     X, Y = sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y, dtype=np.float32)

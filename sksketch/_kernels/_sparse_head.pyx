@@ -334,6 +334,121 @@ cdef Py_ssize_t accumulate_rows(
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+@cython.cdivision(True)
+cdef Py_ssize_t accumulate_rows_dense(
+        Py_ssize_t lo, Py_ssize_t hi,
+        const int32_t[::1] X_indptr, const int32_t[::1] X_indices, const float[::1] X_data,
+        const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
+        const int64_t[::1] rows, const float[::1] row_weights,
+        const float* W, const uint8_t* M, float* G,
+        uint8_t* feature_mark, int32_t* touched, float* acc, uint8_t* label_mark, float* vals,
+        Py_ssize_t n_labels, float grad_scale, int loss_kind,
+        double* loss_sum, double* weight_sum, const sks_kernels* K) noexcept nogil:
+    """:func:`accumulate_rows` on the head's dense copy: ``W`` and ``M`` hold each
+    feature's row of pair weights and pair marks over all labels (0 where
+    there is no pair), ``G`` receives the gradients of those rows.
+
+    A row's scores are whole-label-row axpys (the labels it does not reach
+    score 0 there too), its softmax runs over all labels, and its gradient
+    goes to each of its features' rows of ``G`` in one axpy (the labels
+    without a pair of the feature are dropped when Adam reads ``G``). The
+    squared hinge counts the labels the row reaches, as pair by pair.
+    """
+    cdef Py_ssize_t b, p, j, L = n_labels, n_touched = 0
+    cdef int64_t i
+    cdef int32_t f
+    cdef float inv, w
+    cdef double loss, n_true, mk, s_true, lse
+    for b in range(lo, hi):
+        i = rows[b]
+        w = row_weights[b]
+        n_true = Y_indptr[i + 1] - Y_indptr[i]
+        if n_true == 0:
+            continue
+        inv = inv_row_norm(X_indptr, X_data, i)
+        memset(acc, 0, L * sizeof(float))
+        for p in range(X_indptr[i], X_indptr[i + 1]):
+            K.axpy(X_data[p] * inv, &W[X_indices[p] * L], acc, L)
+        if loss_kind == 1:
+            # the labels the row reaches (1) and, among them, its own (2)
+            for p in range(X_indptr[i], X_indptr[i + 1]):
+                f = X_indices[p]
+                for j in range(L):
+                    label_mark[j] |= M[f * L + j]
+            for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                j = Y_indices[p]
+                if label_mark[j]:
+                    label_mark[j] = 2
+            loss = n_true
+            for j in range(L):
+                if label_mark[j] == 2:
+                    loss -= 1.0
+                    mk = 1.0 - acc[j]
+                    vals[j] = <float>(-2.0 * mk * w * grad_scale) if mk > 0.0 else 0.0
+                elif label_mark[j] == 1:
+                    mk = 1.0 + acc[j]
+                    vals[j] = <float>(2.0 * mk * w * grad_scale) if mk > 0.0 else 0.0
+                else:
+                    mk = 0.0
+                    vals[j] = 0.0
+                if mk > 0.0:
+                    loss += mk * mk
+                label_mark[j] = 0
+            loss_sum[0] += w * loss
+            weight_sum[0] += w
+        else:
+            s_true = 0.0
+            for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                s_true += acc[Y_indices[p]]
+            lse = K.softmax(acc, L, vals)
+            loss_sum[0] += w * (lse - s_true / n_true)
+            weight_sum[0] += w
+            for p in range(Y_indptr[i], Y_indptr[i + 1]):
+                vals[Y_indices[p]] -= <float>(1.0 / n_true)
+            for j in range(L):
+                vals[j] *= w * grad_scale
+        for p in range(X_indptr[i], X_indptr[i + 1]):
+            f = X_indices[p]
+            if not feature_mark[f]:
+                feature_mark[f] = 1
+                touched[n_touched] = f
+                n_touched += 1
+            K.axpy(X_data[p] * inv, vals, &G[f * L], L)
+    return n_touched
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline void update_feature_dense(int32_t f, const int64_t[::1] indptr,
+                                      const int32_t[::1] labels, float[:, ::1] grad,
+                                      float[:, :, ::1] G, float[:, ::1] W,
+                                      uint8_t[:, ::1] feature_mark, float[::1] weights,
+                                      float[::1] m, float[::1] v, Py_ssize_t n_parts,
+                                      AdamStep a, double beta_1, double beta_2,
+                                      const sks_kernels* K) noexcept nogil:
+    """:func:`update_feature` reading the pairs' gradients from the parts' dense
+    rows of ``G`` (summed in part order, then zeroed), and writing the new
+    weights back to the dense copy ``W``."""
+    cdef Py_ssize_t q, k, lo = indptr[f], hi = indptr[f + 1], L = W.shape[1]
+    cdef float g
+    feature_mark[0, f] = 0
+    for k in range(lo, hi):
+        g = G[0, f, labels[k]]
+        for q in range(1, n_parts):
+            g = g + G[q, f, labels[k]]
+        grad[0, k] = g
+    for q in range(n_parts):
+        memset(&G[q, f, 0], 0, L * sizeof(float))
+    if hi <= lo:
+        return
+    K.adam(&weights[lo], &m[lo], &v[lo], &grad[0, lo], hi - lo, a.lr_t,
+           beta_1, beta_2, a.eps_t, 1.0)
+    for k in range(lo, hi):
+        W[f, labels[k]] = weights[k]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 cdef inline void update_feature(int32_t f, const int64_t[::1] indptr, float[:, ::1] grad,
                                 uint8_t[:, ::1] feature_mark, float[::1] weights,
                                 float[::1] m, float[::1] v, Py_ssize_t n_parts, AdamStep a,
@@ -365,7 +480,8 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 float[:, ::1] acc, uint8_t[:, ::1] label_mark, int32_t[:, ::1] reached,
                 float[:, ::1] vals, int32_t n_labels, float grad_scale,
                 double lr, double beta_1, double beta_2, double epsilon, int64_t step,
-                int loss_kind, int n_threads=1):
+                int loss_kind, int n_threads=1, float[:, ::1] dense_w=None,
+                const uint8_t[:, ::1] dense_mask=None, float[:, :, ::1] dense_grad=None):
     """One Adam step of the head's loss on a batch of rows.
 
     ``loss_kind`` 0 is the softmax cross-entropy over all labels with targets
@@ -387,6 +503,13 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     ``label_mark`` (zeros), ``reached`` and ``vals`` of size ``n_labels``;
     ``grad``, ``feature_mark`` and ``label_mark`` are left as zeros.
 
+    With ``dense_w`` (the pair weights as an ``(n_features, n_labels)``
+    array, 0 where there is no pair), ``dense_mask`` (1 where there is a
+    pair) and ``dense_grad`` (zeros, ``(P, n_features, n_labels)``), rows
+    are scored and their gradients gathered a whole label row at a time
+    (:func:`accumulate_rows_dense`; for heads whose pairs fill much of the
+    grid), and ``dense_w`` is kept equal to the weights.
+
     Returns the weighted sum of the rows' losses (for the squared hinge,
     without the constant 1 of each unreached negative label) and the sum of
     their weights.
@@ -400,6 +523,15 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     cdef Py_ssize_t* n_touched = <Py_ssize_t*>malloc(n_parts * sizeof(Py_ssize_t))
     cdef AdamStep a = adam_constants(lr, beta_1, beta_2, epsilon, 0, step)
     cdef const sks_kernels *K = get_kernels()
+    cdef bint dense = dense_w is not None
+    cdef Py_ssize_t F = feature_mark.shape[1]
+    if dense and (dense_mask is None or dense_grad is None
+                  or dense_w.shape[0] != F or dense_w.shape[1] != n_labels
+                  or dense_mask.shape[0] != F or dense_mask.shape[1] != n_labels
+                  or dense_grad.shape[0] != n_parts or dense_grad.shape[1] != F
+                  or dense_grad.shape[2] != n_labels):
+        raise ValueError("dense_w, dense_mask and dense_grad must be given together, "
+                         "of shapes (n_features, n_labels) and (P, n_features, n_labels)")
     if sums == NULL or n_touched == NULL:
         free(sums)
         free(n_touched)
@@ -409,12 +541,22 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
             sums[q] = 0.0
         # (one thread: a team of one, which runs on the calling thread)
         for q in prange(n_parts, num_threads=threads, schedule="static"):
-            n_touched[q] = accumulate_rows(
-                q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
-                X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
-                indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
-                &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0], &vals[q, 0],
-                n_labels, grad_scale, loss_kind, &sums[2 * q], &sums[2 * q + 1], K)
+            if dense:
+                n_touched[q] = accumulate_rows_dense(
+                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
+                    &dense_w[0, 0], &dense_mask[0, 0], &dense_grad[q, 0, 0],
+                    &feature_mark[q, 0], &touched[q, 0], &acc[q, 0], &label_mark[q, 0],
+                    &vals[q, 0], n_labels, grad_scale, loss_kind, &sums[2 * q],
+                    &sums[2 * q + 1], K)
+            else:
+                n_touched[q] = accumulate_rows(
+                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
+                    indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
+                    &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
+                    &vals[q, 0], n_labels, grad_scale, loss_kind, &sums[2 * q],
+                    &sums[2 * q + 1], K)
         for q in range(n_parts):
             loss_sum += sums[2 * q]
             weight_sum += sums[2 * q + 1]
@@ -430,8 +572,13 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                     n += 1
         # lazy Adam on the pairs the batch reached, a feature's range at a time
         for t in prange(n, num_threads=threads, schedule="guided"):
-            update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
-                           n_parts, a, beta_1, beta_2, K)
+            if dense:
+                update_feature_dense(touched[0, t], indptr, labels, grad, dense_grad, dense_w,
+                                     feature_mark, weights, m, v, n_parts, a, beta_1,
+                                     beta_2, K)
+            else:
+                update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
+                               n_parts, a, beta_1, beta_2, K)
     free(sums)
     free(n_touched)
     return loss_sum, weight_sum

@@ -9,7 +9,7 @@ from ._label_clusters import CLUSTERS_PER_FEATURE
 from ._negative_sampling import N_COSINE_STEPS
 from ._plan import make_plan
 from ._retrieval import cached_index, index_nbytes
-from ._sparse_head import BATCH_PARTS, pairs_per_feature
+from ._sparse_head import BATCH_PARTS, DENSE_MAX_ENTRIES, DENSE_MIN_FILL, pairs_per_feature
 
 __all__ = ["estimate_memory", "memory_usage"]
 
@@ -120,14 +120,20 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
     )
     P = BATCH_PARTS
     if est.sparse_head:
-        # the best held-out weights; per part of a batch: pair gradients,
-        # feature marks and touched list, per-label scores and marks
-        training_buffers += 4 * pairs + P * (4 * pairs + 5 * F + 9 * L)
+        # per part of a batch: pair gradients, feature marks and touched
+        # list, per-label scores, marks and values; a head whose pairs fill
+        # much of the feature-label grid also trains from a dense copy of its
+        # weights and pair marks, with a dense gradient per part
+        scratch = P * (4 * pairs + 5 * F + 13 * L) + (
+            (5 + 4 * P) * F * L
+            if F * L <= DENSE_MAX_ENTRIES and pairs >= DENSE_MIN_FILL * F * L else 0)
+        # the best held-out weights, and the scratch
+        training_buffers += 4 * pairs + scratch
         if est.sparse_head_loss == "auto":
             # the other two candidate heads train while it chooses the loss
             # and the softmax head's damping: their weights, moments and
             # snapshots, and their own scratch
-            training_buffers += 2 * (16 * pairs + P * (4 * pairs + 5 * F + 9 * L))
+            training_buffers += 2 * (16 * pairs + scratch)
     if clusters:
         # per part: the cluster head's pair gradients, feature marks and
         # touched list, per-cluster scores and marks

@@ -209,7 +209,25 @@ class SparseLabelHead:
             "label_mark": np.zeros((P, self.n_labels), dtype=np.uint8),
             "reached": np.empty((P, self.n_labels), dtype=np.int32),
             "vals": np.empty((P, self.n_labels), dtype=np.float32),
+            **(self._dense_scratch() if self._trains_dense() else {}),
         }
+
+    def _trains_dense(self):
+        """Whether training steps use a dense copy of the pairs (see ``DENSE_MIN_FILL``)."""
+        F, L = self.n_features, self.n_labels
+        return F * L <= DENSE_MAX_ENTRIES and self.n_pairs >= DENSE_MIN_FILL * F * L
+
+    def _dense_scratch(self):
+        F, L = self.n_features, self.n_labels
+        where = (np.repeat(np.arange(F), np.diff(self.indptr)), self.labels)
+        dense_w = np.zeros((F, L), dtype=np.float32)
+        dense_w[where] = self.weights
+        mask = np.zeros((F, L), dtype=np.uint8)
+        mask[where] = 1
+        return {"dense_w": dense_w, "dense_mask": mask,
+                "dense_grad": np.zeros((BATCH_PARTS, F, L), dtype=np.float32),
+                # which weights (their id) at which step the dense copy holds
+                "dense_of": np.array([id(self.weights), self.step], dtype=np.int64)}
 
     def train_batch(self, X, Y, rows, row_weights, scratch, beta_1, beta_2, epsilon,
                     n_threads=1):
@@ -219,7 +237,13 @@ class SparseLabelHead:
         not depend on how many. A damped head takes its own epsilon,
         ``DAMPED_EPSILON / len(rows)``, instead of ``epsilon``.
         """
+        dense = "dense_w" in scratch
+        if dense and (scratch["dense_of"][0] != id(self.weights)
+                      or scratch["dense_of"][1] != self.step):
+            scratch.update(self._dense_scratch())  # the weights moved outside this scratch
         self.step += 1
+        if dense:
+            scratch["dense_of"][1] = self.step
         grad_scale = 1.0 / max(len(rows), 1)
         if self.damped:
             epsilon = DAMPED_EPSILON * grad_scale
@@ -230,7 +254,8 @@ class SparseLabelHead:
             scratch["acc"], scratch["label_mark"], scratch["reached"], scratch["vals"],
             self.n_labels, grad_scale,
             LEARNING_RATE, beta_1, beta_2, epsilon, self.step, LOSSES.index(self.loss),
-            int(n_threads),
+            int(n_threads), scratch.get("dense_w"), scratch.get("dense_mask"),
+            scratch.get("dense_grad"),
         )
 
     def add_scores(self, scores, X, scale, n_threads):
