@@ -231,14 +231,13 @@ cdef inline void softmax_gradients(float* acc, const int32_t* reached, const uin
             lse = c + log1p(exp(lse - c))
     loss_sum[0] += w * (lse - s_true / n_true)
     # logit gradients w * grad_scale * (p_j - t_j), in acc
+    scale = scale * w * grad_scale
     for t in range(n_reached):
         acc[reached[t]] = <float>(vals[t] * scale)
     for p in range(Y_indptr[i], Y_indptr[i + 1]):
         j = Y_indices[p]
         if label_mark[j]:
-            acc[j] -= <float>(1.0 / n_true)
-    for t in range(n_reached):
-        acc[reached[t]] *= w * grad_scale
+            acc[j] -= <float>(w * grad_scale / n_true)
 
 
 @cython.boundscheck(False)
