@@ -409,7 +409,8 @@ def _reach(heads, X, n_labels, n_threads):
     """Non-zero where any of `heads` reaches a label from a row of X: float32 (rows, labels)."""
     reach = np.zeros((X.shape[0], n_labels), dtype=np.float32)
     data = np.abs(X.data).astype(np.float32, copy=False)
-    for head in heads:
+    # (heads built together share their pairs: each set of pairs once)
+    for head in {(id(h.indptr), id(h.labels)): h for h in heads}.values():
         _sparse_head.add_scores(
             reach, X.indptr, X.indices, data, head.indptr, head.labels,
             np.ones(head.labels.shape[0], dtype=np.float32), 1.0, n_threads)

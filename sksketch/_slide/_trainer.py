@@ -364,14 +364,15 @@ class SLIDETrainer:
                 if two or (first and auto_weight and self.watches):
                     check = first and auto_weight
                     # (the logits of a network that stops here are kept for
-                    # the rankings after it)
-                    cache = {} if check else None
+                    # the rankings after it, if a head trains on)
+                    cache = {} if check and est.max_iter > 1 and not all(
+                        w.frozen for w in self.watches.values()) else None
                     hits = mixed_hits(est, X_val, Y_val, self.heads, self._weights(),
                                       per_row=check, net_cache=cache)
                     if check:
                         hits, mixed = hits
                         self._check_network(hits[..., 0], mixed)
-                        if self.network_stopped and not cache.get("skip"):
+                        if self.network_stopped and cache and not cache.get("skip"):
                             self.net_cache = cache
                     self.ranked = (list(self.heads), hits)
                     if two:
