@@ -60,6 +60,37 @@ def add_scores(float[:, ::1] scores,
                              xv)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline Py_ssize_t reached_scores(
+        int64_t i, float inv,
+        const int32_t[::1] X_indptr, const int32_t[::1] X_indices, const float[::1] X_data,
+        const int64_t[::1] indptr, const int32_t[::1] labels, const float[::1] weights,
+        float* acc, uint8_t* mark, int32_t* reached) noexcept nogil:
+    """Row i's scores (its values times ``inv``) of the labels it reaches, in ``acc``.
+
+    The labels are marked in ``mark`` and listed in ``reached`` in the order
+    they are first reached (returns how many); each score is the sum, in
+    the row's feature order, of ``x_f * inv * V[f, j]``.
+    """
+    cdef Py_ssize_t p, n_reached = 0
+    cdef int64_t k
+    cdef int32_t f, j
+    cdef float xv
+    for p in range(X_indptr[i], X_indptr[i + 1]):
+        f = X_indices[p]
+        xv = X_data[p] * inv
+        for k in range(indptr[f], indptr[f + 1]):
+            j = labels[k]
+            if not mark[j]:
+                mark[j] = 1
+                acc[j] = 0.0
+                reached[n_reached] = j
+                n_reached += 1
+            acc[j] += xv * weights[k]
+    return n_reached
+
+
 cdef inline bint _first_higher(float v, int32_t j, float best, int32_t at) noexcept nogil:
     """Whether label j scoring v comes before label ``at`` scoring ``best`` in
     ``numpy.argmax``'s order: the higher value (NaN above all), then the lower id."""
@@ -90,9 +121,8 @@ def top1_hits(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     zeros).
     """
     cdef Py_ssize_t n_labels = acc.shape[1], i, p, t, n_reached, tid
-    cdef int64_t k
-    cdef int32_t f, j, top
-    cdef float xv, inv, mx
+    cdef int32_t j, top
+    cdef float mx
     cdef float* a
     cdef uint8_t* mark
     cdef int32_t* seen
@@ -102,19 +132,9 @@ def top1_hits(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
         mark = &label_mark[tid, 0]
         seen = &reached[tid, 0]
         for i in prange(hits.shape[0], schedule="static"):
-            inv = inv_row_norm(X_indptr, X_data, i)
-            n_reached = 0
-            for p in range(X_indptr[i], X_indptr[i + 1]):
-                f = X_indices[p]
-                xv = X_data[p] * inv
-                for k in range(indptr[f], indptr[f + 1]):
-                    j = labels[k]
-                    if not mark[j]:
-                        mark[j] = 1
-                        a[j] = 0.0
-                        seen[n_reached] = j
-                        n_reached = n_reached + 1
-                    a[j] = a[j] + xv * weights[k]
+            n_reached = reached_scores(i, inv_row_norm(X_indptr, X_data, i), X_indptr,
+                                       X_indices, X_data, indptr, labels, weights, a, mark,
+                                       seen)
             top = 0
             mx = -INFINITY
             if n_reached < n_labels:
@@ -273,18 +293,8 @@ cdef Py_ssize_t accumulate_rows(
             continue
         inv = inv_row_norm(X_indptr, X_data, i)
         # scores of the labels the row reaches
-        n_reached = 0
-        for p in range(X_indptr[i], X_indptr[i + 1]):
-            f = X_indices[p]
-            xv = X_data[p] * inv
-            for k in range(indptr[f], indptr[f + 1]):
-                j = labels[k]
-                if not label_mark[j]:
-                    label_mark[j] = 1
-                    acc[j] = 0.0
-                    reached[n_reached] = j
-                    n_reached += 1
-                acc[j] += xv * weights[k]
+        n_reached = reached_scores(i, inv, X_indptr, X_indices, X_data, indptr, labels,
+                                   weights, acc, label_mark, reached)
         if loss_kind == 1:
             # squared hinge, one-vs-rest: (max(0, 1 - y_j s_j))^2 with
             # y_j = +1 on the row's labels and -1 elsewhere; the labels
