@@ -21,6 +21,8 @@ head are experts whose scores the classifier adds with a weight chosen on
 held-out rows.
 """
 
+import weakref
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
@@ -226,8 +228,8 @@ class SparseLabelHead:
         mask[where] = 1
         return {"dense_w": dense_w, "dense_mask": mask,
                 "dense_grad": np.zeros((BATCH_PARTS, F, L), dtype=np.float32),
-                # which weights (their id) at which step the dense copy holds
-                "dense_of": np.array([id(self.weights), self.step], dtype=np.int64)}
+                # which weights at which step the dense copy holds
+                "dense_of": [weakref.ref(self.weights), self.step]}
 
     def train_batch(self, X, Y, rows, row_weights, scratch, beta_1, beta_2, epsilon,
                     n_threads=1):
@@ -238,7 +240,7 @@ class SparseLabelHead:
         ``DAMPED_EPSILON / len(rows)``, instead of ``epsilon``.
         """
         dense = "dense_w" in scratch
-        if dense and (scratch["dense_of"][0] != id(self.weights)
+        if dense and (scratch["dense_of"][0]() is not self.weights
                       or scratch["dense_of"][1] != self.step):
             scratch.update(self._dense_scratch())  # the weights moved outside this scratch
         self.step += 1

@@ -719,7 +719,7 @@ class SLIDETrainer:
         if self.heads:
             self.head_scratch = [h.scratch() for h in self.heads]
         est._training_buffers_nbytes = self.workspace.nbytes + sum(
-            a.nbytes for d in (self.head_scratch or []) for a in d.values()) + sum(
+            getattr(a, "nbytes", 0) for d in (self.head_scratch or []) for a in d.values()) + sum(
             w.nbytes for w in self.watches.values()) + sum(
             h.weights.nbytes + h.m.nbytes + h.v.nbytes for h in self.heads[1:])
 
