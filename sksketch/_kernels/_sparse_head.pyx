@@ -205,6 +205,23 @@ cdef inline void scatter_axpy(float* out, const int32_t* labels, const float* we
         k += 1
 
 
+cdef inline float hinge_term(float s, bint own, float w, float grad_scale,
+                             double* loss) noexcept nogil:
+    """One label's squared hinge ``max(0, 1 - y s)^2`` (``y`` +1 on the row's own
+    labels, -1 elsewhere), minus the constant 1 of an own label, added to
+    ``loss``; returns its gradient in ``s`` times ``w * grad_scale``."""
+    cdef double mk
+    if own:
+        loss[0] -= 1.0
+        mk = 1.0 - s
+    else:
+        mk = 1.0 + s
+    if mk <= 0.0:
+        return 0.0
+    loss[0] += mk * mk
+    return <float>((-2.0 if own else 2.0) * mk * w * grad_scale)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
@@ -284,7 +301,7 @@ cdef Py_ssize_t accumulate_rows(
     cdef int64_t i
     cdef int32_t f, j
     cdef float xv, inv, w
-    cdef double loss, n_true, mk
+    cdef double loss, n_true
     for b in range(lo, hi):
         i = rows[b]
         w = row_weights[b]
@@ -306,21 +323,7 @@ cdef Py_ssize_t accumulate_rows(
             loss = n_true
             for t in range(n_reached):
                 j = reached[t]
-                if label_mark[j] == 2:
-                    loss -= 1.0
-                    mk = 1.0 - acc[j]
-                    if mk > 0.0:
-                        loss += mk * mk
-                        acc[j] = <float>(-2.0 * mk * w * grad_scale)
-                    else:
-                        acc[j] = 0.0
-                else:
-                    mk = 1.0 + acc[j]
-                    if mk > 0.0:
-                        loss += mk * mk
-                        acc[j] = <float>(2.0 * mk * w * grad_scale)
-                    else:
-                        acc[j] = 0.0
+                acc[j] = hinge_term(acc[j], label_mark[j] == 2, w, grad_scale, &loss)
             loss_sum[0] += w * loss
             weight_sum[0] += w
         else:
@@ -367,7 +370,7 @@ cdef Py_ssize_t accumulate_rows_dense(
     cdef int64_t i
     cdef int32_t f
     cdef float inv, w
-    cdef double loss, n_true, mk, s_true, lse
+    cdef double loss, n_true, s_true, lse
     for b in range(lo, hi):
         i = rows[b]
         w = row_weights[b]
@@ -390,18 +393,9 @@ cdef Py_ssize_t accumulate_rows_dense(
                     label_mark[j] = 2
             loss = n_true
             for j in range(L):
-                if label_mark[j] == 2:
-                    loss -= 1.0
-                    mk = 1.0 - acc[j]
-                    vals[j] = <float>(-2.0 * mk * w * grad_scale) if mk > 0.0 else 0.0
-                elif label_mark[j] == 1:
-                    mk = 1.0 + acc[j]
-                    vals[j] = <float>(2.0 * mk * w * grad_scale) if mk > 0.0 else 0.0
-                else:
-                    mk = 0.0
-                    vals[j] = 0.0
-                if mk > 0.0:
-                    loss += mk * mk
+                # (a label the row does not reach has no pair to move)
+                vals[j] = hinge_term(acc[j], label_mark[j] == 2, w, grad_scale, &loss) if (
+                    label_mark[j]) else 0.0
                 label_mark[j] = 0
             loss_sum[0] += w * loss
             weight_sum[0] += w

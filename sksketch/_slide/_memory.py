@@ -9,7 +9,7 @@ from ._label_clusters import CLUSTERS_PER_FEATURE
 from ._negative_sampling import N_COSINE_STEPS
 from ._plan import make_plan
 from ._retrieval import cached_index, index_nbytes
-from ._sparse_head import BATCH_PARTS, DENSE_MAX_ENTRIES, DENSE_MIN_FILL, pairs_per_feature
+from ._sparse_head import BATCH_PARTS, fills_grid, pairs_per_feature
 
 __all__ = ["estimate_memory", "memory_usage"]
 
@@ -119,14 +119,17 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         + 4 * _openmp.effective_n_threads(est.n_jobs) * max(L, 1)  # stamps
     )
     P = BATCH_PARTS
-    if est.sparse_head:
+
+    def head_scratch(n_pairs, n_labels):
         # per part of a batch: pair gradients, feature marks and touched
         # list, per-label scores, marks and values; a head whose pairs fill
         # much of the feature-label grid also trains from a dense copy of its
         # weights and pair marks, with a dense gradient per part
-        scratch = P * (4 * pairs + 5 * F + 13 * L) + (
-            (5 + 4 * P) * F * L
-            if F * L <= DENSE_MAX_ENTRIES and pairs >= DENSE_MIN_FILL * F * L else 0)
+        return P * (4 * n_pairs + 5 * F + 13 * n_labels) + (
+            (5 + 4 * P) * F * n_labels if fills_grid(n_pairs, F, n_labels) else 0)
+
+    if est.sparse_head:
+        scratch = head_scratch(pairs, L)
         # the best held-out weights, and the scratch
         training_buffers += 4 * pairs + scratch
         if est.sparse_head_loss == "auto":
@@ -135,7 +138,6 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
             # snapshots, and their own scratch
             training_buffers += 2 * (16 * pairs + scratch)
     if clusters:
-        # per part: the cluster head's pair gradients, feature marks and
-        # touched list, per-cluster scores and marks
-        training_buffers += P * (4 * cluster_pairs + 5 * F + 9 * K)
+        # the cluster head's scratch: a head over K clusters
+        training_buffers += head_scratch(cluster_pairs, K)
     return _totals(usage, training_buffers)

@@ -72,6 +72,16 @@ DENSE_MIN_FILL = 0.125
 DENSE_MAX_ENTRIES = 1 << 22
 DENSE_MIN_ROWS = 256
 
+
+def fills_grid(n_pairs, n_features, n_labels):
+    """Whether a head of ``n_pairs`` pairs scores and trains from a dense copy of them.
+
+    Its pairs fill at least ``DENSE_MIN_FILL`` of the feature-label grid, and
+    the grid has at most ``DENSE_MAX_ENTRIES`` entries.
+    """
+    grid = n_features * n_labels
+    return grid <= DENSE_MAX_ENTRIES and n_pairs >= DENSE_MIN_FILL * grid
+
 # A training batch is cut into this many parts of consecutive rows, each
 # summing its gradients in its own buffer, so that two threads share the
 # head's work and the step is the same on any number of threads (see
@@ -211,13 +221,9 @@ class SparseLabelHead:
             "label_mark": np.zeros((P, self.n_labels), dtype=np.uint8),
             "reached": np.empty((P, self.n_labels), dtype=np.int32),
             "vals": np.empty((P, self.n_labels), dtype=np.float32),
-            **(self._dense_scratch() if self._trains_dense() else {}),
+            **(self._dense_scratch()
+               if fills_grid(self.n_pairs, self.n_features, self.n_labels) else {}),
         }
-
-    def _trains_dense(self):
-        """Whether training steps use a dense copy of the pairs (see ``DENSE_MIN_FILL``)."""
-        F, L = self.n_features, self.n_labels
-        return F * L <= DENSE_MAX_ENTRIES and self.n_pairs >= DENSE_MIN_FILL * F * L
 
     def _dense_scratch(self):
         F, L = self.n_features, self.n_labels
@@ -269,8 +275,7 @@ class SparseLabelHead:
         the same sums as pair by pair).
         """
         F, L = self.n_features, self.n_labels
-        if (X.shape[0] >= DENSE_MIN_ROWS and F * L <= DENSE_MAX_ENTRIES
-                and self.n_pairs >= DENSE_MIN_FILL * F * L):
+        if X.shape[0] >= DENSE_MIN_ROWS and fills_grid(self.n_pairs, F, L):
             dense = np.zeros((F, L), dtype=np.float32)
             dense[np.repeat(np.arange(F), np.diff(self.indptr)), self.labels] = self.weights
             _sparse_head.add_scores_dense(
