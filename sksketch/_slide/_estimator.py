@@ -665,9 +665,13 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self._rng = getattr(self, "_rng", None) if not first_call else None
         if self._rng is None:
             self._rng = np.random.RandomState(rng.randint(0, 2**31 - 1))
-        SLIDETrainer(self, self._rng, self._n_threads()).train(
-            X, Y, sample_weight, incremental=incremental, first_call=first_call,
-            on_epoch=on_epoch)
+        try:
+            SLIDETrainer(self, self._rng, self._n_threads()).train(
+                X, Y, sample_weight, incremental=incremental, first_call=first_call,
+                on_epoch=on_epoch)
+        finally:
+            # the fit's thread count (_inference.fit_jobs) ends with it
+            self.__dict__.pop("_fit_threads", None)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -69,6 +69,16 @@ _BOUNDS_LOCK = threading.Lock()
 _SCRATCH = threading.local()
 
 
+def fit_jobs(est):
+    """``est.n_jobs``, or during a fit the thread count its training runs on.
+
+    Training runs on fewer threads while other processes hold cores (see
+    ``SLIDETrainer.set_threads``); its held-out checks and rankings follow.
+    """
+    threads = getattr(est, "_fit_threads", None)
+    return est.n_jobs if threads is None else threads
+
+
 def predict_threads(est, n_rows):
     """Threads for scoring `n_rows` rows.
 
@@ -76,7 +86,7 @@ def predict_threads(est, n_rows):
     and BLAS pools then contend for the cores): small calls, such as
     single-row latency-bound ones, run on the calling thread.
     """
-    return threads_for(n_rows, est.n_jobs, 32)
+    return threads_for(n_rows, fit_jobs(est), 32)
 
 
 def hidden(est, X):
@@ -94,7 +104,8 @@ def full_scores(est, hidden_rows, X=None, clusters=True):
     """
     # Not a BLAS product: its result for a row depends on how many rows come
     # with it and on the thread count; this kernel's does not.
-    n_threads = threads_for(hidden_rows.shape[0] * len(est.classes_), est.n_jobs, 32 * 1024)
+    n_threads = threads_for(hidden_rows.shape[0] * len(est.classes_), fit_jobs(est),
+                            32 * 1024)
     scores = _network.output_scores(
         hidden_rows, est.output_weights_, est.output_bias_, n_threads)
     head = getattr(est, "sparse_head_", None)

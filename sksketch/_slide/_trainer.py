@@ -261,6 +261,8 @@ class SLIDETrainer:
         (the command line's progress lines).
         """
         est, rng = self.est, self.rng
+        # the cores free now, for the heads' and centroids' set-up too
+        self.set_threads()
         est._label_counts += np.bincount(Y.indices, minlength=len(est.classes_))
         X_val = Y_val = None
         X_all, Y_all, weight_all = X, Y, sample_weight
@@ -712,8 +714,10 @@ class SLIDETrainer:
             use_bf16=est.precision == "bfloat16",
             correct=est.sampling_correction == "logq",
             input_dropout=est.input_dropout,
-            n_threads=self.n_threads,
+            # scratch for every thread the fit may come back to
+            n_threads=self.max_threads,
         )
+        self.workspace.set_n_threads(self.n_threads)
         self._set_sampling()
         # a scratch per head
         if self.heads:
@@ -746,8 +750,9 @@ class SLIDETrainer:
         Threads that outnumber the free cores wait at every barrier of every
         batch for the one descheduled among them: with one busy process
         beside it on two cores, a WordNet fit took 2.0x its quiet time on two
-        threads and 1.55x on one. Looked at when an epoch starts and every
-        ``PROBE_SECONDS`` within it (reading ``/proc`` costs microseconds).
+        threads and 1.55x on one. Looked at when the fit and each epoch
+        start and every ``PROBE_SECONDS`` within an epoch (reading ``/proc``
+        costs microseconds).
         """
         if self.contention is None:
             return
@@ -756,6 +761,10 @@ class SLIDETrainer:
         if n_threads != self.n_threads or not self.thread_history:
             self.thread_history.append(n_threads)
         self.n_threads = n_threads
+        # the held-out checks and rankings of the fit follow (see
+        # _inference.fit_jobs): a team larger than the free cores leaves a
+        # thread spinning after each region on the core the others need
+        self.est._fit_threads = n_threads
         if self.workspace is not None:
             self.workspace.set_n_threads(n_threads)
 

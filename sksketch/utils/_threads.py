@@ -82,6 +82,29 @@ def _read_cpu_times(stat_path, self_stat_path, cpus):
     return total, busy, own
 
 
+def _read_running(stat_path, task_dir):
+    """(threads runnable on the machine now, cores online) from /proc/stat, and
+    this process's threads that are running (state ``R``) under `task_dir`."""
+    running = None
+    cores = 0
+    with open(stat_path) as f:
+        for line in f:
+            if line.startswith("procs_running"):
+                running = int(line.split()[1])
+            elif line.startswith("cpu") and line[3:4] not in (" ", ""):
+                cores += 1
+    if running is None or cores == 0:
+        raise ValueError("no procs_running or cpu lines")
+    own = 0
+    for name in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, name, "stat")) as f:
+                own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+    return running, cores, max(own, 1)
+
+
 class CoreContention:
     """How many cores other processes kept busy, read from Linux's ``/proc``.
 
@@ -92,19 +115,31 @@ class CoreContention:
     thread of the team is always descheduled), so a team is only as large as
     the cores left free.
 
-    Where ``/proc`` is not readable (other systems), or the interval is too
-    short to measure, it says nothing and callers keep their thread count.
+    Before any interval is long enough to measure (the first look of a
+    short fit), it counts the threads runnable right now that are not this
+    process's (``procs_running`` of ``/proc/stat``, less this process's
+    running threads; in proportion to this process's share of the cores
+    when its affinity set is smaller than the machine): a snapshot, read
+    only until the first measured interval. Where ``/proc`` is not readable
+    (other systems), or a later interval is too short to measure, it says
+    nothing and callers keep their thread count.
 
     Parameters
     ----------
     stat_path, self_stat_path : str
         The files read (tests pass their own).
+    task_dir : str
+        The folder of this process's threads (``/proc/self/task``).
     cpus : set of int or None
         The cores counted; None: this process's affinity set.
     """
 
-    def __init__(self, stat_path="/proc/stat", self_stat_path="/proc/self/stat", cpus=None):
-        self.stat_path, self.self_stat_path = stat_path, self_stat_path
+    def __init__(self, stat_path="/proc/stat", self_stat_path="/proc/self/stat", cpus=None,
+                 task_dir="/proc/self/task"):
+        self.stat_path, self.self_stat_path, self.task_dir = stat_path, self_stat_path, task_dir
+        # whether an interval has been measured yet (until then, threads()
+        # falls back on the runnable threads of the moment)
+        self.measured = False
         if cpus is None:
             try:
                 cpus = os.sched_getaffinity(0)
@@ -130,7 +165,18 @@ class CoreContention:
         if total < _MIN_TICKS_PER_CORE * n_cpus:
             return None  # too short: keep measuring from the same start
         self._last = now
+        self.measured = True
         return max(0.0, (busy - own) * n_cpus / total)
+
+    def running_elsewhere(self):
+        """Threads of other processes runnable now, in cores of this process's set, or None."""
+        try:
+            running, cores, own = _read_running(self.stat_path, self.task_dir)
+        except (OSError, ValueError, IndexError):
+            return None
+        others = max(0, running - own)
+        n_cpus = len(self.cpus)
+        return float(min(n_cpus, others * min(1.0, n_cpus / cores)))
 
     def threads(self, n_threads, current=None):
         """`n_threads`, or fewer (at least 1) if other processes hold cores.
@@ -138,8 +184,12 @@ class CoreContention:
         `current` (default `n_threads`) is returned when the load is unknown,
         as after an interval too short to measure.
         """
+        if n_threads <= 1:
+            return n_threads if current is None else current
         elsewhere = self.busy_elsewhere()
-        if elsewhere is None or n_threads <= 1:
+        if elsewhere is None and not self.measured:
+            elsewhere = self.running_elsewhere()
+        if elsewhere is None:
             return n_threads if current is None else current
         free = len(self.cpus) - elsewhere
         return int(max(1, min(n_threads, int(free + 0.5))))
