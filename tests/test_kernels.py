@@ -577,16 +577,21 @@ def test_output_scores_matches_numpy(n_labels, width, rng):
     _close(got, h64 @ w64.T + b2, np.abs(h64) @ np.abs(w64).T + np.abs(b2), rtol=4e-6)
 
 
-@pytest.mark.parametrize("n_rows, width", [(64, 48), (33, 45), (7, 128), (5, 600)])
+@pytest.mark.parametrize("n_rows, width", [(64, 48), (33, 45), (7, 128), (5, 600), (41, 200),
+                                           (300, 16)])
 def test_output_scores_entry_does_not_depend_on_the_batch(n_rows, width, rng):
     # A BLAS product may score a row alone differently (in the last bits)
     # from the same row in a batch, or with another thread count. Rows are
-    # scored in pairs and labels in tiles sized by the width: neither may
-    # change an entry.
+    # scored in pairs, in passes of a few (three passes, the last of one
+    # row, at width 200; two at 16), labels in tiles sized by the width, and
+    # from 8 rows on from copies on 64-byte boundaries: none may change an
+    # entry.
     from sksketch._kernels import _network
 
     hidden = np.maximum(rng.standard_normal((n_rows, width)) * 0.3, 0).astype(np.float32)
-    W2 = rng.standard_normal((1300, width)).astype(np.float32)
+    # weights that start 4 bytes past where numpy put them
+    W2 = np.empty(1300 * width + 1, dtype=np.float32)[1:].reshape(1300, width)
+    W2[...] = rng.standard_normal((1300, width))
     b2 = rng.standard_normal(1300).astype(np.float32)
     full = _network.output_scores(hidden, W2, b2, 2)
     np.testing.assert_array_equal(_network.output_scores(hidden, W2, b2, 1), full)

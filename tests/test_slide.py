@@ -761,3 +761,26 @@ def test_prediction_input_checks_are_validate_datas():
     with pytest.raises(ValueError, match="0 sample"):
         clf.predict(X[:0])
     assert not clf._passes_validation(X.astype(np.int64))
+
+
+def test_weights_and_moments_start_on_cache_lines():
+    # the kernels' 64-byte loads of a row never straddle two cache lines
+    from sksketch._slide._trainer import _aligned
+
+    for shape, dtype in (((3, 5), np.float32), ((7,), np.float64), ((0, 4), np.float32)):
+        for zeros in (False, True):
+            a = _aligned(shape, dtype, zeros=zeros)
+            assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+            assert a.size == 0 or a.ctypes.data % 64 == 0
+            if zeros:
+                assert not a.any()
+    from sksketch.datasets import make_extreme_classification
+
+    X, Y = make_extreme_classification(n_samples=200, n_features=300, n_labels=50,
+                                       random_state=0)
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0).fit(X, Y)
+    for a in (clf.input_weights_, clf.output_weights_, *clf._adam.values()):
+        assert a.ctypes.data % 64 == 0
+    # and survive a round trip as ordinary arrays
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_topk(X, k=3)[0], clf.predict_topk(X, k=3)[0])

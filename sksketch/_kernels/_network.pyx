@@ -806,6 +806,21 @@ cdef enum:
     SCORE_BLOCK = 256
     # floats of W2 per tile of output_scores: 16 KB, half an L1 data cache
     SCORE_TILE_FLOATS = 4096
+    # rows from which output_scores copies its operands to aligned rows
+    # (the copy of a W2 block costs what scoring a row against it does)
+    ALIGNED_MIN_ROWS = 8
+
+
+def _aligned_rows(Py_ssize_t n, Py_ssize_t width):
+    """A float32 (n, width) array whose rows start on 64-byte boundaries.
+
+    ``width`` is rounded up to 16 floats: returns the padded array; the
+    caller uses its first columns.
+    """
+    cdef Py_ssize_t padded = (width + 15) // 16 * 16
+    buf = np.empty(n * padded + 16, dtype=np.float32)
+    cdef Py_ssize_t skip = ((-buf.ctypes.data) % 64) // 4
+    return buf[skip : skip + n * padded].reshape(n, padded)
 
 
 def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2,
@@ -820,10 +835,17 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     product picks its kernel and summation order by the matrix shape and the
     thread count, so a row scored alone can differ in the last bits from the
     same row scored in a batch.) The threads share out the label blocks.
+
+    From ALIGNED_MIN_ROWS rows on, the hidden rows and each block of W2 are
+    first copied to rows that start on 64-byte boundaries (numpy's arrays
+    start 16 bytes past one, and a 64-byte load that straddles two cache
+    lines costs two): the same arithmetic on other addresses, so the same
+    bits.
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
-    cdef Py_ssize_t blk, n_blocks, j0, m, i, i2, j, q, t0, mt
+    cdef Py_ssize_t blk, n_blocks, j0, m, i, i2, j, q, t0, mt, r, rb, r0, r1, ldw
+    cdef int tid
     if W2.shape[1] != H or b2.shape[0] != L:
         raise ValueError(
             f"hidden has {H} columns, W2 has shape ({W2.shape[0]}, {W2.shape[1]}) and b2 "
@@ -832,6 +854,66 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     scores = np.empty((n, L), dtype=np.float32)
     if n == 0 or L == 0:
         return scores
+    if H == 0:
+        scores[...] = np.asarray(b2)
+        return scores
+    # row ids within a block, relative to the block's first W2 row
+    cdef int32_t block_ids[SCORE_BLOCK]
+    for j in range(SCORE_BLOCK):
+        block_ids[j] = <int32_t> j
+    cdef float[:, ::1] sv = scores
+    cdef Py_ssize_t tile = max(8, min(<Py_ssize_t> SCORE_BLOCK, SCORE_TILE_FLOATS // H // 8 * 8))
+    # rows per pass over a block's tiles: about a tile's floats (the rows and
+    # a tile then share the L1 cache), even
+    cdef Py_ssize_t rows_per = max(2, SCORE_TILE_FLOATS // H // 2 * 2)
+    n_blocks = (L + SCORE_BLOCK - 1) // SCORE_BLOCK
+    n_threads = max(1, min(n_threads, n_blocks))
+    cdef bint aligned = n >= ALIGNED_MIN_ROWS
+    cdef const float[:, ::1] hv = hidden
+    cdef float[:, ::1] blocks
+    cdef const float *wb
+    ldw = H
+    if aligned:
+        hv_copy = _aligned_rows(n, H)
+        hv_copy[:, :H] = np.asarray(hidden)
+        hv = hv_copy
+        # a block of W2 rows per thread, each row on a 64-byte boundary
+        blocks = _aligned_rows(n_threads * SCORE_BLOCK, H)
+        ldw = blocks.shape[1]
+    for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        j0 = blk * SCORE_BLOCK
+        m = min(<Py_ssize_t> SCORE_BLOCK, L - j0)
+        if aligned:
+            tid = threadid()
+            for r in range(m):
+                memcpy(&blocks[tid * SCORE_BLOCK + r, 0], &W2[j0 + r, 0], H * sizeof(float))
+            wb = &blocks[tid * SCORE_BLOCK, 0]
+        else:
+            wb = &W2[j0, 0]
+        # Rows a few at a time, each over the block's tiles of `tile`
+        # weight rows: the rows and a tile stay in the L1 cache, the block
+        # in L2. Rows go two at a time sharing the weight loads; gather_dot2
+        # gives each row the bits gather_dot gives it alone, and a tile
+        # starts at a multiple of 8 labels (every variant's group), so every
+        # entry is computed as without tiles.
+        for rb in range((n + rows_per - 1) // rows_per):
+            r0 = rb * rows_per
+            r1 = min(n, r0 + rows_per)
+            for q in range((m + tile - 1) // tile):
+                t0 = q * tile
+                mt = min(tile, m - t0)
+                for i2 in range((r1 - r0) // 2):
+                    i = r0 + 2 * i2
+                    K.gather_dot2(&hv[i, 0], &hv[i + 1, 0], wb + t0 * ldw, ldw, block_ids, mt,
+                                  H, &sv[i, j0 + t0], &sv[i + 1, j0 + t0])
+                if (r1 - r0) % 2:
+                    K.gather_dot(&hv[r1 - 1, 0], wb + t0 * ldw, ldw, block_ids, mt, H,
+                                 &sv[r1 - 1, j0 + t0])
+            # the bias while the rows' scores are still in cache
+            for i in range(r0, r1):
+                for j in range(j0, j0 + m):
+                    sv[i, j] = sv[i, j] + b2[j]
+    return scores
     if H == 0:
         scores[...] = np.asarray(b2)
         return scores
