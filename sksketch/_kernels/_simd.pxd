@@ -45,6 +45,8 @@ cdef extern from "simd.h" nogil:
         void (*srp_accum)(
             const int32_t *indices, const float *values, sks_idx nnz, uint64_t base,
             int n_words, float *acc) noexcept nogil
+        sks_idx (*next_mixed)(
+            const float *head, const float *net, sks_idx n, float worst) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

@@ -603,8 +603,11 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
     ``net[i, j]`` at every weight, so only the ``k`` best of those can rank:
     one pass over a row's labels keeps them and lists the labels the head
     reaches, and each weight ranks that list (in label order, so ties
-    break as over all labels). Rows in parallel.
+    break as over all labels). Once it holds k, the kernel's next_mixed
+    skips the labels that are neither reached nor above the k-th. Rows in
+    parallel.
     """
+    cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t i, j, g, r, c, n_cand, n_base, a, b, dst
     cdef Py_ssize_t n_labels = net.shape[1], k = top.shape[2]
     cdef float w, v, worst
@@ -622,10 +625,17 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
             n_cand = 0
             n_base = 0
             worst = -INFINITY
-            for j in range(n_labels):
+            j = 0
+            while j < n_labels:
+                if n_base == k:
+                    # past the labels neither reached nor above the k-th best
+                    j = j + K.next_mixed(&head[i, j], &net[i, j], n_labels - j, worst)
+                    if j == n_labels:
+                        break
                 if head[i, j] != 0:
                     cand[n_cand] = <int32_t>j
                     n_cand = n_cand + 1
+                    j = j + 1
                     continue
                 v = net[i, j]
                 if n_base < k or v > worst:
@@ -640,6 +650,7 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
                         n_base = n_base + 1
                     if n_base == k:
                         worst = base_val[k - 1]
+                j = j + 1
             # those k by label id, merged into the list from its end
             for a in range(1, n_base):
                 t = base_id[a]
@@ -1202,6 +1213,7 @@ def kept_logit_counts(const float[:, ::1] net, const float[:, ::1] reach, Py_ssi
     with ``reach[i, j] == 0`` (counting ties; -inf if there are fewer than k),
     and ``counts[i]``, how many labels have ``reach[i, j] != 0`` or
     ``net[i, j] >= kth[i]`` (those :func:`kept_logits` writes). ``k >= 1``."""
+    cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t i, j, r, n_best, n_labels = net.shape[1]
     cdef int64_t n
     cdef float v, bar
@@ -1210,8 +1222,15 @@ def kept_logit_counts(const float[:, ::1] net, const float[:, ::1] reach, Py_ssi
         best = <float*>malloc(k * sizeof(float))  # each thread's k best so far
         for i in prange(net.shape[0], schedule="static"):
             n_best = 0
-            for j in range(n_labels):
+            j = 0
+            while j < n_labels:
+                if n_best == k:
+                    # past the unreached labels not above the k-th best
+                    j = j + K.next_mixed(&reach[i, j], &net[i, j], n_labels - j, best[k - 1])
+                    if j == n_labels:
+                        break
                 if reach[i, j] != 0:
+                    j = j + 1
                     continue
                 v = net[i, j]
                 if n_best < k or v > best[k - 1]:
@@ -1222,6 +1241,7 @@ def kept_logit_counts(const float[:, ::1] net, const float[:, ::1] reach, Py_ssi
                     best[r] = v
                     if n_best < k:
                         n_best = n_best + 1
+                j = j + 1
             bar = best[k - 1] if n_best == k else -INFINITY
             n = 0
             for j in range(n_labels):

@@ -188,6 +188,15 @@ static void srp_accum_scalar(const int32_t *indices, const float *values, sks_id
     }
 }
 
+static sks_idx next_mixed_scalar(const float *head, const float *net, sks_idx n, float worst)
+{
+    sks_idx j;
+    for (j = 0; j < n; j++)
+        if (head[j] != 0.0f || net[j] > worst)
+            return j;
+    return n;
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -205,4 +214,5 @@ const sks_kernels sks_kernels_scalar = {
     sparse_dense_accum_bf16_scalar,
     gather_dot2_scalar,
     srp_accum_scalar,
+    next_mixed_scalar,
 };
