@@ -149,6 +149,24 @@ def test_stochastic_rounding_keeps_a_slow_decay():
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 15, 16, 17, 40, 1000])
+def test_axpy_rounded_rounds_each_product_before_its_sum(isa, n, rng):
+    # NumPy's float32 product then float32 sum: two roundings, never one FMA
+    # (values whose fused and unfused results differ in most lanes)
+    x = (1 + rng.random(n) * 2**-10).astype(np.float32)
+    y = (-(1 + rng.random(n) * 2**-10)).astype(np.float32)
+    alpha = np.float32(1 + 2**-12)
+    expected = y + alpha * x
+    got = y.copy()
+    _simd.axpy_rounded(float(alpha), _readonly(x), got, isa=isa)
+    np.testing.assert_array_equal(got, expected)
+    fused = (y.astype(np.float64) + np.float64(alpha) * x.astype(np.float64)).astype(np.float32)
+    assert n < 40 or (fused != expected).mean() > 0.1  # the test can tell the two apart
+    with pytest.raises(ValueError, match="same length"):
+        _simd.axpy_rounded(1.0, np.zeros(3, np.float32), np.zeros(4, np.float32), isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 15, 16, 17, 40, 1000])
 def test_next_mixed_finds_the_first_reached_or_better_label(isa, n, rng):
     # the plain C comparisons: head != 0 is true for NaN, net > worst never is
     def reference(head, net, worst):

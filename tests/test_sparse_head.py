@@ -993,3 +993,35 @@ def test_kept_network_logits_stop_past_their_budget(monkeypatch):
     assert cache == {"skip": True}
     got = _inference.mixed_hits(clf, Xc, Yc, [clf.sparse_head_], (0.0, 1.0), net_cache=cache)
     np.testing.assert_array_equal(got, want)  # scored in full again
+
+
+def test_the_kept_dense_copy_follows_the_weights():
+    """Scoring from the kept dense copy tracks training steps and new weight arrays."""
+    from sksketch._kernels import _sparse_head as kernels
+    from sksketch._slide import _sparse_head as module
+
+    X, Y = make_extreme_classification(n_samples=600, n_features=60, n_labels=40,
+                                       random_state=7)
+    X, Y = sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y, dtype=np.float32)
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000)
+    assert module.fills_grid(head.n_pairs, 60, 40)
+
+    def check():
+        expected = np.zeros((600, 40), np.float32)
+        kernels.add_scores(expected, X.indptr, X.indices, X.data, head.indptr, head.labels,
+                           head.weights, 1.0, 1)
+        got = np.zeros((600, 40), np.float32)
+        head.add_scores(got, X, 1.0, 2)
+        np.testing.assert_array_equal(got, expected)
+
+    check()
+    kept = module._DENSE[head][2]
+    check()
+    assert module._DENSE[head][2] is kept  # built once
+    Y32 = sp.csr_matrix((Y.data, Y.indices.astype(np.int32), Y.indptr.astype(np.int32)),
+                        shape=Y.shape)
+    head.train_batch(X, Y32, np.arange(64, dtype=np.int64), np.ones(64, np.float32),
+                     head.scratch(), 0.9, 0.999, 1e-8, 1)
+    check()  # a step moved the weights
+    head.weights = np.random.default_rng(0).standard_normal(head.n_pairs).astype(np.float32)
+    check()  # new weights

@@ -170,11 +170,11 @@ def add_scores_dense(float[:, ::1] scores,
     :func:`add_scores` (plus exact zeros for the pairs the head lacks), so
     the scores are the same, computed a whole feature row at a time.
     """
-    cdef Py_ssize_t i, p, j, n_labels = dense.shape[1]
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t i, p, n_labels = dense.shape[1]
     cdef int32_t f
     cdef float xv, inv
     cdef float* out
-    cdef const float* w
     with nogil:
         for i in prange(scores.shape[0], num_threads=n_threads, schedule="static"):
             inv = inv_row_norm(X_indptr, X_data, i) * scale
@@ -182,9 +182,9 @@ def add_scores_dense(float[:, ::1] scores,
             for p in range(X_indptr[i], X_indptr[i + 1]):
                 f = X_indices[p]
                 xv = X_data[p] * inv
-                w = &dense[f, 0]
-                for j in range(n_labels):
-                    out[j] = out[j] + xv * w[j]
+                # out += xv * dense[f], each product rounded before its sum,
+                # as scatter_axpy's out[l] += x * w
+                K.axpy_rounded(xv, &dense[f, 0], out, n_labels)
 
 
 cdef inline void scatter_axpy(float* out, const int32_t* labels, const float* weights,

@@ -21,6 +21,7 @@ head are experts whose scores the classifier adds with a weight chosen on
 held-out rows.
 """
 
+import threading
 import weakref
 
 import numpy as np
@@ -67,10 +68,14 @@ PAIR_BUDGET = 1 << 22
 # add_scores reads the weights from a dense (features x labels) copy when the
 # pairs fill at least DENSE_MIN_FILL of that grid (Delicious 56%, Bibtex; WordNet
 # nouns 0.07%), the grid has at most DENSE_MAX_ENTRIES entries, and at least
-# DENSE_MIN_ROWS rows are scored (building the copy costs about a millisecond).
+# DENSE_MIN_ROWS rows are scored (building the copy costs about a millisecond; it
+# is kept while the weights array and the step stay, see _dense_weights).
 DENSE_MIN_FILL = 0.125
 DENSE_MAX_ENTRIES = 1 << 22
 DENSE_MIN_ROWS = 256
+# each scoring head's dense weights (SparseLabelHead._dense_weights), while they stay
+_DENSE = weakref.WeakKeyDictionary()
+_DENSE_LOCK = threading.Lock()
 
 
 def fills_grid(n_pairs, n_features, n_labels):
@@ -276,8 +281,7 @@ class SparseLabelHead:
         """
         F, L = self.n_features, self.n_labels
         if X.shape[0] >= DENSE_MIN_ROWS and fills_grid(self.n_pairs, F, L):
-            dense = np.zeros((F, L), dtype=np.float32)
-            dense[np.repeat(np.arange(F), np.diff(self.indptr)), self.labels] = self.weights
+            dense = self._dense_weights()
             _sparse_head.add_scores_dense(
                 scores, X.indptr, X.indices, X.data, dense, float(scale), n_threads)
             return
@@ -285,6 +289,25 @@ class SparseLabelHead:
             scores, X.indptr, X.indices, X.data, self.indptr, self.labels, self.weights,
             float(scale), n_threads,
         )
+
+    def _dense_weights(self):
+        """The pairs' weights as a dense ``(n_features, n_labels)`` array, 0 elsewhere.
+
+        Kept (outside the head's state) while its weights array and step
+        stay: a model that predicts batch after batch builds it once. (Code
+        that changes the weights other than by a training step gives the
+        head a new array, as early stopping's restore does.)
+        """
+        with _DENSE_LOCK:
+            kept = _DENSE.get(self)
+        if kept is not None and kept[0]() is self.weights and kept[1] == self.step:
+            return kept[2]
+        F, L = self.n_features, self.n_labels
+        dense = np.zeros((F, L), dtype=np.float32)
+        dense[np.repeat(np.arange(F), np.diff(self.indptr)), self.labels] = self.weights
+        with _DENSE_LOCK:
+            _DENSE[self] = (weakref.ref(self.weights), self.step, dense)
+        return dense
 
     # ------------------------------------------------------------ persistence
 

@@ -942,7 +942,9 @@ class HeadWatch:
             self._freeze()
 
     def _freeze(self):
-        # (best_rows stay: they are the rows of the weights restored)
-        self.head.weights[...] = self.snapshot
+        # (best_rows stay: they are the rows of the weights restored). A new
+        # array, not the old one rewritten: what keeps a copy of a head's
+        # weights (its dense copies) knows them by their array and step.
+        self.head.weights = self.snapshot
         self.frozen = True
         self.snapshot = None

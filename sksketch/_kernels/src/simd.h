@@ -96,6 +96,10 @@ typedef struct sks_kernels {
        plus a sparse head's terms must look at, once its k-th best is
        worst. */
     sks_idx (*next_mixed)(const float *head, const float *net, sks_idx n, float worst);
+    /* y[i] = y[i] + alpha * x[i], the product rounded to float32 before the
+       addition (never fused): the bits of the plain C loop at baseline flags,
+       whatever the instruction set */
+    void (*axpy_rounded)(float alpha, const float *x, float *y, sks_idx n);
 } sks_kernels;
 
 typedef struct sks_cpu_features {

@@ -459,6 +459,19 @@ SKS_AVX512 static sks_idx next_mixed_avx512(const float *head, const float *net,
     return n;
 }
 
+/* see axpy_rounded_avx2: the product rounded before the sum */
+SKS_AVX512 static void axpy_rounded_avx512(float alpha, const float *x, float *y, sks_idx n)
+{
+    const __m512 a = _mm512_set1_ps(alpha);
+    sks_idx i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mk = mask16(n - i);
+        __m512 p = _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mk, x + i));
+        __asm__("" : "+v"(p));
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, y + i), p));
+    }
+}
+
 const sks_kernels sks_kernels_avx512 = {
     SKS_ISA_AVX512,
     dot_avx512,
@@ -477,6 +490,7 @@ const sks_kernels sks_kernels_avx512 = {
     gather_dot2_avx512,
     srp_accum_avx512,
     next_mixed_avx512,
+    axpy_rounded_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -551,6 +565,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     gather_dot2_avx512,
     srp_accum_avx512,
     next_mixed_avx512,
+    axpy_rounded_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

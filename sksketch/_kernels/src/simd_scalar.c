@@ -197,6 +197,13 @@ static sks_idx next_mixed_scalar(const float *head, const float *net, sks_idx n,
     return n;
 }
 
+static void axpy_rounded_scalar(float alpha, const float *x, float *y, sks_idx n)
+{
+    sks_idx i;
+    for (i = 0; i < n; i++)
+        y[i] = y[i] + alpha * x[i];
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -215,4 +222,5 @@ const sks_kernels sks_kernels_scalar = {
     gather_dot2_scalar,
     srp_accum_scalar,
     next_mixed_scalar,
+    axpy_rounded_scalar,
 };
