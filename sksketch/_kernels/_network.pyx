@@ -914,37 +914,3 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
                 for j in range(j0, j0 + m):
                     sv[i, j] = sv[i, j] + b2[j]
     return scores
-    if H == 0:
-        scores[...] = np.asarray(b2)
-        return scores
-    # row ids within a block, relative to the block's first W2 row
-    cdef int32_t block_ids[SCORE_BLOCK]
-    for j in range(SCORE_BLOCK):
-        block_ids[j] = <int32_t> j
-    cdef float[:, ::1] sv = scores
-    cdef Py_ssize_t tile = max(8, min(<Py_ssize_t> SCORE_BLOCK, SCORE_TILE_FLOATS // H // 8 * 8))
-    n_blocks = (L + SCORE_BLOCK - 1) // SCORE_BLOCK
-    for blk in prange(n_blocks, nogil=True, schedule="static",
-                      num_threads=max(1, min(n_threads, n_blocks))):
-        j0 = blk * SCORE_BLOCK
-        m = min(<Py_ssize_t> SCORE_BLOCK, L - j0)
-        # Tiles of `tile` weight rows stay in the L1 cache while every
-        # hidden row passes over them, two rows at a time sharing the weight
-        # loads. gather_dot2 gives each row the bits gather_dot gives it
-        # alone, and a tile starts at a multiple of 8 labels (every variant's
-        # group), so every entry is computed as without tiles.
-        for q in range((m + tile - 1) // tile):
-            t0 = j0 + q * tile
-            mt = min(tile, j0 + m - t0)
-            for i2 in range(n // 2):
-                i = 2 * i2
-                K.gather_dot2(&hidden[i, 0], &hidden[i + 1, 0], &W2[t0, 0], H, block_ids, mt,
-                              H, &sv[i, t0], &sv[i + 1, t0])
-            if n % 2:
-                K.gather_dot(&hidden[n - 1, 0], &W2[t0, 0], H, block_ids, mt, H,
-                             &sv[n - 1, t0])
-            # the bias while the tile's scores are still in L1
-            for i in range(n):
-                for j in range(t0, t0 + mt):
-                    sv[i, j] = sv[i, j] + b2[j]
-    return scores
