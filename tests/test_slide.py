@@ -765,7 +765,7 @@ def test_prediction_input_checks_are_validate_datas():
 
 def test_weights_and_moments_start_on_cache_lines():
     # the kernels' 64-byte loads of a row never straddle two cache lines
-    from sksketch._slide._trainer import _aligned
+    _aligned = _network.aligned_array
 
     for shape, dtype in (((3, 5), np.float32), ((7,), np.float64), ((0, 4), np.float32)):
         for zeros in (False, True):

@@ -811,16 +811,29 @@ cdef enum:
     ALIGNED_MIN_ROWS = 8
 
 
+def aligned_array(shape, dtype=np.float32, zeros=False):
+    """An array of `shape` whose first byte is on a 64-byte boundary.
+
+    numpy's large arrays start 16 bytes past one; with rows of a multiple of
+    64 bytes (256 hidden units), every row of an aligned array starts on a
+    cache line, and the kernels' 64-byte loads of a row never straddle two.
+    ``zeros``: zero-filled (by the allocator, page by page as they are first
+    touched).
+    """
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = (np.zeros if zeros else np.empty)(n * dtype.itemsize + 64, dtype=np.uint8)
+    skip = (-buf.ctypes.data) % 64
+    return buf[skip : skip + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def _aligned_rows(Py_ssize_t n, Py_ssize_t width):
     """A float32 (n, width) array whose rows start on 64-byte boundaries.
 
     ``width`` is rounded up to 16 floats: returns the padded array; the
     caller uses its first columns.
     """
-    cdef Py_ssize_t padded = (width + 15) // 16 * 16
-    buf = np.empty(n * padded + 16, dtype=np.float32)
-    cdef Py_ssize_t skip = ((-buf.ctypes.data) % 64) // 4
-    return buf[skip : skip + n * padded].reshape(n, padded)
+    return aligned_array((n, (width + 15) // 16 * 16))
 
 
 def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2,

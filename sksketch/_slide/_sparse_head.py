@@ -230,14 +230,16 @@ class SparseLabelHead:
                if fills_grid(self.n_pairs, self.n_features, self.n_labels) else {}),
         }
 
+    def _on_grid(self, values, dtype):
+        """``values`` of the pairs on the dense (n_features, n_labels) grid, 0 elsewhere."""
+        grid = np.zeros((self.n_features, self.n_labels), dtype=dtype)
+        grid[np.repeat(np.arange(self.n_features), np.diff(self.indptr)), self.labels] = values
+        return grid
+
     def _dense_scratch(self):
         F, L = self.n_features, self.n_labels
-        where = (np.repeat(np.arange(F), np.diff(self.indptr)), self.labels)
-        dense_w = np.zeros((F, L), dtype=np.float32)
-        dense_w[where] = self.weights
-        mask = np.zeros((F, L), dtype=np.uint8)
-        mask[where] = 1
-        return {"dense_w": dense_w, "dense_mask": mask,
+        return {"dense_w": self._on_grid(self.weights, np.float32),
+                "dense_mask": self._on_grid(1, np.uint8),
                 "dense_grad": np.zeros((BATCH_PARTS, F, L), dtype=np.float32),
                 # which weights at which step the dense copy holds
                 "dense_of": [weakref.ref(self.weights), self.step]}
@@ -302,9 +304,7 @@ class SparseLabelHead:
             kept = _DENSE.get(self)
         if kept is not None and kept[0]() is self.weights and kept[1] == self.step:
             return kept[2]
-        F, L = self.n_features, self.n_labels
-        dense = np.zeros((F, L), dtype=np.float32)
-        dense[np.repeat(np.arange(F), np.diff(self.indptr)), self.labels] = self.weights
+        dense = self._on_grid(self.weights, np.float32)
         with _DENSE_LOCK:
             _DENSE[self] = (weakref.ref(self.weights), self.step, dense)
         return dense

@@ -108,30 +108,15 @@ def paired_lead(a, b):
     return gained - lost, float(np.sqrt(gained + lost))
 
 
-def _aligned(shape, dtype=np.float32, zeros=False):
-    """An array of `shape` whose first byte is on a 64-byte boundary.
-
-    numpy's large arrays start 16 bytes past one; with rows of a multiple
-    of 64 bytes (256 hidden units), every row of an aligned array starts on
-    a cache line, and the kernels' 64-byte loads of a row never straddle
-    two (output_scores on Delicious' 983 labels: 29 -> 19 ms for the test
-    set, where it aligns copies). ``zeros``: zero-filled (by the allocator,
-    page by page as they are first touched).
-    """
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
-    buf = (np.zeros if zeros else np.empty)(n * dtype.itemsize + 64, dtype=np.uint8)
-    skip = (-buf.ctypes.data) % 64
-    return buf[skip : skip + n * dtype.itemsize].view(dtype).reshape(shape)
-
-
 def _uniform32(rng, bound, shape):
     """``rng.uniform(-bound, bound, shape).astype(float32)``, drawn in chunks.
 
     The same numbers, without the float64 array of the whole shape (800 MB
-    for 400,000 features and 256 hidden units). On a 64-byte boundary.
+    for 400,000 features and 256 hidden units). On a 64-byte boundary (see
+    ``_network.aligned_array``: output_scores on Delicious' 983 labels, 29 ->
+    19 ms for the test set once its operands were aligned).
     """
-    out = _aligned(shape)
+    out = _network.aligned_array(shape)
     flat = out.reshape(-1)
     step = 1 << 20
     for start in range(0, flat.shape[0], step):
@@ -163,7 +148,7 @@ def initialize(est, X, rng):
     # np.zeros, not zeros_like: calloc'd pages are zeroed when first touched
     # rather than written here (a second of a 100,000-feature fit's start)
     est._adam = {
-        name: _aligned(a.shape, a.dtype, zeros=True)
+        name: _network.aligned_array(a.shape, a.dtype, zeros=True)
         for name, a in (
             ("m_in", est.input_weights_),
             ("v_in", est.input_weights_),
