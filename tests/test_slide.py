@@ -734,6 +734,18 @@ def test_initial_weights_are_float32_of_one_uniform_draw():
     assert got.randint(0, 2**30) == after.randint(0, 2**30)  # the stream goes on alike
 
 
+@pytest.mark.parametrize("n_rows", [0, 1, 4095, 4096, 9001])
+def test_blocked_row_norms_are_numpys(n_rows):
+    """The centroid start's norms, a block of rows at a time: numpy's bits exactly."""
+    from sksketch._slide._trainer import _row_norms
+
+    A = np.random.default_rng(n_rows).standard_normal((n_rows, 37)).astype(np.float32)
+    A[::7] = 0
+    got = _row_norms(A)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.linalg.norm(A, axis=1))
+
+
 def test_prediction_input_checks_are_validate_datas():
     """Clean CSR input skips validate_data's fixed cost; anything else goes through it."""
     X, Y = make_xc(n_samples=300, n_features=200, n_labels=50)
