@@ -155,6 +155,31 @@ def test_candidate_topk_pads_rows_with_too_few_candidates():
     assert (ids[:, :3] >= 0).all()
 
 
+@pytest.mark.parametrize("bad", [-1, 100])
+def test_candidate_topk_refuses_fallback_labels_out_of_range(bad):
+    """The fallback labels a row reads are checked as read: a ValueError, not a read
+    outside the arrays (the 670,000 labels are no longer scanned on every call)."""
+    rng = np.random.default_rng(5)
+    L, H = 100, 8
+    W = rng.standard_normal((L, H)).astype(np.float32)
+    b = np.zeros(L, dtype=np.float32)
+    index = _retrieval.RetrievalIndex(W, b, seed=0)
+    h = rng.standard_normal((4, H)).astype(np.float32)
+    keys = index.hash(h, np.ones(4, np.float32))
+    zero = np.zeros(1, dtype=np.int32)
+    fallback = np.arange(L, dtype=np.int32)
+    fallback[2] = bad
+    args = (keys, index.offsets, index.ids, index.n_buckets, h, W, b,
+            np.zeros(5, np.int32), zero, np.zeros(1, np.float32), np.zeros(2, np.int64), zero,
+            np.zeros(1, np.float32), 0.0, False, np.zeros((1, 1), np.float32), zero, False)
+    with pytest.raises(ValueError, match="fallback labels"):
+        kernels.candidate_topk(*args, fallback, 5, 0, 0, 10, *_retrieval._scratch(1, L), 1)
+    # a bad label past what any row reads is never looked at
+    ids, _, _ = kernels.candidate_topk(*args, fallback[[0, 1, 3, 4, 5, 6, 7, 8, 9, 2]], 5, 0,
+                                       0, 5, *_retrieval._scratch(1, L), 1)
+    assert np.isin(ids, [0, 1, 3, 4, 5]).all()
+
+
 def test_index_buckets_hold_every_label_once_per_table():
     rng = np.random.default_rng(4)
     W = (rng.standard_normal((3000, 16)) + 5).astype(np.float32)  # a shared direction

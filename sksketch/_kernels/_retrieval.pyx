@@ -142,6 +142,7 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
     cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
     cdef Py_ssize_t T = keys.shape[1]
     cdef Py_ssize_t i, t, p, q, r, c, tid, n_cand, n_t, n_r, base, n_top, take, total, cap
+    cdef int bad
     cdef Py_ssize_t nt = max(1, n_threads)
     cdef int32_t j, f
     cdef float inv, xv, s
@@ -163,9 +164,8 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
     if offsets.shape[0] != T * (n_buckets + 1) or ids.shape[0] > T * L or (
             T and offsets[T * (n_buckets + 1) - 1] > ids.shape[0]):
         raise ValueError("offsets and ids are not those of tables over W2")
-    if not 0 <= k <= L or (fallback.shape[0] and (np.min(fallback) < 0
-                                                  or np.max(fallback) >= L)):
-        raise ValueError(f"k and the fallback labels must be in [0, {L}]")
+    if not 0 <= k <= L:
+        raise ValueError(f"k must be in [0, {L}]")
     if use_clusters and (assign.shape[0] != L or cluster_terms.shape[0] != n):
         raise ValueError("assign and cluster_terms do not match W2 and hidden")
     for name, a, width in (("counts", counts, L), ("touched", touched, L + 1),
@@ -252,10 +252,15 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
                     for r in range(n_top):
                         _add(hr[pos[r]], cand, &n_cand, st)
             r = 0
+            bad = 0
             while (n_cand < k or r < prior_budget) and r < fallback.shape[0]:
+                # (checked as read: a row reads the first few hundred of them)
+                if fallback[r] < 0 or fallback[r] >= L:
+                    bad = 1
+                    break
                 _add(fallback[r], cand, &n_cand, st)
                 r = r + 1
-            ncv[i] = <int32_t>n_cand
+            ncv[i] = -1 if bad else <int32_t>n_cand
             # exact scores of the candidates
             K.gather_dot(&hidden[i, 0], &W2[0, 0], H, cand, n_cand, H, sc)
             for r in range(n_cand):
@@ -281,4 +286,6 @@ def candidate_topk(const uint16_t[:, ::1] keys, const int64_t[::1] offsets,
         free(pos)
         free(topv)
         free(hist)
+    if np.any(n_candidates < 0):
+        raise ValueError(f"the fallback labels must be in [0, {L})")
     return idx, val, n_candidates

@@ -62,7 +62,7 @@ def index_geometry(n_labels, dim):
     as many bits as make a query count about ``QUERY_IDS`` ids in all
     (``n_tables * n_labels / 2**n_bits``), between 4 and 16, so a query
     costs about the same at any label count. Recall of the network's exact
-    top 5 among 1% of the labels, default fits: 0.79 on WordNet nouns
+    top 5 among 1% of the labels, default fits: 0.98 on WordNet nouns
     (15,728 labels, 256 weights; 512 tables of 9 bits), 0.98 on the
     50,000-label generated shape (512 of 11), 0.76 on the Amazon-670K shape
     (128 weights; 100 of 12); ``benchmarks/bench_retrieval.py`` measures it.
