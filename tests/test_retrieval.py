@@ -136,20 +136,24 @@ def test_candidate_topk_matches_a_plain_reference(use_head, use_clusters, n_thre
     assert not counts.any() and not acc.any() and not mark.any() and not is_cand.any()
 
 
-def test_candidate_topk_pads_rows_with_too_few_candidates():
-    rng = np.random.default_rng(2)
-    L, H = 100, 8
+def _headless_args(seed, L=100, H=8, n=4):
+    """candidate_topk's arguments up to the fallback labels: an index over L random
+    rows with zero biases, n random hidden rows, no head and no clusters."""
+    rng = np.random.default_rng(seed)
     W = rng.standard_normal((L, H)).astype(np.float32)
     b = np.zeros(L, dtype=np.float32)
     index = _retrieval.RetrievalIndex(W, b, seed=0)
-    h = rng.standard_normal((4, H)).astype(np.float32)
-    keys = index.hash(h, np.ones(4, np.float32))
+    h = rng.standard_normal((n, H)).astype(np.float32)
+    keys = index.hash(h, np.ones(n, np.float32))
     zero = np.zeros(1, dtype=np.int32)
+    return (keys, index.offsets, index.ids, index.n_buckets, h, W, b,
+            np.zeros(n + 1, np.int32), zero, np.zeros(1, np.float32), np.zeros(2, np.int64),
+            zero, np.zeros(1, np.float32), 0.0, False, np.zeros((1, 1), np.float32), zero, False)
+
+
+def test_candidate_topk_pads_rows_with_too_few_candidates():
     ids, vals, n_cand = kernels.candidate_topk(
-        keys, index.offsets, index.ids, index.n_buckets, h, W, b,
-        np.zeros(5, np.int32), zero, np.zeros(1, np.float32), np.zeros(2, np.int64), zero,
-        np.zeros(1, np.float32), 0.0, False, np.zeros((1, 1), np.float32), zero, False,
-        np.zeros(0, np.int32), 10, 3, 0, 0, *_retrieval._scratch(1, L), 1)
+        *_headless_args(2), np.zeros(0, np.int32), 10, 3, 0, 0, *_retrieval._scratch(1, 100), 1)
     assert (n_cand == 3).all()
     assert (ids[:, 3:] == -1).all() and np.isneginf(vals[:, 3:]).all()
     assert (ids[:, :3] >= 0).all()
@@ -159,24 +163,14 @@ def test_candidate_topk_pads_rows_with_too_few_candidates():
 def test_candidate_topk_refuses_fallback_labels_out_of_range(bad):
     """The fallback labels a row reads are checked as read: a ValueError, not a read
     outside the arrays (the 670,000 labels are no longer scanned on every call)."""
-    rng = np.random.default_rng(5)
-    L, H = 100, 8
-    W = rng.standard_normal((L, H)).astype(np.float32)
-    b = np.zeros(L, dtype=np.float32)
-    index = _retrieval.RetrievalIndex(W, b, seed=0)
-    h = rng.standard_normal((4, H)).astype(np.float32)
-    keys = index.hash(h, np.ones(4, np.float32))
-    zero = np.zeros(1, dtype=np.int32)
-    fallback = np.arange(L, dtype=np.int32)
+    args = _headless_args(5)
+    fallback = np.arange(100, dtype=np.int32)
     fallback[2] = bad
-    args = (keys, index.offsets, index.ids, index.n_buckets, h, W, b,
-            np.zeros(5, np.int32), zero, np.zeros(1, np.float32), np.zeros(2, np.int64), zero,
-            np.zeros(1, np.float32), 0.0, False, np.zeros((1, 1), np.float32), zero, False)
     with pytest.raises(ValueError, match="fallback labels"):
-        kernels.candidate_topk(*args, fallback, 5, 0, 0, 10, *_retrieval._scratch(1, L), 1)
+        kernels.candidate_topk(*args, fallback, 5, 0, 0, 10, *_retrieval._scratch(1, 100), 1)
     # a bad label past what any row reads is never looked at
     ids, _, _ = kernels.candidate_topk(*args, fallback[[0, 1, 3, 4, 5, 6, 7, 8, 9, 2]], 5, 0,
-                                       0, 5, *_retrieval._scratch(1, L), 1)
+                                       0, 5, *_retrieval._scratch(1, 100), 1)
     assert np.isin(ids, [0, 1, 3, 4, 5]).all()
 
 
