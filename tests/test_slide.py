@@ -367,6 +367,18 @@ def test_hidden_forward_and_topk_rows_match_numpy():
     np.testing.assert_array_equal(val, np.take_along_axis(scores, ref, axis=1))
 
 
+def test_hidden_forward_relu_keeps_nan_and_negative_zero():
+    """``0 if z < 0 else z`` unit by unit, as the branch it replaced: NaN and -0.0 pass."""
+    b1 = np.array([-1.5, -0.0, 0.0, np.nan, 2.0, -np.inf, np.inf] * 5, dtype=np.float32)
+    empty = np.zeros(3, dtype=np.int32)  # two rows without features: the bias alone
+    h = _network.hidden_forward(empty, empty[:0], np.zeros(0, np.float32),
+                                np.zeros((1, b1.shape[0]), np.float32), b1, 2)
+    want = np.where(b1 < 0, np.float32(0), b1)
+    for row in h:
+        np.testing.assert_array_equal(row, want)  # NaN where NaN
+        assert (np.signbit(row) == np.signbit(want)).all()
+
+
 # ------------------------------------------------------------------- estimator
 
 

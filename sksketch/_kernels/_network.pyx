@@ -89,6 +89,30 @@ cdef Py_ssize_t exact_negatives(
     return n
 
 
+cdef inline void relu_row(float* row, Py_ssize_t n) noexcept nogil:
+    """``row[c] = 0 if row[c] < 0 else row[c]``: NaN and -0.0 stay as they are.
+
+    A select over a plain pointer, which the compiler vectorises (compare and
+    mask): the branch it replaced mispredicted on a quarter of the units and
+    cost more than the layer's sums (Delicious' test set: 2.5 of 5 ms).
+    """
+    cdef Py_ssize_t c
+    cdef float v
+    for c in range(n):
+        v = row[c]
+        row[c] = 0.0 if v < 0 else v
+
+
+cdef inline void relu_grad_row(const float* h, float* gh, Py_ssize_t n) noexcept nogil:
+    """``gh[c] = 0 where h[c] <= 0``: the gradient through the ReLU (a select, as
+    :func:`relu_row`)."""
+    cdef Py_ssize_t c
+    cdef float g
+    for c in range(n):
+        g = gh[c]
+        gh[c] = 0.0 if h[c] <= 0 else g
+
+
 cdef inline bint kept(uint64_t drop_seed, Py_ssize_t entry, uint32_t drop_below) noexcept nogil:
     # Input dropout decides each non-zero by a hash of its position in the
     # CSR data, so the forward pass and the gradient pass (run by different
@@ -342,9 +366,7 @@ def train_batch(
             elif nnz > 0:
                 K.sparse_dense_accum(&X_indices[start], &X_data[start], nnz,
                                      &W1[0, 0], H, H, h)
-            for c in range(H):
-                if h[c] < 0:
-                    h[c] = 0
+            relu_row(h, H)
 
             query = NULL
             query_norm = 0
@@ -436,9 +458,7 @@ def train_batch(
                 K.sparse_dense_accum_bf16(active, grad, n_act, &W2_bf16[0, 0], H, H, gh)
             else:
                 K.sparse_dense_accum(active, grad, n_act, &W2[0, 0], H, H, gh)
-            for c in range(H):
-                if h[c] <= 0:
-                    gh[c] = 0
+            relu_grad_row(h, gh, H)
         free(h16)
         free(logits)
         free(codes)
@@ -778,9 +798,7 @@ def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
         if X_indptr[i + 1] > start:
             K.sparse_dense_accum(&X_indices[start], &X_data[start],
                                  X_indptr[i + 1] - start, &W1[0, 0], H, H, &o[i, 0])
-        for c in range(H):
-            if o[i, c] < 0:
-                o[i, c] = 0
+        relu_row(&o[i, 0], H)
     return out
 
 
