@@ -166,6 +166,29 @@ def test_axpy_rounded_rounds_each_product_before_its_sum(isa, n, rng):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [1, 7, 8, 16, 17, 40, 64, 65, 159, 983])
+@pytest.mark.parametrize("nnz", [0, 1, 5, 18])
+def test_sparse_dense_accum_rounded_is_one_rounded_axpy_per_entry(isa, m, nnz, rng):
+    # the bits of axpy_rounded called once per entry, in order, with values * scale
+    W = (1 + rng.random((30, m)) * 2**-10).astype(np.float32)
+    W[::3] *= -1
+    indices = rng.integers(0, 30, nnz).astype(np.int32)
+    values = (1 + rng.random(nnz) * 2**-9).astype(np.float32)
+    scale = np.float32(1 + 2**-12)
+    out = (-(1 + rng.random(m) * 2**-10)).astype(np.float32)
+    expected = out.copy()
+    for j in range(nnz):
+        expected = expected + np.float32(values[j] * scale) * W[indices[j]]
+    got = out.copy()
+    _simd.sparse_dense_accum_rounded(_readonly(indices), _readonly(values), float(scale),
+                                     _readonly(W), got, isa=isa)
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError):
+        _simd.sparse_dense_accum_rounded(indices, values, 1.0, W, np.zeros(m + 1, np.float32),
+                                         isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 15, 16, 17, 40, 1000])
 def test_next_mixed_finds_the_first_reached_or_better_label(isa, n, rng):
     # the plain C comparisons: head != 0 is true for NaN, net > worst never is

@@ -48,6 +48,9 @@ cdef extern from "simd.h" nogil:
         sks_idx (*next_mixed)(
             const float *head, const float *net, sks_idx n, float worst) noexcept nogil
         void (*axpy_rounded)(float alpha, const float *x, float *y, sks_idx n) noexcept nogil
+        void (*sparse_dense_accum_rounded)(
+            const int32_t *indices, const float *values, float scale, sks_idx nnz,
+            const float *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

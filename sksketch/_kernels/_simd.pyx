@@ -306,6 +306,23 @@ def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                                  _wfptr(out))
 
 
+def sparse_dense_accum_rounded(const int32_t[::1] indices, const float[::1] values,
+                               float scale, const float[:, ::1] weights, float[::1] out,
+                               isa=None, Py_ssize_t repeat=1):
+    """``out += (values[j] * scale) * weights[indices[j]]`` for each j in order, in place,
+    each product rounded to float32 before its sum (``axpy_rounded`` once per j)."""
+    _check_same_length(indices, values, "indices", "values")
+    _check_width(out.shape[0], "out", weights.shape[1])
+    _check_rows(indices, weights.shape[0], "indices")
+    cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
+    with nogil:
+        for _r in range(repeat):
+            K.sparse_dense_accum_rounded(_iptr(indices), _fptr(values), scale, indices.shape[0],
+                                         _fptr2(weights), weights.shape[1], weights.shape[1],
+                                         _wfptr(out))
+
+
 def sparse_dense_accum_bf16(const int32_t[::1] indices, const float[::1] values,
                             const uint16_t[:, ::1] weights, float[::1] out, isa=None,
                             Py_ssize_t repeat=1):

@@ -171,20 +171,18 @@ def add_scores_dense(float[:, ::1] scores,
     the scores are the same, computed a whole feature row at a time.
     """
     cdef const sks_kernels *K = get_kernels()
-    cdef Py_ssize_t i, p, n_labels = dense.shape[1]
-    cdef int32_t f
-    cdef float xv, inv
-    cdef float* out
+    cdef Py_ssize_t i, start, n_labels = dense.shape[1]
+    cdef float inv
     with nogil:
         for i in prange(scores.shape[0], num_threads=n_threads, schedule="static"):
             inv = inv_row_norm(X_indptr, X_data, i) * scale
-            out = &scores[i, 0]
-            for p in range(X_indptr[i], X_indptr[i + 1]):
-                f = X_indices[p]
-                xv = X_data[p] * inv
-                # out += xv * dense[f], each product rounded before its sum,
-                # as scatter_axpy's out[l] += x * w
-                K.axpy_rounded(xv, &dense[f, 0], out, n_labels)
+            start = X_indptr[i]
+            # out += (x_f * inv) * dense[f] for the row's features in order, each
+            # product rounded before its sum, as scatter_axpy's out[l] += x * w
+            if X_indptr[i + 1] > start:
+                K.sparse_dense_accum_rounded(&X_indices[start], &X_data[start], inv,
+                                             X_indptr[i + 1] - start, &dense[0, 0], n_labels,
+                                             n_labels, &scores[i, 0])
 
 
 cdef inline void scatter_axpy(float* out, const int32_t* labels, const float* weights,

@@ -100,6 +100,12 @@ typedef struct sks_kernels {
        addition (never fused): the bits of the plain C loop at baseline flags,
        whatever the instruction set */
     void (*axpy_rounded)(float alpha, const float *x, float *y, sks_idx n);
+    /* For j < nnz in order: out[0:m] = out + (values[j] * scale) * weights[indices[j] * ld +
+       0:m], each product rounded to float32 before its sum: axpy_rounded once per j, the
+       bits of those calls, with out kept in registers across the j */
+    void (*sparse_dense_accum_rounded)(const int32_t *indices, const float *values,
+                                       float scale, sks_idx nnz, const float *weights,
+                                       sks_idx ld, sks_idx m, float *out);
 } sks_kernels;
 
 typedef struct sks_cpu_features {

@@ -110,36 +110,56 @@ SKS_AVX2 static void axpy_avx2(float alpha, const float *x, float *y, sks_idx n)
 
 /* Columns are processed in blocks held in registers across the whole nonzero
    list, so `out` is read and written once per block, not once per nonzero. */
-SKS_AVX2 static void sparse_dense_accum_avx2(const int32_t *indices, const float *values,
-                                             sks_idx nnz, const float *weights, sks_idx ld,
-                                             sks_idx m, float *out)
+/* see sda_avx512: 32 columns at a time, then 8 */
+SKS_AVX2 static inline __attribute__((always_inline)) void sda_avx2(
+    const int32_t *indices, const float *values, float scale, sks_idx nnz,
+    const float *weights, sks_idx ld, sks_idx m, float *out, const int rounded)
 {
     sks_idx c = 0, j;
     for (; c + 32 <= m; c += 32) {
-        __m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8);
-        __m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24);
+        __m256 a[4];
+        int q;
+        for (q = 0; q < 4; q++)
+            a[q] = _mm256_loadu_ps(out + c + 8 * q);
         for (j = 0; j < nnz; j++) {
             const float *w = weights + (sks_idx)indices[j] * ld + c;
-            __m256 v = _mm256_set1_ps(values[j]);
-            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w), a0);
-            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8), a1);
-            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 16), a2);
-            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 24), a3);
+            __m256 v = _mm256_set1_ps(rounded ? values[j] * scale : values[j]);
+            for (q = 0; q < 4; q++) {
+                if (rounded) {
+                    __m256 p = _mm256_mul_ps(v, _mm256_loadu_ps(w + 8 * q));
+                    __asm__("" : "+x"(p));
+                    a[q] = _mm256_add_ps(a[q], p);
+                } else {
+                    a[q] = _mm256_fmadd_ps(v, _mm256_loadu_ps(w + 8 * q), a[q]);
+                }
+            }
         }
-        _mm256_storeu_ps(out + c, a0);
-        _mm256_storeu_ps(out + c + 8, a1);
-        _mm256_storeu_ps(out + c + 16, a2);
-        _mm256_storeu_ps(out + c + 24, a3);
+        for (q = 0; q < 4; q++)
+            _mm256_storeu_ps(out + c + 8 * q, a[q]);
     }
     for (; c < m; c += 8) {
         __m256i mask = tail_mask(m - c < 8 ? m - c : 8);
         __m256 a0 = _mm256_maskload_ps(out + c, mask);
         for (j = 0; j < nnz; j++) {
             const float *w = weights + (sks_idx)indices[j] * ld + c;
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(values[j]), _mm256_maskload_ps(w, mask), a0);
+            __m256 v = _mm256_set1_ps(rounded ? values[j] * scale : values[j]);
+            if (rounded) {
+                __m256 p = _mm256_mul_ps(v, _mm256_maskload_ps(w, mask));
+                __asm__("" : "+x"(p));
+                a0 = _mm256_add_ps(a0, p);
+            } else {
+                a0 = _mm256_fmadd_ps(v, _mm256_maskload_ps(w, mask), a0);
+            }
         }
         _mm256_maskstore_ps(out + c, mask, a0);
     }
+}
+
+SKS_AVX2 static void sparse_dense_accum_avx2(const int32_t *indices, const float *values,
+                                             sks_idx nnz, const float *weights, sks_idx ld,
+                                             sks_idx m, float *out)
+{
+    sda_avx2(indices, values, 1.0f, nnz, weights, ld, m, out, 0);
 }
 
 /* Four rows at a time: each load of x feeds four independent FMA chains. */
@@ -553,6 +573,14 @@ SKS_AVX2 static void axpy_rounded_avx2(float alpha, const float *x, float *y, sk
     }
 }
 
+SKS_AVX2 static void sparse_dense_accum_rounded_avx2(const int32_t *indices, const float *values,
+                                                     float scale, sks_idx nnz,
+                                                     const float *weights, sks_idx ld, sks_idx m,
+                                                     float *out)
+{
+    sda_avx2(indices, values, scale, nnz, weights, ld, m, out, 1);
+}
+
 const sks_kernels sks_kernels_avx2 = {
     SKS_ISA_AVX2,
     dot_avx2,
@@ -572,6 +600,7 @@ const sks_kernels sks_kernels_avx2 = {
     srp_accum_avx2,
     next_mixed_avx2,
     axpy_rounded_avx2,
+    sparse_dense_accum_rounded_avx2,
 };
 
 #endif /* SKS_BUILD_AVX2 */

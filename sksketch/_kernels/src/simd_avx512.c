@@ -91,36 +91,60 @@ SKS_AVX512 static void axpy_avx512(float alpha, const float *x, float *y, sks_id
 }
 
 /* Column blocks of 64 stay in four registers across the whole nonzero list. */
-SKS_AVX512 static void sparse_dense_accum_avx512(const int32_t *indices, const float *values,
-                                                 sks_idx nnz, const float *weights, sks_idx ld,
-                                                 sks_idx m, float *out)
+/* out[0:m] += sum_j (values[j] * scale) * weights[indices[j] * ld + 0:m], out kept in
+   registers across the j (64 columns at a time, then 16): with `rounded`, each
+   product is rounded before its sum (an empty asm keeps the compiler from fusing
+   them), else one FMA; `rounded` is a constant at each call, and scale 1 changes no
+   value */
+SKS_AVX512 static inline __attribute__((always_inline)) void sda_avx512(
+    const int32_t *indices, const float *values, float scale, sks_idx nnz,
+    const float *weights, sks_idx ld, sks_idx m, float *out, const int rounded)
 {
     sks_idx c = 0, j;
     for (; c + 64 <= m; c += 64) {
-        __m512 a0 = _mm512_loadu_ps(out + c), a1 = _mm512_loadu_ps(out + c + 16);
-        __m512 a2 = _mm512_loadu_ps(out + c + 32), a3 = _mm512_loadu_ps(out + c + 48);
+        __m512 a[4];
+        int q;
+        for (q = 0; q < 4; q++)
+            a[q] = _mm512_loadu_ps(out + c + 16 * q);
         for (j = 0; j < nnz; j++) {
             const float *w = weights + (sks_idx)indices[j] * ld + c;
-            __m512 v = _mm512_set1_ps(values[j]);
-            a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w), a0);
-            a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 16), a1);
-            a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 32), a2);
-            a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 48), a3);
+            __m512 v = _mm512_set1_ps(rounded ? values[j] * scale : values[j]);
+            for (q = 0; q < 4; q++) {
+                if (rounded) {
+                    __m512 p = _mm512_mul_ps(v, _mm512_loadu_ps(w + 16 * q));
+                    __asm__("" : "+v"(p));
+                    a[q] = _mm512_add_ps(a[q], p);
+                } else {
+                    a[q] = _mm512_fmadd_ps(v, _mm512_loadu_ps(w + 16 * q), a[q]);
+                }
+            }
         }
-        _mm512_storeu_ps(out + c, a0);
-        _mm512_storeu_ps(out + c + 16, a1);
-        _mm512_storeu_ps(out + c + 32, a2);
-        _mm512_storeu_ps(out + c + 48, a3);
+        for (q = 0; q < 4; q++)
+            _mm512_storeu_ps(out + c + 16 * q, a[q]);
     }
     for (; c < m; c += 16) {
         __mmask16 mk = mask16(m - c);
         __m512 a0 = _mm512_maskz_loadu_ps(mk, out + c);
         for (j = 0; j < nnz; j++) {
             const float *w = weights + (sks_idx)indices[j] * ld + c;
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(values[j]), _mm512_maskz_loadu_ps(mk, w), a0);
+            __m512 v = _mm512_set1_ps(rounded ? values[j] * scale : values[j]);
+            if (rounded) {
+                __m512 p = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, w));
+                __asm__("" : "+v"(p));
+                a0 = _mm512_add_ps(a0, p);
+            } else {
+                a0 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk, w), a0);
+            }
         }
         _mm512_mask_storeu_ps(out + c, mk, a0);
     }
+}
+
+SKS_AVX512 static void sparse_dense_accum_avx512(const int32_t *indices, const float *values,
+                                                 sks_idx nnz, const float *weights, sks_idx ld,
+                                                 sks_idx m, float *out)
+{
+    sda_avx512(indices, values, 1.0f, nnz, weights, ld, m, out, 0);
 }
 
 SKS_AVX512 static void sparse_dense_accum_bf16_avx512(const int32_t *indices,
@@ -472,6 +496,14 @@ SKS_AVX512 static void axpy_rounded_avx512(float alpha, const float *x, float *y
     }
 }
 
+SKS_AVX512 static void sparse_dense_accum_rounded_avx512(const int32_t *indices,
+                                                         const float *values, float scale,
+                                                         sks_idx nnz, const float *weights,
+                                                         sks_idx ld, sks_idx m, float *out)
+{
+    sda_avx512(indices, values, scale, nnz, weights, ld, m, out, 1);
+}
+
 const sks_kernels sks_kernels_avx512 = {
     SKS_ISA_AVX512,
     dot_avx512,
@@ -491,6 +523,7 @@ const sks_kernels sks_kernels_avx512 = {
     srp_accum_avx512,
     next_mixed_avx512,
     axpy_rounded_avx512,
+    sparse_dense_accum_rounded_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -566,6 +599,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     srp_accum_avx512,
     next_mixed_avx512,
     axpy_rounded_avx512,
+    sparse_dense_accum_rounded_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

@@ -204,6 +204,15 @@ static void axpy_rounded_scalar(float alpha, const float *x, float *y, sks_idx n
         y[i] = y[i] + alpha * x[i];
 }
 
+static void sparse_dense_accum_rounded_scalar(const int32_t *indices, const float *values,
+                                              float scale, sks_idx nnz, const float *weights,
+                                              sks_idx ld, sks_idx m, float *out)
+{
+    sks_idx j;
+    for (j = 0; j < nnz; j++)
+        axpy_rounded_scalar(values[j] * scale, weights + (sks_idx)indices[j] * ld, out, m);
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -223,4 +232,5 @@ const sks_kernels sks_kernels_scalar = {
     srp_accum_scalar,
     next_mixed_scalar,
     axpy_rounded_scalar,
+    sparse_dense_accum_rounded_scalar,
 };
