@@ -148,41 +148,32 @@ def test_stochastic_rounding_keeps_a_slow_decay():
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 15, 16, 17, 40, 1000])
-def test_axpy_rounded_rounds_each_product_before_its_sum(isa, n, rng):
-    # NumPy's float32 product then float32 sum: two roundings, never one FMA
-    # (values whose fused and unfused results differ in most lanes)
-    x = (1 + rng.random(n) * 2**-10).astype(np.float32)
-    y = (-(1 + rng.random(n) * 2**-10)).astype(np.float32)
-    alpha = np.float32(1 + 2**-12)
-    expected = y + alpha * x
-    got = y.copy()
-    _simd.axpy_rounded(float(alpha), _readonly(x), got, isa=isa)
-    np.testing.assert_array_equal(got, expected)
-    fused = (y.astype(np.float64) + np.float64(alpha) * x.astype(np.float64)).astype(np.float32)
-    assert n < 40 or (fused != expected).mean() > 0.1  # the test can tell the two apart
-    with pytest.raises(ValueError, match="same length"):
-        _simd.axpy_rounded(1.0, np.zeros(3, np.float32), np.zeros(4, np.float32), isa=isa)
-
-
-@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m", [1, 7, 8, 16, 17, 40, 64, 65, 159, 983])
 @pytest.mark.parametrize("nnz", [0, 1, 5, 18])
-def test_sparse_dense_accum_rounded_is_one_rounded_axpy_per_entry(isa, m, nnz, rng):
-    # the bits of axpy_rounded called once per entry, in order, with values * scale
+def test_sparse_dense_accum_rounded_rounds_each_product_before_its_sum(isa, m, nnz, rng):
+    # NumPy's float32 product then float32 sum, entry after entry in order: two
+    # roundings, never one FMA (values whose fused and unfused results differ in
+    # most lanes)
     W = (1 + rng.random((30, m)) * 2**-10).astype(np.float32)
     W[::3] *= -1
     indices = rng.integers(0, 30, nnz).astype(np.int32)
     values = (1 + rng.random(nnz) * 2**-9).astype(np.float32)
     scale = np.float32(1 + 2**-12)
     out = (-(1 + rng.random(m) * 2**-10)).astype(np.float32)
-    expected = out.copy()
+    expected, fused = out.copy(), out.copy()
     for j in range(nnz):
-        expected = expected + np.float32(values[j] * scale) * W[indices[j]]
+        x = np.float32(values[j] * scale)
+        expected = expected + x * W[indices[j]]
+        fused = (fused.astype(np.float64) + np.float64(x) * W[indices[j]].astype(np.float64)
+                 ).astype(np.float32)
     got = out.copy()
     _simd.sparse_dense_accum_rounded(_readonly(indices), _readonly(values), float(scale),
                                      _readonly(W), got, isa=isa)
     np.testing.assert_array_equal(got, expected)
+    assert nnz == 0 or m < 40 or (fused != expected).mean() > 0.1  # the test tells them apart
+    with pytest.raises(ValueError, match="same length"):
+        _simd.sparse_dense_accum_rounded(indices, np.append(values, np.float32(1)), 1.0, W, out,
+                                         isa=isa)
     with pytest.raises(ValueError):
         _simd.sparse_dense_accum_rounded(indices, values, 1.0, W, np.zeros(m + 1, np.float32),
                                          isa=isa)

@@ -47,7 +47,6 @@ cdef extern from "simd.h" nogil:
             int n_words, float *acc) noexcept nogil
         sks_idx (*next_mixed)(
             const float *head, const float *net, sks_idx n, float worst) noexcept nogil
-        void (*axpy_rounded)(float alpha, const float *x, float *y, sks_idx n) noexcept nogil
         void (*sparse_dense_accum_rounded)(
             const int32_t *indices, const float *values, float scale, sks_idx nnz,
             const float *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil

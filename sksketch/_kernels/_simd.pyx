@@ -266,17 +266,6 @@ def srp_accum(const int32_t[::1] indices, const float[::1] values, uint64_t base
                         _wfptr(acc))
 
 
-def axpy_rounded(float alpha, const float[::1] x, float[::1] y, isa=None,
-                 Py_ssize_t repeat=1):
-    """``y += alpha * x`` in place, each product rounded to float32 before the sum."""
-    _check_same_length(x, y, "x", "y")
-    cdef const sks_kernels *K = _table(isa)
-    _check_repeat(repeat)
-    with nogil:
-        for _r in range(repeat):
-            K.axpy_rounded(alpha, _fptr(x), _wfptr(y), x.shape[0])
-
-
 def next_mixed(const float[::1] head, const float[::1] net, float worst, isa=None,
                Py_ssize_t repeat=1):
     """The first ``j`` with ``head[j] != 0`` (NaN included) or ``net[j] > worst``, else ``n``."""
@@ -310,7 +299,7 @@ def sparse_dense_accum_rounded(const int32_t[::1] indices, const float[::1] valu
                                float scale, const float[:, ::1] weights, float[::1] out,
                                isa=None, Py_ssize_t repeat=1):
     """``out += (values[j] * scale) * weights[indices[j]]`` for each j in order, in place,
-    each product rounded to float32 before its sum (``axpy_rounded`` once per j)."""
+    each product rounded to float32 before its sum, never fused into an FMA."""
     _check_same_length(indices, values, "indices", "values")
     _check_width(out.shape[0], "out", weights.shape[1])
     _check_rows(indices, weights.shape[0], "indices")

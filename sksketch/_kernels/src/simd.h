@@ -96,13 +96,10 @@ typedef struct sks_kernels {
        plus a sparse head's terms must look at, once its k-th best is
        worst. */
     sks_idx (*next_mixed)(const float *head, const float *net, sks_idx n, float worst);
-    /* y[i] = y[i] + alpha * x[i], the product rounded to float32 before the
-       addition (never fused): the bits of the plain C loop at baseline flags,
-       whatever the instruction set */
-    void (*axpy_rounded)(float alpha, const float *x, float *y, sks_idx n);
     /* For j < nnz in order: out[0:m] = out + (values[j] * scale) * weights[indices[j] * ld +
-       0:m], each product rounded to float32 before its sum: axpy_rounded once per j, the
-       bits of those calls, with out kept in registers across the j */
+       0:m], each product rounded to float32 before its sum (never fused): the bits of the
+       plain C loop at baseline flags, whatever the instruction set, with out kept in
+       registers across the j */
     void (*sparse_dense_accum_rounded)(const int32_t *indices, const float *values,
                                        float scale, sks_idx nnz, const float *weights,
                                        sks_idx ld, sks_idx m, float *out);

@@ -109,8 +109,11 @@ SKS_AVX2 static void axpy_avx2(float alpha, const float *x, float *y, sks_idx n)
 }
 
 /* Columns are processed in blocks held in registers across the whole nonzero
-   list, so `out` is read and written once per block, not once per nonzero. */
-/* see sda_avx512: 32 columns at a time, then 8 */
+   list, so `out` is read and written once per block, not once per nonzero
+   (see sda_avx512: here 32 columns at a time, then 8). With `rounded` the
+   compiler could still fuse a product and the sum it feeds into one FMA (one
+   rounding); an empty asm that claims to change the product keeps them two
+   instructions, each rounded, as the scalar loop at baseline flags. */
 SKS_AVX2 static inline __attribute__((always_inline)) void sda_avx2(
     const int32_t *indices, const float *values, float scale, sks_idx nnz,
     const float *weights, sks_idx ld, sks_idx m, float *out, const int rounded)
@@ -554,25 +557,6 @@ SKS_AVX2 static sks_idx next_mixed_avx2(const float *head, const float *net, sks
     return n;
 }
 
-/* The compiler may fuse a product and the sum it feeds into one FMA (one
-   rounding); an empty asm that claims to change the product keeps them two
-   instructions, each rounded, as the scalar loop at baseline flags. */
-SKS_AVX2 static void axpy_rounded_avx2(float alpha, const float *x, float *y, sks_idx n)
-{
-    const __m256 a = _mm256_set1_ps(alpha);
-    sks_idx i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 p = _mm256_mul_ps(a, _mm256_loadu_ps(x + i));
-        __asm__("" : "+x"(p));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
-    }
-    for (; i < n; i++) {
-        float p = alpha * x[i];
-        __asm__("" : "+x"(p));
-        y[i] = y[i] + p;
-    }
-}
-
 SKS_AVX2 static void sparse_dense_accum_rounded_avx2(const int32_t *indices, const float *values,
                                                      float scale, sks_idx nnz,
                                                      const float *weights, sks_idx ld, sks_idx m,
@@ -599,7 +583,6 @@ const sks_kernels sks_kernels_avx2 = {
     gather_dot2_avx2,
     srp_accum_avx2,
     next_mixed_avx2,
-    axpy_rounded_avx2,
     sparse_dense_accum_rounded_avx2,
 };
 

@@ -483,19 +483,6 @@ SKS_AVX512 static sks_idx next_mixed_avx512(const float *head, const float *net,
     return n;
 }
 
-/* see axpy_rounded_avx2: the product rounded before the sum */
-SKS_AVX512 static void axpy_rounded_avx512(float alpha, const float *x, float *y, sks_idx n)
-{
-    const __m512 a = _mm512_set1_ps(alpha);
-    sks_idx i;
-    for (i = 0; i < n; i += 16) {
-        __mmask16 mk = mask16(n - i);
-        __m512 p = _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mk, x + i));
-        __asm__("" : "+v"(p));
-        _mm512_mask_storeu_ps(y + i, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, y + i), p));
-    }
-}
-
 SKS_AVX512 static void sparse_dense_accum_rounded_avx512(const int32_t *indices,
                                                          const float *values, float scale,
                                                          sks_idx nnz, const float *weights,
@@ -522,7 +509,6 @@ const sks_kernels sks_kernels_avx512 = {
     gather_dot2_avx512,
     srp_accum_avx512,
     next_mixed_avx512,
-    axpy_rounded_avx512,
     sparse_dense_accum_rounded_avx512,
 };
 
@@ -598,7 +584,6 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     gather_dot2_avx512,
     srp_accum_avx512,
     next_mixed_avx512,
-    axpy_rounded_avx512,
     sparse_dense_accum_rounded_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */

@@ -197,20 +197,17 @@ static sks_idx next_mixed_scalar(const float *head, const float *net, sks_idx n,
     return n;
 }
 
-static void axpy_rounded_scalar(float alpha, const float *x, float *y, sks_idx n)
-{
-    sks_idx i;
-    for (i = 0; i < n; i++)
-        y[i] = y[i] + alpha * x[i];
-}
-
+/* baseline flags have no FMA: each product is rounded before its sum */
 static void sparse_dense_accum_rounded_scalar(const int32_t *indices, const float *values,
                                               float scale, sks_idx nnz, const float *weights,
                                               sks_idx ld, sks_idx m, float *out)
 {
-    sks_idx j;
-    for (j = 0; j < nnz; j++)
-        axpy_rounded_scalar(values[j] * scale, weights + (sks_idx)indices[j] * ld, out, m);
+    sks_idx j, c;
+    for (j = 0; j < nnz; j++) {
+        const float x = values[j] * scale, *w = weights + (sks_idx)indices[j] * ld;
+        for (c = 0; c < m; c++)
+            out[c] = out[c] + x * w[c];
+    }
 }
 
 const sks_kernels sks_kernels_scalar = {
@@ -231,6 +228,5 @@ const sks_kernels sks_kernels_scalar = {
     gather_dot2_scalar,
     srp_accum_scalar,
     next_mixed_scalar,
-    axpy_rounded_scalar,
     sparse_dense_accum_rounded_scalar,
 };
