@@ -635,30 +635,36 @@ def test_output_scores_matches_numpy(n_labels, width, rng):
     _close(got, h64 @ w64.T + b2, np.abs(h64) @ np.abs(w64).T + np.abs(b2), rtol=4e-6)
 
 
+@pytest.mark.parametrize("n_labels", [1300, 159, 300])
 @pytest.mark.parametrize("n_rows, width", [(64, 48), (33, 45), (7, 128), (5, 600), (41, 200),
                                            (300, 16)])
-def test_output_scores_entry_does_not_depend_on_the_batch(n_rows, width, rng):
+def test_output_scores_entry_does_not_depend_on_the_batch(n_rows, width, n_labels, rng):
     # A BLAS product may score a row alone differently (in the last bits)
     # from the same row in a batch, or with another thread count. Rows are
     # scored in pairs, in passes of a few (three passes, the last of one
     # row, at width 200; two at 16), labels in tiles sized by the width, and
-    # from 8 rows on from copies on 64-byte boundaries: none may change an
-    # entry.
+    # from 8 rows on from copies on 64-byte boundaries; with fewer label
+    # blocks (of 256) than threads, the rows of a block are cut among the
+    # threads too (159 and 300 labels: one and two blocks): none may change
+    # an entry.
     from sksketch._kernels import _network
 
     hidden = np.maximum(rng.standard_normal((n_rows, width)) * 0.3, 0).astype(np.float32)
     # weights that start 4 bytes past where numpy put them
-    W2 = np.empty(1300 * width + 1, dtype=np.float32)[1:].reshape(1300, width)
-    W2[...] = rng.standard_normal((1300, width))
-    b2 = rng.standard_normal(1300).astype(np.float32)
+    W2 = np.empty(n_labels * width + 1, dtype=np.float32)[1:].reshape(n_labels, width)
+    W2[...] = rng.standard_normal((n_labels, width))
+    b2 = rng.standard_normal(n_labels).astype(np.float32)
     full = _network.output_scores(hidden, W2, b2, 2)
-    np.testing.assert_array_equal(_network.output_scores(hidden, W2, b2, 1), full)
+    for n_threads in (1, 3, 4):
+        np.testing.assert_array_equal(_network.output_scores(hidden, W2, b2, n_threads), full)
     for i in (0, n_rows // 2, n_rows - 1):
         np.testing.assert_array_equal(_network.output_scores(hidden[i : i + 1], W2, b2, 2),
                                       full[i : i + 1])
     order = rng.permutation(n_rows)
     np.testing.assert_array_equal(_network.output_scores(hidden[order], W2, b2, 2), full[order])
     np.testing.assert_array_equal(_network.output_scores(hidden[1:], W2, b2, 2), full[1:])
+    h64, w64 = hidden.astype(np.float64), W2.astype(np.float64)
+    _close(full, h64 @ w64.T + b2, np.abs(h64) @ np.abs(w64).T + np.abs(b2), rtol=4e-6)
 
 
 def test_output_scores_checks_shapes_and_empty_inputs():

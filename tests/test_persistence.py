@@ -136,3 +136,33 @@ def test_override_turns_the_error_into_a_warning(monkeypatch):
     with pytest.warns(InconsistentVersionWarning, match="at your own risk"):
         loaded = pickle.loads(data)
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_restored_weight_rows_start_on_cache_lines(tmp_path):
+    # The kernels read a weight row with 64-byte loads; pickle and
+    # sksketch.load give arrays 16 bytes past a cache line, and the restored
+    # model puts its rows back (a memory map stays one).
+    X, y = _small_problem()
+    est = SLIDEClassifier(hidden_layer_size=32, max_iter=1, random_state=0).fit(X, y)
+    expected = _outputs(est, X)
+    names = ("input_weights_", "output_weights_")
+
+    def offsets(model):
+        arrays = [getattr(model, n) for n in names] + [
+            model._adam[k] for k in ("m_in", "v_in", "m_out", "v_out")]
+        return [a.ctypes.data % 64 for a in arrays]
+
+    assert offsets(est) == [0] * 6
+    buffer = io.BytesIO()
+    sksketch.save(est, buffer)
+    buffer.seek(0)
+    for name, restored in [*_round_trips(est), ("load", sksketch.load(buffer))]:
+        assert offsets(restored) == [0] * 6, name
+        got = _outputs(restored, X)
+        for method, value in expected.items():
+            np.testing.assert_array_equal(got[method], value, err_msg=f"{name}: {method}")
+    joblib.dump(est, tmp_path / "model.joblib")
+    mapped = joblib.load(tmp_path / "model.joblib", mmap_mode="r")
+    assert all(isinstance(getattr(mapped, n), np.memmap) for n in names)
+    for method, value in expected.items():
+        np.testing.assert_array_equal(_outputs(mapped, X)[method], value)

@@ -865,7 +865,9 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     variant's kernel computes it depends on the label index alone. (A BLAS
     product picks its kernel and summation order by the matrix shape and the
     thread count, so a row scored alone can differ in the last bits from the
-    same row scored in a batch.) The threads share out the label blocks.
+    same row scored in a batch.) The threads share out the label blocks, and
+    with fewer blocks than threads (Bibtex's 159 labels are one) the rows of
+    each block too.
 
     From ALIGNED_MIN_ROWS rows on, the hidden rows and each block of W2 are
     first copied to rows that start on 64-byte boundaries (numpy's arrays
@@ -876,6 +878,7 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
     cdef Py_ssize_t blk, n_blocks, j0, m, i, i2, j, q, t0, mt, r, rb, r0, r1, ldw
+    cdef Py_ssize_t u, n_units, n_parts, part, lo, hi
     cdef int tid
     if W2.shape[1] != H or b2.shape[0] != L:
         raise ValueError(
@@ -898,7 +901,15 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     # a tile then share the L1 cache), even
     cdef Py_ssize_t rows_per = max(2, SCORE_TILE_FLOATS // H // 2 * 2)
     n_blocks = (L + SCORE_BLOCK - 1) // SCORE_BLOCK
-    n_threads = max(1, min(n_threads, n_blocks))
+    # With fewer label blocks than threads, each block's rows are cut into
+    # parts too (a unit is a block's part); the rows of a part start at an
+    # even row, and an entry is computed the same way in any part.
+    n_parts = 1
+    if n_blocks < n_threads:
+        n_parts = min((n_threads + n_blocks - 1) // n_blocks, (n + rows_per - 1) // rows_per)
+        n_parts = max(1, n_parts)
+    n_units = n_blocks * n_parts
+    n_threads = max(1, min(n_threads, n_units))
     cdef bint aligned = n >= ALIGNED_MIN_ROWS
     cdef const float[:, ::1] hv = hidden
     cdef float[:, ::1] blocks
@@ -911,7 +922,11 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
         # a block of W2 rows per thread, each row on a 64-byte boundary
         blocks = _aligned_rows(n_threads * SCORE_BLOCK, H)
         ldw = blocks.shape[1]
-    for blk in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    for u in prange(n_units, nogil=True, schedule="static", num_threads=n_threads):
+        blk = u // n_parts
+        part = u % n_parts
+        lo = (n * part // n_parts) // 2 * 2
+        hi = n if part == n_parts - 1 else (n * (part + 1) // n_parts) // 2 * 2
         j0 = blk * SCORE_BLOCK
         m = min(<Py_ssize_t> SCORE_BLOCK, L - j0)
         if aligned:
@@ -927,9 +942,9 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
         # gives each row the bits gather_dot gives it alone, and a tile
         # starts at a multiple of 8 labels (every variant's group), so every
         # entry is computed as without tiles.
-        for rb in range((n + rows_per - 1) // rows_per):
-            r0 = rb * rows_per
-            r1 = min(n, r0 + rows_per)
+        for rb in range((hi - lo + rows_per - 1) // rows_per):
+            r0 = lo + rb * rows_per
+            r1 = min(hi, r0 + rows_per)
             for q in range((m + tile - 1) // tile):
                 t0 = q * tile
                 mt = min(tile, m - t0)

@@ -23,7 +23,7 @@ from ..sampling import BaseSampler
 from ..utils._validation import canonical_rows, check_sparse_indices
 from . import _inference, _memory
 from ._plan import make_plan
-from ._state_checks import check_state as _check_slide_state
+from ._state_checks import align_weights, check_state
 from ._targets import encode_targets, is_indicator
 from ._trainer import SLIDETrainer, initialize
 
@@ -555,8 +555,10 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         tags.classifier_tags.multi_label = True
         return tags
 
-    # checks of an unpickled (or sksketch.load-ed) state, in _state_checks.py
-    _check_state = _check_slide_state
+    def _check_state(self):
+        # checks of an unpickled (or sksketch.load-ed) state, in _state_checks.py
+        check_state(self)
+        align_weights(self)
 
     # ------------------------------------------------------------ validation
 
