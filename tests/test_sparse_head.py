@@ -942,6 +942,39 @@ def test_top1_hits_is_the_argmax_of_the_dense_scores(n_threads, case):
     assert 0 < hits.sum() < hits.size
 
 
+@pytest.mark.parametrize("case", ["trained", "ties", "nan"])
+def test_head_hits_from_dense_scores_are_the_pairwise_ones(monkeypatch, case):
+    # A head that fills its grid is ranked from its dense scores, a chunk of
+    # rows at a time; the hits are those of top1_hits, pair by pair.
+    from sksketch._slide import _inference
+    from sksketch._slide import _sparse_head as module
+
+    X, Y = _problem(n=900, d=40, L=30, seed=5)
+    X, Y = canonical_rows(X), sp.csr_matrix(Y, dtype=np.float32)
+    Y.indptr, Y.indices = Y.indptr.astype(np.int32), Y.indices.astype(np.int32)
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 30)
+    rng = np.random.default_rng(1)
+    head.weights[:] = rng.standard_normal(head.n_pairs)
+    if case == "ties":
+        head.weights[:] = np.round(head.weights)
+        X.data[:] = 1.0
+    elif case == "nan":
+        head.weights[::7] = np.nan
+    est = SimpleNamespace(classes_=np.arange(30), sparse_head_=head, n_jobs=2)
+    monkeypatch.setattr(_inference, "ranked_rows", lambda n: 10_000)
+    # chunks of 300 rows, the last of 250 (below DENSE_MIN_ROWS: pair by pair)
+    monkeypatch.setattr(_inference, "_chunks", lambda est, X, Y: (
+        (X[s:s + 300], Y[s:s + 300]) for s in range(0, X.shape[0], 300)))
+    assert head.scores_densely(X.shape[0])
+    dense = _inference.head_hits(est, X, Y)
+    monkeypatch.setattr(module, "DENSE_MIN_FILL", 1.01)
+    assert not head.scores_densely(X.shape[0])
+    pairwise = _inference.head_hits(est, X, Y)
+    assert dense.dtype == bool and dense.shape == (np.count_nonzero(np.diff(Y.indptr)),)
+    np.testing.assert_array_equal(dense, pairwise)
+    assert 0 < dense.sum() < dense.size
+
+
 @pytest.mark.parametrize("n_labels", [3, 40, 700])
 def test_kept_network_logits_rank_as_every_label_does(monkeypatch, n_labels):
     """mixed_hits on kept logits (the network no longer training) gives the same hits."""

@@ -281,8 +281,7 @@ class SparseLabelHead:
         them from a dense copy of its weights (a vectorised row at a time,
         the same sums as pair by pair).
         """
-        F, L = self.n_features, self.n_labels
-        if X.shape[0] >= DENSE_MIN_ROWS and fills_grid(self.n_pairs, F, L):
+        if self.scores_densely(X.shape[0]):
             dense = self._dense_weights()
             _sparse_head.add_scores_dense(
                 scores, X.indptr, X.indices, X.data, dense, float(scale), n_threads)
@@ -291,6 +290,11 @@ class SparseLabelHead:
             scores, X.indptr, X.indices, X.data, self.indptr, self.labels, self.weights,
             float(scale), n_threads,
         )
+
+    def scores_densely(self, n_rows):
+        """Whether :meth:`add_scores` scores ``n_rows`` rows from the dense copy."""
+        return n_rows >= DENSE_MIN_ROWS and fills_grid(
+            self.n_pairs, self.n_features, self.n_labels)
 
     def _dense_weights(self):
         """The pairs' weights as a dense ``(n_features, n_labels)`` array, 0 elsewhere.
