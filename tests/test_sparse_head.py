@@ -13,9 +13,11 @@ import sksketch
 from sksketch import SLIDEClassifier
 from sksketch._slide._sparse_head import (
     DAMPED_EPSILON,
+    HINGE_MARGINS,
     INIT_LOGIT,
     LEARNING_RATE,
     LOSSES,
+    SPARSE_HINGE_MARGINS,
     SparseLabelHead,
     pairs_per_feature,
 )
@@ -111,7 +113,7 @@ def test_add_scores_is_the_dense_product(n_threads):
     np.testing.assert_array_equal(scores, again)  # rows independent of the thread count
 
 
-def _row_loss_and_gradient(loss, s, true, reached):
+def _row_loss_and_gradient(loss, s, true, reached, margins=(1.0, 1.0)):
     """A row's loss and its gradient in the scores s of every label (float64)."""
     if loss == "softmax":
         lse = np.log(np.exp(s - s.max()).sum()) + s.max()
@@ -120,8 +122,9 @@ def _row_loss_and_gradient(loss, s, true, reached):
         return lse - s[true].mean(), g
     y = -np.ones_like(s)
     y[true] = 1.0
-    margin = np.maximum(0.0, 1.0 - y * s)
-    # an unreached negative's constant 1 is left out of the loss
+    # max(0, own - s) on the row's labels, max(0, other + s) on the others
+    margin = np.maximum(0.0, np.where(y > 0, margins[0], margins[1]) - y * s)
+    # an unreached negative's constant is left out of the loss
     return (margin**2)[reached | (y > 0)].sum(), -2.0 * y * margin
 
 
@@ -138,7 +141,8 @@ def _reference_step(head, X, Y, rows, weights, b1=0.9, b2=0.999, eps=1e-8):
             continue
         s = Xn[r] @ V
         reached = ((Xn[r] != 0)[:, None] & M).any(axis=0)
-        loss, g = _row_loss_and_gradient(head.loss, s, true, reached)
+        margins = SPARSE_HINGE_MARGINS if head.sparse else HINGE_MARGINS
+        loss, g = _row_loss_and_gradient(head.loss, s, true, reached, margins)
         loss_sum += w * loss
         weight_sum += w
         # labels the row does not reach have no pair for their gradient to move
@@ -171,14 +175,21 @@ def _dense_moments(head):
 @pytest.mark.parametrize("cap", [2, 1000])  # with cap 2, some true labels are unreached
 # pair by pair, or from the dense copy of the pairs (heads that fill much of the grid)
 @pytest.mark.parametrize("dense", [False, True])
+# the margins follow the head's sparsity; "swapped": the other margins (a
+# sparse head whose extended pairs came to fill the grid, and the reverse)
+@pytest.mark.parametrize("margins", ["own", "swapped"])
 def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads, dense,
-                                                           monkeypatch):
+                                                           margins, monkeypatch):
     from sksketch._slide import _sparse_head as module
 
     monkeypatch.setattr(module, "DENSE_MIN_FILL", 0.0 if dense else 2.0)
     X, Y = _problem()
     head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
     ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (loss,))
+    # a head that leaves its grid empty takes the sparse hinge's margins
+    assert head.sparse == ref.sparse == (not dense)
+    if margins == "swapped":
+        head.sparse = ref.sparse = dense
     rng = np.random.default_rng(3)
     scratch = head.scratch()
     assert ("dense_w" in scratch) == dense
@@ -203,8 +214,8 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads,
         # weights set from outside the scratch: the next step reads them
         head.weights = ref.weights.copy() * 0.5
         other, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), cap, (head.loss,))
-        other.weights, other.m, other.v, other.step = (
-            head.weights.copy(), head.m.copy(), head.v.copy(), head.step)
+        other.weights, other.m, other.v, other.step, other.sparse = (
+            head.weights.copy(), head.m.copy(), head.v.copy(), head.step, head.sparse)
         monkeypatch.setattr(module, "DENSE_MIN_FILL", 2.0)
         rows = rng.choice(X.shape[0], 16, replace=False).astype(np.int64)
         weights = np.ones(16, np.float32)
@@ -318,8 +329,9 @@ def test_fit_holds_out_no_more_rows_than_its_rankings_read(monkeypatch):
     monkeypatch.setattr(_trainer, "ranked_rows", lambda n_labels: 600)
     read = []
     rows = _inference.validation_rows
-    monkeypatch.setattr(_trainer, "validation_rows",
-                        lambda est, X, Y: read.append(X.shape[0]) or rows(est, X, Y))
+    for module in (_inference, _trainer):  # every ranking of held-out rows reads them
+        monkeypatch.setattr(module, "validation_rows",
+                            lambda est, X, Y: read.append(X.shape[0]) or rows(est, X, Y))
     one = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=2).fit(X, Y)
     assert one.t_ == 10_000 - 600  # one epoch: the 600 held-out rows never trained on
     assert read and set(read) == {600}
@@ -546,6 +558,44 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
     assert clf.sparse_head_.loss == "squared_hinge"
     per_epoch = -(-9000 // 128)
     assert clf.sparse_head_.step >= 2 * per_epoch  # the kept head trained on
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_auto_loss_drops_a_close_head_by_a_paired_test_on_the_same_rows(paired):
+    # The generated 50K shape after its first epoch: the softmax head mixed
+    # with the network ranks 1,316 of 1,342 held-out rows first, the squared
+    # hinge 1,290. As two proportions that is z = 3.0, not above DROP_Z; on
+    # the same rows the two disagree on 34, 30 to 4 for the softmax head
+    # (z = 4.5), and the hinge goes.
+    from sksketch._slide._trainer import DROP_Z, SLIDETrainer
+
+    n, n_weights = 1342, 3
+    soft = np.zeros(n, bool)
+    soft[:1316] = True
+    hinge = np.zeros(n, bool)
+    hinge[:1286] = True  # wrong on 30 rows the softmax head gets right
+    hinge[1316:1320] = True  # and right on 4 it gets wrong
+    rows = np.zeros((2, n, n_weights), bool)
+    rows[0, :, 1], rows[1, :, 2] = soft, hinge  # each at its best weight
+    all_hits = rows.sum(axis=1)[..., None].repeat(2, axis=2)
+    heads = [SimpleNamespace(loss="softmax", damped=False),
+             SimpleNamespace(loss="squared_hinge", damped=False)]
+    trainer = SLIDETrainer.__new__(SLIDETrainer)
+    trainer.est = SimpleNamespace(sparse_head_=heads[1], sparse_head_weight="auto",
+                                  classes_=np.arange(50_000))
+    trainer.heads, trainer.head_scratch, trainer.watches = list(heads), None, {}
+    X_val = sp.csr_matrix((n, 4), dtype=np.float32)
+    Y_val = sp.csr_matrix(np.ones((n, 1), np.float32))
+    p = all_hits[:, :, 0].max(axis=1) / n
+    z_unpaired = (p[0] - p[1]) / np.sqrt((p[0] * (1 - p[0]) + p[1] * (1 - p[1])) / n)
+    assert z_unpaired < DROP_Z < 26 / np.sqrt(34)
+    chosen = trainer._choose_loss(X_val, Y_val, final=False, all_hits=all_hits,
+                                  rows=rows if paired else None)
+    assert chosen is False  # not the final choice
+    assert [h.loss for h in trainer.heads] == (
+        ["softmax"] if paired else ["softmax", "squared_hinge"])
+    if paired:  # the head kept is the model's
+        assert trainer.est.sparse_head_ is heads[0]
 
 
 @pytest.mark.parametrize("damped_hits", [700, 800, 900])

@@ -203,17 +203,18 @@ cdef inline void scatter_axpy(float* out, const int32_t* labels, const float* we
         k += 1
 
 
-cdef inline float hinge_term(float s, bint own, float w, float grad_scale,
-                             double* loss) noexcept nogil:
-    """One label's squared hinge ``max(0, 1 - y s)^2`` (``y`` +1 on the row's own
-    labels, -1 elsewhere), minus the constant 1 of an own label, added to
-    ``loss``; returns its gradient in ``s`` times ``w * grad_scale``."""
+cdef inline float hinge_term(float s, bint own, float w, float grad_scale, double* loss,
+                             double pos_margin, double neg_margin) noexcept nogil:
+    """One label's squared hinge, ``max(0, pos_margin - s)^2`` for the row's own
+    labels and ``max(0, neg_margin + s)^2`` for the others, minus the constant
+    ``pos_margin^2`` of an own label, added to ``loss``; returns its gradient
+    in ``s`` times ``w * grad_scale``."""
     cdef double mk
     if own:
-        loss[0] -= 1.0
-        mk = 1.0 - s
+        loss[0] -= pos_margin * pos_margin
+        mk = pos_margin - s
     else:
-        mk = 1.0 + s
+        mk = neg_margin + s
     if mk <= 0.0:
         return 0.0
     loss[0] += mk * mk
@@ -286,8 +287,9 @@ cdef Py_ssize_t accumulate_rows(
         const int64_t[::1] indptr, const int32_t[::1] labels, const float[::1] weights,
         float* grad, uint8_t* feature_mark, int32_t* touched,
         float* acc, uint8_t* label_mark, int32_t* reached, float* vals,
-        int32_t n_labels, float grad_scale, int loss_kind,
-        double* loss_sum, double* weight_sum, const sks_kernels* K) noexcept nogil:
+        int32_t n_labels, float grad_scale, int loss_kind, double pos_margin,
+        double neg_margin, double* loss_sum, double* weight_sum,
+        const sks_kernels* K) noexcept nogil:
     """The loss gradients of rows ``rows[lo:hi]`` added to ``grad``, in row order.
 
     The features these rows touch are marked in ``feature_mark`` and listed
@@ -311,17 +313,17 @@ cdef Py_ssize_t accumulate_rows(
         n_reached = reached_scores(i, inv, X_indptr, X_indices, X_data, indptr, labels,
                                    weights, acc, label_mark, reached)
         if loss_kind == 1:
-            # squared hinge, one-vs-rest: (max(0, 1 - y_j s_j))^2 with
-            # y_j = +1 on the row's labels and -1 elsewhere; the labels
-            # the row does not reach score 0 and have no pair to move
+            # squared hinge, one-vs-rest (see train_batch); the labels the
+            # row does not reach score 0 and have no pair to move
             for p in range(Y_indptr[i], Y_indptr[i + 1]):
                 j = Y_indices[p]
                 if label_mark[j]:
                     label_mark[j] = 2
-            loss = n_true
+            loss = n_true * pos_margin * pos_margin
             for t in range(n_reached):
                 j = reached[t]
-                acc[j] = hinge_term(acc[j], label_mark[j] == 2, w, grad_scale, &loss)
+                acc[j] = hinge_term(acc[j], label_mark[j] == 2, w, grad_scale, &loss,
+                                    pos_margin, neg_margin)
             loss_sum[0] += w * loss
             weight_sum[0] += w
         else:
@@ -352,8 +354,9 @@ cdef Py_ssize_t accumulate_rows_dense(
         const int64_t[::1] rows, const float[::1] row_weights,
         const float* W, const uint8_t* M, float* G,
         uint8_t* feature_mark, int32_t* touched, float* acc, uint8_t* label_mark, float* vals,
-        Py_ssize_t n_labels, float grad_scale, int loss_kind,
-        double* loss_sum, double* weight_sum, const sks_kernels* K) noexcept nogil:
+        Py_ssize_t n_labels, float grad_scale, int loss_kind, double pos_margin,
+        double neg_margin, double* loss_sum, double* weight_sum,
+        const sks_kernels* K) noexcept nogil:
     """:func:`accumulate_rows` on the head's dense copy: ``W`` and ``M`` hold each
     feature's row of pair weights and pair marks over all labels (0 where
     there is no pair), ``G`` receives the gradients of those rows.
@@ -389,11 +392,11 @@ cdef Py_ssize_t accumulate_rows_dense(
                 j = Y_indices[p]
                 if label_mark[j]:
                     label_mark[j] = 2
-            loss = n_true
+            loss = n_true * pos_margin * pos_margin
             for j in range(L):
                 # (a label the row does not reach has no pair to move)
-                vals[j] = hinge_term(acc[j], label_mark[j] == 2, w, grad_scale, &loss) if (
-                    label_mark[j]) else 0.0
+                vals[j] = hinge_term(acc[j], label_mark[j] == 2, w, grad_scale, &loss,
+                                     pos_margin, neg_margin) if label_mark[j] else 0.0
                 label_mark[j] = 0
             loss_sum[0] += w * loss
             weight_sum[0] += w
@@ -482,14 +485,16 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 float[:, ::1] vals, int32_t n_labels, float grad_scale,
                 double lr, double beta_1, double beta_2, double epsilon, int64_t step,
                 int loss_kind, int n_threads=1, float[:, ::1] dense_w=None,
-                const uint8_t[:, ::1] dense_mask=None, float[:, :, ::1] dense_grad=None):
+                const uint8_t[:, ::1] dense_mask=None, float[:, :, ::1] dense_grad=None,
+                double pos_margin=1.0, double neg_margin=1.0):
     """One Adam step of the head's loss on a batch of rows.
 
     ``loss_kind`` 0 is the softmax cross-entropy over all labels with targets
     ``1/k`` on each of a row's ``k`` labels; 1 is the one-vs-rest squared
-    hinge ``sum_j max(0, 1 - y_j s_j)^2`` (``y_j`` +1 on the row's labels, -1
-    elsewhere), whose terms for the labels the row does not reach are
-    constants (they score 0 and have no pair to move). Each row's gradient
+    hinge ``sum_j max(0, pos_margin - s_j)^2`` over the row's own labels plus
+    ``sum_j max(0, neg_margin + s_j)^2`` over the others (margins 1 and 1:
+    the usual ``max(0, 1 - y_j s_j)^2``), whose terms for the labels the row
+    does not reach are constants (they score 0 and have no pair to move). Each row's gradient
     is multiplied by its weight and ``grad_scale``. Only the pairs the batch
     reaches, all the pairs of the features of its labelled rows, are updated
     (their moments too: lazy Adam, bias-corrected at ``step``).
@@ -512,8 +517,8 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     grid), and ``dense_w`` is kept equal to the weights.
 
     Returns the weighted sum of the rows' losses (for the squared hinge,
-    without the constant 1 of each unreached negative label) and the sum of
-    their weights.
+    without the constant ``neg_margin^2`` of each unreached negative label)
+    and the sum of their weights.
     """
     cdef Py_ssize_t n_parts = grad.shape[0], n_rows = rows.shape[0]
     cdef Py_ssize_t q, t, n, k, lo, hi
@@ -548,16 +553,16 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                     X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
                     &dense_w[0, 0], &dense_mask[0, 0], &dense_grad[q, 0, 0],
                     &feature_mark[q, 0], &touched[q, 0], &acc[q, 0], &label_mark[q, 0],
-                    &vals[q, 0], n_labels, grad_scale, loss_kind, &sums[2 * q],
-                    &sums[2 * q + 1], K)
+                    &vals[q, 0], n_labels, grad_scale, loss_kind, pos_margin, neg_margin,
+                    &sums[2 * q], &sums[2 * q + 1], K)
             else:
                 n_touched[q] = accumulate_rows(
                     q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
                     X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
                     indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
                     &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
-                    &vals[q, 0], n_labels, grad_scale, loss_kind, &sums[2 * q],
-                    &sums[2 * q + 1], K)
+                    &vals[q, 0], n_labels, grad_scale, loss_kind, pos_margin, neg_margin,
+                    &sums[2 * q], &sums[2 * q + 1], K)
         for q in range(n_parts):
             loss_sum += sums[2 * q]
             weight_sum += sums[2 * q + 1]

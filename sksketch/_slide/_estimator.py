@@ -214,12 +214,18 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         with few training rows each. ``"squared_hinge"``: one-vs-rest
         squared hinges, the loss of the linear classifiers of tree-based
         extreme classifiers, started at 0; it suits labels with many rows
-        and rows with many labels. ``"auto"``: ``fit`` on 1,000 rows or more
-        holds out ``validation_fraction`` of them, trains both heads side by
-        side and keeps the one whose ranking, mixed with the network's, is
-        better on the held-out rows: after the first epoch if the other
-        trails by more than three standard errors, else before the held-out
-        rows join the last epoch. The softmax head trains twice meanwhile,
+        and rows with many labels. Where a row reaches only a few of the
+        labels (the head's pairs fill less than an eighth of the
+        feature-label grid), a label it does not reach scores 0, and the
+        hinge asks its own labels for 2 and the others for at most 0, not 1
+        and -1 (``sparse_head_.sparse``; see ``SPARSE_HINGE_MARGINS`` in
+        ``sksketch._slide._sparse_head``). ``"auto"``: ``fit`` on 1,000 rows
+        or more holds out ``validation_fraction`` of them, trains both heads
+        side by side and keeps the one whose ranking, mixed with the
+        network's, is better on the held-out rows: after the first epoch if
+        the other trails by more than three standard errors (a paired test
+        on the rows they rank differently), else before the held-out rows
+        join the last epoch. The softmax head trains twice meanwhile,
         with Adam's ``epsilon`` and with one near a single row's gradient
         (``sparse_head_.damped``: the rare pairs' lone steps damped, which
         overfits rare labels less on WordNet nouns, Bibtex and Delicious and
