@@ -33,7 +33,10 @@ torch     PyTorch on the CPU: SLIDEClassifier's network with the full softmax: E
 Datasets: bibtex, delicious, wordnet (SKSKETCH_DATA_DIR, default ../shared/data), synth
 (the 50,000-label problem of ../shared/tools/gen_synth_xc.py with its defaults, written
 once under --cache-dir) and amazon (the Amazon-670K shape of bench_slide.py, 670,091
-labels; --amazon-rows shrinks its training set).
+labels; --amazon-rows shrinks its training set). Run only when named: confusable
+(20,000 labels in clusters of 10 sharing half their signatures), synth-short and
+synth-long (the generator with 10,000 labels, 30,000 features, 40,000 training rows of
+10 or 40 non-zeros: data no default was chosen on).
 
     python benchmarks/bench_xmc.py --datasets bibtex,delicious
     python benchmarks/bench_xmc.py --datasets wordnet --repeats 3 --busy \\
@@ -87,8 +90,19 @@ REQUIRES = {
 }
 DATASETS = ("bibtex", "delicious", "wordnet", "synth", "amazon")
 # generated, run only when named: 20,000 labels in clusters of 10 sharing half
-# their feature signatures (labels confusable with their siblings)
-EXTRA_DATASETS = ("confusable",)
+# their feature signatures (labels confusable with their siblings); and two
+# problems of ../shared/tools/gen_synth_xc.py with other arguments than its
+# defaults (10,000 labels, 30,000 features, 40,000 training rows), with 10
+# and 40 non-zeros a row, which no default was chosen on
+EXTRA_DATASETS = ("confusable", "synth-short", "synth-long")
+SYNTH_VARIANTS = {
+    "synth-short": ["--features", "30000", "--labels", "10000", "--train", "40000",
+                    "--test", "8000", "--nnz", "10", "--sig", "20", "--zipf", "1.0",
+                    "--seed", "12"],
+    "synth-long": ["--features", "30000", "--labels", "10000", "--train", "40000",
+                   "--test", "8000", "--nnz", "40", "--sig", "15", "--zipf", "1.1",
+                   "--seed", "11"],
+}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS")
@@ -481,15 +495,16 @@ def _log_tail(path, lines=8):
     return "\n".join("      " + line for line in text[-lines:])
 
 
-def _synth_data(args):
+def _synth_data(args, name="synth"):
     from sksketch.datasets import load_xc
 
-    out = args.cache_dir / "synth_xc_defaults"
+    extra = SYNTH_VARIANTS.get(name, [])
+    out = args.cache_dir / ("synth_xc_defaults" if not extra else name.replace("-", "_"))
     if not (out / "test.txt").exists():
         if not GENERATOR.exists():
             return f"generator {GENERATOR} not found"
-        print(f"  generating the 50,000-label problem into {out} ...", flush=True)
-        subprocess.run([sys.executable, str(GENERATOR), "--out", str(out)], check=True)
+        print(f"  generating {name} into {out} ...", flush=True)
+        subprocess.run([sys.executable, str(GENERATOR), "--out", str(out), *extra], check=True)
     return (*load_xc(out / "train.txt"), *load_xc(out / "test.txt"))
 
 
@@ -517,8 +532,8 @@ def _load_dataset(name, args):
 
     if name == "confusable":
         return confusable_data()
-    if name == "synth":
-        return _synth_data(args)
+    if name == "synth" or name in SYNTH_VARIANTS:
+        return _synth_data(args, name)
     if name == "amazon":
         return _amazon_data(args)
     folder = args.data_dir / name
