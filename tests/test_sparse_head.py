@@ -560,6 +560,24 @@ def test_auto_loss_drops_a_head_that_trails_far_behind_after_an_epoch(monkeypatc
     assert clf.sparse_head_.step >= 2 * per_epoch  # the kept head trained on
 
 
+def test_a_head_is_sparse_by_how_much_of_its_grid_its_pairs_fill(monkeypatch):
+    # The margins follow the fill alone: a grid past the dense kernel path's
+    # size cap is still dense if its pairs fill it.
+    from sksketch._slide import _sparse_head as module
+
+    X, Y = _problem()
+    w = np.ones(X.shape[0], np.float32)
+    head, = SparseLabelHead.from_data(X, Y, w, 1000, ("squared_hinge",))
+    fill = head.n_pairs / (head.n_features * head.n_labels)
+    assert module.fills_grid(head.n_pairs, head.n_features, head.n_labels)
+    assert not head.sparse
+    monkeypatch.setattr(module, "DENSE_MAX_ENTRIES", 10)
+    assert not module.fills_grid(head.n_pairs, head.n_features, head.n_labels)
+    assert not SparseLabelHead.from_data(X, Y, w, 1000, ("squared_hinge",))[0].sparse
+    monkeypatch.setattr(module, "DENSE_MIN_FILL", fill * 1.01)
+    assert SparseLabelHead.from_data(X, Y, w, 1000, ("squared_hinge",))[0].sparse
+
+
 @pytest.mark.parametrize("paired", [True, False])
 def test_auto_loss_drops_a_close_head_by_a_paired_test_on_the_same_rows(paired):
     # The generated 50K shape after its first epoch: the softmax head mixed

@@ -59,7 +59,7 @@ LOSSES = ("softmax", "squared_hinge")
 # Margins of the squared hinge, (a row's own labels, the others): the loss is
 # max(0, own - s)^2 on its labels and max(0, other + s)^2 on the others. A
 # label the row does not reach scores 0 and has no pair to move. On a head
-# whose pairs fill its grid (fills_grid) a row reaches nearly every label
+# whose pairs fill DENSE_MIN_FILL of its grid a row reaches nearly every label
 # (Bibtex 99.9%, Delicious 96% of them), and the margins are the usual 1 and
 # 1. On a sparse head a row reaches a few percent of the labels (10% on a
 # generated problem of 10 features a row, 10,000 labels), and margins 1 and 1
@@ -137,8 +137,9 @@ class SparseLabelHead:
         Adam's epsilon is ``DAMPED_EPSILON`` rows' gradient, not the estimator's.
     sparse : bool, default=False
         The squared hinge takes ``SPARSE_HINGE_MARGINS`` instead of
-        ``HINGE_MARGINS``: :meth:`from_data` sets it for heads whose pairs do
-        not fill their grid (kept as it is when the pairs are extended).
+        ``HINGE_MARGINS``: :meth:`from_data` sets it for heads whose pairs
+        fill less than ``DENSE_MIN_FILL`` of their grid, however large the
+        grid (kept as it is when the pairs are extended).
     """
 
     def __init__(self, n_features, n_labels, indptr, labels, weights, loss="softmax",
@@ -196,7 +197,8 @@ class SparseLabelHead:
         weights = (INIT_LOGIT * C.data[keep]).astype(np.float32)
         n_pairs = weights.shape[0]
         damped = (False,) * len(losses) if damped is None else damped
-        sparse = not fills_grid(n_pairs, n_features, n_labels)
+        # (by the fill alone: the dense path's cap on the grid's size is memory's)
+        sparse = n_pairs < DENSE_MIN_FILL * n_features * n_labels
         return [
             cls(n_features, n_labels, indptr, labels,
                 weights.copy() if loss == "softmax" else np.zeros(n_pairs, np.float32), loss,
