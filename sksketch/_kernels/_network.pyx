@@ -906,8 +906,8 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     # even row, and an entry is computed the same way in any part.
     n_parts = 1
     if n_blocks < n_threads:
+        # (n >= 1 here: at least one part)
         n_parts = min((n_threads + n_blocks - 1) // n_blocks, (n + rows_per - 1) // rows_per)
-        n_parts = max(1, n_parts)
     n_units = n_blocks * n_parts
     n_threads = max(1, min(n_threads, n_units))
     cdef bint aligned = n >= ALIGNED_MIN_ROWS

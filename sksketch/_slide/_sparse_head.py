@@ -97,14 +97,20 @@ _DENSE = weakref.WeakKeyDictionary()
 _DENSE_LOCK = threading.Lock()
 
 
+def fills_share(n_pairs, n_features, n_labels):
+    """Whether ``n_pairs`` pairs fill at least ``DENSE_MIN_FILL`` of the feature-label grid."""
+    return n_pairs >= DENSE_MIN_FILL * n_features * n_labels
+
+
 def fills_grid(n_pairs, n_features, n_labels):
     """Whether a head of ``n_pairs`` pairs scores and trains from a dense copy of them.
 
-    Its pairs fill at least ``DENSE_MIN_FILL`` of the feature-label grid, and
-    the grid has at most ``DENSE_MAX_ENTRIES`` entries.
+    Its pairs fill at least ``DENSE_MIN_FILL`` of the feature-label grid
+    (:func:`fills_share`), and the grid has at most ``DENSE_MAX_ENTRIES``
+    entries.
     """
-    grid = n_features * n_labels
-    return grid <= DENSE_MAX_ENTRIES and n_pairs >= DENSE_MIN_FILL * grid
+    return (n_features * n_labels <= DENSE_MAX_ENTRIES
+            and fills_share(n_pairs, n_features, n_labels))
 
 # A training batch is cut into this many parts of consecutive rows, each
 # summing its gradients in its own buffer, so that two threads share the
@@ -198,7 +204,7 @@ class SparseLabelHead:
         n_pairs = weights.shape[0]
         damped = (False,) * len(losses) if damped is None else damped
         # (by the fill alone: the dense path's cap on the grid's size is memory's)
-        sparse = n_pairs < DENSE_MIN_FILL * n_features * n_labels
+        sparse = not fills_share(n_pairs, n_features, n_labels)
         return [
             cls(n_features, n_labels, indptr, labels,
                 weights.copy() if loss == "softmax" else np.zeros(n_pairs, np.float32), loss,
