@@ -1126,3 +1126,75 @@ def test_the_kept_dense_copy_follows_the_weights():
     check()  # a step moved the weights
     head.weights = np.random.default_rng(0).standard_normal(head.n_pairs).astype(np.float32)
     check()  # new weights
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_extend_in_runs_of_features_is_the_whole_key_match(monkeypatch, loss):
+    """extend matches pairs a run of features at a time: a kept pair keeps its
+    weight and moments, a new pair starts as from_data starts it."""
+    from sksketch._slide import _sparse_head
+
+    X, Y = _problem(n=200, d=40, L=30, seed=3)
+    w = np.ones(X.shape[0])
+    # built from the first half; the other half brings new pairs
+    head = SparseLabelHead.from_data(X[:100], Y[:100], w[:100], 6, (loss,))[0]
+    rng = np.random.default_rng(0)
+    for name in ("weights", "m", "v"):
+        getattr(head, name)[:] = rng.standard_normal(head.n_pairs).astype(np.float32)
+    old = {(f, int(j)): (head.weights[k], head.m[k], head.v[k])
+           for f in range(head.n_features)
+           for k, j in zip(range(head.indptr[f], head.indptr[f + 1]),
+                           head.labels[head.indptr[f]:head.indptr[f + 1]], strict=True)}
+    fresh = SparseLabelHead.from_data(X, Y, w, 6, (loss,))[0]
+    got = []
+    for chunk in (1, 7, 1 << 20):
+        monkeypatch.setattr(_sparse_head, "EXTEND_CHUNK", chunk)
+        h = pickle.loads(pickle.dumps(head))
+        h.extend(X, Y, w, 6)
+        np.testing.assert_array_equal(h.indptr, fresh.indptr)
+        np.testing.assert_array_equal(h.labels, fresh.labels)
+        got.append((h.weights, h.m, h.v))
+    for other in got[1:]:
+        for a, b in zip(got[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+    n_kept = 0
+    weights, m, v = got[0]
+    for f in range(fresh.n_features):
+        for k in range(fresh.indptr[f], fresh.indptr[f + 1]):
+            key = (f, int(fresh.labels[k]))
+            if key in old:
+                n_kept += 1
+                assert (weights[k], m[k], v[k]) == old[key]
+            else:
+                assert (weights[k], m[k], v[k]) == (fresh.weights[k], 0.0, 0.0)
+    assert 0 < n_kept < fresh.n_pairs
+
+
+def test_candidate_heads_share_their_pairs_and_scratch(monkeypatch):
+    """The candidate heads of sparse_head_loss="auto" share one pair list and,
+    training one after the other, one scratch: the fit is the one with a
+    scratch per head."""
+    from sksketch._slide import _trainer
+
+    # (a grid too large for the dense path's copies)
+    X, Y = make_extreme_classification(n_samples=6000, n_features=20_000, n_labels=2000,
+                                       random_state=2)
+    params = dict(hidden_layer_size=16, max_iter=3, random_state=0, n_jobs=2)
+    seen = []
+    scratches = _trainer.SLIDETrainer._head_scratches
+
+    def shared(self):
+        out = scratches(self)
+        seen.append((len(self.heads), len({id(sc) for sc in out}),
+                     len({id(h.labels) for h in self.heads})))
+        return out
+
+    monkeypatch.setattr(_trainer.SLIDETrainer, "_head_scratches", shared)
+    a = SLIDEClassifier(**params).fit(X, Y)
+    assert seen[0] == (3, 1, 1)  # three candidates, one scratch, one pair list
+    monkeypatch.setattr(_trainer.SLIDETrainer, "_head_scratches",
+                        lambda self: [h.scratch() for h in self.heads])
+    b = SLIDEClassifier(**params).fit(X, Y)
+    assert a.sparse_head_.loss == b.sparse_head_.loss
+    np.testing.assert_array_equal(a.sparse_head_.weights, b.sparse_head_.weights)
+    np.testing.assert_array_equal(a.decision_function(X[:300]), b.decision_function(X[:300]))

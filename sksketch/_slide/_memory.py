@@ -135,8 +135,9 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         if est.sparse_head_loss == "auto":
             # the other two candidate heads train while it chooses the loss
             # and the softmax head's damping: their weights, moments and
-            # snapshots, and their own scratch
-            training_buffers += 2 * (16 * pairs + scratch)
+            # snapshots (they share the pairs and, unless they train from
+            # dense copies, the scratch)
+            training_buffers += 2 * (16 * pairs + (scratch if fills_grid(pairs, F, L) else 0))
     if clusters:
         # the cluster head's scratch: a head over K clusters
         training_buffers += head_scratch(cluster_pairs, K)

@@ -92,6 +92,8 @@ PAIR_BUDGET = 1 << 22
 DENSE_MIN_FILL = 0.125
 DENSE_MAX_ENTRIES = 1 << 22
 DENSE_MIN_ROWS = 256
+# pairs a step of SparseLabelHead.extend matches at a time
+EXTEND_CHUNK = 1 << 20
 # each scoring head's dense weights (SparseLabelHead._dense_weights), while they stay
 _DENSE = weakref.WeakKeyDictionary()
 _DENSE_LOCK = threading.Lock()
@@ -183,7 +185,8 @@ class SparseLabelHead:
              .astype(np.float32), Y.indices, Y.indptr),
             shape=Y.shape,
         )
-        C = normalize(sp.csr_matrix(Yw.T @ Xn, dtype=np.float32))  # labels x features
+        # labels x features (normalised where the product is)
+        C = normalize(sp.csr_matrix(Yw.T @ Xn, dtype=np.float32), copy=False)
         C.eliminate_zeros()
         C = C.T.tocsr()  # features x labels
         C.sort_indices()  # each feature's labels by id
@@ -196,21 +199,31 @@ class SparseLabelHead:
             start, stop = C.indptr[f], C.indptr[f + 1]
             order = np.argsort(-C.data[start:stop], kind="stable")
             keep[start + order[labels_per_feature:]] = False
-        keep = np.flatnonzero(keep)  # by feature, then label id
+        # (a mask, not an index array: at the Amazon-670K shape's 20 million
+        # pairs, every transient array of pairs is hundreds of megabytes
+        # beside a model that trains)
         indptr = np.zeros(n_features + 1, dtype=np.int64)
         np.cumsum(kept, out=indptr[1:])
-        labels = C.indices[keep].astype(np.int32)
-        weights = (INIT_LOGIT * C.data[keep]).astype(np.float32)
+        labels = C.indices[keep].astype(np.int32, copy=False)  # by feature, then label id
+        weights = C.data[keep].astype(np.float32, copy=False)
+        del C, keep
+        weights *= INIT_LOGIT
         n_pairs = weights.shape[0]
         damped = (False,) * len(losses) if damped is None else damped
         # (by the fill alone: the dense path's cap on the grid's size is memory's)
         sparse = not fills_share(n_pairs, n_features, n_labels)
-        return [
-            cls(n_features, n_labels, indptr, labels,
-                weights.copy() if loss == "softmax" else np.zeros(n_pairs, np.float32), loss,
-                damp, sparse)
-            for loss, damp in zip(losses, damped, strict=True)
-        ]
+        # each softmax head starts at the Rocchio weights (the last one takes
+        # the array itself), a squared-hinge head at 0
+        n_softmax = sum(loss == "softmax" for loss in losses)
+        heads = []
+        for loss, damp in zip(losses, damped, strict=True):
+            if loss == "softmax":
+                n_softmax -= 1
+                start = weights if n_softmax == 0 else weights.copy()
+            else:
+                start = np.zeros(n_pairs, np.float32)
+            heads.append(cls(n_features, n_labels, indptr, labels, start, loss, damp, sparse))
+        return heads
 
     def extend(self, X, Y, sample_weight, labels_per_feature):
         """Take the pairs of (X, Y) as :meth:`from_data` would, keeping what training learnt.
@@ -226,20 +239,28 @@ class SparseLabelHead:
         """
         new = type(self).from_data(X, Y, sample_weight, labels_per_feature, (self.loss,))[0]
         L = np.int64(self.n_labels)
-        old_keys = np.repeat(np.arange(self.n_features, dtype=np.int64),
-                             np.diff(self.indptr)) * L + self.labels
-        new_keys = np.repeat(np.arange(new.n_features, dtype=np.int64),
-                             np.diff(new.indptr)) * L + new.labels
-        # both by feature, then label id: sorted keys
-        pos = np.zeros(new_keys.shape[0], dtype=np.int64)
-        found = np.zeros(new_keys.shape[0], dtype=bool)
-        if old_keys.shape[0]:
-            pos = np.minimum(np.searchsorted(old_keys, new_keys), old_keys.shape[0] - 1)
-            found = old_keys[pos] == new_keys
-        for name in ("weights", "m", "v"):
-            a = getattr(new, name)
-            a[found] = getattr(self, name)[pos[found]]
-            setattr(self, name, a)
+        old_ptr, new_ptr = self.indptr, new.indptr
+        # Pairs are sorted by feature, then label id, in both: a pair's key
+        # (feature, label) is found among the old keys by a binary search, a
+        # run of features of about EXTEND_CHUNK new pairs at a time (whole
+        # arrays of int64 keys would take 8 bytes a pair, twice, beside a
+        # model: 320 MB at the Amazon-670K shape's 20 million pairs).
+        f0 = 0
+        while f0 < self.n_features:
+            f1 = int(np.searchsorted(new_ptr, new_ptr[f0] + EXTEND_CHUNK, side="right")) - 1
+            f1 = min(max(f1, f0 + 1), self.n_features)
+            a0, a1, b0, b1 = old_ptr[f0], old_ptr[f1], new_ptr[f0], new_ptr[f1]
+            if a1 > a0 and b1 > b0:
+                old_keys = np.repeat(np.arange(f1 - f0, dtype=np.int64),
+                                     np.diff(old_ptr[f0:f1 + 1])) * L + self.labels[a0:a1]
+                new_keys = np.repeat(np.arange(f1 - f0, dtype=np.int64),
+                                     np.diff(new_ptr[f0:f1 + 1])) * L + new.labels[b0:b1]
+                pos = np.minimum(np.searchsorted(old_keys, new_keys), old_keys.shape[0] - 1)
+                found = np.flatnonzero(old_keys[pos] == new_keys)
+                for name in ("weights", "m", "v"):
+                    getattr(new, name)[b0 + found] = getattr(self, name)[a0 + pos[found]]
+            f0 = f1
+        self.weights, self.m, self.v = new.weights, new.m, new.v
         self.indptr, self.labels = new.indptr, new.labels
 
     @property

@@ -39,7 +39,7 @@ from ._inference import (
 from ._label_clusters import LabelClusterHead
 from ._negative_sampling import collision_table, unigram_cdf
 from ._plan import sized_tables
-from ._sparse_head import SparseLabelHead, pairs_per_feature
+from ._sparse_head import SparseLabelHead, fills_grid, pairs_per_feature
 
 __all__ = ["SLIDETrainer"]
 
@@ -447,12 +447,14 @@ class SLIDETrainer:
                 # the network and heads stopped early): the heads still get
                 # their pairs, at their starting weights, once the weights
                 # are chosen.
-                self._extend_heads(X_all, Y_all, weight_all)
+                self._extend_heads(X_all, Y_all, weight_all, train_on=False)
         finally:
             self.release()
 
-    def _extend_heads(self, X, Y, sample_weight):
+    def _extend_heads(self, X, Y, sample_weight, train_on=True):
         """Give the heads the pairs (and the clusters the labels) of every row of the call.
+
+        ``train_on``: an epoch follows (the heads' scratch is made anew).
 
         Called when held-out rows join training for the last epoch, and at
         the end of a fit whose held-out rows never joined (one epoch, or the
@@ -463,10 +465,17 @@ class SLIDETrainer:
         """
         est = self.est
         per_feature = pairs_per_feature(est.labels_per_feature, X.shape[1])
-        for head in self.heads:
+        self.head_scratch = None  # the old pairs' (freed before the new pairs are built)
+        for i, head in enumerate(self.heads):
             head.extend(X, Y, sample_weight, per_feature)
-        if self.heads:
-            self.head_scratch = [h.scratch() for h in self.heads]
+            # heads over the same rows have the same pairs: one copy of them
+            for other in self.heads[:i]:
+                if (np.array_equal(head.indptr, other.indptr)
+                        and np.array_equal(head.labels, other.labels)):
+                    head.indptr, head.labels = other.indptr, other.labels
+                    break
+        if self.heads and train_on:
+            self.head_scratch = self._head_scratches()
         if self.clusters is not None:
             self.clusters.extend(X, Y, sample_weight, per_feature)
             self.cluster_scratch = None
@@ -754,13 +763,34 @@ class SLIDETrainer:
         )
         self.workspace.set_n_threads(self.n_threads)
         self._set_sampling()
-        # a scratch per head
         if self.heads:
-            self.head_scratch = [h.scratch() for h in self.heads]
+            self.head_scratch = self._head_scratches()
         est._training_buffers_nbytes = self.workspace.nbytes + sum(
-            getattr(a, "nbytes", 0) for d in (self.head_scratch or []) for a in d.values()) + sum(
+            getattr(a, "nbytes", 0) for d in {id(d): d for d in self.head_scratch or []}.values()
+            for a in d.values()) + sum(
             w.nbytes for w in self.watches.values()) + sum(
             h.weights.nbytes + h.m.nbytes + h.v.nbytes for h in self.heads[1:])
+
+    def _head_scratches(self):
+        """A scratch per head; heads over the same pairs share one.
+
+        The heads train one after the other, and a step leaves the buffers
+        it reads as zeros as zeros (see
+        :func:`sksketch._kernels._sparse_head.train_batch`): candidate heads
+        over the Amazon-670K shape's 18 million pairs would each hold 150 MB
+        of pair gradients. A head that trains from a dense copy of its
+        weights (``fills_grid``) has its own, which holds that copy.
+        """
+        out, shared = [], {}
+        for h in self.heads:
+            if fills_grid(h.n_pairs, h.n_features, h.n_labels):
+                out.append(h.scratch())
+            else:
+                key = (id(h.indptr), id(h.labels))
+                if key not in shared:
+                    shared[key] = h.scratch()
+                out.append(shared[key])
+        return out
 
     def _set_sampling(self):
         est = self.est
