@@ -1198,3 +1198,44 @@ def test_candidate_heads_share_their_pairs_and_scratch(monkeypatch):
     assert a.sparse_head_.loss == b.sparse_head_.loss
     np.testing.assert_array_equal(a.sparse_head_.weights, b.sparse_head_.weights)
     np.testing.assert_array_equal(a.decision_function(X[:300]), b.decision_function(X[:300]))
+
+
+def test_watches_share_an_equal_snapshot_until_either_moves(monkeypatch):
+    """Two heads starting at the same weights keep one snapshot of them; a head
+    that improves takes its own copy, and a frozen head gets its own weights back."""
+    from sksketch._slide import _trainer
+
+    scores = {}
+    monkeypatch.setattr(_trainer, "head_hits",
+                        lambda est, X, Y, head: np.full(10, scores[id(head)], dtype=bool))
+    start = np.arange(6, dtype=np.float32)
+    a = SimpleNamespace(weights=start.copy())
+    b = SimpleNamespace(weights=start.copy())
+    z = SimpleNamespace(weights=np.zeros(6, np.float32))
+    wa, wb, wz = (_trainer.HeadWatch(h) for h in (a, b, z))
+    scores.update({id(a): 1, id(b): 1, id(z): 1})
+    for w in (wa, wb, wz):
+        w.check(None, None, None)
+    assert wb.share_snapshot(wa) and wa.snapshot is wb.snapshot
+    assert not wz.share_snapshot(wa)  # other values
+    np.testing.assert_array_equal(wz.snapshot, 0)
+    # a improves: its own copy; b's snapshot still holds the start
+    a.weights += 1
+    wa.check(None, None, None)
+    assert wa.snapshot is not wb.snapshot
+    np.testing.assert_array_equal(wa.snapshot, start + 1)
+    np.testing.assert_array_equal(wb.snapshot, start)
+    # b falls: it gets the start back, an array of its own
+    b.weights -= 5
+    scores[id(b)] = 0
+    wb.check(None, None, None)
+    assert wb.frozen
+    np.testing.assert_array_equal(b.weights, start)
+    assert b.weights is not wa.snapshot
+    # z improves from its zeros and then falls: its best weights come back
+    z.weights += 2
+    wz.check(None, None, None)
+    z.weights += 1
+    scores[id(z)] = 0
+    wz.check(None, None, None)
+    np.testing.assert_array_equal(z.weights, 2)

@@ -357,8 +357,12 @@ class SLIDETrainer:
         # Each sparse head stops on its own held-out P@1 (see HeadWatch).
         if X_val is not None:
             self.watches = {id(head): HeadWatch(head) for head in self.heads}
-            for watch in self.watches.values():
+            for i, watch in enumerate(self.watches.values()):
                 watch.check(est, X_val, Y_val)
+                # (the softmax candidates start at the same weights: one copy)
+                for other in list(self.watches.values())[:i]:
+                    if watch.share_snapshot(other):
+                        break
 
         def epoch():
             data["epoch"] += 1
@@ -950,6 +954,8 @@ class HeadWatch:
         self.best = None
         self.best_rows = None
         self.snapshot = None
+        # the snapshot is another watch's too (see share_snapshot)
+        self.shared = False
         self.frozen = False
 
     @property
@@ -963,12 +969,29 @@ class HeadWatch:
         score = float(rows.mean()) if rows.size else 0.0
         if self.best is None or score >= self.best:
             self.best, self.best_rows = score, rows
-            if self.snapshot is None:
-                self.snapshot = self.head.weights.copy()
+            if self.snapshot is None and not self.head.weights.any():
+                # zeros (a squared-hinge head's start) take no memory until written
+                self.snapshot = np.zeros(self.head.weights.shape, np.float32)
+            elif self.snapshot is None or self.shared:
+                self.snapshot, self.shared = self.head.weights.copy(), False
             else:
                 self.snapshot[...] = self.head.weights
             return
         self._freeze()
+
+    def share_snapshot(self, other):
+        """Hold ``other``'s snapshot instead of an equal copy of it; whether they were equal.
+
+        Candidate heads that start at the same weights (the softmax heads'
+        Rocchio weights) then keep one copy of them until either improves on
+        it: at the Amazon-670K shape's 20 million pairs, 80 MB a copy.
+        """
+        if (self.snapshot is None or other.snapshot is None or self.snapshot is other.snapshot
+                or not np.array_equal(self.snapshot, other.snapshot)):
+            return False
+        self.snapshot = other.snapshot
+        self.shared = other.shared = True
+        return True
 
     def check_within(self, est, X_val, Y_val):
         """Stop the head mid-epoch if it ranks clearly fewer held-out rows first than at its best.
@@ -993,6 +1016,6 @@ class HeadWatch:
         # (best_rows stay: they are the rows of the weights restored). A new
         # array, not the old one rewritten: what keeps a copy of a head's
         # weights (its dense copies) knows them by their array and step.
-        self.head.weights = self.snapshot
+        self.head.weights = self.snapshot.copy() if self.shared else self.snapshot
         self.frozen = True
-        self.snapshot = None
+        self.snapshot, self.shared = None, False
