@@ -1214,10 +1214,12 @@ def test_watches_share_an_equal_snapshot_until_either_moves(monkeypatch):
     z = SimpleNamespace(weights=np.zeros(6, np.float32))
     wa, wb, wz = (_trainer.HeadWatch(h) for h in (a, b, z))
     scores.update({id(a): 1, id(b): 1, id(z): 1})
+    checked = []
     for w in (wa, wb, wz):
-        w.check(None, None, None)
-    assert wb.share_snapshot(wa) and wa.snapshot is wb.snapshot
-    assert not wz.share_snapshot(wa)  # other values
+        w.check(None, None, None, like=checked)
+        checked.append(w)
+    assert wa.snapshot is wb.snapshot and wa.shared and wb.shared
+    assert wz.snapshot is not wa.snapshot and not wz.shared  # other values
     np.testing.assert_array_equal(wz.snapshot, 0)
     # a improves: its own copy; b's snapshot still holds the start
     a.weights += 1

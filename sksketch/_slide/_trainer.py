@@ -357,12 +357,11 @@ class SLIDETrainer:
         # Each sparse head stops on its own held-out P@1 (see HeadWatch).
         if X_val is not None:
             self.watches = {id(head): HeadWatch(head) for head in self.heads}
-            for i, watch in enumerate(self.watches.values()):
-                watch.check(est, X_val, Y_val)
-                # (the softmax candidates start at the same weights: one copy)
-                for other in list(self.watches.values())[:i]:
-                    if watch.share_snapshot(other):
-                        break
+            checked = []
+            for watch in self.watches.values():
+                # (the softmax candidates start at the same weights: one snapshot)
+                watch.check(est, X_val, Y_val, like=checked)
+                checked.append(watch)
 
         def epoch():
             data["epoch"] += 1
@@ -470,14 +469,8 @@ class SLIDETrainer:
         est = self.est
         per_feature = pairs_per_feature(est.labels_per_feature, X.shape[1])
         self.head_scratch = None  # the old pairs' (freed before the new pairs are built)
-        for i, head in enumerate(self.heads):
+        for head in self.heads:
             head.extend(X, Y, sample_weight, per_feature)
-            # heads over the same rows have the same pairs: one copy of them
-            for other in self.heads[:i]:
-                if (np.array_equal(head.indptr, other.indptr)
-                        and np.array_equal(head.labels, other.labels)):
-                    head.indptr, head.labels = other.indptr, other.labels
-                    break
         if self.heads and train_on:
             self.head_scratch = self._head_scratches()
         if self.clusters is not None:
@@ -954,7 +947,7 @@ class HeadWatch:
         self.best = None
         self.best_rows = None
         self.snapshot = None
-        # the snapshot is another watch's too (see share_snapshot)
+        # the snapshot is another watch's too (see _first_snapshot)
         self.shared = False
         self.frozen = False
 
@@ -962,36 +955,46 @@ class HeadWatch:
     def nbytes(self):
         return self.head.weights.nbytes  # the snapshot, once taken
 
-    def check(self, est, X_val, Y_val):
+    def check(self, est, X_val, Y_val, like=()):
+        """Keep the head's weights if they rank at least as well as its best, else stop it.
+
+        The first snapshot is that of a watch in ``like`` whose snapshot
+        holds the same weights, if there is one (see :meth:`_first_snapshot`).
+        """
         if self.frozen:
             return
         rows = head_hits(est, X_val, Y_val, self.head)
         score = float(rows.mean()) if rows.size else 0.0
         if self.best is None or score >= self.best:
             self.best, self.best_rows = score, rows
-            if self.snapshot is None and not self.head.weights.any():
-                # zeros (a squared-hinge head's start) take no memory until written
-                self.snapshot = np.zeros(self.head.weights.shape, np.float32)
-            elif self.snapshot is None or self.shared:
+            if self.snapshot is None:
+                self._first_snapshot(like)
+            elif self.shared:
                 self.snapshot, self.shared = self.head.weights.copy(), False
             else:
                 self.snapshot[...] = self.head.weights
             return
         self._freeze()
 
-    def share_snapshot(self, other):
-        """Hold ``other``'s snapshot instead of an equal copy of it; whether they were equal.
+    def _first_snapshot(self, like):
+        """The head's weights as they are, held as little as the values allow.
 
-        Candidate heads that start at the same weights (the softmax heads'
-        Rocchio weights) then keep one copy of them until either improves on
-        it: at the Amazon-670K shape's 20 million pairs, 80 MB a copy.
+        Zeros (a squared-hinge head's start) take no memory until written.
+        Weights equal to the snapshot of a watch in ``like`` (the softmax
+        candidates all start at the Rocchio weights) share it until either
+        watch improves on it: at the Amazon-670K shape's 20 million pairs,
+        80 MB a copy.
         """
-        if (self.snapshot is None or other.snapshot is None or self.snapshot is other.snapshot
-                or not np.array_equal(self.snapshot, other.snapshot)):
-            return False
-        self.snapshot = other.snapshot
-        self.shared = other.shared = True
-        return True
+        w = self.head.weights
+        if not w.any():
+            self.snapshot = np.zeros(w.shape, np.float32)
+            return
+        for other in like:
+            if other.snapshot is not None and np.array_equal(other.snapshot, w):
+                self.snapshot = other.snapshot
+                self.shared = other.shared = True
+                return
+        self.snapshot = w.copy()
 
     def check_within(self, est, X_val, Y_val):
         """Stop the head mid-epoch if it ranks clearly fewer held-out rows first than at its best.
