@@ -207,7 +207,7 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads,
         ref.weights[:], ref.m[:], ref.v[:] = head.weights, head.m, head.v
         if dense:  # the dense copy follows the weights
             np.testing.assert_array_equal(scratch["dense_w"], _dense(head).astype(np.float32))
-    assert not scratch["grad"].any() and not scratch["feature_mark"].any()
+    assert not scratch["grad"].any() and (scratch["offset"] == -1).all()
     assert not scratch["label_mark"].any()
     if dense:
         assert not scratch["dense_grad"].any()
@@ -252,8 +252,57 @@ def test_train_batch_takes_the_same_step_on_any_number_of_threads(loss, batch, d
                 np.testing.assert_array_equal(getattr(heads[n], name),
                                               getattr(heads[1], name))
     for sc in scratch.values():
-        assert not sc["grad"].any() and not sc["feature_mark"].any()
+        assert not sc["grad"].any() and (sc["offset"] == -1).all()
         assert not sc["label_mark"].any()
+
+
+@pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
+@pytest.mark.parametrize("dense", [False, True])
+def test_train_batch_widens_a_narrow_gradient_scratch_with_the_same_step(loss, dense,
+                                                                         monkeypatch):
+    # A scratch holds a batch's pairs, not the head's: one that starts one
+    # pair wide grows as batches need it (nothing moves in a call that
+    # finds it too narrow) and takes the steps of one as wide as the head.
+    from sksketch._slide import _sparse_head as module
+
+    monkeypatch.setattr(module, "DENSE_MIN_FILL", 0.0 if dense else 2.0)
+    X, Y = make_extreme_classification(n_samples=300, n_features=150, n_labels=60,
+                                       random_state=2)
+    X, Y = sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y, dtype=np.float32)
+    narrow, wide = (SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000,
+                                              (loss,))[0] for _ in range(2))
+    monkeypatch.setattr(module, "GRAD_START_WIDTH", 1)
+    sc_narrow = narrow.scratch()
+    monkeypatch.setattr(module, "GRAD_START_WIDTH", 1 << 30)
+    sc_wide = wide.scratch()
+    assert sc_narrow["grad"].shape == (module.BATCH_PARTS, 1)
+    assert sc_wide["grad"].shape == (module.BATCH_PARTS, wide.n_pairs)
+    rng = np.random.default_rng(1)
+    widths = []
+    for batch in (1, 3, 16, 64, 200, 7):
+        rows = rng.choice(X.shape[0], batch, replace=False).astype(np.int64)
+        weights = rng.uniform(0.5, 1.5, batch).astype(np.float32)
+        got = narrow.train_batch(X, Y, rows, weights, sc_narrow, 0.9, 0.999, 1e-8, 2)
+        want = wide.train_batch(X, Y, rows, weights, sc_wide, 0.9, 0.999, 1e-8, 2)
+        assert got == want
+        assert narrow.step == wide.step
+        for name in ("weights", "m", "v"):
+            np.testing.assert_array_equal(getattr(narrow, name), getattr(wide, name))
+        widths.append(sc_narrow["grad"].shape[1])
+    assert widths == sorted(widths) and 1 < widths[-1] <= narrow.n_pairs
+    for sc in (sc_narrow, sc_wide):
+        assert not sc["grad"].any() and (sc["offset"] == -1).all()
+        assert not sc["label_mark"].any()
+
+
+def test_train_batch_rejects_scratch_without_a_row_per_part():
+    X, Y = _problem()
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000)
+    scratch = head.scratch()
+    scratch["offset"] = scratch["offset"][:1].copy()
+    with pytest.raises(ValueError, match="one row per part"):
+        head.train_batch(X, Y, np.arange(8, dtype=np.int64), np.ones(8, np.float32), scratch,
+                         0.9, 0.999, 1e-8)
 
 
 def test_classifier_ranks_by_network_plus_weighted_head():
@@ -1128,6 +1177,31 @@ def test_the_kept_dense_copy_follows_the_weights():
     check()  # new weights
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 22])
+def test_column_normalisation_is_sklearns_row_normalisation_of_the_transpose(chunk):
+    from sksketch._slide._sparse_head import _normalize_columns
+
+    rng = np.random.default_rng(0)
+    C = sp.random(300, 80, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    C.data = (C.data * rng.choice([1e-3, 1.0, 1e3], C.nnz)).astype(np.float32)
+    C = sp.lil_matrix(C)
+    C[:, 9] = 0  # an empty column
+    C[:, 7] = 0
+    C[0, 7] = C[5, 7] = 1e-30  # squares that vanish in float32: a column left as it is
+    C = sp.csr_matrix(C, dtype=np.float32)
+    C.eliminate_zeros()
+    assert C[:, 7].nnz == 2 and C[:, 9].nnz == 0
+    want = normalize(sp.csr_matrix(C.T)).T.tocsr()
+    want.sort_indices()
+    got = C.copy()
+    _normalize_columns(got, chunk=chunk)
+    got.sort_indices()
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    assert got.data.dtype == np.float32
+    np.testing.assert_array_equal(got.data, want.data)  # bit for bit
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_extend_in_runs_of_features_is_the_whole_key_match(monkeypatch, loss):
     """extend matches pairs a run of features at a time: a kept pair keeps its
@@ -1200,9 +1274,69 @@ def test_candidate_heads_share_their_pairs_and_scratch(monkeypatch):
     np.testing.assert_array_equal(a.decision_function(X[:300]), b.decision_function(X[:300]))
 
 
+def test_final_extension_runs_after_the_training_buffers_are_released(monkeypatch):
+    """A fit whose held-out rows never join training gives the heads their
+    pairs at its end, after the network's workspace and the watches' snapshots
+    are gone (the new pairs' arrays are the Amazon-670K shape's highest
+    point)."""
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=3000, n_features=400, n_labels=300,
+                                       random_state=1)
+    calls = []
+    extend = _trainer.SLIDETrainer._extend_heads
+
+    def spy(self, X, Y, sample_weight, train_on=True):
+        calls.append((train_on, self.workspace is None, len(self.watches)))
+        return extend(self, X, Y, sample_weight, train_on)
+
+    monkeypatch.setattr(_trainer.SLIDETrainer, "_extend_heads", spy)
+    clf = SLIDEClassifier(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=1)
+    clf.fit(X, Y)
+    assert calls == [(False, True, 0)]
+    assert clf.sparse_head_.n_pairs > 0
+
+
+def test_a_head_frozen_on_a_shared_snapshot_takes_it_without_a_copy(monkeypatch):
+    """A head that falls while its snapshot is still shared gets that array back
+    as its weights; the other watch, still sharing it, copies when it improves
+    and never writes into it."""
+    from sksketch._slide import _trainer
+
+    scores = {}
+    monkeypatch.setattr(_trainer, "head_hits",
+                        lambda est, X, Y, head: np.full(10, scores[id(head)], dtype=bool))
+    start = np.arange(6, dtype=np.float32)
+    a = SimpleNamespace(weights=start.copy())
+    b = SimpleNamespace(weights=start.copy())
+    wa, wb = _trainer.HeadWatch(a), _trainer.HeadWatch(b)
+    scores.update({id(a): 1, id(b): 1})
+    wa.check(None, None, None)
+    wb.check(None, None, None, like=[wa])
+    shared = wa.snapshot
+    assert wb.snapshot is shared
+    a.weights -= 3
+    scores[id(a)] = 0
+    wa.check(None, None, None)
+    assert wa.frozen and a.weights is shared and wb.shared
+    b.weights += 1
+    wb.check(None, None, None)  # improves: a copy of its own
+    assert wb.snapshot is not shared and not wb.shared
+    b.weights += 1
+    wb.check(None, None, None)  # improves again: written in place, into its copy
+    np.testing.assert_array_equal(wb.snapshot, start + 2)
+    np.testing.assert_array_equal(a.weights, start)
+    b.weights += 1
+    scores[id(b)] = 0
+    wb.check(None, None, None)
+    assert wb.frozen
+    np.testing.assert_array_equal(b.weights, start + 2)
+    np.testing.assert_array_equal(a.weights, start)
+
+
 def test_watches_share_an_equal_snapshot_until_either_moves(monkeypatch):
     """Two heads starting at the same weights keep one snapshot of them; a head
-    that improves takes its own copy, and a frozen head gets its own weights back."""
+    that improves takes its own copy, and a frozen head gets its best weights back."""
     from sksketch._slide import _trainer
 
     scores = {}

@@ -279,28 +279,29 @@ cdef inline void softmax_gradients(float* acc, const int32_t* reached, const uin
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-cdef Py_ssize_t accumulate_rows(
+cdef void accumulate_rows(
         Py_ssize_t lo, Py_ssize_t hi,
         const int32_t[::1] X_indptr, const int32_t[::1] X_indices, const float[::1] X_data,
         const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
         const int64_t[::1] rows, const float[::1] row_weights,
         const int64_t[::1] indptr, const int32_t[::1] labels, const float[::1] weights,
-        float* grad, uint8_t* feature_mark, int32_t* touched,
+        float* grad, const int64_t* offset,
         float* acc, uint8_t* label_mark, int32_t* reached, float* vals,
         int32_t n_labels, float grad_scale, int loss_kind, double pos_margin,
         double neg_margin, double* loss_sum, double* weight_sum,
         const sks_kernels* K) noexcept nogil:
     """The loss gradients of rows ``rows[lo:hi]`` added to ``grad``, in row order.
 
-    The features these rows touch are marked in ``feature_mark`` and listed
-    in ``touched`` (returns how many). ``acc``, ``label_mark`` and
-    ``reached`` are per-call scratch of ``n_labels`` entries; ``label_mark``
-    is left as zeros.
+    The gradient of feature f's k-th pair goes to ``grad[offset[f] + k]``
+    (the ranges :func:`mark_part` gave the features of these rows). ``acc``,
+    ``label_mark`` and ``reached`` are per-call scratch of ``n_labels``
+    entries; ``label_mark`` is left as zeros.
     """
-    cdef Py_ssize_t b, p, k, t, n_touched = 0, n_reached
-    cdef int64_t i
+    cdef Py_ssize_t b, p, k, t, n_reached
+    cdef int64_t i, lo_k
     cdef int32_t f, j
     cdef float xv, inv, w
+    cdef float* g
     cdef double loss, n_true
     for b in range(lo, hi):
         i = rows[b]
@@ -333,27 +334,55 @@ cdef Py_ssize_t accumulate_rows(
         for p in range(X_indptr[i], X_indptr[i + 1]):
             f = X_indices[p]
             xv = X_data[p] * inv
-            if not feature_mark[f]:
-                feature_mark[f] = 1
-                touched[n_touched] = f
-                n_touched += 1
-            for k in range(indptr[f], indptr[f + 1]):
-                grad[k] += xv * acc[labels[k]]
+            lo_k = indptr[f]
+            g = &grad[offset[f]]
+            for k in range(lo_k, indptr[f + 1]):
+                g[k - lo_k] += xv * acc[labels[k]]
         for t in range(n_reached):
             label_mark[reached[t]] = 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t mark_part(
+        Py_ssize_t lo, Py_ssize_t hi,
+        const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+        const int32_t[::1] Y_indptr, const int64_t[::1] rows, const int64_t[::1] indptr,
+        int64_t* offset, int32_t* touched, int64_t* used) noexcept nogil:
+    """The features of the labelled rows ``rows[lo:hi]``, each once, listed in
+    ``touched`` in the order the rows first reach them (returns how many).
+
+    Each gets its pairs' range of the part's gradient buffer: ``offset[f]``
+    (``-1`` for the features not listed, as left), from ``used[0]`` on,
+    which ends past the last range.
+    """
+    cdef Py_ssize_t b, p, n_touched = 0
+    cdef int64_t i
+    cdef int32_t f
+    for b in range(lo, hi):
+        i = rows[b]
+        if Y_indptr[i + 1] == Y_indptr[i]:
+            continue
+        for p in range(X_indptr[i], X_indptr[i + 1]):
+            f = X_indices[p]
+            if offset[f] < 0:
+                offset[f] = used[0]
+                used[0] += indptr[f + 1] - indptr[f]
+                touched[n_touched] = f
+                n_touched += 1
     return n_touched
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-cdef Py_ssize_t accumulate_rows_dense(
+cdef void accumulate_rows_dense(
         Py_ssize_t lo, Py_ssize_t hi,
         const int32_t[::1] X_indptr, const int32_t[::1] X_indices, const float[::1] X_data,
         const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
         const int64_t[::1] rows, const float[::1] row_weights,
         const float* W, const uint8_t* M, float* G,
-        uint8_t* feature_mark, int32_t* touched, float* acc, uint8_t* label_mark, float* vals,
+        float* acc, uint8_t* label_mark, float* vals,
         Py_ssize_t n_labels, float grad_scale, int loss_kind, double pos_margin,
         double neg_margin, double* loss_sum, double* weight_sum,
         const sks_kernels* K) noexcept nogil:
@@ -367,7 +396,7 @@ cdef Py_ssize_t accumulate_rows_dense(
     without a pair of the feature are dropped when Adam reads ``G``). The
     squared hinge counts the labels the row reaches, as pair by pair.
     """
-    cdef Py_ssize_t b, p, j, L = n_labels, n_touched = 0
+    cdef Py_ssize_t b, p, j, L = n_labels
     cdef int64_t i
     cdef int32_t f
     cdef float inv, w
@@ -412,40 +441,37 @@ cdef Py_ssize_t accumulate_rows_dense(
             for j in range(L):
                 vals[j] *= w * grad_scale
         for p in range(X_indptr[i], X_indptr[i + 1]):
-            f = X_indices[p]
-            if not feature_mark[f]:
-                feature_mark[f] = 1
-                touched[n_touched] = f
-                n_touched += 1
-            K.axpy(X_data[p] * inv, vals, &G[f * L], L)
-    return n_touched
+            K.axpy(X_data[p] * inv, vals, &G[X_indices[p] * L], L)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef inline void update_feature_dense(int32_t f, const int64_t[::1] indptr,
                                       const int32_t[::1] labels, float[:, ::1] grad,
+                                      int64_t[:, ::1] offset,
                                       float[:, :, ::1] G, float[:, ::1] W,
-                                      uint8_t[:, ::1] feature_mark, float[::1] weights,
+                                      float[::1] weights,
                                       float[::1] m, float[::1] v, Py_ssize_t n_parts,
                                       AdamStep a, double beta_1, double beta_2,
                                       const sks_kernels* K) noexcept nogil:
     """:func:`update_feature` reading the pairs' gradients from the parts' dense
-    rows of ``G`` (summed in part order, then zeroed), and writing the new
-    weights back to the dense copy ``W``."""
+    rows of ``G`` (summed in part order into part 0's range of ``grad``, the
+    rows zeroed), and writing the new weights back to the dense copy ``W``."""
     cdef Py_ssize_t q, k, lo = indptr[f], hi = indptr[f + 1], L = W.shape[1]
     cdef float g
-    feature_mark[0, f] = 0
+    cdef float* dst = &grad[0, offset[0, f]]
+    for q in range(n_parts):
+        offset[q, f] = -1
     for k in range(lo, hi):
         g = G[0, f, labels[k]]
         for q in range(1, n_parts):
             g = g + G[q, f, labels[k]]
-        grad[0, k] = g
+        dst[k - lo] = g
     for q in range(n_parts):
         memset(&G[q, f, 0], 0, L * sizeof(float))
     if hi <= lo:
         return
-    K.adam(&weights[lo], &m[lo], &v[lo], &grad[0, lo], hi - lo, a.lr_t,
+    K.adam(&weights[lo], &m[lo], &v[lo], dst, hi - lo, a.lr_t,
            beta_1, beta_2, a.eps_t, 1.0)
     for k in range(lo, hi):
         W[f, labels[k]] = weights[k]
@@ -454,20 +480,35 @@ cdef inline void update_feature_dense(int32_t f, const int64_t[::1] indptr,
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef inline void update_feature(int32_t f, const int64_t[::1] indptr, float[:, ::1] grad,
-                                uint8_t[:, ::1] feature_mark, float[::1] weights,
+                                int64_t[:, ::1] offset, float[::1] weights,
                                 float[::1] m, float[::1] v, Py_ssize_t n_parts, AdamStep a,
                                 double beta_1, double beta_2,
                                 const sks_kernels* K) noexcept nogil:
-    """Adam on feature f's pairs with the parts' gradients summed in part order, zeroed."""
-    cdef Py_ssize_t q, k, lo = indptr[f], hi = indptr[f + 1]
-    feature_mark[0, f] = 0
-    if hi <= lo:
-        return
+    """Adam on feature f's pairs with the parts' gradients summed in part order.
+
+    Part 0's range of f holds the sum (zeros where part 0 did not reach f):
+    each later part's range, where it has one, is added to it and zeroed,
+    and Adam zeroes the sum. f's offsets are reset to -1.
+    """
+    cdef Py_ssize_t q, k, n = indptr[f + 1] - indptr[f]
+    cdef int64_t o
+    cdef float* dst = &grad[0, offset[0, f]]
+    cdef float* src
+    offset[0, f] = -1
     for q in range(1, n_parts):
-        for k in range(lo, hi):
-            grad[0, k] += grad[q, k]
-            grad[q, k] = 0.0
-    K.adam(&weights[lo], &m[lo], &v[lo], &grad[0, lo], hi - lo, a.lr_t,
+        o = offset[q, f]
+        if o < 0:
+            # (adding its zeros would change no value: a sum of products
+            # started at +0.0 is never -0.0)
+            continue
+        offset[q, f] = -1
+        src = &grad[q, o]
+        for k in range(n):
+            dst[k] += src[k]
+            src[k] = 0.0
+    if n <= 0:
+        return
+    K.adam(&weights[indptr[f]], &m[indptr[f]], &v[indptr[f]], dst, n, a.lr_t,
            beta_1, beta_2, a.eps_t, 1.0)
 
 
@@ -480,7 +521,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 const int64_t[::1] rows, const float[::1] row_weights,
                 const int64_t[::1] indptr, const int32_t[::1] labels,
                 float[::1] weights, float[::1] m, float[::1] v,
-                float[:, ::1] grad, uint8_t[:, ::1] feature_mark, int32_t[:, ::1] touched,
+                float[:, ::1] grad, int64_t[:, ::1] offset, int32_t[:, ::1] touched,
                 float[:, ::1] acc, uint8_t[:, ::1] label_mark, int32_t[:, ::1] reached,
                 float[:, ::1] vals, int32_t n_labels, float grad_scale,
                 double lr, double beta_1, double beta_2, double epsilon, int64_t step,
@@ -499,15 +540,20 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     reaches, all the pairs of the features of its labelled rows, are updated
     (their moments too: lazy Adam, bias-corrected at ``step``).
 
-    The batch is cut into ``P = grad.shape[0]`` consecutive parts of rows;
-    part ``q`` adds its rows' gradients, in order, to ``grad[q]`` (the
-    parts run on up to ``n_threads`` threads), and each touched pair's
-    gradient is then ``grad[0] + grad[1] + ... + grad[P - 1]``, summed in
-    that order. The step therefore depends on ``P``, never on the thread
-    count. Scratch, one row per part: ``grad`` (zeros) of the pairs' size,
-    ``feature_mark`` (zeros) and ``touched`` of the features' size, ``acc``,
-    ``label_mark`` (zeros), ``reached`` and ``vals`` of size ``n_labels``;
-    ``grad``, ``feature_mark`` and ``label_mark`` are left as zeros.
+    The batch is cut into ``P = touched.shape[0]`` consecutive parts of rows;
+    part ``q`` adds its rows' gradients, in order, to its row ``grad[q]``
+    (the parts run on up to ``n_threads`` threads), and each touched pair's
+    gradient is then the parts' sum, in part order. The step therefore
+    depends on ``P``, never on the thread count. A part's row of ``grad``
+    holds only the pairs of the features its rows reach, each feature's
+    pairs one range of it (``offset[q, f]``), so ``grad`` needs the width of
+    a batch's pairs, not of the head's: row 0 holds the ranges of every
+    feature the batch reaches, where the sums are made.
+
+    Scratch, one row per part: ``grad`` (zeros), ``offset`` (``-1``) and
+    ``touched`` of the features' size, ``acc``, ``label_mark`` (zeros),
+    ``reached`` and ``vals`` of size ``n_labels``; ``grad``, ``offset`` and
+    ``label_mark`` are left as they were given.
 
     With ``dense_w`` (the pair weights as an ``(n_features, n_labels)``
     array, 0 where there is no pair), ``dense_mask`` (1 where there is a
@@ -516,21 +562,29 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     (:func:`accumulate_rows_dense`; for heads whose pairs fill much of the
     grid), and ``dense_w`` is kept equal to the weights.
 
-    Returns the weighted sum of the rows' losses (for the squared hinge,
-    without the constant ``neg_margin^2`` of each unreached negative label)
-    and the sum of their weights.
+    Returns ``(loss, weight, need)``: the weighted sum of the rows' losses
+    (for the squared hinge, without the constant ``neg_margin^2`` of each
+    unreached negative label), the sum of their weights, and 0. If the
+    batch's pairs do not fit the width of ``grad``, nothing is changed and
+    the call returns ``(0.0, 0.0, need)``, the width they need.
     """
-    cdef Py_ssize_t n_parts = grad.shape[0], n_rows = rows.shape[0]
+    cdef Py_ssize_t n_parts = touched.shape[0], n_rows = rows.shape[0]
     cdef Py_ssize_t q, t, n, k, lo, hi
     cdef int32_t f
+    cdef int64_t need, used0
     cdef int threads = max(1, min(n_threads, <int>n_parts))
     cdef double loss_sum = 0.0, weight_sum = 0.0
     cdef double* sums = <double*>malloc(2 * n_parts * sizeof(double))
     cdef Py_ssize_t* n_touched = <Py_ssize_t*>malloc(n_parts * sizeof(Py_ssize_t))
+    cdef int64_t* used = <int64_t*>malloc(n_parts * sizeof(int64_t))
     cdef AdamStep a = adam_constants(lr, beta_1, beta_2, epsilon, 0, step)
     cdef const sks_kernels *K = get_kernels()
     cdef bint dense = dense_w is not None
-    cdef Py_ssize_t F = feature_mark.shape[1]
+    cdef Py_ssize_t F = touched.shape[1], cap = grad.shape[1]
+    if (grad.shape[0] != n_parts or offset.shape[0] != n_parts or offset.shape[1] != F
+            or acc.shape[0] != n_parts or label_mark.shape[0] != n_parts
+            or reached.shape[0] != n_parts or vals.shape[0] != n_parts):
+        raise ValueError("the scratch arrays must have one row per part of the batch")
     if dense and (dense_mask is None or dense_grad is None
                   or dense_w.shape[0] != F or dense_w.shape[1] != n_labels
                   or dense_mask.shape[0] != F or dense_mask.shape[1] != n_labels
@@ -538,56 +592,78 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                   or dense_grad.shape[2] != n_labels):
         raise ValueError("dense_w, dense_mask and dense_grad must be given together, "
                          "of shapes (n_features, n_labels) and (P, n_features, n_labels)")
-    if sums == NULL or n_touched == NULL:
+    if sums == NULL or n_touched == NULL or used == NULL:
         free(sums)
         free(n_touched)
+        free(used)
         raise MemoryError()
     with nogil:
-        for q in range(2 * n_parts):
-            sums[q] = 0.0
+        for q in range(n_parts):
+            sums[2 * q] = sums[2 * q + 1] = 0.0
+            used[q] = 0
+        # the features each part reaches, and their ranges of its gradient row
         # (one thread: a team of one, which runs on the calling thread)
         for q in prange(n_parts, num_threads=threads, schedule="static"):
-            if dense:
-                n_touched[q] = accumulate_rows_dense(
-                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
-                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
-                    &dense_w[0, 0], &dense_mask[0, 0], &dense_grad[q, 0, 0],
-                    &feature_mark[q, 0], &touched[q, 0], &acc[q, 0], &label_mark[q, 0],
-                    &vals[q, 0], n_labels, grad_scale, loss_kind, pos_margin, neg_margin,
-                    &sums[2 * q], &sums[2 * q + 1], K)
-            else:
-                n_touched[q] = accumulate_rows(
-                    q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
-                    X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
-                    indptr, labels, weights, &grad[q, 0], &feature_mark[q, 0],
-                    &touched[q, 0], &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
-                    &vals[q, 0], n_labels, grad_scale, loss_kind, pos_margin, neg_margin,
-                    &sums[2 * q], &sums[2 * q + 1], K)
-        for q in range(n_parts):
-            loss_sum += sums[2 * q]
-            weight_sum += sums[2 * q + 1]
-        # every touched feature once, in part 0's list
+            n_touched[q] = mark_part(
+                q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                X_indptr, X_indices, Y_indptr, rows, indptr,
+                &offset[q, 0], &touched[q, 0], &used[q])
+        # every touched feature once in part 0's list, with a range of row 0
         n = n_touched[0]
+        used0 = used[0]
         for q in range(1, n_parts):
             for t in range(n_touched[q]):
                 f = touched[q, t]
-                feature_mark[q, f] = 0
-                if not feature_mark[0, f]:
-                    feature_mark[0, f] = 1
+                if offset[0, f] < 0:
+                    offset[0, f] = used0
+                    used0 += indptr[f + 1] - indptr[f]
                     touched[0, n] = f
                     n += 1
-        # lazy Adam on the pairs the batch reached, a feature's range at a time
-        for t in prange(n, num_threads=threads, schedule="guided"):
-            if dense:
-                update_feature_dense(touched[0, t], indptr, labels, grad, dense_grad, dense_w,
-                                     feature_mark, weights, m, v, n_parts, a, beta_1,
-                                     beta_2, K)
-            else:
-                update_feature(touched[0, t], indptr, grad, feature_mark, weights, m, v,
-                               n_parts, a, beta_1, beta_2, K)
+        need = used0
+        for q in range(1, n_parts):
+            if used[q] > need:
+                need = used[q]
+        if need > cap:
+            # too narrow: the offsets as they were, nothing else written
+            for q in range(1, n_parts):
+                for t in range(n_touched[q]):
+                    offset[q, touched[q, t]] = -1
+            for t in range(n):
+                offset[0, touched[0, t]] = -1
+        else:
+            need = 0
+            for q in prange(n_parts, num_threads=threads, schedule="static"):
+                if dense:
+                    accumulate_rows_dense(
+                        q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                        X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
+                        &dense_w[0, 0], &dense_mask[0, 0], &dense_grad[q, 0, 0],
+                        &acc[q, 0], &label_mark[q, 0], &vals[q, 0], n_labels, grad_scale,
+                        loss_kind, pos_margin, neg_margin, &sums[2 * q], &sums[2 * q + 1], K)
+                else:
+                    accumulate_rows(
+                        q * n_rows // n_parts, (q + 1) * n_rows // n_parts,
+                        X_indptr, X_indices, X_data, Y_indptr, Y_indices, rows, row_weights,
+                        indptr, labels, weights, &grad[q, 0], &offset[q, 0],
+                        &acc[q, 0], &label_mark[q, 0], &reached[q, 0],
+                        &vals[q, 0], n_labels, grad_scale, loss_kind, pos_margin, neg_margin,
+                        &sums[2 * q], &sums[2 * q + 1], K)
+            for q in range(n_parts):
+                loss_sum += sums[2 * q]
+                weight_sum += sums[2 * q + 1]
+            # lazy Adam on the pairs the batch reached, a feature's range at a time
+            for t in prange(n, num_threads=threads, schedule="guided"):
+                if dense:
+                    update_feature_dense(touched[0, t], indptr, labels, grad, offset,
+                                         dense_grad, dense_w, weights, m, v, n_parts, a,
+                                         beta_1, beta_2, K)
+                else:
+                    update_feature(touched[0, t], indptr, grad, offset, weights, m, v,
+                                   n_parts, a, beta_1, beta_2, K)
     free(sums)
     free(n_touched)
-    return loss_sum, weight_sum
+    free(used)
+    return loss_sum, weight_sum, need
 
 
 @cython.boundscheck(False)

@@ -99,6 +99,24 @@ _DENSE = weakref.WeakKeyDictionary()
 _DENSE_LOCK = threading.Lock()
 
 
+def _normalize_columns(C, chunk=1 << 22):
+    """Scale each column of the float32 CSR matrix ``C`` to unit L2 norm, in place.
+
+    The values of :func:`sklearn.preprocessing.normalize` on the transpose
+    (each norm summed in float64 over the column's float32 squares, in row
+    order; a column of zeros left as it is), without a transposed copy.
+    """
+    norms = np.zeros(C.shape[1])
+    for start in range(0, C.nnz, chunk):
+        d = C.data[start:start + chunk]
+        # (add.at: each column's sum in row order, as the row normaliser's)
+        np.add.at(norms, C.indices[start:start + chunk], (d * d).astype(np.float64))
+    np.sqrt(norms, out=norms)
+    norms[norms == 0] = 1.0
+    for start in range(0, C.nnz, chunk):
+        C.data[start:start + chunk] /= norms[C.indices[start:start + chunk]]
+
+
 def fills_share(n_pairs, n_features, n_labels):
     """Whether ``n_pairs`` pairs fill at least ``DENSE_MIN_FILL`` of the feature-label grid."""
     return n_pairs >= DENSE_MIN_FILL * n_features * n_labels
@@ -119,6 +137,10 @@ def fills_grid(n_pairs, n_features, n_labels):
 # head's work and the step is the same on any number of threads (see
 # sksketch._kernels._sparse_head.train_batch).
 BATCH_PARTS = 2
+
+# The width of a new training scratch's gradient rows (pairs), widened by
+# doubling when a batch reaches more pairs (see SparseLabelHead.scratch).
+GRAD_START_WIDTH = 1 << 16
 
 
 def pairs_per_feature(labels_per_feature, n_features):
@@ -179,16 +201,18 @@ class SparseLabelHead:
         share the read-only pair arrays.
         """
         n_features, n_labels = X.shape[1], Y.shape[1]
-        Xn = normalize(X)
         Yw = sp.csr_matrix(
             (sample_weight[np.repeat(np.arange(Y.shape[0]), np.diff(Y.indptr))]
              .astype(np.float32), Y.indices, Y.indptr),
             shape=Y.shape,
         )
-        # labels x features (normalised where the product is)
-        C = normalize(sp.csr_matrix(Yw.T @ Xn, dtype=np.float32), copy=False)
+        # features x labels, each entry summed over the rows in their order;
+        # built in this layout, the product is the one array of pairs held
+        # (a label-major product and its transpose are two, beside a model
+        # that trains: 250 MB each at the Amazon-670K shape)
+        C = sp.csr_matrix(normalize(X).T.tocsr() @ Yw, dtype=np.float32)
+        _normalize_columns(C)  # each label's centroid
         C.eliminate_zeros()
-        C = C.T.tocsr()  # features x labels
         C.sort_indices()  # each feature's labels by id
         counts = np.diff(C.indptr)
         kept = np.minimum(counts, labels_per_feature)
@@ -204,9 +228,12 @@ class SparseLabelHead:
         # beside a model that trains)
         indptr = np.zeros(n_features + 1, dtype=np.int64)
         np.cumsum(kept, out=indptr[1:])
-        labels = C.indices[keep].astype(np.int32, copy=False)  # by feature, then label id
-        weights = C.data[keep].astype(np.float32, copy=False)
-        del C, keep
+        indices, data = C.indices, C.data
+        del C
+        labels = indices[keep].astype(np.int32, copy=False)  # by feature, then label id
+        del indices
+        weights = data[keep].astype(np.float32, copy=False)
+        del data, keep
         weights *= INIT_LOGIT
         n_pairs = weights.shape[0]
         damped = (False,) * len(losses) if damped is None else damped
@@ -271,12 +298,15 @@ class SparseLabelHead:
         """Buffers :meth:`train_batch` needs, released by the caller after fitting.
 
         One row per part of a batch (``BATCH_PARTS``): each part's rows add
-        their gradients to its own row of ``grad``.
+        their gradients to its own row of ``grad``, which holds the pairs of
+        the features a batch reaches (:meth:`train_batch` widens it when a
+        batch needs more), not every pair: on the Amazon-670K shape's 20
+        million pairs a batch of 256 rows reaches about a tenth of them.
         """
         P = BATCH_PARTS
         return {
-            "grad": np.zeros((P, max(self.n_pairs, 1)), dtype=np.float32),
-            "feature_mark": np.zeros((P, self.n_features), dtype=np.uint8),
+            "grad": np.zeros((P, min(max(self.n_pairs, 1), GRAD_START_WIDTH)), dtype=np.float32),
+            "offset": np.full((P, self.n_features), -1, dtype=np.int64),
             "touched": np.empty((P, max(self.n_features, 1)), dtype=np.int32),
             "acc": np.zeros((P, self.n_labels), dtype=np.float32),
             "label_mark": np.zeros((P, self.n_labels), dtype=np.uint8),
@@ -319,16 +349,23 @@ class SparseLabelHead:
         if self.damped:
             epsilon = DAMPED_EPSILON * grad_scale
         margins = SPARSE_HINGE_MARGINS if self.sparse else HINGE_MARGINS
-        return _sparse_head.train_batch(
-            X.indptr, X.indices, X.data, Y.indptr, Y.indices,
-            rows, row_weights, self.indptr, self.labels, self.weights, self.m, self.v,
-            scratch["grad"], scratch["feature_mark"], scratch["touched"],
-            scratch["acc"], scratch["label_mark"], scratch["reached"], scratch["vals"],
-            self.n_labels, grad_scale,
-            LEARNING_RATE, beta_1, beta_2, epsilon, self.step, LOSSES.index(self.loss),
-            int(n_threads), scratch.get("dense_w"), scratch.get("dense_mask"),
-            scratch.get("dense_grad"), *margins,
-        )
+        while True:
+            loss, weight, need = _sparse_head.train_batch(
+                X.indptr, X.indices, X.data, Y.indptr, Y.indices,
+                rows, row_weights, self.indptr, self.labels, self.weights, self.m, self.v,
+                scratch["grad"], scratch["offset"], scratch["touched"],
+                scratch["acc"], scratch["label_mark"], scratch["reached"], scratch["vals"],
+                self.n_labels, grad_scale,
+                LEARNING_RATE, beta_1, beta_2, epsilon, self.step, LOSSES.index(self.loss),
+                int(n_threads), scratch.get("dense_w"), scratch.get("dense_mask"),
+                scratch.get("dense_grad"), *margins,
+            )
+            if not need:
+                return loss, weight
+            # the batch's pairs do not fit: nothing moved; a wider buffer
+            # (in the scratch itself, which heads over the same pairs share)
+            width = min(max(2 * scratch["grad"].shape[1], need), max(self.n_pairs, need))
+            scratch["grad"] = np.zeros((BATCH_PARTS, width), dtype=np.float32)
 
     def add_scores(self, scores, X, scale, n_threads):
         """Add ``scale`` times the head's scores of the rows of X to ``scores`` in place.

@@ -254,6 +254,7 @@ class SLIDETrainer:
         self.next_probe = 0.0
         self.workspace = None
         self.head_scratch = None
+        self.scratch_nbytes = 0
         # the sparse heads this call trains (two while fit chooses the loss)
         # and, with held-out rows, each one's early stopping
         self.heads = []
@@ -362,6 +363,7 @@ class SLIDETrainer:
                 # (the softmax candidates start at the same weights: one snapshot)
                 watch.check(est, X_val, Y_val, like=checked)
                 checked.append(watch)
+            del checked  # (a dropped candidate's arrays go with its watch)
 
         def epoch():
             data["epoch"] += 1
@@ -449,7 +451,11 @@ class SLIDETrainer:
                 # The held-out rows never joined training (a single epoch, or
                 # the network and heads stopped early): the heads still get
                 # their pairs, at their starting weights, once the weights
-                # are chosen.
+                # are chosen. No batch follows: the training buffers go
+                # first (on the Amazon-670K shape the new pairs' arrays are
+                # the fit's highest point).
+                self.workspace = self.net_cache = self.ranked = None
+                self.watches = {}
                 self._extend_heads(X_all, Y_all, weight_all, train_on=False)
         finally:
             self.release()
@@ -762,21 +768,33 @@ class SLIDETrainer:
         self._set_sampling()
         if self.heads:
             self.head_scratch = self._head_scratches()
-        est._training_buffers_nbytes = self.workspace.nbytes + sum(
-            getattr(a, "nbytes", 0) for d in {id(d): d for d in self.head_scratch or []}.values()
-            for a in d.values()) + sum(
+        est._training_buffers_nbytes = self.workspace.nbytes + self._scratch_nbytes() + sum(
             w.nbytes for w in self.watches.values()) + sum(
             h.weights.nbytes + h.m.nbytes + h.v.nbytes for h in self.heads[1:])
+        self.scratch_nbytes = self._scratch_nbytes()
+
+    def _scratch_nbytes(self):
+        return sum(getattr(a, "nbytes", 0)
+                   for d in {id(d): d for d in self.head_scratch or []}.values()
+                   for a in d.values())
+
+    def _count_scratch_growth(self):
+        # the heads' gradient scratch widens as batches need it (see
+        # SparseLabelHead.scratch): the call's figure counts its widest
+        now = self._scratch_nbytes()
+        if now > self.scratch_nbytes:
+            self.est._training_buffers_nbytes += now - self.scratch_nbytes
+            self.scratch_nbytes = now
 
     def _head_scratches(self):
         """A scratch per head; heads over the same pairs share one.
 
         The heads train one after the other, and a step leaves the buffers
         it reads as zeros as zeros (see
-        :func:`sksketch._kernels._sparse_head.train_batch`): candidate heads
-        over the Amazon-670K shape's 18 million pairs would each hold 150 MB
-        of pair gradients. A head that trains from a dense copy of its
-        weights (``fills_grid``) has its own, which holds that copy.
+        :func:`sksketch._kernels._sparse_head.train_batch`), so one buffer
+        of pair gradients serves them all. A head that trains from a dense
+        copy of its weights (``fills_grid``) has its own, which holds that
+        copy.
         """
         out, shared = [], {}
         for h in self.heads:
@@ -891,6 +909,7 @@ class SLIDETrainer:
                 totals["rows"] += batch.shape[0]
                 check_within(batch.shape[0])
             run_epoch(est.sampler_, est.batch_size, head_batch, sample_weight)
+            self._count_scratch_growth()
             est.t_ += totals["rows"]
             return totals["loss"] / totals["weight"] if totals["weight"] > 0 else 0.0
 
@@ -920,6 +939,7 @@ class SLIDETrainer:
             return losses
 
         run_epoch(est.sampler_, est.batch_size, train_batch, sample_weight)
+        self._count_scratch_growth()
         est.t_ += totals["rows"]
         est.n_samples_skipped_ = totals["skipped"]
         n_used = totals["rows"] - totals["skipped"]
@@ -1018,7 +1038,10 @@ class HeadWatch:
     def _freeze(self):
         # (best_rows stay: they are the rows of the weights restored). A new
         # array, not the old one rewritten: what keeps a copy of a head's
-        # weights (its dense copies) knows them by their array and step.
-        self.head.weights = self.snapshot.copy() if self.shared else self.snapshot
+        # weights (its dense copies) knows them by their array and step. A
+        # snapshot still shared becomes the head's weights as it is: a frozen
+        # head trains no more in this call, and the other watch, still
+        # marked shared, never writes into it (it copies when it improves).
+        self.head.weights = self.snapshot
         self.frozen = True
         self.snapshot, self.shared = None, False
