@@ -459,7 +459,9 @@ cdef inline void update_feature_dense(int32_t f, const int64_t[::1] indptr,
     rows zeroed), and writing the new weights back to the dense copy ``W``."""
     cdef Py_ssize_t q, k, lo = indptr[f], hi = indptr[f + 1], L = W.shape[1]
     cdef float g
-    cdef float* dst = &grad[0, offset[0, f]]
+    cdef float* dst = NULL
+    if hi > lo:  # (an empty range may sit past the end of a full row)
+        dst = &grad[0, offset[0, f]]
     for q in range(n_parts):
         offset[q, f] = -1
     for k in range(lo, hi):
@@ -492,8 +494,13 @@ cdef inline void update_feature(int32_t f, const int64_t[::1] indptr, float[:, :
     """
     cdef Py_ssize_t q, k, n = indptr[f + 1] - indptr[f]
     cdef int64_t o
-    cdef float* dst = &grad[0, offset[0, f]]
+    cdef float* dst
     cdef float* src
+    if n <= 0:  # (its ranges are empty: past the end of a full row)
+        for q in range(n_parts):
+            offset[q, f] = -1
+        return
+    dst = &grad[0, offset[0, f]]
     offset[0, f] = -1
     for q in range(1, n_parts):
         o = offset[q, f]
@@ -506,8 +513,6 @@ cdef inline void update_feature(int32_t f, const int64_t[::1] indptr, float[:, :
         for k in range(n):
             dst[k] += src[k]
             src[k] = 0.0
-    if n <= 0:
-        return
     K.adam(&weights[indptr[f]], &m[indptr[f]], &v[indptr[f]], dst, n, a.lr_t,
            beta_1, beta_2, a.eps_t, 1.0)
 
