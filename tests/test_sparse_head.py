@@ -1297,20 +1297,25 @@ def test_final_extension_runs_after_the_training_buffers_are_released(monkeypatc
     assert clf.sparse_head_.n_pairs > 0
 
 
-def test_a_head_frozen_on_a_shared_snapshot_takes_it_without_a_copy(monkeypatch):
-    """A head that falls while its snapshot is still shared gets that array back
-    as its weights; the other watch, still sharing it, copies when it improves
-    and never writes into it."""
+def _watched_heads(monkeypatch, *starts):
+    """Stand-in heads at copies of ``starts``, their watches, and the held-out
+    P@1 each one's check sees (``scores[id(head)]``, 1 to begin with)."""
     from sksketch._slide import _trainer
 
     scores = {}
     monkeypatch.setattr(_trainer, "head_hits",
                         lambda est, X, Y, head: np.full(10, scores[id(head)], dtype=bool))
+    heads = [SimpleNamespace(weights=w.copy()) for w in starts]
+    scores.update({id(h): 1 for h in heads})
+    return scores, heads, [_trainer.HeadWatch(h) for h in heads]
+
+
+def test_a_head_frozen_on_a_shared_snapshot_takes_it_without_a_copy(monkeypatch):
+    """A head that falls while its snapshot is still shared gets that array back
+    as its weights; the other watch, still sharing it, copies when it improves
+    and never writes into it."""
     start = np.arange(6, dtype=np.float32)
-    a = SimpleNamespace(weights=start.copy())
-    b = SimpleNamespace(weights=start.copy())
-    wa, wb = _trainer.HeadWatch(a), _trainer.HeadWatch(b)
-    scores.update({id(a): 1, id(b): 1})
+    scores, (a, b), (wa, wb) = _watched_heads(monkeypatch, start, start)
     wa.check(None, None, None)
     wb.check(None, None, None, like=[wa])
     shared = wa.snapshot
@@ -1337,17 +1342,9 @@ def test_a_head_frozen_on_a_shared_snapshot_takes_it_without_a_copy(monkeypatch)
 def test_watches_share_an_equal_snapshot_until_either_moves(monkeypatch):
     """Two heads starting at the same weights keep one snapshot of them; a head
     that improves takes its own copy, and a frozen head gets its best weights back."""
-    from sksketch._slide import _trainer
-
-    scores = {}
-    monkeypatch.setattr(_trainer, "head_hits",
-                        lambda est, X, Y, head: np.full(10, scores[id(head)], dtype=bool))
     start = np.arange(6, dtype=np.float32)
-    a = SimpleNamespace(weights=start.copy())
-    b = SimpleNamespace(weights=start.copy())
-    z = SimpleNamespace(weights=np.zeros(6, np.float32))
-    wa, wb, wz = (_trainer.HeadWatch(h) for h in (a, b, z))
-    scores.update({id(a): 1, id(b): 1, id(z): 1})
+    scores, (a, b, z), (wa, wb, wz) = _watched_heads(monkeypatch, start, start,
+                                                     np.zeros(6, np.float32))
     checked = []
     for w in (wa, wb, wz):
         w.check(None, None, None, like=checked)
