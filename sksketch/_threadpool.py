@@ -3,11 +3,15 @@
 import threading
 from contextlib import contextmanager
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 _lock = threading.Lock()
 _n_active = 0
 _outermost = None
+# Finding the loaded libraries takes milliseconds (a partial_fit on a small
+# block takes not many more): one controller, made at the first block, with
+# the libraries loaded by then.
+_controller = None
 
 
 @contextmanager
@@ -21,9 +25,11 @@ def blas_thread_limits(n_threads):
     entry, and the last block to leave restores the setting found by the first
     one to enter.
     """
-    global _n_active, _outermost
+    global _n_active, _outermost, _controller
     with _lock:
-        limiter = threadpool_limits(limits=n_threads, user_api="blas")
+        if _controller is None:
+            _controller = ThreadpoolController()
+        limiter = _controller.limit(limits=n_threads, user_api="blas")
         if _n_active == 0:
             _outermost = limiter
         _n_active += 1

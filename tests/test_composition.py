@@ -181,6 +181,42 @@ def test_threads_follow_threadpool_limits_and_n_jobs(monkeypatch):
         assert _openmp.effective_n_threads(-2) == full - 1
 
 
+@pytest.mark.parametrize("incremental", [False, True])
+def test_training_runs_with_one_blas_thread_and_restores_the_setting(monkeypatch,
+                                                                    incremental):
+    # BLAS only sums a few vectors in training: its threads would spin on the
+    # cores the OpenMP kernels train on, and split those sums by core count
+    from sksketch._slide import _trainer
+
+    def blas():
+        return sorted((d["filepath"], d["num_threads"]) for d in threadpool_info()
+                      if d["user_api"] == "blas")
+
+    if not blas():
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    seen = []
+    train = _trainer.SLIDETrainer.train
+
+    def spy(self, *args, **kwargs):
+        seen.append({threads for _, threads in blas()})
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(_trainer.SLIDETrainer, "train", spy)
+    X, Y = make_extreme_classification(n_samples=300, n_features=60, n_labels=20,
+                                       random_state=0)
+    before = blas()
+    with threadpool_limits(limits=2, user_api="blas"):
+        inside = blas()
+        clf = SLIDEClassifier(hidden_layer_size=8, max_iter=1, random_state=0)
+        if incremental:
+            clf.partial_fit(X, Y)
+        else:
+            clf.fit(X, Y)
+        assert blas() == inside  # the caller's own limit comes back
+    assert seen == [{1}]
+    assert blas() == before
+
+
 def _threads_in_worker():
     return _openmp.effective_n_threads(None), SLIDEClassifier()._n_threads()
 
