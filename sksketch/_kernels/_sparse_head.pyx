@@ -574,7 +574,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     the call returns ``(0.0, 0.0, need)``, the width they need.
     """
     cdef Py_ssize_t n_parts = touched.shape[0], n_rows = rows.shape[0]
-    cdef Py_ssize_t q, t, n, k, lo, hi
+    cdef Py_ssize_t q, t, n
     cdef int32_t f
     cdef int64_t need, used0
     cdef int threads = max(1, min(n_threads, <int>n_parts))

@@ -364,8 +364,9 @@ class SparseLabelHead:
             if not need:
                 return loss, weight
             # the batch's pairs do not fit: nothing moved; a wider buffer
-            # (in the scratch itself, which heads over the same pairs share)
-            width = min(max(2 * scratch["grad"].shape[1], need), max(self.n_pairs, need))
+            # (in the scratch itself, which heads over the same pairs share;
+            # a batch never needs more than every pair)
+            width = min(max(2 * scratch["grad"].shape[1], need), self.n_pairs)
             scratch["grad"] = np.zeros((BATCH_PARTS, width), dtype=np.float32)
 
     def add_scores(self, scores, X, scale, n_threads):
