@@ -205,6 +205,87 @@ def test_next_mixed_finds_the_first_reached_or_better_label(isa, n, rng):
         _simd.next_mixed(np.zeros(3, np.float32), np.zeros(4, np.float32), 0.0, isa=isa)
 
 
+def _reach_accum_reference(labels, weights, x, acc, mark, reached, n_reached):
+    # the plain loop, one label at a time, in float32 (product rounded, then summed)
+    acc, mark, reached = acc.copy(), mark.copy(), reached.copy()
+    for j, w in zip(labels, weights, strict=True):
+        if not mark[j]:
+            mark[j] = 1
+            acc[j] = np.float32(0)
+            reached[n_reached] = j
+            n_reached += 1
+        acc[j] = np.float32(acc[j] + np.float32(np.float32(x) * w))
+    return acc, mark, reached, n_reached
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [0, 1, 7, 15, 16, 17, 33, 200])
+def test_reach_accum_marks_lists_and_adds_like_the_plain_loop(isa, n, rng):
+    # several features of one row in turn: labels reached before keep their
+    # scores and marks, labels first reached start at 0, in the order met
+    L = 300
+    acc = rng.standard_normal(L).astype(np.float32)  # stale values of unmarked labels
+    mark = np.zeros(L, np.int32)
+    reached = np.full(L, -7, np.int32)
+    got = (acc.copy(), mark.copy(), reached.copy(), 0)
+    want = (acc, mark, reached, 0)  # (the reference copies what it changes)
+    for trial in range(4):
+        labels = rng.choice(L, n, replace=False).astype(np.int32)
+        weights = rng.standard_normal(n).astype(np.float32)
+        if trial == 2 and n:
+            weights[::3] = [np.nan, np.inf, -0.0, 1e-45][: len(weights[::3])][0]
+        x = np.float32([0.37, -1.5, 3e-3, 1.0][trial])
+        a, m, r, c = got
+        c = _simd.reach_accum(_readonly(labels), _readonly(weights), x, a, m, r, c, isa=isa)
+        got = (a, m, r, c)
+        want = _reach_accum_reference(labels, weights, x, *want)
+        assert got[3] == want[3]
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[2], want[2])
+        np.testing.assert_array_equal(got[0].view(np.uint32)[got[1] == 1],
+                                      want[0].view(np.uint32)[want[1] == 1])
+    with pytest.raises(ValueError, match="repeat a label"):
+        _simd.reach_accum(np.array([1, 1], np.int32), np.ones(2, np.float32), 1.0,
+                          acc, mark, reached, 0, isa=isa)
+    with pytest.raises(ValueError, match="out of range"):
+        _simd.reach_accum(np.array([L], np.int32), np.ones(1, np.float32), 1.0,
+                          acc, mark, reached, 0, isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 100])
+def test_gather_axpy_rounds_each_product_before_its_sum(isa, n, rng):
+    table = rng.standard_normal(50).astype(np.float32)
+    table[3] = np.nan
+    idx = rng.integers(0, 50, n).astype(np.int32)  # repeats are fine here
+    out = rng.standard_normal(n).astype(np.float32)
+    x = np.float32(0.1)
+    want = (out + (x * table[idx]).astype(np.float32)).astype(np.float32)
+    _simd.gather_axpy(x, _readonly(table), _readonly(idx), out, isa=isa)
+    np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+    with pytest.raises(ValueError, match="out of range"):
+        _simd.gather_axpy(x, table, np.array([50], np.int32), np.zeros(1, np.float32), isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 31])
+def test_scatter_scaled_multiplies_in_double_and_clear_marks_zeroes(isa, n, rng):
+    vals = rng.standard_normal(n).astype(np.float32)
+    idx = rng.choice(40, n, replace=False).astype(np.int32)
+    table = rng.standard_normal(40).astype(np.float32)
+    scale = 0.123456789012345
+    want = table.copy()
+    want[idx] = (vals.astype(np.float64) * scale).astype(np.float32)
+    _simd.scatter_scaled(_readonly(vals), scale, _readonly(idx), table, isa=isa)
+    np.testing.assert_array_equal(table.view(np.uint32), want.view(np.uint32))
+    mark = rng.integers(1, 3, 40).astype(np.int32)
+    keep = np.setdiff1d(np.arange(40), idx)
+    _simd.clear_marks(mark, _readonly(idx), isa=isa)
+    assert not mark[idx].any() and mark[keep].all()
+    with pytest.raises(ValueError, match="repeat a label"):
+        _simd.scatter_scaled(np.ones(2, np.float32), 1.0, np.array([2, 2], np.int32), table,
+                             isa=isa)
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("nnz, n_words", [(0, 1), (1, 1), (21, 4), (300, 7)])
 def test_srp_accum_adds_each_signed_value_in_order(isa, nnz, n_words, rng):

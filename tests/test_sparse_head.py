@@ -1050,7 +1050,7 @@ def test_top1_hits_is_the_argmax_of_the_dense_scores(n_threads, case):
         assert _mask(head)[0].all()
     L, T = head.n_labels, n_threads
     hits = np.zeros(X.shape[0], dtype=np.uint8)
-    mark = np.zeros((T, L), dtype=np.uint8)
+    mark = np.zeros((T, L), dtype=np.int32)
     _sparse_head.top1_hits(X.indptr, X.indices, X.data, Y.indptr, Y.indices, head.indptr,
                            head.labels, head.weights, hits, np.empty((T, L), np.float32),
                            mark, np.empty((T, L), np.int32), n_threads)

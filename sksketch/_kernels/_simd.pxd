@@ -50,6 +50,15 @@ cdef extern from "simd.h" nogil:
         void (*sparse_dense_accum_rounded)(
             const int32_t *indices, const float *values, float scale, sks_idx nnz,
             const float *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
+        sks_idx (*reach_accum)(
+            const int32_t *labels, const float *weights, sks_idx n, float x, float *acc,
+            int32_t *mark, int32_t *reached, sks_idx n_reached) noexcept nogil
+        void (*gather_axpy)(
+            float x, const float *table, const int32_t *idx, sks_idx n, float *out) noexcept nogil
+        void (*scatter_scaled)(
+            const float *vals, double scale, const int32_t *idx, sks_idx n,
+            float *table) noexcept nogil
+        void (*clear_marks)(int32_t *mark, const int32_t *idx, sks_idx n) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

@@ -279,6 +279,68 @@ def next_mixed(const float[::1] head, const float[::1] net, float worst, isa=Non
     return int(j)
 
 
+def _check_distinct(const int32_t[::1] idx, str name):
+    if np.unique(np.asarray(idx)).shape[0] != idx.shape[0]:
+        raise ValueError(f"{name} must not repeat a label")
+
+
+def reach_accum(const int32_t[::1] labels, const float[::1] weights, float x, float[::1] acc,
+                int32_t[::1] mark, int32_t[::1] reached, Py_ssize_t n_reached, isa=None):
+    """A sparse head's scores of one feature's pairs, in place; returns the new reach count.
+
+    For each ``k`` in order, with ``j = labels[k]`` (distinct): an unmarked
+    label (``mark[j] == 0``) is marked 1, appended to ``reached`` at
+    ``n_reached`` (which counts up) and its ``acc[j]`` set to 0; then
+    ``acc[j] += x * weights[k]``, the product rounded before its sum.
+    """
+    _check_same_length(labels, weights, "labels", "weights")
+    _check_same_length(acc, mark, "acc", "mark")
+    _check_rows(labels, acc.shape[0], "labels")
+    _check_distinct(labels, "labels")
+    _check_same_length(acc, reached, "acc", "reached")
+    n_new = int((np.asarray(mark)[np.asarray(labels)] == 0).sum())
+    if not 0 <= n_reached <= reached.shape[0] - n_new:
+        raise ValueError("reached must have room for the new labels from n_reached on")
+    cdef const sks_kernels *K = _table(isa)
+    cdef sks_idx out
+    with nogil:
+        out = K.reach_accum(_iptr(labels), _fptr(weights), labels.shape[0], x, _wfptr(acc),
+                            &mark[0] if mark.shape[0] else NULL,
+                            &reached[0] if reached.shape[0] else NULL, n_reached)
+    return int(out)
+
+
+def gather_axpy(float x, const float[::1] table, const int32_t[::1] idx, float[::1] out,
+                isa=None, Py_ssize_t repeat=1):
+    """``out[k] += x * table[idx[k]]`` in place, each product rounded before its sum."""
+    _check_same_length(idx, out, "idx", "out")
+    _check_rows(idx, table.shape[0], "idx")
+    cdef const sks_kernels *K = _table(isa)
+    _check_repeat(repeat)
+    with nogil:
+        for _r in range(repeat):
+            K.gather_axpy(x, _fptr(table), _iptr(idx), idx.shape[0], _wfptr(out))
+
+
+def scatter_scaled(const float[::1] vals, double scale, const int32_t[::1] idx,
+                   float[::1] table, isa=None):
+    """``table[idx[t]] = float32(float64(vals[t]) * scale)`` in place (``idx`` distinct)."""
+    _check_same_length(vals, idx, "vals", "idx")
+    _check_rows(idx, table.shape[0], "idx")
+    _check_distinct(idx, "idx")
+    cdef const sks_kernels *K = _table(isa)
+    with nogil:
+        K.scatter_scaled(_fptr(vals), scale, _iptr(idx), idx.shape[0], _wfptr(table))
+
+
+def clear_marks(int32_t[::1] mark, const int32_t[::1] idx, isa=None):
+    """``mark[idx[t]] = 0`` in place."""
+    _check_rows(idx, mark.shape[0], "idx")
+    cdef const sks_kernels *K = _table(isa)
+    with nogil:
+        K.clear_marks(&mark[0] if mark.shape[0] else NULL, _iptr(idx), idx.shape[0])
+
+
 def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                        const float[:, ::1] weights, float[::1] out, isa=None,
                        Py_ssize_t repeat=1):

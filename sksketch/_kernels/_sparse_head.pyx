@@ -66,28 +66,25 @@ cdef inline Py_ssize_t reached_scores(
         int64_t i, float inv,
         const int32_t[::1] X_indptr, const int32_t[::1] X_indices, const float[::1] X_data,
         const int64_t[::1] indptr, const int32_t[::1] labels, const float[::1] weights,
-        float* acc, uint8_t* mark, int32_t* reached) noexcept nogil:
+        float* acc, int32_t* mark, int32_t* reached, const sks_kernels* K) noexcept nogil:
     """Row i's scores (its values times ``inv``) of the labels it reaches, in ``acc``.
 
     The labels are marked in ``mark`` and listed in ``reached`` in the order
     they are first reached (returns how many); each score is the sum, in
-    the row's feature order, of ``x_f * inv * V[f, j]``.
+    the row's feature order, of ``x_f * inv * V[f, j]`` (the variant's
+    ``reach_accum``, a feature's pairs at a time: the same bits on every
+    instruction set).
     """
     cdef Py_ssize_t p, n_reached = 0
-    cdef int64_t k
-    cdef int32_t f, j
-    cdef float xv
+    cdef int64_t lo, hi
+    cdef int32_t f
     for p in range(X_indptr[i], X_indptr[i + 1]):
         f = X_indices[p]
-        xv = X_data[p] * inv
-        for k in range(indptr[f], indptr[f + 1]):
-            j = labels[k]
-            if not mark[j]:
-                mark[j] = 1
-                acc[j] = 0.0
-                reached[n_reached] = j
-                n_reached += 1
-            acc[j] += xv * weights[k]
+        lo = indptr[f]
+        hi = indptr[f + 1]
+        if hi > lo:
+            n_reached = K.reach_accum(&labels[lo], &weights[lo], hi - lo, X_data[p] * inv,
+                                      acc, mark, reached, n_reached)
     return n_reached
 
 
@@ -108,7 +105,7 @@ def top1_hits(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
               const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
               const int64_t[::1] indptr, const int32_t[::1] labels,
               const float[::1] weights, uint8_t[::1] hits,
-              float[:, ::1] acc, uint8_t[:, ::1] label_mark, int32_t[:, ::1] reached,
+              float[:, ::1] acc, int32_t[:, ::1] label_mark, int32_t[:, ::1] reached,
               int n_threads):
     """``hits[i]``: whether row i's top label by the head alone is one of its labels in Y.
 
@@ -124,8 +121,9 @@ def top1_hits(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     cdef int32_t j, top
     cdef float mx
     cdef float* a
-    cdef uint8_t* mark
+    cdef int32_t* mark
     cdef int32_t* seen
+    cdef const sks_kernels *K = get_kernels()
     with nogil, parallel(num_threads=n_threads):
         tid = threadid()
         a = &acc[tid, 0]
@@ -134,7 +132,7 @@ def top1_hits(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
         for i in prange(hits.shape[0], schedule="static"):
             n_reached = reached_scores(i, inv_row_norm(X_indptr, X_data, i), X_indptr,
                                        X_indices, X_data, indptr, labels, weights, a, mark,
-                                       seen)
+                                       seen, K)
             top = 0
             mx = -INFINITY
             if n_reached < n_labels:
@@ -153,8 +151,7 @@ def top1_hits(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
             for p in range(Y_indptr[i], Y_indptr[i + 1]):
                 if Y_indices[p] == top:
                     hits[i] = 1
-            for t in range(n_reached):
-                mark[seen[t]] = 0
+            K.clear_marks(mark, seen, n_reached)
 
 
 @cython.boundscheck(False)
@@ -224,7 +221,7 @@ cdef inline float hinge_term(float s, bint own, float w, float grad_scale, doubl
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
-cdef inline void softmax_gradients(float* acc, const int32_t* reached, const uint8_t* label_mark,
+cdef inline void softmax_gradients(float* acc, const int32_t* reached, const int32_t* label_mark,
                                    float* vals, const int32_t[::1] Y_indptr,
                                    const int32_t[::1] Y_indices,
                                    int64_t i, Py_ssize_t n_reached, int32_t n_labels,
@@ -268,8 +265,8 @@ cdef inline void softmax_gradients(float* acc, const int32_t* reached, const uin
     loss_sum[0] += w * (lse - s_true / n_true)
     # logit gradients w * grad_scale * (p_j - t_j), in acc
     scale = scale * w * grad_scale
-    for t in range(n_reached):
-        acc[reached[t]] = <float>(vals[t] * scale)
+    # acc[reached[t]] = (float)(vals[t] * scale)
+    K.scatter_scaled(vals, scale, reached, n_reached, acc)
     for p in range(Y_indptr[i], Y_indptr[i + 1]):
         j = Y_indices[p]
         if label_mark[j]:
@@ -286,7 +283,7 @@ cdef void accumulate_rows(
         const int64_t[::1] rows, const float[::1] row_weights,
         const int64_t[::1] indptr, const int32_t[::1] labels, const float[::1] weights,
         float* grad, const int64_t* offset,
-        float* acc, uint8_t* label_mark, int32_t* reached, float* vals,
+        float* acc, int32_t* label_mark, int32_t* reached, float* vals,
         int32_t n_labels, float grad_scale, int loss_kind, double pos_margin,
         double neg_margin, double* loss_sum, double* weight_sum,
         const sks_kernels* K) noexcept nogil:
@@ -297,11 +294,10 @@ cdef void accumulate_rows(
     ``label_mark`` and ``reached`` are per-call scratch of ``n_labels``
     entries; ``label_mark`` is left as zeros.
     """
-    cdef Py_ssize_t b, p, k, t, n_reached
+    cdef Py_ssize_t b, p, t, n_reached
     cdef int64_t i, lo_k
     cdef int32_t f, j
-    cdef float xv, inv, w
-    cdef float* g
+    cdef float inv, w
     cdef double loss, n_true
     for b in range(lo, hi):
         i = rows[b]
@@ -312,7 +308,7 @@ cdef void accumulate_rows(
         inv = inv_row_norm(X_indptr, X_data, i)
         # scores of the labels the row reaches
         n_reached = reached_scores(i, inv, X_indptr, X_indices, X_data, indptr, labels,
-                                   weights, acc, label_mark, reached)
+                                   weights, acc, label_mark, reached, K)
         if loss_kind == 1:
             # squared hinge, one-vs-rest (see train_batch); the labels the
             # row does not reach score 0 and have no pair to move
@@ -333,13 +329,12 @@ cdef void accumulate_rows(
         # pair gradients x_f * g_j; a feature's pairs are one range
         for p in range(X_indptr[i], X_indptr[i + 1]):
             f = X_indices[p]
-            xv = X_data[p] * inv
             lo_k = indptr[f]
-            g = &grad[offset[f]]
-            for k in range(lo_k, indptr[f + 1]):
-                g[k - lo_k] += xv * acc[labels[k]]
-        for t in range(n_reached):
-            label_mark[reached[t]] = 0
+            if indptr[f + 1] > lo_k:
+                # grad[offset[f] + k - lo_k] += (x_f * inv) * acc[labels[k]]
+                K.gather_axpy(X_data[p] * inv, acc, &labels[lo_k], indptr[f + 1] - lo_k,
+                              &grad[offset[f]])
+        K.clear_marks(label_mark, reached, n_reached)
 
 
 @cython.boundscheck(False)
@@ -382,7 +377,7 @@ cdef void accumulate_rows_dense(
         const int32_t[::1] Y_indptr, const int32_t[::1] Y_indices,
         const int64_t[::1] rows, const float[::1] row_weights,
         const float* W, const uint8_t* M, float* G,
-        float* acc, uint8_t* label_mark, float* vals,
+        float* acc, int32_t* label_mark, float* vals,
         Py_ssize_t n_labels, float grad_scale, int loss_kind, double pos_margin,
         double neg_margin, double* loss_sum, double* weight_sum,
         const sks_kernels* K) noexcept nogil:
@@ -527,7 +522,7 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 const int64_t[::1] indptr, const int32_t[::1] labels,
                 float[::1] weights, float[::1] m, float[::1] v,
                 float[:, ::1] grad, int64_t[:, ::1] offset, int32_t[:, ::1] touched,
-                float[:, ::1] acc, uint8_t[:, ::1] label_mark, int32_t[:, ::1] reached,
+                float[:, ::1] acc, int32_t[:, ::1] label_mark, int32_t[:, ::1] reached,
                 float[:, ::1] vals, int32_t n_labels, float grad_scale,
                 double lr, double beta_1, double beta_2, double epsilon, int64_t step,
                 int loss_kind, int n_threads=1, float[:, ::1] dense_w=None,

@@ -412,7 +412,7 @@ def head_hits(est, X, Y, head=None):
         _sparse_head.top1_hits(
             X.indptr, X.indices, X.data, Y.indptr, Y.indices,
             head.indptr, head.labels, head.weights, hits,
-            np.empty((n_threads, L), dtype=np.float32), np.zeros((n_threads, L), dtype=np.uint8),
+            np.empty((n_threads, L), dtype=np.float32), np.zeros((n_threads, L), dtype=np.int32),
             np.empty((n_threads, L), dtype=np.int32), n_threads)
     return hits.astype(bool)
 

@@ -126,7 +126,7 @@ def estimate_memory(est, n_features, n_labels, max_labels_per_sample):
         # scores, marks and values; a head whose pairs fill
         # much of the feature-label grid also trains from a dense copy of its
         # weights and pair marks, with a dense gradient per part
-        return P * (4 * n_pairs + 12 * F + 13 * n_labels) + (
+        return P * (4 * n_pairs + 12 * F + 16 * n_labels) + (
             (5 + 4 * P) * F * n_labels if fills_grid(n_pairs, F, n_labels) else 0)
 
     if est.sparse_head:

@@ -310,7 +310,7 @@ class SparseLabelHead:
             "offset": np.full((P, self.n_features), -1, dtype=np.int64),
             "touched": np.empty((P, max(self.n_features, 1)), dtype=np.int32),
             "acc": np.zeros((P, self.n_labels), dtype=np.float32),
-            "label_mark": np.zeros((P, self.n_labels), dtype=np.uint8),
+            "label_mark": np.zeros((P, self.n_labels), dtype=np.int32),
             "reached": np.empty((P, self.n_labels), dtype=np.int32),
             "vals": np.empty((P, self.n_labels), dtype=np.float32),
             **(self._dense_scratch()

@@ -103,6 +103,23 @@ typedef struct sks_kernels {
     void (*sparse_dense_accum_rounded)(const int32_t *indices, const float *values,
                                        float scale, sks_idx nnz, const float *weights,
                                        sks_idx ld, sks_idx m, float *out);
+    /* A sparse head's scores of one feature's pairs, the labels first reached
+       listed: for k < n in order, with j = labels[k] (distinct within a call),
+       a label with mark[j] == 0 is marked 1, appended to reached (at
+       reached[n_reached], n_reached counting up) and its acc[j] set to 0;
+       then acc[j] = acc[j] + x * weights[k], the product rounded before its
+       sum (never fused). Returns the new count of reached labels. */
+    sks_idx (*reach_accum)(const int32_t *labels, const float *weights, sks_idx n, float x,
+                           float *acc, int32_t *mark, int32_t *reached, sks_idx n_reached);
+    /* out[k] = out[k] + x * table[idx[k]] for k < n, each product rounded
+       before its sum (never fused) */
+    void (*gather_axpy)(float x, const float *table, const int32_t *idx, sks_idx n,
+                        float *out);
+    /* table[idx[t]] = (float)((double)vals[t] * scale) for t < n (idx distinct) */
+    void (*scatter_scaled)(const float *vals, double scale, const int32_t *idx, sks_idx n,
+                           float *table);
+    /* mark[idx[t]] = 0 for t < n */
+    void (*clear_marks)(int32_t *mark, const int32_t *idx, sks_idx n);
 } sks_kernels;
 
 typedef struct sks_cpu_features {
@@ -119,6 +136,17 @@ int sks_isa_compiled(int isa);
 int sks_isa_supported(const sks_cpu_features *features, int isa);
 /* The table of a compiled variant, or NULL. */
 const sks_kernels *sks_kernels_for(int isa);
+
+/* The portable sparse-head primitives (simd_scalar.c), which the AVX2 table
+   shares: scattered updates gain little from AVX2's gathers without scatters. */
+sks_idx sks_reach_accum_scalar(const int32_t *labels, const float *weights, sks_idx n,
+                               float x, float *acc, int32_t *mark, int32_t *reached,
+                               sks_idx n_reached);
+void sks_gather_axpy_scalar(float x, const float *table, const int32_t *idx, sks_idx n,
+                            float *out);
+void sks_scatter_scaled_scalar(const float *vals, double scale, const int32_t *idx, sks_idx n,
+                               float *table);
+void sks_clear_marks_scalar(int32_t *mark, const int32_t *idx, sks_idx n);
 
 /* Scalar conversions, shared by every variant for tails. */
 static inline sks_bf16 sks_f32_to_bf16_1(float f)

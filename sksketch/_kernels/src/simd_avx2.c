@@ -584,6 +584,10 @@ const sks_kernels sks_kernels_avx2 = {
     srp_accum_avx2,
     next_mixed_avx2,
     sparse_dense_accum_rounded_avx2,
+    sks_reach_accum_scalar,
+    sks_gather_axpy_scalar,
+    sks_scatter_scaled_scalar,
+    sks_clear_marks_scalar,
 };
 
 #endif /* SKS_BUILD_AVX2 */

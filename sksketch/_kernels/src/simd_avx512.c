@@ -491,6 +491,76 @@ SKS_AVX512 static void sparse_dense_accum_rounded_avx512(const int32_t *indices,
     sda_avx512(indices, values, scale, nnz, weights, ld, m, out, 1);
 }
 
+/* sixteen pairs at a time: the marks and scores of their labels gathered
+   (distinct labels: the scatters never collide), the labels first reached
+   compressed into `reached` in pair order, as the scalar loop appends them */
+SKS_AVX512 static sks_idx reach_accum_avx512(const int32_t *labels, const float *weights,
+                                             sks_idx n, float x, float *acc, int32_t *mark,
+                                             int32_t *reached, sks_idx n_reached)
+{
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    const __m512 xv = _mm512_set1_ps(x);
+    sks_idx k;
+    for (k = 0; k < n; k += 16) {
+        __mmask16 mk = mask16(n - k);
+        __m512i lab = _mm512_maskz_loadu_epi32(mk, labels + k);
+        __m512i seen = _mm512_mask_i32gather_epi32(zero, mk, lab, mark, 4);
+        __mmask16 fresh = _mm512_mask_cmpeq_epi32_mask(mk, seen, zero);
+        /* a label first reached starts at 0 */
+        __m512 s = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk & (__mmask16)~fresh, lab,
+                                            acc, 4);
+        __m512 p = _mm512_mul_ps(xv, _mm512_maskz_loadu_ps(mk, weights + k));
+        __asm__("" : "+v"(p));
+        _mm512_mask_i32scatter_ps(acc, mk, lab, _mm512_add_ps(s, p), 4);
+        if (fresh) {
+            _mm512_mask_i32scatter_epi32(mark, fresh, lab, one, 4);
+            _mm512_mask_compressstoreu_epi32(reached + n_reached, fresh, lab);
+            n_reached += __builtin_popcount((unsigned)fresh);
+        }
+    }
+    return n_reached;
+}
+
+SKS_AVX512 static void gather_axpy_avx512(float x, const float *table, const int32_t *idx,
+                                          sks_idx n, float *out)
+{
+    const __m512 xv = _mm512_set1_ps(x);
+    sks_idx k;
+    for (k = 0; k < n; k += 16) {
+        __mmask16 mk = mask16(n - k);
+        __m512 t = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk,
+                                            _mm512_maskz_loadu_epi32(mk, idx + k), table, 4);
+        __m512 p = _mm512_mul_ps(xv, t);
+        __asm__("" : "+v"(p));
+        _mm512_mask_storeu_ps(out + k, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, out + k), p));
+    }
+}
+
+/* eight at a time: each float widened, multiplied in double, rounded back
+   (the C conversions' round to nearest) */
+SKS_AVX512 static void scatter_scaled_avx512(const float *vals, double scale, const int32_t *idx,
+                                             sks_idx n, float *table)
+{
+    const __m512d sv = _mm512_set1_pd(scale);
+    sks_idx t;
+    for (t = 0; t < n; t += 8) {
+        __mmask8 mk = (__mmask8)(n - t >= 8 ? 0xFF : (1u << (n - t)) - 1u);
+        __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, vals + t));
+        _mm256_mask_i32scatter_ps(table, mk, _mm256_maskz_loadu_epi32(mk, idx + t),
+                                  _mm512_cvtpd_ps(_mm512_mul_pd(v, sv)), 4);
+    }
+}
+
+SKS_AVX512 static void clear_marks_avx512(int32_t *mark, const int32_t *idx, sks_idx n)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    sks_idx t;
+    for (t = 0; t < n; t += 16) {
+        __mmask16 mk = mask16(n - t);
+        _mm512_mask_i32scatter_epi32(mark, mk, _mm512_maskz_loadu_epi32(mk, idx + t), zero, 4);
+    }
+}
+
 const sks_kernels sks_kernels_avx512 = {
     SKS_ISA_AVX512,
     dot_avx512,
@@ -510,6 +580,10 @@ const sks_kernels sks_kernels_avx512 = {
     srp_accum_avx512,
     next_mixed_avx512,
     sparse_dense_accum_rounded_avx512,
+    reach_accum_avx512,
+    gather_axpy_avx512,
+    scatter_scaled_avx512,
+    clear_marks_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -585,6 +659,10 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     srp_accum_avx512,
     next_mixed_avx512,
     sparse_dense_accum_rounded_avx512,
+    reach_accum_avx512,
+    gather_axpy_avx512,
+    scatter_scaled_avx512,
+    clear_marks_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

@@ -210,6 +210,46 @@ static void sparse_dense_accum_rounded_scalar(const int32_t *indices, const floa
     }
 }
 
+sks_idx sks_reach_accum_scalar(const int32_t *labels, const float *weights, sks_idx n,
+                               float x, float *acc, int32_t *mark, int32_t *reached,
+                               sks_idx n_reached)
+{
+    sks_idx k;
+    for (k = 0; k < n; k++) {
+        int32_t j = labels[k];
+        if (!mark[j]) {
+            mark[j] = 1;
+            acc[j] = 0.0f;
+            reached[n_reached++] = j;
+        }
+        acc[j] += x * weights[k];
+    }
+    return n_reached;
+}
+
+void sks_gather_axpy_scalar(float x, const float *table, const int32_t *idx, sks_idx n,
+                            float *out)
+{
+    sks_idx k;
+    for (k = 0; k < n; k++)
+        out[k] += x * table[idx[k]];
+}
+
+void sks_scatter_scaled_scalar(const float *vals, double scale, const int32_t *idx, sks_idx n,
+                               float *table)
+{
+    sks_idx t;
+    for (t = 0; t < n; t++)
+        table[idx[t]] = (float)((double)vals[t] * scale);
+}
+
+void sks_clear_marks_scalar(int32_t *mark, const int32_t *idx, sks_idx n)
+{
+    sks_idx t;
+    for (t = 0; t < n; t++)
+        mark[idx[t]] = 0;
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -229,4 +269,8 @@ const sks_kernels sks_kernels_scalar = {
     srp_accum_scalar,
     next_mixed_scalar,
     sparse_dense_accum_rounded_scalar,
+    sks_reach_accum_scalar,
+    sks_gather_axpy_scalar,
+    sks_scatter_scaled_scalar,
+    sks_clear_marks_scalar,
 };
