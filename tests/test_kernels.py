@@ -286,6 +286,82 @@ def test_scatter_scaled_multiplies_in_double_and_clear_marks_zeroes(isa, n, rng)
         _simd.scatter_scaled(np.ones(2, np.float32), 1.0, np.array([2, 2], np.int32), table,
                              isa=isa)
 
+def _stable_topk(values, ids, k):
+    # the plain insertion: the first k, then each value above the k-th best
+    top, best = [], []
+    for c, (v, i) in enumerate(zip(values, ids, strict=True)):
+        if c < k or v > best[-1]:
+            r = len(best) if c < k else k - 1
+            if c >= k:
+                top.pop()
+                best.pop()
+            while r > 0 and best[r - 1] < v:
+                r -= 1
+            best.insert(r, v)
+            top.insert(r, i)
+    return np.array(top, np.int32), np.array(best, np.float32)
+
+
+def _mixed_values(rng, n, trial):
+    net = rng.standard_normal(n).astype(np.float32)
+    head = np.where(rng.random(n) < 0.3, rng.standard_normal(n), 0).astype(np.float32)
+    if trial % 3 == 1:  # ties, and NaN
+        net = np.round(net).astype(np.float32)
+        head = np.round(head).astype(np.float32)
+        net[rng.random(n) < 0.05] = np.nan
+        head[rng.random(n) < 0.02] = np.nan
+    if trial % 3 == 2:
+        net[rng.random(n) < 0.2] = -np.inf
+        head[rng.random(n) < 0.05] = -0.0  # a zero all the same
+    return net, head
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [1, 3, 15, 16, 17, 40, 300])
+def test_mixed_topk_is_the_stable_insertion(isa, n, rng):
+    for trial in range(9):
+        net, head = _mixed_values(rng, n, trial)
+        ids = np.sort(rng.choice(10 * n, n, replace=False)).astype(np.int32)
+        w = np.float32([0.0, 0.125, 3.0][trial % 3])
+        k = min(n, [1, 3, 5][trial % 3])
+        values = (net + (w * head).astype(np.float32)).astype(np.float32)
+        want_top, want_best = _stable_topk(values, ids, k)
+        top, best = _simd.mixed_topk(_readonly(net), _readonly(head), _readonly(ids), w, k,
+                                     isa=isa)
+        np.testing.assert_array_equal(top, want_top)
+        np.testing.assert_array_equal(best.view(np.uint32), want_best.view(np.uint32))
+    with pytest.raises(ValueError, match="k must be"):
+        _simd.mixed_topk(net, head, ids, 1.0, n + 1, isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [0, 1, 5, 16, 17, 40, 1000])
+def test_scan_mixed_lists_reached_labels_and_keeps_the_best_others(isa, n, rng):
+    for trial in range(9):
+        net, head = _mixed_values(rng, n, trial)
+        k = [1, 3, 5][trial % 3]
+        reached = (head != 0) | np.isnan(head)
+        others = np.flatnonzero(~reached).astype(np.int32)
+        want_base, want_val = _stable_topk(net[others], others, k)
+        cand, base_id, base_val = _simd.scan_mixed(_readonly(head), _readonly(net), k, isa=isa)
+        np.testing.assert_array_equal(cand, np.flatnonzero(reached))
+        np.testing.assert_array_equal(base_id, want_base)
+        np.testing.assert_array_equal(base_val.view(np.uint32), want_val.view(np.uint32))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 100])
+def test_kept_counts_and_writes_reached_or_high_labels(isa, n, rng):
+    for bar in (np.float32(0.5), np.float32(-np.inf), np.float32(np.inf), np.float32(np.nan)):
+        net = rng.standard_normal(n).astype(np.float32)
+        net[rng.random(n) < 0.1] = np.nan
+        reach = np.where(rng.random(n) < 0.2, 2.0, 0.0).astype(np.float32)
+        keep = np.flatnonzero((reach != 0) | (net >= bar))
+        count, cols, values = _simd.kept(_readonly(reach), _readonly(net), bar, 7, isa=isa)
+        assert count == keep.size
+        np.testing.assert_array_equal(cols, keep + 7)
+        np.testing.assert_array_equal(values.view(np.uint32), net[keep].view(np.uint32))
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("nnz, n_words", [(0, 1), (1, 1), (21, 4), (300, 7)])
 def test_srp_accum_adds_each_signed_value_in_order(isa, nnz, n_words, rng):

@@ -59,6 +59,17 @@ cdef extern from "simd.h" nogil:
             const float *vals, double scale, const int32_t *idx, sks_idx n,
             float *table) noexcept nogil
         void (*clear_marks)(int32_t *mark, const int32_t *idx, sks_idx n) noexcept nogil
+        void (*mixed_topk)(
+            const float *net, const float *head, const int32_t *ids, sks_idx n, float w,
+            sks_idx k, int32_t *top, float *best) noexcept nogil
+        sks_idx (*count_kept)(
+            const float *reach, const float *net, sks_idx n, float bar) noexcept nogil
+        sks_idx (*write_kept)(
+            const float *reach, const float *net, sks_idx n, float bar, int32_t offset,
+            int32_t *cols, float *values) noexcept nogil
+        sks_idx (*scan_mixed)(
+            const float *head, const float *net, sks_idx n, sks_idx k, int32_t *cand,
+            int32_t *base_id, float *base_val, sks_idx *n_base) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

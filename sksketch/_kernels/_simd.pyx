@@ -341,6 +341,67 @@ def clear_marks(int32_t[::1] mark, const int32_t[::1] idx, isa=None):
         K.clear_marks(&mark[0] if mark.shape[0] else NULL, _iptr(idx), idx.shape[0])
 
 
+def mixed_topk(const float[::1] net, const float[::1] head, const int32_t[::1] ids, float w,
+               Py_ssize_t k, isa=None):
+    """The ``k`` best of ``net[c] + w * head[c]`` (the product rounded before its sum).
+
+    Returns ``(top, best)``: ``ids[c]`` and the values, best first; among
+    equal values the earlier candidate first (NaN never enters after the
+    first ``k``). Needs ``1 <= k <= len(net)``.
+    """
+    _check_same_length(net, head, "net", "head")
+    _check_same_length(net, ids, "net", "ids")
+    if not 1 <= k <= net.shape[0]:
+        raise ValueError(f"k must be in [1, {net.shape[0]}], got {k}")
+    cdef const sks_kernels *K = _table(isa)
+    top = np.empty(k, dtype=np.int32)
+    best = np.empty(k, dtype=np.float32)
+    cdef int32_t[::1] tv = top
+    cdef float[::1] bv = best
+    with nogil:
+        K.mixed_topk(&net[0], &head[0], &ids[0], net.shape[0], w, k, &tv[0], &bv[0])
+    return top, best
+
+
+def scan_mixed(const float[::1] head, const float[::1] net, Py_ssize_t k, isa=None):
+    """``(cand, base_id, base_val)``: the ``j`` with ``head[j] != 0`` (NaN included),
+    in order, and the ``k`` best others by ``net`` as :func:`mixed_topk` keeps them."""
+    _check_same_length(head, net, "head", "net")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    cdef const sks_kernels *K = _table(isa)
+    cand = np.empty(head.shape[0], dtype=np.int32)
+    base_id = np.empty(k, dtype=np.int32)
+    base_val = np.empty(k, dtype=np.float32)
+    cdef int32_t[::1] cv = cand, iv = base_id
+    cdef float[::1] vv = base_val
+    cdef sks_idx n_cand = 0, n_base = 0
+    with nogil:
+        n_cand = K.scan_mixed(_fptr(head), _fptr(net), head.shape[0], k,
+                              &cv[0] if head.shape[0] else NULL, &iv[0], &vv[0], &n_base)
+    return cand[:n_cand], base_id[:n_base], base_val[:n_base]
+
+
+def kept(const float[::1] reach, const float[::1] net, float bar, int offset=0, isa=None):
+    """``(count, cols, values)``: the ``j`` with ``reach[j] != 0`` or ``net[j] >= bar``
+    (``offset + j``, in order) and their ``net[j]``; ``count`` from ``count_kept``."""
+    _check_same_length(reach, net, "reach", "net")
+    cdef const sks_kernels *K = _table(isa)
+    cols = np.empty(reach.shape[0], dtype=np.int32)
+    values = np.empty(reach.shape[0], dtype=np.float32)
+    cdef int32_t[::1] cv = cols
+    cdef float[::1] vv = values
+    cdef sks_idx count, written
+    with nogil:
+        count = K.count_kept(_fptr(reach), _fptr(net), reach.shape[0], bar)
+        written = K.write_kept(_fptr(reach), _fptr(net), reach.shape[0], bar, offset,
+                               &cv[0] if reach.shape[0] else NULL,
+                               &vv[0] if reach.shape[0] else NULL)
+    if written != count:
+        raise AssertionError(f"write_kept wrote {written} entries, count_kept counted {count}")
+    return int(count), cols[:written], values[:written]
+
+
 def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                        const float[:, ::1] weights, float[::1] out, isa=None,
                        Py_ssize_t repeat=1):

@@ -27,7 +27,7 @@ from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memset
 
 from ._adam cimport AdamStep, adam_constants
-from ._simd cimport get_kernels, sks_kernels
+from ._simd cimport get_kernels, sks_idx, sks_kernels
 
 
 cdef inline float inv_row_norm(const int32_t[::1] indptr, const float[::1] data,
@@ -681,55 +681,32 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
     A label the head does not reach (``head[i, j] == 0``) scores
     ``net[i, j]`` at every weight, so only the ``k`` best of those can rank:
     one pass over a row's labels keeps them and lists the labels the head
-    reaches, and each weight ranks that list (in label order, so ties
-    break as over all labels). Once it holds k, the kernel's next_mixed
-    skips the labels that are neither reached nor above the k-th. Rows in
-    parallel.
+    reaches (the variant's scan_mixed, sixteen labels a compare), and each
+    weight ranks that list (in label order, so ties break as over all
+    labels; mixed_topk, sixteen candidates a compare against the k-th best).
+    Rows in parallel.
     """
     cdef const sks_kernels *K = get_kernels()
-    cdef Py_ssize_t i, j, g, r, c, n_cand, n_base, a, b, dst
+    cdef Py_ssize_t i, g, c, n_cand, a, b, dst
+    cdef sks_idx n_base
     cdef Py_ssize_t n_labels = net.shape[1], k = top.shape[2]
-    cdef float w, v, worst
     cdef int32_t *cand
     cdef int32_t *base_id
     cdef float *base_val
+    cdef float *cand_net
+    cdef float *cand_head
     cdef int32_t t
     with nogil, parallel(num_threads=n_threads):
         cand = <int32_t *> malloc((n_labels + k) * sizeof(int32_t))
+        cand_net = <float *> malloc((n_labels + k) * sizeof(float))
+        cand_head = <float *> malloc((n_labels + k) * sizeof(float))
         base_id = <int32_t *> malloc(k * sizeof(int32_t))
         base_val = <float *> malloc(k * sizeof(float))
         for i in prange(net.shape[0], schedule="static"):
             # the labels the head reaches (NaN included), and the k best of
             # the others by net alone (a stable insertion, as below)
-            n_cand = 0
-            n_base = 0
-            worst = -INFINITY
-            j = 0
-            while j < n_labels:
-                if n_base == k:
-                    # past the labels neither reached nor above the k-th best
-                    j = j + K.next_mixed(&head[i, j], &net[i, j], n_labels - j, worst)
-                    if j == n_labels:
-                        break
-                if head[i, j] != 0:
-                    cand[n_cand] = <int32_t>j
-                    n_cand = n_cand + 1
-                    j = j + 1
-                    continue
-                v = net[i, j]
-                if n_base < k or v > worst:
-                    r = n_base if n_base < k else k - 1
-                    while r > 0 and base_val[r - 1] < v:
-                        base_val[r] = base_val[r - 1]
-                        base_id[r] = base_id[r - 1]
-                        r = r - 1
-                    base_val[r] = v
-                    base_id[r] = <int32_t>j
-                    if n_base < k:
-                        n_base = n_base + 1
-                    if n_base == k:
-                        worst = base_val[k - 1]
-                j = j + 1
+            n_cand = K.scan_mixed(&head[i, 0], &net[i, 0], n_labels, k, cand, base_id,
+                                  base_val, &n_base)
             # those k by label id, merged into the list from its end
             for a in range(1, n_base):
                 t = base_id[a]
@@ -750,26 +727,18 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
                     b = b - 1
                 dst = dst - 1
             n_cand = n_cand + n_base
+            for c in range(n_cand):
+                cand_net[c] = net[i, cand[c]]
+                cand_head[c] = head[i, cand[c]]
+            # each weight: the first k labels, then those above the k-th
+            # best, into the sorted list (stable: a later label never
+            # passes an equal earlier one)
             for g in range(weights.shape[0]):
-                w = weights[g]
-                worst = -INFINITY
-                for c in range(n_cand):
-                    j = cand[c]
-                    v = net[i, j] + w * head[i, j]
-                    # the first k labels, then those above the k-th best,
-                    # into the sorted list (stable: a later label never
-                    # passes an equal earlier one)
-                    if c < k or v > worst:
-                        r = c if c < k else k - 1
-                        while r > 0 and best[i, g, r - 1] < v:
-                            best[i, g, r] = best[i, g, r - 1]
-                            top[i, g, r] = top[i, g, r - 1]
-                            r = r - 1
-                        best[i, g, r] = v
-                        top[i, g, r] = <int32_t>j
-                        if c >= k - 1:
-                            worst = best[i, g, k - 1]
+                K.mixed_topk(cand_net, cand_head, cand, n_cand, weights[g], k, &top[i, g, 0],
+                             &best[i, g, 0])
         free(cand)
+        free(cand_net)
+        free(cand_head)
         free(base_id)
         free(base_val)
 
@@ -1294,7 +1263,6 @@ def kept_logit_counts(const float[:, ::1] net, const float[:, ::1] reach, Py_ssi
     ``net[i, j] >= kth[i]`` (those :func:`kept_logits` writes). ``k >= 1``."""
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t i, j, r, n_best, n_labels = net.shape[1]
-    cdef int64_t n
     cdef float v, bar
     cdef float* best
     with nogil, parallel(num_threads=n_threads):
@@ -1322,12 +1290,8 @@ def kept_logit_counts(const float[:, ::1] net, const float[:, ::1] reach, Py_ssi
                         n_best = n_best + 1
                 j = j + 1
             bar = best[k - 1] if n_best == k else -INFINITY
-            n = 0
-            for j in range(n_labels):
-                if reach[i, j] != 0 or net[i, j] >= bar:
-                    n = n + 1
             kth[i] = bar
-            counts[i] = n
+            counts[i] = K.count_kept(&reach[i, 0], &net[i, 0], n_labels, bar)
         free(best)
 
 
@@ -1338,13 +1302,10 @@ def kept_logits(const float[:, ::1] net, const float[:, ::1] reach, const float[
                 int n_threads):
     """Write the labels :func:`kept_logit_counts` counted, row i's at
     ``indptr[i]:indptr[i + 1]`` of ``cols``, by id, and their logits in ``values``."""
-    cdef Py_ssize_t i, j, n_labels = net.shape[1]
-    cdef int64_t q
+    cdef const sks_kernels *K = get_kernels()
+    cdef Py_ssize_t i, n_labels = net.shape[1]
     with nogil:
         for i in prange(net.shape[0], num_threads=n_threads, schedule="static"):
-            q = indptr[i]
-            for j in range(n_labels):
-                if reach[i, j] != 0 or net[i, j] >= kth[i]:
-                    cols[q] = <int32_t>j
-                    values[q] = net[i, j]
-                    q = q + 1
+            if indptr[i + 1] > indptr[i]:
+                K.write_kept(&reach[i, 0], &net[i, 0], n_labels, kth[i], 0, &cols[indptr[i]],
+                             &values[indptr[i]])

@@ -120,6 +120,26 @@ typedef struct sks_kernels {
                            float *table);
     /* mark[idx[t]] = 0 for t < n */
     void (*clear_marks)(int32_t *mark, const int32_t *idx, sks_idx n);
+    /* The k best of v[c] = net[c] + w * head[c] over c < n (k >= 1, n >= k),
+       the product rounded before its sum: top (ids[c]) and best (v[c]),
+       best first. Candidates go in order: the first k by a stable
+       insertion, then each one above the k-th best so far (NaN never),
+       so among equal values the earlier candidate comes first. */
+    void (*mixed_topk)(const float *net, const float *head, const int32_t *ids, sks_idx n,
+                       float w, sks_idx k, int32_t *top, float *best);
+    /* How many j < n have reach[j] != 0 or net[j] >= bar (NaN never) */
+    sks_idx (*count_kept)(const float *reach, const float *net, sks_idx n, float bar);
+    /* Those j (offset + j) and net[j] written in order to cols and values;
+       returns how many */
+    sks_idx (*write_kept)(const float *reach, const float *net, sks_idx n, float bar,
+                          int32_t offset, int32_t *cols, float *values);
+    /* One pass over a row of labels j < n: those with head[j] != 0 (NaN
+       included) listed in cand in order (returns how many), and the k best
+       of the others by net[j] kept as mixed_topk keeps them (a stable
+       insertion in order, then each one above the k-th best) in base_id and
+       base_val, best first, *n_base of them (k >= 1) */
+    sks_idx (*scan_mixed)(const float *head, const float *net, sks_idx n, sks_idx k,
+                          int32_t *cand, int32_t *base_id, float *base_val, sks_idx *n_base);
 } sks_kernels;
 
 typedef struct sks_cpu_features {
@@ -147,6 +167,14 @@ void sks_gather_axpy_scalar(float x, const float *table, const int32_t *idx, sks
 void sks_scatter_scaled_scalar(const float *vals, double scale, const int32_t *idx, sks_idx n,
                                float *table);
 void sks_clear_marks_scalar(int32_t *mark, const int32_t *idx, sks_idx n);
+void sks_mixed_topk_scalar(const float *net, const float *head, const int32_t *ids, sks_idx n,
+                           float w, sks_idx k, int32_t *top, float *best);
+sks_idx sks_scan_mixed_scalar(const float *head, const float *net, sks_idx n, sks_idx k,
+                              int32_t *cand, int32_t *base_id, float *base_val,
+                              sks_idx *n_base);
+sks_idx sks_count_kept_scalar(const float *reach, const float *net, sks_idx n, float bar);
+sks_idx sks_write_kept_scalar(const float *reach, const float *net, sks_idx n, float bar,
+                              int32_t offset, int32_t *cols, float *values);
 
 /* Scalar conversions, shared by every variant for tails. */
 static inline sks_bf16 sks_f32_to_bf16_1(float f)

@@ -588,6 +588,10 @@ const sks_kernels sks_kernels_avx2 = {
     sks_gather_axpy_scalar,
     sks_scatter_scaled_scalar,
     sks_clear_marks_scalar,
+    sks_mixed_topk_scalar,
+    sks_count_kept_scalar,
+    sks_write_kept_scalar,
+    sks_scan_mixed_scalar,
 };
 
 #endif /* SKS_BUILD_AVX2 */

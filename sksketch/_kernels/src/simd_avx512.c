@@ -561,6 +561,142 @@ SKS_AVX512 static void clear_marks_avx512(int32_t *mark, const int32_t *idx, sks
     }
 }
 
+/* (sks_topk_insert of simd_scalar.c) */
+SKS_AVX512 static inline void sks_topk_insert_avx512(float v, int32_t id, sks_idx at,
+                                                     int32_t *top, float *best)
+{
+    sks_idx r = at;
+    while (r > 0 && best[r - 1] < v) {
+        best[r] = best[r - 1];
+        top[r] = top[r - 1];
+        r--;
+    }
+    best[r] = v;
+    top[r] = id;
+}
+
+/* sixteen candidates a compare against the k-th best when the block starts
+   (it only rises within the block): the ones above it go through the scalar
+   insertion in order, which checks each against the k-th best as it is then */
+SKS_AVX512 static void mixed_topk_avx512(const float *net, const float *head, const int32_t *ids,
+                                         sks_idx n, float w, sks_idx k, int32_t *top,
+                                         float *best)
+{
+    const __m512 wv = _mm512_set1_ps(w);
+    float v[16];
+    sks_idx c = 0, q;
+    float worst = -INFINITY;
+    for (; c < n && c < k; c++) {
+        float p = w * head[c];
+        __asm__("" : "+x"(p));
+        sks_topk_insert_avx512(net[c] + p, ids[c], c, top, best);
+    }
+    if (c < k)
+        return;
+    worst = best[k - 1];
+    for (; c < n; c += 16) {
+        __mmask16 mk = mask16(n - c), above;
+        __m512 p = _mm512_mul_ps(wv, _mm512_maskz_loadu_ps(mk, head + c));
+        __m512 s;
+        __asm__("" : "+v"(p));
+        s = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, net + c), p);
+        above = _mm512_mask_cmp_ps_mask(mk, s, _mm512_set1_ps(worst), _CMP_GT_OQ);
+        if (!above)
+            continue;
+        _mm512_storeu_ps(v, s);
+        for (q = 0; q < 16; q++)
+            if (((above >> q) & 1) && v[q] > worst) {
+                sks_topk_insert_avx512(v[q], ids[c + q], k - 1, top, best);
+                worst = best[k - 1];
+            }
+    }
+}
+
+SKS_AVX512 static sks_idx count_kept_avx512(const float *reach, const float *net, sks_idx n,
+                                            float bar)
+{
+    const __m512 zero = _mm512_setzero_ps(), b = _mm512_set1_ps(bar);
+    sks_idx j, count = 0;
+    for (j = 0; j < n; j += 16) {
+        __mmask16 mk = mask16(n - j);
+        __mmask16 kept =
+            _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, reach + j), zero, _CMP_NEQ_UQ)
+            | _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, net + j), b, _CMP_GE_OQ);
+        count += __builtin_popcount((unsigned)kept);
+    }
+    return count;
+}
+
+SKS_AVX512 static sks_idx write_kept_avx512(const float *reach, const float *net, sks_idx n,
+                                            float bar, int32_t offset, int32_t *cols,
+                                            float *values)
+{
+    const __m512 zero = _mm512_setzero_ps(), b = _mm512_set1_ps(bar);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                            15);
+    sks_idx j, q = 0;
+    for (j = 0; j < n; j += 16) {
+        __mmask16 mk = mask16(n - j);
+        __m512 nv = _mm512_maskz_loadu_ps(mk, net + j);
+        __mmask16 kept =
+            _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, reach + j), zero, _CMP_NEQ_UQ)
+            | _mm512_mask_cmp_ps_mask(mk, nv, b, _CMP_GE_OQ);
+        if (!kept)
+            continue;
+        _mm512_mask_compressstoreu_epi32(
+            cols + q, kept, _mm512_add_epi32(lanes, _mm512_set1_epi32(offset + (int32_t)j)));
+        _mm512_mask_compressstoreu_ps(values + q, kept, nv);
+        q += __builtin_popcount((unsigned)kept);
+    }
+    return q;
+}
+
+/* sixteen labels a compare: the reached ones compressed into cand, and the
+   others that can enter the k best (all of them while it holds fewer than
+   k, then those above its k-th best when the block starts) through the
+   scalar rule in order */
+SKS_AVX512 static sks_idx scan_mixed_avx512(const float *head, const float *net, sks_idx n,
+                                            sks_idx k, int32_t *cand, int32_t *base_id,
+                                            float *base_val, sks_idx *n_base)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                            15);
+    sks_idx j, n_cand = 0, nb = 0;
+    float worst = -INFINITY;
+    int q;
+    for (j = 0; j < n; j += 16) {
+        __mmask16 mk = mask16(n - j);
+        __mmask16 reached = _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, head + j), zero,
+                                                    _CMP_NEQ_UQ);
+        __mmask16 rest = mk & (__mmask16)~reached;
+        if (reached) {
+            _mm512_mask_compressstoreu_epi32(
+                cand + n_cand, reached, _mm512_add_epi32(lanes, _mm512_set1_epi32((int32_t)j)));
+            n_cand += __builtin_popcount((unsigned)reached);
+        }
+        if (nb == k)
+            rest &= _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, net + j),
+                                            _mm512_set1_ps(worst), _CMP_GT_OQ);
+        for (q = 0; rest; q++, rest >>= 1) {
+            float v;
+            if (!(rest & 1))
+                continue;
+            v = net[j + q];
+            if (nb < k || v > worst) {
+                sks_topk_insert_avx512(v, (int32_t)(j + q), nb < k ? nb : k - 1, base_id,
+                                       base_val);
+                if (nb < k)
+                    nb++;
+                if (nb == k)
+                    worst = base_val[k - 1];
+            }
+        }
+    }
+    *n_base = nb;
+    return n_cand;
+}
+
 const sks_kernels sks_kernels_avx512 = {
     SKS_ISA_AVX512,
     dot_avx512,
@@ -584,6 +720,10 @@ const sks_kernels sks_kernels_avx512 = {
     gather_axpy_avx512,
     scatter_scaled_avx512,
     clear_marks_avx512,
+    mixed_topk_avx512,
+    count_kept_avx512,
+    write_kept_avx512,
+    scan_mixed_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -663,6 +803,10 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     gather_axpy_avx512,
     scatter_scaled_avx512,
     clear_marks_avx512,
+    mixed_topk_avx512,
+    count_kept_avx512,
+    write_kept_avx512,
+    scan_mixed_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

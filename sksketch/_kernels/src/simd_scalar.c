@@ -250,6 +250,81 @@ void sks_clear_marks_scalar(int32_t *mark, const int32_t *idx, sks_idx n)
         mark[idx[t]] = 0;
 }
 
+/* candidate c into the sorted k best: a later candidate never passes an
+   equal earlier one */
+static inline void sks_topk_insert(float v, int32_t id, sks_idx at, int32_t *top, float *best)
+{
+    sks_idx r = at;
+    while (r > 0 && best[r - 1] < v) {
+        best[r] = best[r - 1];
+        top[r] = top[r - 1];
+        r--;
+    }
+    best[r] = v;
+    top[r] = id;
+}
+
+void sks_mixed_topk_scalar(const float *net, const float *head, const int32_t *ids, sks_idx n,
+                           float w, sks_idx k, int32_t *top, float *best)
+{
+    sks_idx c;
+    float worst = -INFINITY;
+    for (c = 0; c < n; c++) {
+        float v = net[c] + w * head[c];
+        if (c < k || v > worst) {
+            sks_topk_insert(v, ids[c], c < k ? c : k - 1, top, best);
+            if (c >= k - 1)
+                worst = best[k - 1];
+        }
+    }
+}
+
+sks_idx sks_scan_mixed_scalar(const float *head, const float *net, sks_idx n, sks_idx k,
+                              int32_t *cand, int32_t *base_id, float *base_val,
+                              sks_idx *n_base)
+{
+    sks_idx j, n_cand = 0, nb = 0;
+    float worst = -INFINITY;
+    for (j = 0; j < n; j++) {
+        float v;
+        if (head[j] != 0) {
+            cand[n_cand++] = (int32_t)j;
+            continue;
+        }
+        v = net[j];
+        if (nb < k || v > worst) {
+            sks_topk_insert(v, (int32_t)j, nb < k ? nb : k - 1, base_id, base_val);
+            if (nb < k)
+                nb++;
+            if (nb == k)
+                worst = base_val[k - 1];
+        }
+    }
+    *n_base = nb;
+    return n_cand;
+}
+
+sks_idx sks_count_kept_scalar(const float *reach, const float *net, sks_idx n, float bar)
+{
+    sks_idx j, count = 0;
+    for (j = 0; j < n; j++)
+        count += reach[j] != 0 || net[j] >= bar;
+    return count;
+}
+
+sks_idx sks_write_kept_scalar(const float *reach, const float *net, sks_idx n, float bar,
+                              int32_t offset, int32_t *cols, float *values)
+{
+    sks_idx j, q = 0;
+    for (j = 0; j < n; j++)
+        if (reach[j] != 0 || net[j] >= bar) {
+            cols[q] = offset + (int32_t)j;
+            values[q] = net[j];
+            q++;
+        }
+    return q;
+}
+
 const sks_kernels sks_kernels_scalar = {
     SKS_ISA_SCALAR,
     dot_scalar,
@@ -273,4 +348,8 @@ const sks_kernels sks_kernels_scalar = {
     sks_gather_axpy_scalar,
     sks_scatter_scaled_scalar,
     sks_clear_marks_scalar,
+    sks_mixed_topk_scalar,
+    sks_count_kept_scalar,
+    sks_write_kept_scalar,
+    sks_scan_mixed_scalar,
 };
