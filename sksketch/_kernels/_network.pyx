@@ -528,6 +528,8 @@ def update_output_layer(
     elif M.shape[0] != W.shape[0] or M.shape[1] != H or V.shape[0] != W.shape[0] or (
             V.shape[1] != H):
         raise ValueError("M and V must have W's shape")
+    if hb.shape[1] != H or hb.shape[0] < B:
+        raise ValueError("hb must have a row of W.shape[1] values per example")
     cdef float *acc
     if B == 0 or H == 0:
         return 0
@@ -563,8 +565,13 @@ def update_output_layer(
         for k in prange(n_touched, schedule="dynamic", chunksize=16):
             r = touched[k]
             g = 0
+            # acc += pair_grad[p] * hb[pair_example[p]] for the row's pairs in
+            # order: the axpys of each pair, with acc held in registers
+            # across the pairs (the same FMAs in the same order)
+            K.sparse_dense_accum(&pair_example[row_start[k]], &pair_grad[row_start[k]],
+                                 row_start[k + 1] - row_start[k], &hb[0, 0], hb.shape[1], H,
+                                 acc)
             for p in range(row_start[k], row_start[k + 1]):
-                K.axpy(pair_grad[p], &hb[pair_example[p], 0], acc, H)
                 g = g + pair_grad[p]
             # Adam resets acc to zero for the next row.
             if bf16_moments:
