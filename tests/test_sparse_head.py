@@ -419,6 +419,12 @@ def test_save_load_and_pickle_keep_the_head_and_refuse_a_broken_one(tmp_path):
     broken.sparse_head_.indptr[-1] += 1
     with pytest.raises(StateError, match="indptr"):
         pickle.loads(pickle.dumps(broken))
+    broken = pickle.loads(pickle.dumps(clf))
+    head = broken.sparse_head_
+    f = int(np.argmax(np.diff(head.indptr)))  # a feature with several labels
+    head.labels[head.indptr[f] + 1] = head.labels[head.indptr[f]]  # one of them twice
+    with pytest.raises(StateError, match="labels must rise"):
+        pickle.loads(pickle.dumps(broken))
     with pytest.raises(ValueError, match="labels_per_feature"):
         SLIDEClassifier(labels_per_feature=0).fit(X, Y)
     with pytest.raises(ValueError, match="sparse_head_weight"):

@@ -449,5 +449,12 @@ class SparseLabelHead:
                    f"of shape ({n},)")
         expect(n == 0 or (int(labels.min()) >= 0 and int(labels.max()) < L),
                f"{where}: labels out of range")
+        if n > 1:
+            # each feature's labels rise (the kernels update a feature's
+            # labels sixteen at a time, and a repeated label would collide)
+            rising = np.diff(labels) > 0
+            starts = indptr[1:-1]
+            rising[starts[(starts > 0) & (starts < n)] - 1] = True
+            expect(bool(rising.all()), f"{where}: a feature's labels must rise")
 
 
