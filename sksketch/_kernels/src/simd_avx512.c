@@ -561,20 +561,6 @@ SKS_AVX512 static void clear_marks_avx512(int32_t *mark, const int32_t *idx, sks
     }
 }
 
-/* (sks_topk_insert of simd_scalar.c) */
-SKS_AVX512 static inline void sks_topk_insert_avx512(float v, int32_t id, sks_idx at,
-                                                     int32_t *top, float *best)
-{
-    sks_idx r = at;
-    while (r > 0 && best[r - 1] < v) {
-        best[r] = best[r - 1];
-        top[r] = top[r - 1];
-        r--;
-    }
-    best[r] = v;
-    top[r] = id;
-}
-
 /* sixteen candidates a compare against the k-th best when the block starts
    (it only rises within the block): the ones above it go through the scalar
    insertion in order, which checks each against the k-th best as it is then */
@@ -589,7 +575,7 @@ SKS_AVX512 static void mixed_topk_avx512(const float *net, const float *head, co
     for (; c < n && c < k; c++) {
         float p = w * head[c];
         __asm__("" : "+x"(p));
-        sks_topk_insert_avx512(net[c] + p, ids[c], c, top, best);
+        sks_topk_insert(net[c] + p, ids[c], c, top, best);
     }
     if (c < k)
         return;
@@ -606,7 +592,7 @@ SKS_AVX512 static void mixed_topk_avx512(const float *net, const float *head, co
         _mm512_storeu_ps(v, s);
         for (q = 0; q < 16; q++)
             if (((above >> q) & 1) && v[q] > worst) {
-                sks_topk_insert_avx512(v[q], ids[c + q], k - 1, top, best);
+                sks_topk_insert(v[q], ids[c + q], k - 1, top, best);
                 worst = best[k - 1];
             }
     }
@@ -684,7 +670,7 @@ SKS_AVX512 static sks_idx scan_mixed_avx512(const float *head, const float *net,
                 continue;
             v = net[j + q];
             if (nb < k || v > worst) {
-                sks_topk_insert_avx512(v, (int32_t)(j + q), nb < k ? nb : k - 1, base_id,
+                sks_topk_insert(v, (int32_t)(j + q), nb < k ? nb : k - 1, base_id,
                                        base_val);
                 if (nb < k)
                     nb++;

@@ -250,20 +250,6 @@ void sks_clear_marks_scalar(int32_t *mark, const int32_t *idx, sks_idx n)
         mark[idx[t]] = 0;
 }
 
-/* candidate c into the sorted k best: a later candidate never passes an
-   equal earlier one */
-static inline void sks_topk_insert(float v, int32_t id, sks_idx at, int32_t *top, float *best)
-{
-    sks_idx r = at;
-    while (r > 0 && best[r - 1] < v) {
-        best[r] = best[r - 1];
-        top[r] = top[r - 1];
-        r--;
-    }
-    best[r] = v;
-    top[r] = id;
-}
-
 void sks_mixed_topk_scalar(const float *net, const float *head, const int32_t *ids, sks_idx n,
                            float w, sks_idx k, int32_t *top, float *best)
 {

@@ -76,4 +76,20 @@ static inline void sks_heap_finish(int32_t *idx, float *val, sks_idx k)
     }
 }
 
+/* Value v of candidate id into a list of the best so far, sorted best first,
+   at position `at` or above (the list holds `at` entries, or `at + 1` whose
+   last is dropped): a later candidate never passes an equal earlier one, and
+   NaN stays where it is put. The insertion mixed_topk and scan_mixed share. */
+static inline void sks_topk_insert(float v, int32_t id, sks_idx at, int32_t *top, float *best)
+{
+    sks_idx r = at;
+    while (r > 0 && best[r - 1] < v) {
+        best[r] = best[r - 1];
+        top[r] = top[r - 1];
+        r--;
+    }
+    best[r] = v;
+    top[r] = id;
+}
+
 #endif
