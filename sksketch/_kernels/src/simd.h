@@ -157,8 +157,9 @@ int sks_isa_supported(const sks_cpu_features *features, int isa);
 /* The table of a compiled variant, or NULL. */
 const sks_kernels *sks_kernels_for(int isa);
 
-/* The portable sparse-head primitives (simd_scalar.c), which the AVX2 table
-   shares: scattered updates gain little from AVX2's gathers without scatters. */
+/* The portable sparse-head primitives (simd_scalar.c): the AVX2 table shares
+   the scattered updates (AVX2 gathers but has no scatter) and the tails of
+   the kept-logit scans. */
 sks_idx sks_reach_accum_scalar(const int32_t *labels, const float *weights, sks_idx n,
                                float x, float *acc, int32_t *mark, int32_t *reached,
                                sks_idx n_reached);

@@ -565,6 +565,155 @@ SKS_AVX2 static void sparse_dense_accum_rounded_avx2(const int32_t *indices, con
     sda_avx2(indices, values, scale, nnz, weights, ld, m, out, 1);
 }
 
+/* eight labels a gather (the product rounded before its sum, as in
+   gather_axpy_avx512); the tail one at a time, kept unfused the same way */
+SKS_AVX2 static void gather_axpy_avx2(float x, const float *table, const int32_t *idx,
+                                      sks_idx n, float *out)
+{
+    const __m256 xv = _mm256_set1_ps(x);
+    sks_idx k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 p = _mm256_mul_ps(
+            xv, _mm256_i32gather_ps(table, _mm256_loadu_si256((const __m256i *)(idx + k)), 4));
+        __asm__("" : "+x"(p));
+        _mm256_storeu_ps(out + k, _mm256_add_ps(_mm256_loadu_ps(out + k), p));
+    }
+    for (; k < n; k++) {
+        float p = x * table[idx[k]];
+        __asm__("" : "+x"(p));
+        out[k] = out[k] + p;
+    }
+}
+
+/* eight candidates a compare against the k-th best when the block starts
+   (see mixed_topk_avx512) */
+SKS_AVX2 static void mixed_topk_avx2(const float *net, const float *head, const int32_t *ids,
+                                     sks_idx n, float w, sks_idx k, int32_t *top, float *best)
+{
+    const __m256 wv = _mm256_set1_ps(w);
+    float v[8];
+    sks_idx c = 0;
+    float worst;
+    int q, above;
+    for (; c < n && c < k; c++) {
+        float p = w * head[c];
+        __asm__("" : "+x"(p));
+        sks_topk_insert(net[c] + p, ids[c], c, top, best);
+    }
+    if (c < k)
+        return;
+    worst = best[k - 1];
+    for (; c + 8 <= n; c += 8) {
+        __m256 p = _mm256_mul_ps(wv, _mm256_loadu_ps(head + c));
+        __m256 s;
+        __asm__("" : "+x"(p));
+        s = _mm256_add_ps(_mm256_loadu_ps(net + c), p);
+        above = _mm256_movemask_ps(_mm256_cmp_ps(s, _mm256_set1_ps(worst), _CMP_GT_OQ));
+        if (!above)
+            continue;
+        _mm256_storeu_ps(v, s);
+        for (q = 0; q < 8; q++)
+            if (((above >> q) & 1) && v[q] > worst) {
+                sks_topk_insert(v[q], ids[c + q], k - 1, top, best);
+                worst = best[k - 1];
+            }
+    }
+    for (; c < n; c++) {
+        float p = w * head[c], s;
+        __asm__("" : "+x"(p));
+        s = net[c] + p;
+        if (s > worst) {
+            sks_topk_insert(s, ids[c], k - 1, top, best);
+            worst = best[k - 1];
+        }
+    }
+}
+
+/* eight labels a compare (see scan_mixed_avx512): the reached ones appended
+   bit by bit, the others that can enter through the scalar rule in order */
+SKS_AVX2 static sks_idx scan_mixed_avx2(const float *head, const float *net, sks_idx n,
+                                        sks_idx k, int32_t *cand, int32_t *base_id,
+                                        float *base_val, sks_idx *n_base)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    sks_idx j, n_cand = 0, nb = 0;
+    float worst = -INFINITY;
+    for (j = 0; j < n; j += 8) {
+        sks_idx width = n - j < 8 ? n - j : 8;
+        unsigned full = (1u << width) - 1u, reached, rest;
+        int q;
+        if (width == 8) {
+            reached = (unsigned)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(head + j), zero, _CMP_NEQ_UQ));
+        } else {
+            reached = 0;
+            for (q = 0; q < width; q++)
+                reached |= (unsigned)(head[j + q] != 0) << q;
+        }
+        rest = full & ~reached;
+        while (reached) {
+            cand[n_cand++] = (int32_t)(j + __builtin_ctz(reached));
+            reached &= reached - 1;
+        }
+        if (nb == k && width == 8)
+            rest &= (unsigned)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(net + j), _mm256_set1_ps(worst), _CMP_GT_OQ));
+        for (q = 0; rest; q++, rest >>= 1) {
+            float v;
+            if (!(rest & 1))
+                continue;
+            v = net[j + q];
+            if (nb < k || v > worst) {
+                sks_topk_insert(v, (int32_t)(j + q), nb < k ? nb : k - 1, base_id, base_val);
+                if (nb < k)
+                    nb++;
+                if (nb == k)
+                    worst = base_val[k - 1];
+            }
+        }
+    }
+    *n_base = nb;
+    return n_cand;
+}
+
+/* which of eight labels a row keeps (see count_kept) */
+SKS_AVX2 static inline unsigned kept8_avx2(const float *reach, const float *net, __m256 bar)
+{
+    return (unsigned)_mm256_movemask_ps(_mm256_or_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(reach), _mm256_setzero_ps(), _CMP_NEQ_UQ),
+        _mm256_cmp_ps(_mm256_loadu_ps(net), bar, _CMP_GE_OQ)));
+}
+
+SKS_AVX2 static sks_idx count_kept_avx2(const float *reach, const float *net, sks_idx n,
+                                        float bar)
+{
+    const __m256 b = _mm256_set1_ps(bar);
+    sks_idx j = 0, count = 0;
+    for (; j + 8 <= n; j += 8)
+        count += __builtin_popcount(kept8_avx2(reach + j, net + j, b));
+    return count + sks_count_kept_scalar(reach + j, net + j, n - j, bar);
+}
+
+SKS_AVX2 static sks_idx write_kept_avx2(const float *reach, const float *net, sks_idx n,
+                                        float bar, int32_t offset, int32_t *cols,
+                                        float *values)
+{
+    const __m256 b = _mm256_set1_ps(bar);
+    sks_idx j = 0, q = 0;
+    for (; j + 8 <= n; j += 8) {
+        unsigned kept = kept8_avx2(reach + j, net + j, b);
+        while (kept) {
+            int t = __builtin_ctz(kept);
+            cols[q] = offset + (int32_t)(j + t);
+            values[q] = net[j + t];
+            q++;
+            kept &= kept - 1;
+        }
+    }
+    return q + sks_write_kept_scalar(reach + j, net + j, n - j, bar, offset + (int32_t)j,
+                                     cols + q, values + q);
+}
+
 const sks_kernels sks_kernels_avx2 = {
     SKS_ISA_AVX2,
     dot_avx2,
@@ -585,13 +734,13 @@ const sks_kernels sks_kernels_avx2 = {
     next_mixed_avx2,
     sparse_dense_accum_rounded_avx2,
     sks_reach_accum_scalar,
-    sks_gather_axpy_scalar,
+    gather_axpy_avx2,
     sks_scatter_scaled_scalar,
     sks_clear_marks_scalar,
-    sks_mixed_topk_scalar,
-    sks_count_kept_scalar,
-    sks_write_kept_scalar,
-    sks_scan_mixed_scalar,
+    mixed_topk_avx2,
+    count_kept_avx2,
+    write_kept_avx2,
+    scan_mixed_avx2,
 };
 
 #endif /* SKS_BUILD_AVX2 */
