@@ -705,6 +705,9 @@ def mixed_top(const float[:, ::1] net, const float[:, ::1] head, const float[::1
         for i in prange(net.shape[0], schedule="static"):
             # the labels the head reaches (NaN included), and the k best of
             # the others by net alone (a stable insertion, as below)
+            # (assigned here, so each thread has its own: the kernel writes
+            # it through the pointer)
+            n_base = 0
             n_cand = K.scan_mixed(&head[i, 0], &net[i, 0], n_labels, k, cand, base_id,
                                   base_val, &n_base)
             # those k by label id, merged into the list from its end
