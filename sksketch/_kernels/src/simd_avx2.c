@@ -592,17 +592,14 @@ SKS_AVX2 static void mixed_topk_avx2(const float *net, const float *head, const 
 {
     const __m256 wv = _mm256_set1_ps(w);
     float v[8];
-    sks_idx c = 0;
-    float worst;
+    sks_idx c = 0, kept = 0;
+    float worst = -INFINITY;
     int q, above;
     for (; c < n && c < k; c++) {
         float p = w * head[c];
         __asm__("" : "+x"(p));
-        sks_topk_insert(net[c] + p, ids[c], c, top, best);
+        sks_topk_offer(net[c] + p, ids[c], k, top, best, &kept, &worst);
     }
-    if (c < k)
-        return;
-    worst = best[k - 1];
     for (; c + 8 <= n; c += 8) {
         __m256 p = _mm256_mul_ps(wv, _mm256_loadu_ps(head + c));
         __m256 s;
@@ -613,19 +610,13 @@ SKS_AVX2 static void mixed_topk_avx2(const float *net, const float *head, const 
             continue;
         _mm256_storeu_ps(v, s);
         for (q = 0; q < 8; q++)
-            if (((above >> q) & 1) && v[q] > worst) {
-                sks_topk_insert(v[q], ids[c + q], k - 1, top, best);
-                worst = best[k - 1];
-            }
+            if ((above >> q) & 1)
+                sks_topk_offer(v[q], ids[c + q], k, top, best, &kept, &worst);
     }
     for (; c < n; c++) {
-        float p = w * head[c], s;
+        float p = w * head[c];
         __asm__("" : "+x"(p));
-        s = net[c] + p;
-        if (s > worst) {
-            sks_topk_insert(s, ids[c], k - 1, top, best);
-            worst = best[k - 1];
-        }
+        sks_topk_offer(net[c] + p, ids[c], k, top, best, &kept, &worst);
     }
 }
 
@@ -658,19 +649,9 @@ SKS_AVX2 static sks_idx scan_mixed_avx2(const float *head, const float *net, sks
         if (nb == k && width == 8)
             rest &= (unsigned)_mm256_movemask_ps(
                 _mm256_cmp_ps(_mm256_loadu_ps(net + j), _mm256_set1_ps(worst), _CMP_GT_OQ));
-        for (q = 0; rest; q++, rest >>= 1) {
-            float v;
-            if (!(rest & 1))
-                continue;
-            v = net[j + q];
-            if (nb < k || v > worst) {
-                sks_topk_insert(v, (int32_t)(j + q), nb < k ? nb : k - 1, base_id, base_val);
-                if (nb < k)
-                    nb++;
-                if (nb == k)
-                    worst = base_val[k - 1];
-            }
-        }
+        for (q = 0; rest; q++, rest >>= 1)
+            if (rest & 1)
+                sks_topk_offer(net[j + q], (int32_t)(j + q), k, base_id, base_val, &nb, &worst);
     }
     *n_base = nb;
     return n_cand;

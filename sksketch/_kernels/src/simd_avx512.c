@@ -570,16 +570,13 @@ SKS_AVX512 static void mixed_topk_avx512(const float *net, const float *head, co
 {
     const __m512 wv = _mm512_set1_ps(w);
     float v[16];
-    sks_idx c = 0, q;
+    sks_idx c = 0, q, kept = 0;
     float worst = -INFINITY;
     for (; c < n && c < k; c++) {
         float p = w * head[c];
         __asm__("" : "+x"(p));
-        sks_topk_insert(net[c] + p, ids[c], c, top, best);
+        sks_topk_offer(net[c] + p, ids[c], k, top, best, &kept, &worst);
     }
-    if (c < k)
-        return;
-    worst = best[k - 1];
     for (; c < n; c += 16) {
         __mmask16 mk = mask16(n - c), above;
         __m512 p = _mm512_mul_ps(wv, _mm512_maskz_loadu_ps(mk, head + c));
@@ -591,24 +588,30 @@ SKS_AVX512 static void mixed_topk_avx512(const float *net, const float *head, co
             continue;
         _mm512_storeu_ps(v, s);
         for (q = 0; q < 16; q++)
-            if (((above >> q) & 1) && v[q] > worst) {
-                sks_topk_insert(v[q], ids[c + q], k - 1, top, best);
-                worst = best[k - 1];
-            }
+            if ((above >> q) & 1)
+                sks_topk_offer(v[q], ids[c + q], k, top, best, &kept, &worst);
     }
+}
+
+/* which of (up to) sixteen labels a row keeps (see count_kept): reached, or
+   with a logit at or above the bar */
+SKS_AVX512 static inline __mmask16 kept16_avx512(__mmask16 mk, const float *reach, __m512 net,
+                                                 __m512 bar)
+{
+    return _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, reach), _mm512_setzero_ps(),
+                                   _CMP_NEQ_UQ)
+           | _mm512_mask_cmp_ps_mask(mk, net, bar, _CMP_GE_OQ);
 }
 
 SKS_AVX512 static sks_idx count_kept_avx512(const float *reach, const float *net, sks_idx n,
                                             float bar)
 {
-    const __m512 zero = _mm512_setzero_ps(), b = _mm512_set1_ps(bar);
+    const __m512 b = _mm512_set1_ps(bar);
     sks_idx j, count = 0;
     for (j = 0; j < n; j += 16) {
         __mmask16 mk = mask16(n - j);
-        __mmask16 kept =
-            _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, reach + j), zero, _CMP_NEQ_UQ)
-            | _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, net + j), b, _CMP_GE_OQ);
-        count += __builtin_popcount((unsigned)kept);
+        count += __builtin_popcount(
+            (unsigned)kept16_avx512(mk, reach + j, _mm512_maskz_loadu_ps(mk, net + j), b));
     }
     return count;
 }
@@ -617,16 +620,14 @@ SKS_AVX512 static sks_idx write_kept_avx512(const float *reach, const float *net
                                             float bar, int32_t offset, int32_t *cols,
                                             float *values)
 {
-    const __m512 zero = _mm512_setzero_ps(), b = _mm512_set1_ps(bar);
+    const __m512 b = _mm512_set1_ps(bar);
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
                                             15);
     sks_idx j, q = 0;
     for (j = 0; j < n; j += 16) {
         __mmask16 mk = mask16(n - j);
         __m512 nv = _mm512_maskz_loadu_ps(mk, net + j);
-        __mmask16 kept =
-            _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, reach + j), zero, _CMP_NEQ_UQ)
-            | _mm512_mask_cmp_ps_mask(mk, nv, b, _CMP_GE_OQ);
+        __mmask16 kept = kept16_avx512(mk, reach + j, nv, b);
         if (!kept)
             continue;
         _mm512_mask_compressstoreu_epi32(
@@ -664,20 +665,9 @@ SKS_AVX512 static sks_idx scan_mixed_avx512(const float *head, const float *net,
         if (nb == k)
             rest &= _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, net + j),
                                             _mm512_set1_ps(worst), _CMP_GT_OQ);
-        for (q = 0; rest; q++, rest >>= 1) {
-            float v;
-            if (!(rest & 1))
-                continue;
-            v = net[j + q];
-            if (nb < k || v > worst) {
-                sks_topk_insert(v, (int32_t)(j + q), nb < k ? nb : k - 1, base_id,
-                                       base_val);
-                if (nb < k)
-                    nb++;
-                if (nb == k)
-                    worst = base_val[k - 1];
-            }
-        }
+        for (q = 0; rest; q++, rest >>= 1)
+            if (rest & 1)
+                sks_topk_offer(net[j + q], (int32_t)(j + q), k, base_id, base_val, &nb, &worst);
     }
     *n_base = nb;
     return n_cand;

@@ -253,16 +253,10 @@ void sks_clear_marks_scalar(int32_t *mark, const int32_t *idx, sks_idx n)
 void sks_mixed_topk_scalar(const float *net, const float *head, const int32_t *ids, sks_idx n,
                            float w, sks_idx k, int32_t *top, float *best)
 {
-    sks_idx c;
+    sks_idx c, kept = 0;
     float worst = -INFINITY;
-    for (c = 0; c < n; c++) {
-        float v = net[c] + w * head[c];
-        if (c < k || v > worst) {
-            sks_topk_insert(v, ids[c], c < k ? c : k - 1, top, best);
-            if (c >= k - 1)
-                worst = best[k - 1];
-        }
-    }
+    for (c = 0; c < n; c++)
+        sks_topk_offer(net[c] + w * head[c], ids[c], k, top, best, &kept, &worst);
 }
 
 sks_idx sks_scan_mixed_scalar(const float *head, const float *net, sks_idx n, sks_idx k,
@@ -272,19 +266,10 @@ sks_idx sks_scan_mixed_scalar(const float *head, const float *net, sks_idx n, sk
     sks_idx j, n_cand = 0, nb = 0;
     float worst = -INFINITY;
     for (j = 0; j < n; j++) {
-        float v;
-        if (head[j] != 0) {
+        if (head[j] != 0)
             cand[n_cand++] = (int32_t)j;
-            continue;
-        }
-        v = net[j];
-        if (nb < k || v > worst) {
-            sks_topk_insert(v, (int32_t)j, nb < k ? nb : k - 1, base_id, base_val);
-            if (nb < k)
-                nb++;
-            if (nb == k)
-                worst = base_val[k - 1];
-        }
+        else
+            sks_topk_offer(net[j], (int32_t)j, k, base_id, base_val, &nb, &worst);
     }
     *n_base = nb;
     return n_cand;

@@ -92,4 +92,21 @@ static inline void sks_topk_insert(float v, int32_t id, sks_idx at, int32_t *top
     top[r] = id;
 }
 
+/* Offer value v of candidate id to the k best kept as mixed_topk and
+   scan_mixed keep them, *n of them so far: while fewer than k, every one
+   enters (a stable insertion); then each one above the k-th best, *worst,
+   which follows the k-th best once there are k (NaN never enters then). */
+static inline void sks_topk_offer(float v, int32_t id, sks_idx k, int32_t *top, float *best,
+                                  sks_idx *n, float *worst)
+{
+    if (*n < k) {
+        sks_topk_insert(v, id, *n, top, best);
+        if (++*n == k)
+            *worst = best[k - 1];
+    } else if (v > *worst) {
+        sks_topk_insert(v, id, k - 1, top, best);
+        *worst = best[k - 1];
+    }
+}
+
 #endif
