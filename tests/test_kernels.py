@@ -179,32 +179,6 @@ def test_sparse_dense_accum_rounded_rounds_each_product_before_its_sum(isa, m, n
                                          isa=isa)
 
 
-@pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 15, 16, 17, 40, 1000])
-def test_next_mixed_finds_the_first_reached_or_better_label(isa, n, rng):
-    # the plain C comparisons: head != 0 is true for NaN, net > worst never is
-    def reference(head, net, worst):
-        hit = np.flatnonzero((head != 0) | (net > worst))
-        return int(hit[0]) if hit.size else len(head)
-
-    for trial in range(30):
-        head = np.where(rng.random(n) < 0.02, rng.standard_normal(n), 0).astype(np.float32)
-        net = rng.standard_normal(n).astype(np.float32)
-        if trial % 3 == 1:
-            head[rng.random(n) < 0.02] = np.nan
-            net[rng.random(n) < 0.2] = np.nan
-        if trial % 3 == 2:
-            net[rng.random(n) < 0.2] = -np.inf
-            head[rng.random(n) < 0.01] = -0.0  # a zero all the same
-        worst = np.float32([2.5, 0.0, -np.inf, np.inf, np.nan][trial % 5])
-        if trial % 4 == 3 and n:
-            net[n // 2] = worst  # equal to the k-th best: not better
-        got = _simd.next_mixed(_readonly(head), _readonly(net), worst, isa=isa)
-        assert got == reference(head, net, worst), (trial, worst)
-    with pytest.raises(ValueError, match="same length"):
-        _simd.next_mixed(np.zeros(3, np.float32), np.zeros(4, np.float32), 0.0, isa=isa)
-
-
 def _reach_accum_reference(labels, weights, x, acc, mark, reached, n_reached):
     # the plain loop, one label at a time, in float32 (product rounded, then summed)
     acc, mark, reached = acc.copy(), mark.copy(), reached.copy()

@@ -45,8 +45,6 @@ cdef extern from "simd.h" nogil:
         void (*srp_accum)(
             const int32_t *indices, const float *values, sks_idx nnz, uint64_t base,
             int n_words, float *acc) noexcept nogil
-        sks_idx (*next_mixed)(
-            const float *head, const float *net, sks_idx n, float worst) noexcept nogil
         void (*sparse_dense_accum_rounded)(
             const int32_t *indices, const float *values, float scale, sks_idx nnz,
             const float *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil

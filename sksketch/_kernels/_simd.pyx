@@ -266,19 +266,6 @@ def srp_accum(const int32_t[::1] indices, const float[::1] values, uint64_t base
                         _wfptr(acc))
 
 
-def next_mixed(const float[::1] head, const float[::1] net, float worst, isa=None,
-               Py_ssize_t repeat=1):
-    """The first ``j`` with ``head[j] != 0`` (NaN included) or ``net[j] > worst``, else ``n``."""
-    _check_same_length(head, net, "head", "net")
-    cdef const sks_kernels *K = _table(isa)
-    _check_repeat(repeat)
-    cdef sks_idx j = 0
-    with nogil:
-        for _r in range(repeat):
-            j = K.next_mixed(_fptr(head), _fptr(net), head.shape[0], worst)
-    return int(j)
-
-
 def _check_distinct(const int32_t[::1] idx, str name):
     if np.unique(np.asarray(idx)).shape[0] != idx.shape[0]:
         raise ValueError(f"{name} must not repeat a label")

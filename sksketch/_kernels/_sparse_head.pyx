@@ -1265,37 +1265,29 @@ def kept_logit_counts(const float[:, ::1] net, const float[:, ::1] reach, Py_ssi
     and ``counts[i]``, how many labels have ``reach[i, j] != 0`` or
     ``net[i, j] >= kth[i]`` (those :func:`kept_logits` writes). ``k >= 1``."""
     cdef const sks_kernels *K = get_kernels()
-    cdef Py_ssize_t i, j, r, n_best, n_labels = net.shape[1]
-    cdef float v, bar
+    cdef Py_ssize_t i, n_labels = net.shape[1]
+    cdef sks_idx n_best
+    cdef float bar
     cdef float* best
+    cdef int32_t* best_id
+    cdef int32_t* reached
     with nogil, parallel(num_threads=n_threads):
-        best = <float*>malloc(k * sizeof(float))  # each thread's k best so far
+        # each thread's k best so far (scan_mixed's, the reached labels' list unread)
+        best = <float*>malloc(k * sizeof(float))
+        best_id = <int32_t*>malloc(k * sizeof(int32_t))
+        reached = <int32_t*>malloc(max(n_labels, 1) * sizeof(int32_t))
         for i in prange(net.shape[0], schedule="static"):
+            # (assigned here, so each thread has its own: the kernel writes
+            # it through the pointer)
             n_best = 0
-            j = 0
-            while j < n_labels:
-                if n_best == k:
-                    # past the unreached labels not above the k-th best
-                    j = j + K.next_mixed(&reach[i, j], &net[i, j], n_labels - j, best[k - 1])
-                    if j == n_labels:
-                        break
-                if reach[i, j] != 0:
-                    j = j + 1
-                    continue
-                v = net[i, j]
-                if n_best < k or v > best[k - 1]:
-                    r = n_best if n_best < k else k - 1
-                    while r > 0 and best[r - 1] < v:
-                        best[r] = best[r - 1]
-                        r = r - 1
-                    best[r] = v
-                    if n_best < k:
-                        n_best = n_best + 1
-                j = j + 1
+            K.scan_mixed(&reach[i, 0], &net[i, 0], n_labels, k, reached, best_id, best,
+                         &n_best)
             bar = best[k - 1] if n_best == k else -INFINITY
             kth[i] = bar
             counts[i] = K.count_kept(&reach[i, 0], &net[i, 0], n_labels, bar)
         free(best)
+        free(best_id)
+        free(reached)
 
 
 @cython.boundscheck(False)

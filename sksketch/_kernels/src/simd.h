@@ -91,11 +91,6 @@ typedef struct sks_kernels {
        variant gives the same bits. */
     void (*srp_accum)(const int32_t *indices, const float *values, sks_idx nnz,
                       uint64_t base, int n_words, float *acc);
-    /* The first j < n with head[j] != 0 (NaN included) or net[j] > worst
-       (NaN never), else n: the next label a top-k scan over a row of net
-       plus a sparse head's terms must look at, once its k-th best is
-       worst. */
-    sks_idx (*next_mixed)(const float *head, const float *net, sks_idx n, float worst);
     /* For j < nnz in order: out[0:m] = out + (values[j] * scale) * weights[indices[j] * ld +
        0:m], each product rounded to float32 before its sum (never fused): the bits of the
        plain C loop at baseline flags, whatever the instruction set, with out kept in

@@ -534,29 +534,6 @@ SKS_AVX2 static void srp_accum_avx2(const int32_t *indices, const float *values,
 #undef SKS_SRP_ADD
 }
 
-/* eight labels a compare: head != 0 (unordered: NaN too) or net > worst
-   (ordered: never NaN), as the scalar loop's C comparisons */
-SKS_AVX2 static sks_idx next_mixed_avx2(const float *head, const float *net, sks_idx n,
-                                        float worst)
-{
-    const __m256 zero = _mm256_setzero_ps(), bar = _mm256_set1_ps(worst);
-    sks_idx j = 0;
-    int q;
-    for (; j + 8 <= n; j += 8) {
-        __m256 hit = _mm256_or_ps(_mm256_cmp_ps(_mm256_loadu_ps(head + j), zero, _CMP_NEQ_UQ),
-                                  _mm256_cmp_ps(_mm256_loadu_ps(net + j), bar, _CMP_GT_OQ));
-        int bits = _mm256_movemask_ps(hit);
-        if (bits)
-            for (q = 0; q < 8; q++)
-                if ((bits >> q) & 1)
-                    return j + q;
-    }
-    for (; j < n; j++)
-        if (head[j] != 0.0f || net[j] > worst)
-            return j;
-    return n;
-}
-
 SKS_AVX2 static void sparse_dense_accum_rounded_avx2(const int32_t *indices, const float *values,
                                                      float scale, sks_idx nnz,
                                                      const float *weights, sks_idx ld, sks_idx m,
@@ -712,7 +689,6 @@ const sks_kernels sks_kernels_avx2 = {
     sparse_dense_accum_bf16_avx2,
     gather_dot2_avx2,
     srp_accum_avx2,
-    next_mixed_avx2,
     sparse_dense_accum_rounded_avx2,
     sks_reach_accum_scalar,
     gather_axpy_avx2,

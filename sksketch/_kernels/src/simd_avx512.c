@@ -461,28 +461,6 @@ SKS_AVX512 static void srp_accum_avx512(const int32_t *indices, const float *val
     }
 }
 
-/* sixteen labels a compare (see next_mixed_avx2); the last, partial group
-   compares only the labels it has */
-SKS_AVX512 static sks_idx next_mixed_avx512(const float *head, const float *net, sks_idx n,
-                                            float worst)
-{
-    const __m512 zero = _mm512_setzero_ps(), bar = _mm512_set1_ps(worst);
-    sks_idx j;
-    int q;
-    for (j = 0; j < n; j += 16) {
-        __mmask16 mk = mask16(n - j);
-        __mmask16 hit = _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, head + j), zero,
-                                                _CMP_NEQ_UQ)
-                        | _mm512_mask_cmp_ps_mask(mk, _mm512_maskz_loadu_ps(mk, net + j), bar,
-                                                  _CMP_GT_OQ);
-        if (hit)
-            for (q = 0; q < 16; q++)
-                if ((hit >> q) & 1)
-                    return j + q;
-    }
-    return n;
-}
-
 SKS_AVX512 static void sparse_dense_accum_rounded_avx512(const int32_t *indices,
                                                          const float *values, float scale,
                                                          sks_idx nnz, const float *weights,
@@ -690,7 +668,6 @@ const sks_kernels sks_kernels_avx512 = {
     sparse_dense_accum_bf16_avx512,
     gather_dot2_avx512,
     srp_accum_avx512,
-    next_mixed_avx512,
     sparse_dense_accum_rounded_avx512,
     reach_accum_avx512,
     gather_axpy_avx512,
@@ -773,7 +750,6 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     sparse_dense_accum_bf16_avx512,
     gather_dot2_avx512,
     srp_accum_avx512,
-    next_mixed_avx512,
     sparse_dense_accum_rounded_avx512,
     reach_accum_avx512,
     gather_axpy_avx512,

@@ -188,15 +188,6 @@ static void srp_accum_scalar(const int32_t *indices, const float *values, sks_id
     }
 }
 
-static sks_idx next_mixed_scalar(const float *head, const float *net, sks_idx n, float worst)
-{
-    sks_idx j;
-    for (j = 0; j < n; j++)
-        if (head[j] != 0.0f || net[j] > worst)
-            return j;
-    return n;
-}
-
 /* baseline flags have no FMA: each product is rounded before its sum */
 static void sparse_dense_accum_rounded_scalar(const int32_t *indices, const float *values,
                                               float scale, sks_idx nnz, const float *weights,
@@ -313,7 +304,6 @@ const sks_kernels sks_kernels_scalar = {
     sparse_dense_accum_bf16_scalar,
     gather_dot2_scalar,
     srp_accum_scalar,
-    next_mixed_scalar,
     sparse_dense_accum_rounded_scalar,
     sks_reach_accum_scalar,
     sks_gather_axpy_scalar,
