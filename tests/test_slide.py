@@ -765,10 +765,29 @@ def test_prediction_input_checks_are_validate_datas():
     X = sp.csr_matrix(X, dtype=np.float64)
     assert clf._passes_validation(X) and clf._passes_validation(X.astype(np.float32))
     expected = clf.predict_topk(X.tocsc(), k=3)  # through validate_data
-    for same in (X, X.astype(np.float32), sp.csr_array(X)):
+    # canonical float32 CSR with int32 indices is read as it is, not copied
+    X32 = X.astype(np.float32)
+    X32.indices, X32.indptr = X32.indices.astype(np.int32), X32.indptr.astype(np.int32)
+    assert clf._validate_X(X32, reset=False, read_only=True) is X32
+    assert clf._validate_X(X32, reset=False) is not X32  # training may write to its copy
+    # the same rows with each row's entries reversed: sorted on a copy
+    unsorted = X32.copy()
+    for i in range(unsorted.shape[0]):
+        row = slice(unsorted.indptr[i], unsorted.indptr[i + 1])
+        unsorted.indices[row], unsorted.data[row] = (unsorted.indices[row][::-1].copy(),
+                                                     unsorted.data[row][::-1].copy())
+    unsorted.has_canonical_format = False
+    kept = unsorted.indices.copy()
+    for same in (X, X32, unsorted, sp.csr_array(X)):
         got = clf.predict_topk(same, k=3)
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(unsorted.indices, kept)
+    # malformed indices are refused on the direct path too
+    bad = X32.copy()
+    bad.indices[0] = X.shape[1]
+    with pytest.raises(ValueError, match="column indices outside"):
+        clf.predict_topk(bad)
     # what validate_data refuses, it still refuses, with its own messages
     bad = X.copy()
     bad.data[0] = np.nan

@@ -185,7 +185,13 @@ def _full_topk(est, h, X, k, n_threads):
     ids = np.empty((X.shape[0], k), dtype=np.int32)
     vals = np.empty((X.shape[0], k), dtype=np.float32)
     for s in range(0, X.shape[0], chunk):
-        scores = np.ascontiguousarray(full_scores(est, h[s : s + chunk], X[s : s + chunk]))
+        if chunk < X.shape[0]:
+            hc, Xc = h[s : s + chunk], X[s : s + chunk]
+        else:
+            # one chunk: no copy of the rows (a slice of a CSR matrix is a
+            # new matrix: a third of a single row's prediction)
+            hc, Xc = h, X
+        scores = np.ascontiguousarray(full_scores(est, hc, Xc))
         ids[s : s + chunk], vals[s : s + chunk] = _network.topk_rows(scores, k, n_threads)
         # freed before the next chunk's scores: one chunk alive at a time
         del scores
