@@ -143,8 +143,9 @@ def topk_ids(est, X, k):
         # little is lost finding out
         stop = min(s + (BOUNDED_TRIAL if entry[4] < BOUNDED_TRIAL else BOUNDED_BLOCK),
                    X.shape[0])
-        ids[s:stop], vals[s:stop], full = _bounded_topk(
-            est, entry[3], h[s:stop], X[s:stop], k, n_threads)
+        # (all the rows: no copy; a CSR slice is a new matrix)
+        rows = (h, X) if s == 0 and stop == X.shape[0] else (h[s:stop], X[s:stop])
+        ids[s:stop], vals[s:stop], full = _bounded_topk(est, entry[3], *rows, k, n_threads)
         with _BOUNDS_LOCK:
             entry[4] += stop - s
             entry[5] += full.size
@@ -271,8 +272,10 @@ def bounded_rows(W, b, bounds, head, scale, h, X, k, n_threads, clusters=None,
     L = W.shape[0]
     if head is not None:
         indptr, labels, weights = head.indptr, head.labels, head.weights
-        # the most head pairs one row's features reach
-        reached = np.concatenate([[0], np.cumsum(np.diff(indptr)[X.indices])])
+        # the most head pairs one row's features reach (from the rows'
+        # features alone: a single row costs no pass over every feature)
+        reached = np.concatenate(
+            [[0], np.cumsum(indptr[X.indices + 1] - indptr[X.indices])])
         max_terms = int((reached[X.indptr[1:]] - reached[X.indptr[:-1]]).max())
     else:
         indptr = np.zeros(X.shape[1] + 1, dtype=np.int64)
