@@ -1378,3 +1378,81 @@ def test_watches_share_an_equal_snapshot_until_either_moves(monkeypatch):
     scores[id(z)] = 0
     wz.check(None, None, None)
     np.testing.assert_array_equal(z.weights, 2)
+
+
+def test_network_watch_stops_a_network_that_falls_and_trails_the_heads(monkeypatch):
+    """Within the first epoch the network stops only when clearly worse than at its best
+    and clearly behind the best head alone; only its first checks rank."""
+    from sksketch._slide import _trainer
+
+    n = 1000
+    ranked = []
+    monkeypatch.setattr(_trainer, "network_hits", lambda est, X, Y, n_rows: ranked.pop(0))
+
+    def rows(count, start=0, size=n):
+        out = np.zeros(size, dtype=bool)
+        out[start : start + count] = True
+        return out
+
+    def decisions(network, heads):
+        ranked[:] = [rows(*r) for r in network]
+        watch = _trainer.NetworkWatch(n)
+        out = [watch.check(None, None, None, heads) for _ in network]
+        assert not ranked
+        return out
+
+    head = [rows(600)]
+    assert decisions([(300,), (280,)], head) == [False, True]  # 20 lost: z = 4.5
+    assert decisions([(300,), (292,)], head) == [False, False]  # 8 lost: z = 2.8
+    assert decisions([(300,), (350,)], head) == [False, False]  # it improves
+    # as many rows, other ones: no fewer than at its best
+    assert decisions([(300, 0), (300, 300)], head) == [False, False]
+    # clearly worse, but within noise of the head: it may still add to a mix
+    assert decisions([(400,), (350,)], [rows(380)]) == [False, False]
+    # the best of the heads counts, on the network's rows (the first n of theirs);
+    # a head without ranked rows yet is left out
+    assert decisions([(300,), (280,)], [None, rows(290, size=3 * n), rows(600, size=2 * n)]) == [
+        False, True]
+    assert decisions([(300,), (280,)], [None, rows(300, size=3 * n)]) == [False, False]
+    assert decisions([(300,), (280,)], [None]) == [False, False]
+    # after NETWORK_CHECKS checks it ranks no more
+    watch = _trainer.NetworkWatch(n)
+    ranked[:] = [rows(300), rows(300)]
+    assert [watch.check(None, None, None, head) for _ in range(4)] == [False] * 4
+    assert not ranked
+
+
+def test_network_stopped_within_the_first_epoch_leaves_the_heads_training(monkeypatch):
+    from sksketch._slide import _trainer
+
+    X, Y = make_extreme_classification(n_samples=10_000, n_features=500, n_labels=200,
+                                       random_state=1)
+    calls, sizes = [], []
+
+    def check(self, est, X_val, Y_val, head_rows):
+        calls.append(est._step)
+        sizes.append(self.n_rows)
+        assert len(head_rows) == 1 and head_rows[0].dtype == bool
+        return len(calls) == 2  # stops halfway through the first epoch
+
+    monkeypatch.setattr(_trainer.NetworkWatch, "check", check)
+    # the head never stops within the epoch (its rows: those of its best)
+    monkeypatch.setattr(_trainer.HeadWatch, "check_within", lambda self, *args: None)
+    params = dict(hidden_layer_size=16, random_state=0, n_jobs=1, sparse_head_loss="softmax")
+    clf = SLIDEClassifier(max_iter=1, **params).fit(X, Y)
+    per_epoch = -(-9000 // 128)
+    quarter, half = -(-2250 // 128), -(-4500 // 128)
+    assert calls == [quarter, half]
+    assert sizes[0] == _trainer.NETWORK_CHECK_MACS // (200 * 16)
+    assert clf._step == half  # the network's last step: where it stopped
+    assert clf.sparse_head_.step == per_epoch  # the head trained on every batch
+    assert clf.t_ == 9000
+    assert clf.mean_active_labels_ > 0 and np.isfinite(clf.mean_active_labels_)
+    assert np.isfinite(clf.loss_curve_).all()
+    assert clf.predict_topk(X[:5], k=3)[0].shape == (5, 3)
+
+    # no check where the held-out rows the checks could rank are too few
+    monkeypatch.setattr(_trainer, "NETWORK_CHECK_MACS", 200 * 16 * 249)
+    calls.clear()
+    clf = SLIDEClassifier(max_iter=1, **params).fit(X, Y)
+    assert calls == [] and clf._step == per_epoch

@@ -247,7 +247,11 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         the held-out rows and no mix ranks them clearly better than the head
         alone (by two standard errors of a paired sign test), the network
         stops training: later epochs train the head alone, and ``fit`` ends
-        (with ``n_iter_`` below ``max_iter``) once the head stops too.
+        (with ``n_iter_`` below ``max_iter``) once the head stops too. It
+        stops within the first epoch already if, at a quarter or halfway,
+        it ranks clearly fewer held-out rows first than at its best so far
+        while clearly trailing the best head alone (its steps were making a
+        weak expert weaker).
         ``partial_fit`` ranks each call's rows before it trains on them (the
         first call, whose rows built the head, keeps 1).
     label_cluster_size : int or None, default=None

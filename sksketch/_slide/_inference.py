@@ -26,6 +26,7 @@ __all__ = [
     "head_hits",
     "hidden",
     "mixed_hits",
+    "network_hits",
     "precision_at_1",
     "predict_threads",
     "proba",
@@ -424,6 +425,26 @@ def head_hits(est, X, Y, head=None):
             np.empty((n_threads, L), dtype=np.float32), np.zeros((n_threads, L), dtype=np.int32),
             np.empty((n_threads, L), dtype=np.int32), n_threads)
     return hits.astype(bool)
+
+
+def network_hits(est, X, Y, n_rows=None):
+    """Whether the network alone ranks a row's own label first, per validation row of (X, Y).
+
+    The rows of :func:`head_hits`, or their first ``n_rows``; the top label
+    is ``numpy.argmax`` of the row's network logits (every label scored, a
+    chunk of rows at a time).
+    """
+    X, Y = validation_rows(est, X, Y)
+    if n_rows is not None and n_rows < X.shape[0]:
+        X, Y = X[:n_rows], Y[:n_rows]
+    hits = np.zeros(X.shape[0], dtype=bool)
+    done = 0
+    for Xc, Yc in _chunks(est, X, Y):
+        n = Xc.shape[0]
+        top = np.argmax(full_scores(est, hidden(est, Xc)), axis=1)
+        hits[done:done + n] = np.asarray(Yc[np.arange(n), top]).ravel() != 0
+        done += n
+    return hits
 
 
 def _top_hits(base, terms, weights, Y, k, n_threads):
