@@ -752,6 +752,23 @@ def test_nw_sketch_refuses_corrupt_state():
         cls(*args).__setstate__((sums[:, :8], counts, total_sum, total_count))
 
 
+@pytest.mark.parametrize("width", [1, 16, 33, 256])
+def test_hidden_forward_is_relu_of_the_affine_map_on_cache_lines(width, rng):
+    import scipy.sparse as sp
+
+    from sksketch._kernels import _network
+
+    X = sp.random(40, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
+    W1 = _readonly(rng.standard_normal((30, width)).astype(np.float32))
+    b1 = _readonly(rng.standard_normal(width).astype(np.float32))
+    got = _network.hidden_forward(X.indptr, X.indices, X.data, W1, b1, 2)
+    assert got.shape == (40, width) and got.dtype == np.float32 and got.flags.c_contiguous
+    assert got.ctypes.data % 64 == 0  # output_scores reads such rows in place
+    pre = X.toarray().astype(np.float64) @ W1 + b1
+    _close(got, np.maximum(pre, 0), abs(X).toarray() @ np.abs(W1) + np.abs(b1) + 1e-6)
+
+
 @pytest.mark.parametrize("n_labels", [1, 7, 255, 256, 257, 1000])
 @pytest.mark.parametrize("width", [1, 5, 16, 33])
 def test_output_scores_matches_numpy(n_labels, width, rng):
@@ -794,6 +811,11 @@ def test_output_scores_entry_does_not_depend_on_the_batch(n_rows, width, n_label
     order = rng.permutation(n_rows)
     np.testing.assert_array_equal(_network.output_scores(hidden[order], W2, b2, 2), full[order])
     np.testing.assert_array_equal(_network.output_scores(hidden[1:], W2, b2, 2), full[1:])
+    # rows already on 64-byte boundaries (as hidden_forward gives them) are read in place
+    on_lines = _network.aligned_array(hidden.shape)
+    on_lines[...] = hidden
+    assert on_lines.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(_network.output_scores(on_lines, W2, b2, 2), full)
     h64, w64 = hidden.astype(np.float64), W2.astype(np.float64)
     _close(full, h64 @ w64.T + b2, np.abs(h64) @ np.abs(w64).T + np.abs(b2), rtol=4e-6)
 

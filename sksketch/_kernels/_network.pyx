@@ -795,7 +795,8 @@ def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
         raise ValueError(f"X_indices must be in [0, {W1.shape[0]})")
     if n > 0 and np.any(np.diff(np.asarray(X_indptr)) < 0):
         raise ValueError("X_indptr must be non-decreasing")
-    out = np.empty((n, H), dtype=np.float32)
+    # rows on cache lines (output_scores then reads them in place)
+    out = aligned_array((n, H))
     cdef float[:, ::1] o = out
     if n == 0 or H == 0:
         return out
@@ -880,7 +881,8 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     first copied to rows that start on 64-byte boundaries (numpy's arrays
     start 16 bytes past one, and a 64-byte load that straddles two cache
     lines costs two): the same arithmetic on other addresses, so the same
-    bits.
+    bits. Hidden rows that already start on such boundaries (those of
+    hidden_forward, with a multiple of 16 units) are read in place.
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
@@ -923,9 +925,11 @@ def output_scores(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     cdef const float *wb
     ldw = H
     if aligned:
-        hv_copy = _aligned_rows(n, H)
-        hv_copy[:, :H] = np.asarray(hidden)
-        hv = hv_copy
+        if H % 16 or (<size_t> &hidden[0, 0]) % 64:
+            hv_copy = _aligned_rows(n, H)
+            hv_copy[:, :H] = np.asarray(hidden)
+            hv = hv_copy
+        # (else every row already starts on a cache line: hidden_forward's are)
         # a block of W2 rows per thread, each row on a 64-byte boundary
         blocks = _aligned_rows(n_threads * SCORE_BLOCK, H)
         ldw = blocks.shape[1]
