@@ -996,19 +996,19 @@ class NetworkWatch:
     best check so far: of the rows on which the two disagree, its best gets
     right more than ``DROP_Z`` standard errors more (the paired sign test
     of :meth:`HeadWatch.check_within`). And alone it trails the best head
-    alone (at that head's best) by more than ``DROP_Z`` standard errors on
-    those rows (each head as it stands, see :meth:`HeadWatch.ranked_rows`),
-    the first condition on which the network stops after the first epoch
+    alone, as each head stands (:meth:`HeadWatch.ranked_rows`), by more
+    than ``DROP_Z`` standard errors on those rows: the first condition on
+    which the network stops after the first epoch
     (:meth:`SLIDETrainer._check_network`). A network that
     trails a head that far after its first epoch stops there anyway
     unless a mix with it ranks clearly better; while its steps make it
     worse, the rest of the epoch would cost its time for a weaker mix.
 
-    On WordNet nouns the network alone ranks 19% of the first 1,066
-    held-out rows first a quarter into the first epoch, 8% halfway and 4%
-    three quarters in, against 35% for the softmax head alone; on the
-    generated 10,000-label problem with 10 non-zeros a row (1,677 rows) 41%,
-    then 34%, against 67-80% for the heads. Both stopped the network after
+    On WordNet nouns the network alone ranks 19% of the held-out rows first
+    a quarter into the first epoch, 8% halfway and 4% three quarters in,
+    against 35% for the softmax head alone (it stops halfway, on its first
+    533 rows); on the generated 10,000-label problem with 10 non-zeros a
+    row 41%, then 34%, against 67-80% for the heads. Both stopped the network after
     the epoch before. On Bibtex, Delicious and the generated problem with 40
     non-zeros a row it holds or improves from check to check (and on the
     50,000-label problem, too costly to check, it improved).
