@@ -378,6 +378,31 @@ def test_sparse_dense_accum(isa, m, nnz, rng):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m", [0, 1, 15, 16, 17, 63, 64, 65, 128, 130, 256])
+@pytest.mark.parametrize("nnz", [0, 1, 5, 77])
+def test_sparse_dense_accum4_gives_sparse_dense_accums_bits(isa, m, nnz, rng):
+    # the output layer's update sums four labels' gradients at once where
+    # their pairs come from the same examples: each row must get the bits
+    # it gets alone
+    n_rows = 50
+    weights = _readonly(rng.standard_normal((n_rows, m)).astype(np.float32))
+    indices = _readonly(rng.integers(0, n_rows, nnz).astype(np.int32))
+    values = _readonly(rng.standard_normal((4, nnz)).astype(np.float32))
+    start = rng.standard_normal((4, m)).astype(np.float32)
+    got = start.copy()
+    _simd.sparse_dense_accum4(indices, values, weights, got, isa=isa)
+    for q in range(4):
+        alone = start[q].copy()
+        _simd.sparse_dense_accum(indices, values[q], weights, alone, isa=isa)
+        np.testing.assert_array_equal(got[q], alone)
+    with pytest.raises(ValueError, match="4 rows"):
+        _simd.sparse_dense_accum4(indices, values[:3], weights, got, isa=isa)
+    with pytest.raises(ValueError, match="out"):
+        _simd.sparse_dense_accum4(indices, values, weights, np.zeros((4, m + 1), np.float32),
+                                  isa=isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m", [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130])
 @pytest.mark.parametrize("nnz", [0, 1, 5, 77])
 def test_sparse_dense_accum_bf16(isa, m, nnz, rng):

@@ -26,7 +26,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY, expm1, log1p, logf, powf, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from ._adam cimport AdamStep, adam_constants
 from ._lsh cimport LSHTables
@@ -486,6 +486,23 @@ def train_batch(
             K.axpy(1.0, &ghb[i, 0], &gb1[0], H)
 
 
+cdef inline void _accum4(const sks_kernels *K, const int32_t *examples, const float *pair_grad,
+                         const int32_t *starts, Py_ssize_t nnz, const float *hb, Py_ssize_t ld,
+                         Py_ssize_t H, float *acc) noexcept nogil:
+    """sparse_dense_accum4 of the four rows whose pairs start at ``starts[0:4]`` in
+    ``pair_grad`` (all over ``examples``), into ``acc``'s four rows of H.
+
+    (The pointer arrays live on this call's stack: each thread its own.)
+    """
+    cdef const float *vals[4]
+    cdef float *outs[4]
+    cdef int t
+    for t in range(4):
+        vals[t] = pair_grad + starts[t]
+        outs[t] = acc + t * H
+    K.sparse_dense_accum4(examples, vals, nnz, hb, ld, H, outs)
+
+
 def update_output_layer(
     const float[:, ::1] hb, const int32_t[:, ::1] ab, const float[:, ::1] gb,
     const int32_t[::1] n_active,
@@ -515,7 +532,8 @@ def update_output_layer(
     """
     cdef const sks_kernels *K = get_kernels()
     cdef Py_ssize_t B = n_active.shape[0], H = W.shape[1]
-    cdef Py_ssize_t i, j, k, p, r, n_touched = 0, pos
+    cdef Py_ssize_t i, j, k, p, r, n_touched = 0, pos, grp, k0, cnt, t, nnz
+    cdef bint same
     cdef AdamStep a = adam_constants(lr, beta1, beta2, eps, weight_decay, step)
     cdef float lr_t = a.lr_t, eps_t = a.eps_t, shrink = a.shrink
     cdef bint refresh = W_bf16.shape[0] == W.shape[0]
@@ -558,34 +576,56 @@ def update_output_layer(
     if n_touched == 0:
         return 0
     with nogil, parallel(num_threads=n_threads):
-        acc = <float *> malloc(H * sizeof(float))
-        memset(acc, 0, H * sizeof(float))
-        # dynamic: rows are independent, and a thread held up by a busy core
-        # leaves its rows to the others
-        for k in prange(n_touched, schedule="dynamic", chunksize=16):
-            r = touched[k]
-            g = 0
-            # acc += pair_grad[p] * hb[pair_example[p]] for the row's pairs in
-            # order: the axpys of each pair, with acc held in registers
-            # across the pairs (the same FMAs in the same order)
-            K.sparse_dense_accum(&pair_example[row_start[k]], &pair_grad[row_start[k]],
-                                 row_start[k + 1] - row_start[k], &hb[0, 0], hb.shape[1], H,
-                                 acc)
-            for p in range(row_start[k], row_start[k + 1]):
-                g = g + pair_grad[p]
-            # Adam resets acc to zero for the next row.
-            if bf16_moments:
-                K.adam_bf16_moments(&W[r, 0], &M16[r, 0], &V16[r, 0], acc, H, lr_t, beta1,
-                                    beta2, eps_t, shrink, <uint32_t>mix64(step_seed ^ r))
-            else:
-                K.adam(&W[r, 0], &M[r, 0], &V[r, 0], acc, H, lr_t, beta1, beta2, eps_t, shrink)
-            if refresh:
-                K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], H)
-            m = beta1 * Mb[r] + (1 - beta1) * g
-            v = beta2 * Vb[r] + (1 - beta2) * g * g
-            Mb[r] = m
-            Vb[r] = v
-            b[r] = b[r] - lr_t * m / (sqrtf(v) + eps_t)
+        acc = <float *> malloc(4 * H * sizeof(float))
+        memset(acc, 0, 4 * H * sizeof(float))
+        # Rows four at a time (in the order touched). Four whose pairs come
+        # from the same examples in the same order (every label of a full
+        # softmax, the negatives a batch shares) sum their gradients in one
+        # pass over those hidden rows (sparse_dense_accum4: the bits of one
+        # sparse_dense_accum each); others one by one. Dynamic: rows are
+        # independent, and a thread held up by a busy core leaves its rows
+        # to the others.
+        for grp in prange((n_touched + 3) // 4, schedule="dynamic", chunksize=4):
+            k0 = 4 * grp
+            cnt = min(4, n_touched - k0)
+            nnz = row_start[k0 + 1] - row_start[k0]
+            same = cnt == 4
+            for t in range(1, cnt):
+                if same and (row_start[k0 + t + 1] - row_start[k0 + t] != nnz or memcmp(
+                        &pair_example[row_start[k0 + t]], &pair_example[row_start[k0]],
+                        nnz * sizeof(int32_t)) != 0):
+                    same = False
+            if same:
+                _accum4(K, &pair_example[row_start[k0]], &pair_grad[0], &row_start[k0], nnz,
+                        &hb[0, 0], hb.shape[1], H, acc)
+            for t in range(cnt):
+                k = k0 + t
+                r = touched[k]
+                g = 0
+                # acc += pair_grad[p] * hb[pair_example[p]] for the row's pairs
+                # in order: the axpys of each pair, with acc held in registers
+                # across the pairs (the same FMAs in the same order)
+                if not same:
+                    K.sparse_dense_accum(&pair_example[row_start[k]], &pair_grad[row_start[k]],
+                                         row_start[k + 1] - row_start[k], &hb[0, 0],
+                                         hb.shape[1], H, acc + t * H)
+                for p in range(row_start[k], row_start[k + 1]):
+                    g = g + pair_grad[p]
+                # Adam resets the row's acc to zero for the next group.
+                if bf16_moments:
+                    K.adam_bf16_moments(&W[r, 0], &M16[r, 0], &V16[r, 0], acc + t * H, H, lr_t,
+                                        beta1, beta2, eps_t, shrink,
+                                        <uint32_t>mix64(step_seed ^ r))
+                else:
+                    K.adam(&W[r, 0], &M[r, 0], &V[r, 0], acc + t * H, H, lr_t, beta1, beta2,
+                           eps_t, shrink)
+                if refresh:
+                    K.f32_to_bf16(&W[r, 0], &W_bf16[r, 0], H)
+                m = beta1 * Mb[r] + (1 - beta1) * g
+                v = beta2 * Vb[r] + (1 - beta2) * g * g
+                Mb[r] = m
+                Vb[r] = v
+                b[r] = b[r] - lr_t * m / (sqrtf(v) + eps_t)
         free(acc)
     return n_touched
 

@@ -68,6 +68,9 @@ cdef extern from "simd.h" nogil:
         sks_idx (*scan_mixed)(
             const float *head, const float *net, sks_idx n, sks_idx k, int32_t *cand,
             int32_t *base_id, float *base_val, sks_idx *n_base) noexcept nogil
+        void (*sparse_dense_accum4)(
+            const int32_t *indices, const float *const *values, sks_idx nnz,
+            const float *weights, sks_idx ld, sks_idx m, float *const *out) noexcept nogil
 
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept

@@ -405,6 +405,26 @@ def sparse_dense_accum(const int32_t[::1] indices, const float[::1] values,
                                  _wfptr(out))
 
 
+def sparse_dense_accum4(const int32_t[::1] indices, const float[:, ::1] values,
+                        const float[:, ::1] weights, float[:, ::1] out, isa=None):
+    """``out[q] += sum_j values[q, j] * weights[indices[j]]`` in place, for q < 4."""
+    if values.shape[0] != 4 or out.shape[0] != 4:
+        raise ValueError("values and out must have 4 rows")
+    _check_same_length(indices, values[0], "indices", "values[0]")
+    _check_width(out.shape[1], "out", weights.shape[1])
+    _check_rows(indices, weights.shape[0], "indices")
+    cdef const sks_kernels *K = _table(isa)
+    cdef const float *vals[4]
+    cdef float *outs[4]
+    cdef int q
+    for q in range(4):
+        vals[q] = &values[q, 0] if values.shape[1] else NULL
+        outs[q] = &out[q, 0] if out.shape[1] else NULL
+    with nogil:
+        K.sparse_dense_accum4(_iptr(indices), vals, indices.shape[0], _fptr2(weights),
+                              weights.shape[1], weights.shape[1], outs)
+
+
 def sparse_dense_accum_rounded(const int32_t[::1] indices, const float[::1] values,
                                float scale, const float[:, ::1] weights, float[::1] out,
                                isa=None, Py_ssize_t repeat=1):

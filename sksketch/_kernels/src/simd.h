@@ -135,6 +135,13 @@ typedef struct sks_kernels {
        base_val, best first, *n_base of them (k >= 1) */
     sks_idx (*scan_mixed)(const float *head, const float *net, sks_idx n, sks_idx k,
                           int32_t *cand, int32_t *base_id, float *base_val, sks_idx *n_base);
+    /* sparse_dense_accum of four rows over the same indices: for q < 4,
+       out[q][0:m] += sum_j values[q][j] * weights[indices[j] * ld + 0:m], bit
+       for bit what sparse_dense_accum gives each alone (each weight row is
+       read once for the four) */
+    void (*sparse_dense_accum4)(const int32_t *indices, const float *const *values, sks_idx nnz,
+                                const float *weights, sks_idx ld, sks_idx m,
+                                float *const *out);
 } sks_kernels;
 
 typedef struct sks_cpu_features {

@@ -165,6 +165,16 @@ SKS_AVX2 static void sparse_dense_accum_avx2(const int32_t *indices, const float
     sda_avx2(indices, values, 1.0f, nnz, weights, ld, m, out, 0);
 }
 
+/* four sparse_dense_accum_avx2 calls: the same bits by construction */
+SKS_AVX2 static void sparse_dense_accum4_avx2(const int32_t *indices, const float *const *values,
+                                              sks_idx nnz, const float *weights, sks_idx ld,
+                                              sks_idx m, float *const *out)
+{
+    int q;
+    for (q = 0; q < 4; q++)
+        sparse_dense_accum_avx2(indices, values[q], nnz, weights, ld, m, out[q]);
+}
+
 /* Four rows at a time: each load of x feeds four independent FMA chains. */
 SKS_AVX2 static void sparse_dense_accum_bf16_avx2(const int32_t *indices, const float *values,
                                                   sks_idx nnz, const sks_bf16 *weights,
@@ -698,6 +708,7 @@ const sks_kernels sks_kernels_avx2 = {
     count_kept_avx2,
     write_kept_avx2,
     scan_mixed_avx2,
+    sparse_dense_accum4_avx2,
 };
 
 #endif /* SKS_BUILD_AVX2 */

@@ -147,6 +147,51 @@ SKS_AVX512 static void sparse_dense_accum_avx512(const int32_t *indices, const f
     sda_avx512(indices, values, 1.0f, nnz, weights, ld, m, out, 0);
 }
 
+/* sda_avx512 (not rounded) of four rows over the same indices, each weight
+   vector loaded once for the four: per row and column the same FMAs in the
+   same order, so the bits of four sparse_dense_accum_avx512 calls */
+SKS_AVX512 static void sparse_dense_accum4_avx512(const int32_t *indices,
+                                                  const float *const *values, sks_idx nnz,
+                                                  const float *weights, sks_idx ld, sks_idx m,
+                                                  float *const *out)
+{
+    sks_idx c = 0, j;
+    int q, r;
+    for (; c + 64 <= m; c += 64) {
+        __m512 a[4][4];
+        for (r = 0; r < 4; r++)
+            for (q = 0; q < 4; q++)
+                a[r][q] = _mm512_loadu_ps(out[r] + c + 16 * q);
+        for (j = 0; j < nnz; j++) {
+            const float *w = weights + (sks_idx)indices[j] * ld + c;
+            __m512 wv[4];
+            for (q = 0; q < 4; q++)
+                wv[q] = _mm512_loadu_ps(w + 16 * q);
+            for (r = 0; r < 4; r++) {
+                __m512 v = _mm512_set1_ps(values[r][j]);
+                for (q = 0; q < 4; q++)
+                    a[r][q] = _mm512_fmadd_ps(v, wv[q], a[r][q]);
+            }
+        }
+        for (r = 0; r < 4; r++)
+            for (q = 0; q < 4; q++)
+                _mm512_storeu_ps(out[r] + c + 16 * q, a[r][q]);
+    }
+    for (; c < m; c += 16) {
+        __mmask16 mk = mask16(m - c);
+        __m512 a[4];
+        for (r = 0; r < 4; r++)
+            a[r] = _mm512_maskz_loadu_ps(mk, out[r] + c);
+        for (j = 0; j < nnz; j++) {
+            __m512 wv = _mm512_maskz_loadu_ps(mk, weights + (sks_idx)indices[j] * ld + c);
+            for (r = 0; r < 4; r++)
+                a[r] = _mm512_fmadd_ps(_mm512_set1_ps(values[r][j]), wv, a[r]);
+        }
+        for (r = 0; r < 4; r++)
+            _mm512_mask_storeu_ps(out[r] + c, mk, a[r]);
+    }
+}
+
 SKS_AVX512 static void sparse_dense_accum_bf16_avx512(const int32_t *indices,
                                                       const float *values, sks_idx nnz,
                                                       const sks_bf16 *weights, sks_idx ld,
@@ -714,6 +759,7 @@ const sks_kernels sks_kernels_avx512 = {
     count_kept_avx512,
     write_kept_avx512,
     scan_mixed_avx512,
+    sparse_dense_accum4_avx512,
 };
 
 #ifdef SKS_BUILD_AVX512_BF16
@@ -796,6 +842,7 @@ const sks_kernels sks_kernels_avx512_bf16 = {
     count_kept_avx512,
     write_kept_avx512,
     scan_mixed_avx512,
+    sparse_dense_accum4_avx512,
 };
 #endif /* SKS_BUILD_AVX512_BF16 */
 

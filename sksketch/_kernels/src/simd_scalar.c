@@ -52,6 +52,16 @@ static void sparse_dense_accum_scalar(const int32_t *indices, const float *value
         axpy_scalar(values[j], weights + (sks_idx)indices[j] * ld, out, m);
 }
 
+/* four sparse_dense_accum_scalar calls: the same bits by construction */
+static void sparse_dense_accum4_scalar(const int32_t *indices, const float *const *values,
+                                       sks_idx nnz, const float *weights, sks_idx ld, sks_idx m,
+                                       float *const *out)
+{
+    int q;
+    for (q = 0; q < 4; q++)
+        sparse_dense_accum_scalar(indices, values[q], nnz, weights, ld, m, out[q]);
+}
+
 static void sparse_dense_accum_bf16_scalar(const int32_t *indices, const float *values,
                                            sks_idx nnz, const sks_bf16 *weights, sks_idx ld,
                                            sks_idx m, float *out)
@@ -313,4 +323,5 @@ const sks_kernels sks_kernels_scalar = {
     sks_count_kept_scalar,
     sks_write_kept_scalar,
     sks_scan_mixed_scalar,
+    sparse_dense_accum4_scalar,
 };
