@@ -144,9 +144,8 @@ def topk_ids(est, X, k):
         # little is lost finding out
         stop = min(s + (BOUNDED_TRIAL if entry[4] < BOUNDED_TRIAL else BOUNDED_BLOCK),
                    X.shape[0])
-        # (all the rows: no copy; a CSR slice is a new matrix)
-        rows = (h, X) if s == 0 and stop == X.shape[0] else (h[s:stop], X[s:stop])
-        ids[s:stop], vals[s:stop], full = _bounded_topk(est, entry[3], *rows, k, n_threads)
+        ids[s:stop], vals[s:stop], full = _bounded_topk(
+            est, entry[3], *_row_range(h, X, s, stop), k, n_threads)
         with _BOUNDS_LOCK:
             entry[4] += stop - s
             entry[5] += full.size
@@ -159,6 +158,15 @@ def topk_ids(est, X, k):
             break
         s = stop
     return ids, vals
+
+
+def _row_range(h, X, start, stop):
+    """Rows ``start:stop`` of the hidden rows h and of the CSR rows X: h and X
+    themselves when that is all of them (a slice of a CSR matrix is a new
+    matrix: a third of a single row's prediction)."""
+    if start == 0 and stop >= X.shape[0]:
+        return h, X
+    return h[start:stop], X[start:stop]
 
 
 def _retrieved_topk(est, h, X, k, n_threads):
@@ -187,13 +195,7 @@ def _full_topk(est, h, X, k, n_threads):
     ids = np.empty((X.shape[0], k), dtype=np.int32)
     vals = np.empty((X.shape[0], k), dtype=np.float32)
     for s in range(0, X.shape[0], chunk):
-        if chunk < X.shape[0]:
-            hc, Xc = h[s : s + chunk], X[s : s + chunk]
-        else:
-            # one chunk: no copy of the rows (a slice of a CSR matrix is a
-            # new matrix: a third of a single row's prediction)
-            hc, Xc = h, X
-        scores = np.ascontiguousarray(full_scores(est, hc, Xc))
+        scores = np.ascontiguousarray(full_scores(est, *_row_range(h, X, s, s + chunk)))
         ids[s : s + chunk], vals[s : s + chunk] = _network.topk_rows(scores, k, n_threads)
         # freed before the next chunk's scores: one chunk alive at a time
         del scores
@@ -406,19 +408,17 @@ def head_hits(est, X, Y, head=None):
     """
     head = est.sparse_head_ if head is None else head
     X, Y = validation_rows(est, X, Y)
-    hits = np.zeros(X.shape[0], dtype=np.uint8)
     n_threads = predict_threads(est, X.shape[0])
     L = head.n_labels
     if head.scores_densely(X.shape[0]):
-        done = 0
-        for Xc, Yc in _chunks(est, X, Y):
-            n = Xc.shape[0]
-            scores = np.zeros((n, L), dtype=np.float32)
-            head.add_scores(scores, Xc, 1.0, n_threads)
-            top = np.argmax(scores, axis=1)
-            hits[done:done + n] = np.asarray(Yc[np.arange(n), top]).ravel() != 0
-            done += n
-    elif X.shape[0]:
+        def scores(Xc):
+            out = np.zeros((Xc.shape[0], L), dtype=np.float32)
+            head.add_scores(out, Xc, 1.0, n_threads)
+            return out
+
+        return _argmax_hits(est, X, Y, scores)
+    hits = np.zeros(X.shape[0], dtype=np.uint8)
+    if X.shape[0]:
         _sparse_head.top1_hits(
             X.indptr, X.indices, X.data, Y.indptr, Y.indices,
             head.indptr, head.labels, head.weights, hits,
@@ -437,11 +437,19 @@ def network_hits(est, X, Y, n_rows=None):
     X, Y = validation_rows(est, X, Y)
     if n_rows is not None and n_rows < X.shape[0]:
         X, Y = X[:n_rows], Y[:n_rows]
+    return _argmax_hits(est, X, Y, lambda Xc: full_scores(est, hidden(est, Xc)))
+
+
+def _argmax_hits(est, X, Y, scores):
+    """Whether ``numpy.argmax`` of each row's dense ``scores(X chunk)`` is one of its labels.
+
+    A chunk of rows (see :func:`_chunks`) at a time; a bool array.
+    """
     hits = np.zeros(X.shape[0], dtype=bool)
     done = 0
     for Xc, Yc in _chunks(est, X, Y):
         n = Xc.shape[0]
-        top = np.argmax(full_scores(est, hidden(est, Xc)), axis=1)
+        top = np.argmax(scores(Xc), axis=1)
         hits[done:done + n] = np.asarray(Yc[np.arange(n), top]).ravel() != 0
         done += n
     return hits

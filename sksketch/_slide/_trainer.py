@@ -517,8 +517,6 @@ class SLIDETrainer:
         scores cost about ``NETWORK_CHECK_MACS`` multiply-adds.
         """
         est = self.est
-        if self.network_stopped:
-            return None
         n_rows = NETWORK_CHECK_MACS // max(
             1, len(est.classes_) * est.output_weights_.shape[1])
         return NetworkWatch(n_rows) if n_rows >= NETWORK_CHECK_MIN_ROWS else None
@@ -912,7 +910,7 @@ class SLIDETrainer:
         def train_head(head, scratch, batch, weights, n_threads):
             return head.train_batch(
                 X, Y, batch, weights, scratch, est.beta_1, est.beta_2, est.epsilon, n_threads)
-        # (net_rows: rows the network trained on, less those of all rows)
+        # (net_rows: those of the rows the network trained on)
         totals = {"loss": 0.0, "weight": 0.0, "active": 0, "skipped": 0, "rows": 0,
                   "net_rows": 0}
 
@@ -952,7 +950,6 @@ class SLIDETrainer:
                 # stopped within this epoch (see NetworkWatch): the heads alone
                 train_heads(batch, weights)
                 totals["rows"] += B
-                totals["net_rows"] -= B
                 check_within(B)
                 return None
             losses, n_active = ws.forward_backward(
@@ -969,6 +966,7 @@ class SLIDETrainer:
             totals["weight"] += float(weights[has_labels].sum())
             totals["active"] += int(n_active.sum())
             totals["rows"] += B
+            totals["net_rows"] += B
             est._batches_since_rehash += 1
             est._batches_since_rebuild += 1
             if uses_lsh:
@@ -982,7 +980,7 @@ class SLIDETrainer:
         self._count_scratch_growth()
         est.t_ += totals["rows"]
         est.n_samples_skipped_ = totals["skipped"]
-        n_used = totals["rows"] + totals["net_rows"] - totals["skipped"]
+        n_used = totals["net_rows"] - totals["skipped"]
         est.mean_active_labels_ = totals["active"] / n_used if n_used else 0.0
         return totals["loss"] / totals["weight"] if totals["weight"] > 0 else 0.0
 
