@@ -105,7 +105,7 @@ def test_fit_builds_clusters_and_chooses_their_weight():
     assert c.head.step > 0  # trained beside the label head
     assert clf.label_cluster_weight_ in _inference.HEAD_WEIGHTS
     # the cluster head ranks the held-out rows' clusters far above chance
-    Xt = canonical_rows(X[2500:])
+    Xt = clf._validate_X(X[2500:], reset=False)  # the rows the model reads
     top = np.argmax(c.cluster_scores(Xt, 2), axis=1)
     T = c.targets(sp.csr_matrix(Y[2500:]))
     hit = np.asarray(T[np.arange(T.shape[0]), top]).ravel()

@@ -206,6 +206,70 @@ def test_input_dropout_trains_reproducibly_and_rejects_bad_rates():
         SLIDEClassifier(input_dropout=1.0).fit(X, Y)
 
 
+def test_feature_power_is_the_model_of_the_powered_values():
+    """feature_power fits and ranks as a model of sign(v) |v| ** power read as given.
+
+    The same bits, signed values included; the caller's matrix is left as it
+    is; binary rows give the same model at every power.
+    """
+    X, Y = make_xc(n_samples=400, n_features=300, n_labels=60, seed=2)
+    X.data[::3] *= -1
+    powered = X.copy()
+    powered.data = np.sign(X.data) * np.abs(X.data) ** np.float32(0.5)
+    params = dict(hidden_layer_size=32, max_iter=2, random_state=0, n_jobs=1)
+    a = SLIDEClassifier(feature_power=0.5, **params).fit(X, Y)
+    b = SLIDEClassifier(feature_power=1, **params).fit(powered, Y)
+    assert (a.feature_power_, b.feature_power_) == (0.5, 1.0)
+    np.testing.assert_array_equal(a.input_weights_, b.input_weights_)
+    np.testing.assert_array_equal(a.output_weights_, b.output_weights_)
+    np.testing.assert_array_equal(a.sparse_head_.weights, b.sparse_head_.weights)
+    kept = X.data.copy()
+    X.data.flags.writeable = False  # as a read-only memmap's
+    for got, want in zip(a.predict_topk(X, k=3), b.predict_topk(powered, k=3), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(a.predict_topk(X[:1], k=3)[0],
+                                  b.predict_topk(powered[:1], k=3)[0])
+    np.testing.assert_array_equal(a.decision_function(X.toarray()), b.decision_function(powered))
+    np.testing.assert_array_equal(X.data, kept)
+    binary = X.copy()
+    binary.data[:] = 1
+    c = SLIDEClassifier(feature_power=0.5, **params).fit(binary, Y)
+    d = SLIDEClassifier(feature_power=1, **params).fit(binary, Y)
+    np.testing.assert_array_equal(c.output_weights_, d.output_weights_)
+    np.testing.assert_array_equal(c.decision_function(binary), d.decision_function(binary))
+    for bad in (0, -0.5, "sqrt"):
+        with pytest.raises(ValueError, match="feature_power"):
+            SLIDEClassifier(feature_power=bad).fit(X, Y)
+
+
+def test_auto_feature_power_is_the_square_root_of_bag_of_words_rows():
+    """"auto" resolves at the first call, from its rows, and stays for the model's life."""
+    X, Y = make_xc(n_samples=300, n_features=2000, n_labels=40, seed=3)  # 1.1% non-zero
+    params = dict(hidden_layer_size=16, max_iter=1, random_state=0, n_jobs=1)
+    assert SLIDEClassifier(**params).fit(X, Y).feature_power_ == 0.5
+    # the same rows as a dense array: the same power; dense measurements: 1
+    assert SLIDEClassifier(**params).fit(X.toarray(), Y).feature_power_ == 0.5
+    iris = load_iris()
+    assert SLIDEClassifier(**params).fit(iris.data, iris.target).feature_power_ == 1.0
+    assert SLIDEClassifier(**params).fit(
+        sp.csr_matrix(iris.data), iris.target).feature_power_ == 1.0
+    signed = X.copy()
+    signed.data[0] = -signed.data[0]
+    assert SLIDEClassifier(**params).fit(signed, Y).feature_power_ == 1.0
+    # the first partial_fit call decides; a later one keeps it
+    clf = SLIDEClassifier(**params).partial_fit(X[:150], Y[:150])
+    clf.partial_fit(signed[150:], Y[150:])
+    assert clf.feature_power_ == 0.5
+    same = SLIDEClassifier(feature_power=0.5, **params).fit(X, Y)
+    np.testing.assert_array_equal(SLIDEClassifier(**params).fit(X, Y).decision_function(X),
+                                  same.decision_function(X.toarray()))
+    # a restored state's power is checked like its weights
+    bad = pickle.loads(pickle.dumps(same))
+    bad.feature_power_ = float("nan")
+    with pytest.raises(ValueError, match="feature_power_"):
+        pickle.loads(pickle.dumps(bad))
+
+
 def test_centroid_output_init_points_each_row_at_its_labels_rows():
     X, Y = make_xc(n_samples=400, n_features=300, n_labels=60, seed=1)
     Y = sp.lil_matrix(Y)
@@ -219,7 +283,7 @@ def test_centroid_output_init_points_each_row_at_its_labels_rows():
         max_iter=1, learning_rate=1e-30, output_init="uniform", random_state=0, n_jobs=1,
         sparse_head=False,
     ).fit(X, Y)
-    hidden = clf._hidden(sp.csr_matrix(X, dtype=np.float32))
+    hidden = clf._hidden(clf._validate_X(X, reset=False))  # (the rows the model reads)
     sums = Y.T @ hidden
     W = clf.output_weights_
     for label in range(59):
@@ -761,15 +825,22 @@ def test_blocked_row_norms_are_numpys(n_rows):
 def test_prediction_input_checks_are_validate_datas():
     """Clean CSR input skips validate_data's fixed cost; anything else goes through it."""
     X, Y = make_xc(n_samples=300, n_features=200, n_labels=50)
-    clf = SLIDEClassifier(max_iter=1, n_jobs=1, random_state=0).fit(X, Y)
+    clf = SLIDEClassifier(max_iter=1, n_jobs=1, random_state=0, feature_power=0.5).fit(X, Y)
     X = sp.csr_matrix(X, dtype=np.float64)
     assert clf._passes_validation(X) and clf._passes_validation(X.astype(np.float32))
     expected = clf.predict_topk(X.tocsc(), k=3)  # through validate_data
     # canonical float32 CSR with int32 indices is read as it is, not copied
     X32 = X.astype(np.float32)
     X32.indices, X32.indptr = X32.indices.astype(np.int32), X32.indptr.astype(np.int32)
-    assert clf._validate_X(X32, reset=False, read_only=True) is X32
+    direct = clf._validate_X(X32, reset=False, read_only=True)
+    # its values to feature_power beside the caller's own index arrays
+    assert np.shares_memory(direct.indices, X32.indices)
+    assert np.shares_memory(direct.indptr, X32.indptr)
+    np.testing.assert_array_equal(direct.data, np.sqrt(X32.data))
     assert clf._validate_X(X32, reset=False) is not X32  # training may write to its copy
+    clf.feature_power_ = 1.0
+    assert clf._validate_X(X32, reset=False, read_only=True) is X32
+    clf.feature_power_ = 0.5
     # the same rows with each row's entries reversed: sorted on a copy
     unsorted = X32.copy()
     for i in range(unsorted.shape[0]):

@@ -311,7 +311,7 @@ def test_classifier_ranks_by_network_plus_weighted_head():
     clf = SLIDEClassifier(hidden_layer_size=16, max_iter=2, random_state=0, n_jobs=1,
                           sparse_head_weight=2.5).fit(X, Y)
     assert clf.sparse_head_weight_ == 2.5
-    Xc = sp.csr_matrix(X, dtype=np.float32)
+    Xc = clf._validate_X(X, reset=False)  # the rows the model reads (feature_power)
     net = clf._full_scores(clf._hidden(Xc))
     head = normalize(Xc).toarray() @ _dense(clf.sparse_head_)
     np.testing.assert_allclose(clf.decision_function(X), net + 2.5 * head, rtol=1e-4,
@@ -940,7 +940,7 @@ def test_top_k_by_bounds_is_the_top_k_of_every_label(monkeypatch, sparse_head):
                                        random_state=3)
     clf = SLIDEClassifier(hidden_layer_size=32, max_iter=2, random_state=0, n_jobs=2,
                           sparse_head=sparse_head).fit(X[:3000], Y[:3000])
-    Xc = canonical_rows(X[3000:])
+    Xc = clf._validate_X(X[3000:], reset=False)  # the rows the model reads
     calls = []
     real = _inference.bounded_rows
 

@@ -33,6 +33,11 @@ __all__ = ["SLIDEClassifier"]
 # Dense outputs (decision_function, predict_proba) above this size warn.
 _DENSE_OUTPUT_WARNING_BYTES = 2**31
 _F32_MAX = float(np.finfo(np.float32).max)
+# feature_power="auto" takes square roots of rows with at most this share of
+# non-zero entries (bag-of-words rows: WordNet nouns 0.02%, the generated
+# problems 0.03-0.11%, Bibtex and Delicious 3.7%; images and measurements:
+# Fashion-MNIST 50%, digits 51%, UCI Letter Recognition 97%, Satellite 100%)
+AUTO_POWER_DENSITY = 0.1
 
 
 @allow_in_model_files
@@ -282,6 +287,26 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         scaled by ``1 / (1 - input_dropout)``); a fresh draw at every step.
         Regularises the input layer, which overfits on small or long-tailed
         data sets. Prediction uses every feature.
+    feature_power : "auto" or float, default="auto"
+        Each input value ``v`` enters the model (training and prediction) as
+        ``sign(v) * |v| ** feature_power``: 1 reads the values as given. On
+        bag-of-words rows (TF-IDF or counts), 0.5, their square root, brings
+        a row's largest weights (those of its rarest words) closer to its
+        others, so that the network and the sparse head both rank by more
+        of the row's features (the Hellinger mapping of histograms); on
+        dense measurements it only distorts them. ``"auto"``: 0.5 when the
+        rows of the first ``fit`` or ``partial_fit`` call have no negative
+        value and at most a tenth of their entries non-zero (as a dense
+        array or a sparse matrix alike), else 1 (``feature_power_``). Binary
+        features are
+        unchanged by any power. Test P@1 with ``random_state=0``, powers
+        1 / 0.75 / 0.5: WordNet nouns (TF-IDF rows; mean of seeds 0 and 1)
+        0.4039 / 0.4132 / 0.4148 (0.35: 0.4099; 0.25: 0.4050); the
+        generated 10,000-label problems of 10 and 40 non-zeros a row
+        0.8958 / 0.9005 / 0.9026 and 0.9908 / 0.9915 / 0.9921; the generated
+        50,000-label problem 0.9676 at 1, 0.9685 at 0.5. Dense data, test
+        accuracy at 1 / 0.5 (mean of seeds 0 and 1): digits 0.953 / 0.932,
+        UCI Letter Recognition 0.752 / 0.648, Satellite 0.753 / 0.668.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam parameters.
     max_iter : int, default=5
@@ -372,6 +397,9 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         (their hash functions are drawn already).
     sparse_head_ : SparseLabelHead or None
         The sparse feature-to-label head (``sparse_head=True``), else None.
+    feature_power_ : float
+        The power the input values are taken to (``feature_power``, with
+        ``"auto"`` resolved at the first call).
     sparse_head_weight_ : float
         Weight of the head's logits in the ranking (0 without a head).
     cluster_head_ : LabelClusterHead or None
@@ -439,6 +467,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
+        "feature_power": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "sparse_head": ["boolean"],
         "labels_per_feature": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "sparse_head_loss": [StrOptions({"auto", "softmax", "squared_hinge"})],
@@ -489,6 +518,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         weight_decay=0.0,
         output_init="centroid",
         input_dropout=0.0,
+        feature_power="auto",
         sparse_head=True,
         labels_per_feature="auto",
         sparse_head_loss="auto",
@@ -533,6 +563,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.input_dropout = input_dropout
+        self.feature_power = feature_power
         self.sparse_head = sparse_head
         self.labels_per_feature = labels_per_feature
         self.sparse_head_loss = sparse_head_loss
@@ -574,8 +605,43 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
     # ------------------------------------------------------------ validation
 
     def _validate_X(self, X, reset, read_only=False):
-        # read_only: the caller never writes to the rows returned, which may
-        # then be X itself
+        """The canonical float32 CSR rows the model reads: X checked, its
+        values taken to ``feature_power_``.
+
+        reset: the first call of a fit, which also resolves ``feature_power_``.
+        read_only: the caller never writes to the rows returned, which may
+        then share X's arrays.
+        """
+        X = self._canonical_X(X, reset, read_only)
+        if reset:
+            power = self.feature_power
+            if power == "auto":
+                # bag-of-words rows: few non-zeros, none negative (whether
+                # the rows come dense or sparse)
+                nonzero = np.count_nonzero(X.data)
+                few = nonzero <= AUTO_POWER_DENSITY * X.shape[0] * X.shape[1]
+                power = 0.5 if few and not (X.nnz and X.data.min() < 0) else 1.0
+            self.feature_power_ = float(power)
+        return self._power_features(X)
+
+    def _power_features(self, X):
+        """Canonical rows X with each value v as ``sign(v) * |v| ** feature_power_``.
+
+        X itself at power 1 (and for a model saved before the power
+        existed); otherwise new values beside X's index arrays (never
+        written to: they may be the caller's).
+        """
+        power = getattr(self, "feature_power_", 1.0)
+        if power == 1 or X.nnz == 0:
+            return X
+        data = np.abs(X.data)
+        np.power(data, np.float32(power), out=data)
+        np.copysign(data, X.data, out=data)
+        out = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape, copy=False)
+        out.has_canonical_format = True  # (X's indices, as they are)
+        return out
+
+    def _canonical_X(self, X, reset, read_only):
         if not reset and self._passes_validation(X):
             # what validate_data returns for such input, without its fixed
             # cost (about half of a single row's prediction)

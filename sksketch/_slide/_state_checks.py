@@ -113,6 +113,9 @@ def check_state(est):
         if (clusters.head.n_features, clusters.n_labels) != (n_features, n_labels):
             fail(est, f"cluster_head_ maps {clusters.head.n_features} features to "
                       f"{clusters.n_labels} labels, the model has {n_features} and {n_labels}")
+    power = getattr(est, "feature_power_", 1.0)
+    if not (isinstance(power, (float, int)) and 0 < power < float("inf")):
+        fail(est, f"feature_power_ must be a finite positive number, got {power!r:.40}")
     for name in ("sparse_head_weight_", "label_cluster_weight_"):
         weight = getattr(est, name, 0.0)
         if not (isinstance(weight, (float, int)) and 0 <= weight < float("inf")):
