@@ -241,7 +241,7 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         The head kept is ``sparse_head_.loss``.
     sparse_head_weight : "auto" or float, default="auto"
         Weight of the sparse head's logits in the ranking. ``"auto"``: the
-        weight in ``{0, 1/8, 1/4, ..., 32, 64}`` with the best precision at 1
+        weight in ``{0, 1/8, 1/4, ..., 512, 1024}`` with the best precision at 1
         plus precision at 3 on held-out rows. ``fit`` on 10,000 rows or more holds out
         ``validation_fraction`` of them (or fewer: see there) until the last epoch, chooses the
         weight before it, and trains the last epoch on every row (with
