@@ -293,13 +293,12 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         bag-of-words rows (TF-IDF or counts), 0.5, their square root, brings
         a row's largest weights (those of its rarest words) closer to its
         others, so that the network and the sparse head both rank by more
-        of the row's features (the Hellinger mapping of histograms); on
+        of the row's features (as the Hellinger mapping does for histograms); on
         dense measurements it only distorts them. ``"auto"``: 0.5 when the
         rows of the first ``fit`` or ``partial_fit`` call have no negative
         value and at most a tenth of their entries non-zero (as a dense
         array or a sparse matrix alike), else 1 (``feature_power_``). Binary
-        features are
-        unchanged by any power. Test P@1 with ``random_state=0``, powers
+        features are unchanged by any power. Test P@1 with ``random_state=0``, powers
         1 / 0.75 / 0.5: WordNet nouns (TF-IDF rows; mean of seeds 0 and 1)
         0.4039 / 0.4132 / 0.4148 (0.35: 0.4099; 0.25: 0.4050); the
         generated 10,000-label problems of 10 and 40 non-zeros a row
