@@ -1011,6 +1011,16 @@ def test_dense_scoring_adds_the_same_bits_as_pair_by_pair(monkeypatch, n_threads
     head.add_scores(dense, X, 0.75, n_threads)
     assert calls == [1]
     np.testing.assert_array_equal(dense.view(np.int32), pairwise.view(np.int32))
+    # the copy's rows padded with zeros to whole cache lines, on them; the
+    # grid without padding gives the same bits
+    kept = module._DENSE[head][2]
+    assert kept.shape == (60, 48) and kept.ctypes.data % 64 == 0 and not kept[:, 40:].any()
+    unpadded = start.copy()
+    real(unpadded, X.indptr, X.indices, X.data, head._on_grid(head.weights, np.float32), 0.75,
+         n_threads)
+    np.testing.assert_array_equal(unpadded.view(np.int32), pairwise.view(np.int32))
+    with pytest.raises(ValueError, match="fewer than the 40 labels"):
+        real(unpadded, X.indptr, X.indices, X.data, kept[:, :39].copy(), 0.75, n_threads)
     # few rows, or a sparse head: pair by pair
     head.add_scores(start[:10], X[:10], 0.75, n_threads)
     monkeypatch.setattr(module, "DENSE_MIN_FILL", 1.01)

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from .._kernels import _sparse_head
+from .._kernels._network import aligned_array
 from .._state import allow_in_model_files, expect
 
 __all__ = ["LOSSES", "SparseLabelHead", "pairs_per_feature"]
@@ -393,18 +394,23 @@ class SparseLabelHead:
             self.n_pairs, self.n_features, self.n_labels)
 
     def _dense_weights(self):
-        """The pairs' weights as a dense ``(n_features, n_labels)`` array, 0 elsewhere.
+        """The pairs' weights on the dense feature-label grid, 0 elsewhere.
 
-        Kept (outside the head's state) while its weights array and step
-        stay: a model that predicts batch after batch builds it once. (Code
-        that changes the weights other than by a training step gives the
-        head a new array, as early stopping's restore does.)
+        An array of ``n_features`` rows of ``n_labels`` weights, each padded
+        with zeros to whole 64-byte lines and starting on one (what
+        :func:`~sksketch._kernels._sparse_head.add_scores_dense` reads
+        fastest). Kept (outside the head's state) while its weights array
+        and step stay: a model that predicts batch after batch builds it
+        once. (Code that changes the weights other than by a training step
+        gives the head a new array, as early stopping's restore does.)
         """
         with _DENSE_LOCK:
             kept = _DENSE.get(self)
         if kept is not None and kept[0]() is self.weights and kept[1] == self.step:
             return kept[2]
-        dense = self._on_grid(self.weights, np.float32)
+        dense = aligned_array((self.n_features, -(-self.n_labels // 16) * 16), zeros=True)
+        dense[np.repeat(np.arange(self.n_features), np.diff(self.indptr)),
+              self.labels] = self.weights
         with _DENSE_LOCK:
             _DENSE[self] = (weakref.ref(self.weights), self.step, dense)
         return dense
