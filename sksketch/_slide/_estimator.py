@@ -6,6 +6,7 @@ scoring is in :mod:`._inference`; sizes and modes the parameters imply are
 the :class:`~._plan.SLIDEPlan`'s.
 """
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -627,17 +628,22 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         """Canonical rows X with each value v as ``sign(v) * |v| ** feature_power_``.
 
         X itself at power 1 (and for a model saved before the power
-        existed); otherwise new values beside X's index arrays (never
-        written to: they may be the caller's).
+        existed) and where every value is 1 or -1; otherwise new values
+        beside X's index arrays (never written to: they may be the caller's).
         """
         power = getattr(self, "feature_power_", 1.0)
         if power == 1 or X.nnz == 0:
             return X
         data = np.abs(X.data)
+        if (data == 1).all():  # binary features: X as it is
+            return X
         np.power(data, np.float32(power), out=data)
         np.copysign(data, X.data, out=data)
-        out = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape, copy=False)
-        out.has_canonical_format = True  # (X's indices, as they are)
+        # a shallow copy (X's index arrays and its canonical flags) with the
+        # new values: a tenth of the cost of a new matrix's checks, which
+        # took a quarter of a single row's prediction
+        out = copy.copy(X)
+        out.data = data
         return out
 
     def _canonical_X(self, X, reset, read_only):
