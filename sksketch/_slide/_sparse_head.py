@@ -318,9 +318,14 @@ class SparseLabelHead:
                if fills_grid(self.n_pairs, self.n_features, self.n_labels) else {}),
         }
 
-    def _on_grid(self, values, dtype):
-        """``values`` of the pairs on the dense (n_features, n_labels) grid, 0 elsewhere."""
-        grid = np.zeros((self.n_features, self.n_labels), dtype=dtype)
+    def _on_grid(self, values, dtype, grid=None):
+        """``values`` of the pairs on the dense (n_features, n_labels) grid, 0 elsewhere.
+
+        ``grid``: zeros of ``n_features`` rows of at least ``n_labels`` columns to
+        write them into (its first ``n_labels`` columns), instead of a new array.
+        """
+        if grid is None:
+            grid = np.zeros((self.n_features, self.n_labels), dtype=dtype)
         grid[np.repeat(np.arange(self.n_features), np.diff(self.indptr)), self.labels] = values
         return grid
 
@@ -408,9 +413,8 @@ class SparseLabelHead:
             kept = _DENSE.get(self)
         if kept is not None and kept[0]() is self.weights and kept[1] == self.step:
             return kept[2]
-        dense = aligned_array((self.n_features, -(-self.n_labels // 16) * 16), zeros=True)
-        dense[np.repeat(np.arange(self.n_features), np.diff(self.indptr)),
-              self.labels] = self.weights
+        dense = self._on_grid(self.weights, np.float32, aligned_array(
+            (self.n_features, -(-self.n_labels // 16) * 16), np.float32, zeros=True))
         with _DENSE_LOCK:
             _DENSE[self] = (weakref.ref(self.weights), self.step, dense)
         return dense
