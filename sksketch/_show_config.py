@@ -54,6 +54,10 @@ def _config():
             "compiled_isas": _simd.compiled_isas(),
             _simd.ISA_ENV_VAR: os.environ.get(_simd.ISA_ENV_VAR),
             "cpu_features": _simd.cpu_features(),
+            # SLIDEClassifier's top-k over many labels: scores screened in
+            # bfloat16 on AMX tiles, then the candidates' scored in float32
+            "amx_screening": _simd.screen_status(),
+            _simd.SCREEN_ENV_VAR: os.environ.get(_simd.SCREEN_ENV_VAR),
         },
         "dependencies": _dependency_versions(),
     }

@@ -72,8 +72,32 @@ cdef extern from "simd.h" nogil:
             const int32_t *indices, const float *const *values, sks_idx nnz,
             const float *weights, sks_idx ld, sks_idx m, float *const *out) noexcept nogil
 
+    float SKS_SCREEN_ABS
+
+    ctypedef struct sks_screen_kernels:
+        void (*screen)(const sks_bf16 *h, sks_idx ldh, sks_idx n_rows, const sks_bf16 *packed,
+                       sks_idx n_tiles, sks_idx k_steps, float *out, sks_idx ldo) noexcept nogil
+        sks_idx (*select)(const float *s, const float *wn, const float *bq, sks_idx n,
+                          float cw, float b_row, float e2, float p2, sks_idx k,
+                          sks_idx max_cand, int32_t *cand, float *hi,
+                          float *low) noexcept nogil
+        void (*rescore)(const float *x, const float *weights, sks_idx ld, sks_idx m,
+                        sks_idx n_labels, const int32_t *cand, sks_idx n, const float *b,
+                        float *out) noexcept nogil
+        void (*head)(const int32_t *indices, const float *values, sks_idx nnz,
+                     const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
+
+    void sks_pack_bf16_tiles(const float *W, sks_idx L, sks_idx H, sks_idx ldw,
+                             sks_idx k_steps, sks_bf16 *packed) noexcept
+    sks_idx sks_screen_select_scalar(const float *s, const float *wn, const float *bq,
+                                     sks_idx n, float cw, float b_row, float e2, float p2,
+                                     sks_idx k, sks_idx max_cand, int32_t *cand, float *hi,
+                                     float *low) noexcept
+
     sks_bf16 sks_f32_to_bf16_1(float f) noexcept
     float sks_bf16_to_f32_1(sks_bf16 h) noexcept
 
 
 cdef const sks_kernels *get_kernels() noexcept nogil
+# The bfloat16 screening kernels (AMX), or NULL where they are not in use.
+cdef const sks_screen_kernels *get_screen_kernels() noexcept nogil

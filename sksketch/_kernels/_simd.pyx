@@ -28,6 +28,8 @@ cdef extern from "simd.h" nogil:
     int sks_isa_compiled(int isa)
     int sks_isa_supported(const sks_cpu_features *features, int isa)
     const sks_kernels *sks_kernels_for(int isa)
+    const sks_screen_kernels *sks_screen_kernels_get()
+    int sks_screen_compiled()
 
 
 ISA_NAMES = ("scalar", "avx2", "avx512", "avx512_bf16")
@@ -70,6 +72,40 @@ def _choose_isa(requested):
 
 sks_detect_cpu(&_cpu)
 _active = sks_kernels_for(_choose_isa(os.environ.get(ISA_ENV_VAR)))
+
+
+# SKSKETCH_AMX=0 turns the tile unit's screening off (the float32 path scores
+# every label, with the same results)
+SCREEN_ENV_VAR = "SKSKETCH_AMX"
+cdef const sks_screen_kernels *_screen = NULL
+
+
+cdef const sks_screen_kernels *get_screen_kernels() noexcept nogil:
+    return _screen
+
+
+def _screen_status():
+    """Whether the AMX screening is in use, and why not when it is not."""
+    if not sks_screen_compiled():
+        return "not built (the compiler lacks AMX, or not x86-64 Linux)"
+    value = os.environ.get(SCREEN_ENV_VAR, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return f"off ({SCREEN_ENV_VAR}={value})"
+    if _active.isa < 2:
+        return f"off (the active variant is {ISA_NAMES[_active.isa]!r})"
+    if sks_screen_kernels_get() == NULL:
+        return "not supported by this CPU or OS"
+    return "active"
+
+
+_screen_state = _screen_status()
+if _screen_state == "active":
+    _screen = sks_screen_kernels_get()
+
+
+def screen_status():
+    """``"active"`` when the output layer is screened on AMX tiles, else why not."""
+    return _screen_state
 
 
 def active_isa():
@@ -565,4 +601,100 @@ def bf16_to_f32(const uint16_t[::1] x, isa=None, Py_ssize_t repeat=1):
     with nogil:
         for _r in range(repeat):
             K.bf16_to_f32(_hptr(x), _wfptr(out_view), x.shape[0])
+    return out
+
+
+def pack_bf16_tiles(const float[:, ::1] W):
+    """W rounded to bfloat16 and laid out as the tile unit's operands.
+
+    Returns ``(packed, k_steps)``: ``packed`` holds ``ceil(L / 16)`` label
+    tiles of ``16 * k_steps`` pair rows (``k_steps = ceil(H / 32)``), see
+    ``sks_pack_bf16_tiles`` in ``simd.h``.
+    """
+    cdef Py_ssize_t L = W.shape[0], H = W.shape[1]
+    cdef Py_ssize_t k_steps = (H + 31) // 32, n_tiles = (L + 15) // 16
+    packed = np.zeros(n_tiles * 16 * k_steps * 32, dtype=np.uint16)
+    cdef uint16_t[::1] pv = packed
+    if packed.shape[0] and L and H:
+        with nogil:
+            sks_pack_bf16_tiles(&W[0, 0], L, H, H, k_steps, &pv[0])
+    return packed, k_steps
+
+
+def screen_scores(const uint16_t[:, ::1] h, const uint16_t[::1] packed, Py_ssize_t n_labels,
+                  Py_ssize_t k_steps):
+    """The tile unit's scores of the bfloat16 rows h against the packed labels.
+
+    h has a multiple of 16 rows of at least ``32 * k_steps`` columns (zero
+    past the hidden width). Returns ``(rows, 16 * ceil(n_labels / 16))``
+    float32 scores; raises RuntimeError where the screening is not active.
+    """
+    if _screen == NULL:
+        raise RuntimeError(f"the AMX screening is not in use: {_screen_state}")
+    cdef Py_ssize_t n_tiles = (n_labels + 15) // 16
+    if h.shape[0] % 16 or h.shape[1] < 32 * k_steps:
+        raise ValueError(f"h must have a multiple of 16 rows and at least {32 * k_steps} "
+                         f"columns, got shape ({h.shape[0]}, {h.shape[1]})")
+    if packed.shape[0] != n_tiles * 16 * k_steps * 32:
+        raise ValueError(f"packed has {packed.shape[0]} entries, expected "
+                         f"{n_tiles * 16 * k_steps * 32}")
+    out = np.zeros((h.shape[0], 16 * n_tiles), dtype=np.float32)
+    cdef float[:, ::1] ov = out
+    if h.shape[0] and n_tiles:
+        with nogil:
+            _screen.screen(<const sks_bf16 *> &h[0, 0], h.shape[1], h.shape[0],
+                           <const sks_bf16 *> &packed[0], n_tiles, k_steps, &ov[0, 0],
+                           ov.shape[1])
+    return out
+
+
+def screen_select(const float[::1] s, const float[::1] wn, const float[::1] bq, float cw,
+                  float b_row, float e2, float p2, Py_ssize_t k, Py_ssize_t max_cand,
+                  bint vector=True):
+    """The candidates of one row (``sks_screen_select_scalar`` in ``simd.h``).
+
+    Returns ``(count, candidates)`` (count -1: a score or bound not finite;
+    -2: more than max_cand); ``vector=False`` runs the portable pass, else
+    the AMX build's (RuntimeError where it is not in use).
+    """
+    cdef Py_ssize_t n = s.shape[0]
+    _check_same_length(s, wn, "s", "wn")
+    _check_same_length(s, bq, "s", "bq")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    if max_cand < k:
+        raise ValueError(f"max_cand must be at least k={k}, got {max_cand}")
+    if vector and _screen == NULL:
+        raise RuntimeError(f"the AMX screening is not in use: {_screen_state}")
+    cand = np.zeros(n, dtype=np.int32)
+    hi = np.zeros(n, dtype=np.float32)
+    low = np.zeros(k, dtype=np.float32)
+    cdef int32_t[::1] cv = cand
+    cdef float[::1] hv = hi, lv = low
+    cdef sks_idx count
+    with nogil:
+        if vector:
+            count = _screen.select(&s[0], &wn[0], &bq[0], n, cw, b_row, e2, p2, k, max_cand,
+                                   &cv[0], &hv[0], &lv[0])
+        else:
+            count = sks_screen_select_scalar(&s[0], &wn[0], &bq[0], n, cw, b_row, e2, p2, k,
+                                             max_cand, &cv[0], &hv[0], &lv[0])
+    return int(count), cand[:max(count, 0)]
+
+
+def group_dots(const float[::1] x, const float[:, ::1] W, const float[::1] b,
+               const int32_t[::1] cand):
+    """``sks_group_dots_avx512``: the float32 scores ``output_scores`` gives the
+    labels ``cand`` of ``W`` (and ``b``) for the hidden row x."""
+    if _screen == NULL:
+        raise RuntimeError(f"the AMX screening is not in use: {_screen_state}")
+    _check_width(x.shape[0], "x", W.shape[1])
+    _check_same_length(W, b, "W", "b")
+    _check_rows(cand, W.shape[0], "cand")
+    out = np.zeros(cand.shape[0], dtype=np.float32)
+    cdef float[::1] ov = out
+    if cand.shape[0]:
+        with nogil:
+            _screen.rescore(_fptr(x), &W[0, 0], W.shape[1], W.shape[1], W.shape[0], &cand[0],
+                            cand.shape[0], &b[0], &ov[0])
     return out

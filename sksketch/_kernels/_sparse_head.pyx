@@ -21,13 +21,14 @@ import numpy as np
 
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport INFINITY, exp, expf, fabs, fabsf, log, log1p, sqrt
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.math cimport INFINITY, exp, expf, fabs, fabsf, log, log1p, sqrt, sqrtf
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memset
 
 from ._adam cimport AdamStep, adam_constants
-from ._simd cimport get_kernels, sks_idx, sks_kernels
+from ._simd cimport (SKS_SCREEN_ABS, get_kernels, get_screen_kernels, sks_bf16, sks_idx,
+                     sks_kernels, sks_screen_kernels)
 
 
 cdef inline float inv_row_norm(const int32_t[::1] indptr, const float[::1] data,
@@ -1310,3 +1311,151 @@ def kept_logits(const float[:, ::1] net, const float[:, ::1] reach, const float[
             if indptr[i + 1] > indptr[i]:
                 K.write_kept(&reach[i, 0], &net[i, 0], n_labels, kth[i], 0, &cols[indptr[i]],
                              &values[indptr[i]])
+
+
+# rows a thread screens per call of the tile kernel: a multiple of 32 (two
+# row tiles), with about SCREEN_CHUNK_BYTES of screened scores
+cdef enum:
+    SCREEN_CHUNK_BYTES = 1 << 19
+    SCREEN_MAX_ROWS = 256
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2, const uint16_t[::1] packed,
+                  Py_ssize_t k_steps, const float[::1] w_norms, const float[::1] b_twice,
+                  float c_net, const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
+                  const float[::1] X_data, dense, dense_bf16, const float[::1] dense_max,
+                  float scale, Py_ssize_t k, Py_ssize_t max_cand, int n_threads):
+    """The top k of ``full_scores`` (ids and score bits) from the AMX screening.
+
+    Scores ``hidden @ W2.T + b2`` plus ``scale`` times the head's scores of
+    the rows for every label with bfloat16 products: the net on the tile unit
+    (``packed``, ``k_steps``: W2 by ``pack_bf16_tiles``), the head from
+    ``dense_bf16``, its dense copy ``dense`` in bfloat16 (both None for no
+    head); keeps the labels whose upper bound reaches the k-th best lower
+    bound (the screening kernels' ``select``), and scores those again as
+    ``output_scores`` then ``add_scores_dense`` do: the same float32
+    operations in the same order, so the same bits.
+
+    ``w_norms`` are W2's rows' norms rounded up, ``b_twice`` ``2 |b2|``; ``dense_max[f]`` the largest ``|dense[f, j]|``;
+    ``c_net`` the net's bound factor (``_inference.screen_bound``). The bound
+    of label j adds to the net's ``c_net |h| |w_j|``:
+
+    - ``SKS_SCREEN_ABS (|h| + |w_j| + 1)`` for the subnormals the tiles flush;
+    - the head's bfloat16 values and weights, ``2^-7 (1 + 2^-6) P`` with
+      ``P = sum_f |x_f| dense_max[f]`` over the row's scaled values x_f, and
+      ``SKS_SCREEN_ABS sum_f dense_max[f]`` for the subnormals they flush;
+    - the float32 sums of the bias and head terms after the net's, which
+      differ between the two paths only by their roundings: at most
+      ``2 (nnz + 1) 2^-24 M_j`` with ``M_j = |s_j| + bnet_j + 2 |b_j| + 2 P``
+      bounding every partial sum; ``e2 = 8 (nnz + 2) 2^-24`` is four times that
+      factor, which also covers the roundings of the bound and of ``s_j -
+      b_j`` and ``s_j + b_j`` themselves (each within ``2^-24 (|s_j| + b_j)``).
+
+    Returns ids, scores and the rows left to full scoring (a score or bound
+    not finite, or more than ``max_cand`` candidates), whose ids and scores
+    are to be overwritten. The caller checks that the screening is in use,
+    that the shapes agree, and that the rows and operands are finite.
+    """
+    cdef const sks_kernels *K = get_kernels()
+    cdef const sks_screen_kernels *S = get_screen_kernels()
+    cdef Py_ssize_t n = hidden.shape[0], H = hidden.shape[1], L = W2.shape[0]
+    cdef Py_ssize_t n_tiles = (L + 15) // 16, Lp = 16 * n_tiles, Hp = 32 * k_steps
+    cdef Py_ssize_t rows = min(<Py_ssize_t> SCREEN_MAX_ROWS,
+                               max(32, SCREEN_CHUNK_BYTES // (4 * Lp) // 32 * 32))
+    cdef Py_ssize_t n_chunks = (n + rows - 1) // rows
+    cdef int nt = max(1, min(n_threads, n_chunks))
+    cdef bint use_head = dense is not None
+    cdef const float[:, ::1] dv = dense if use_head else np.zeros((1, 1), np.float32)
+    cdef const uint16_t[:, ::1] dbv = (dense_bf16 if use_head
+                                       else np.zeros((1, 1), np.uint16))
+    cdef Py_ssize_t width = dv.shape[1]
+    cdef Py_ssize_t max_nnz = 1
+    if S == NULL:
+        raise RuntimeError("the AMX screening is not in use")
+    if use_head and n:
+        max_nnz = max(1, int(np.diff(np.asarray(X_indptr)).max()))
+    ids = np.zeros((n, k), dtype=np.int32)
+    vals = np.zeros((n, k), dtype=np.float32)
+    full = np.zeros(n, dtype=np.uint8)
+    hb = np.zeros((nt, rows, Hp), dtype=np.uint16)
+    buf = np.empty((nt, rows, Lp), dtype=np.float32)
+    cand = np.empty((nt, L), dtype=np.int32)
+    hi = np.empty((nt, L), dtype=np.float32)
+    exact = np.empty((nt, L), dtype=np.float32)
+    low = np.empty((nt, k), dtype=np.float32)
+    top = np.empty((nt, k), dtype=np.int32)
+    xs = np.empty((nt, max_nnz), dtype=np.float32)
+    cdef int32_t[:, ::1] iv = ids, cv = cand, tv = top
+    cdef float[:, ::1] vv = vals, hv = hi, ev = exact, lv = low, xv = xs
+    cdef uint8_t[::1] fv = full
+    cdef uint16_t[:, :, ::1] hbv = hb
+    cdef float[:, :, ::1] sv = buf
+    cdef Py_ssize_t c, r0, nr, npad, r, i, q, st, nnz, t, count, got
+    cdef int tid
+    cdef float inv, p_row, q_row, b_row, e2, cw, hn
+    cdef float *srow
+    # |h| from its float32 sum of squares, rounded up: that sum of H non-negative
+    # terms is within (H + 64) 2^-24 of the exact one
+    cdef float sq_up = 1.0 + (H + 64) / 8388608.0
+    with nogil:
+        for c in prange(n_chunks, num_threads=nt, schedule="dynamic"):
+            tid = threadid()
+            r0 = c * rows
+            nr = min(rows, n - r0)
+            npad = (nr + 15) // 16 * 16
+            for r in range(nr):
+                K.f32_to_bf16(&hidden[r0 + r, 0], <sks_bf16 *> &hbv[tid, r, 0], H)
+            if npad > nr:
+                memset(&hbv[tid, nr, 0], 0, (npad - nr) * Hp * sizeof(uint16_t))
+            S.screen(<const sks_bf16 *> &hbv[tid, 0, 0], Hp, npad,
+                     <const sks_bf16 *> &packed[0], n_tiles, k_steps, &sv[tid, 0, 0], Lp)
+            for r in range(nr):
+                i = r0 + r
+                srow = &sv[tid, r, 0]
+                K.axpy(1.0, &b2[0], srow, L)
+                nnz = 0
+                st = X_indptr[i]
+                p_row = 0.0
+                q_row = 0.0
+                if use_head:
+                    # the values the head's scores multiply, as add_scores_dense's
+                    inv = inv_row_norm(X_indptr, X_data, i) * scale
+                    nnz = X_indptr[i + 1] - st
+                    for t in range(nnz):
+                        xv[tid, t] = X_data[st + t] * inv
+                        p_row = p_row + fabsf(xv[tid, t]) * dense_max[X_indices[st + t]]
+                        q_row = q_row + dense_max[X_indices[st + t]]
+                    if nnz > 0:
+                        S.head(&X_indices[st], &xv[tid, 0], nnz,
+                               <const sks_bf16 *> &dbv[0, 0], width, L, srow)
+                    # (1 + 2^-6): P's own float32 sum, and the bfloat16 values
+                    # and weights above the float32 ones
+                    p_row = p_row * (1.0 + 1.0 / 64.0)
+                hn = sqrtf(K.dot(&hidden[i, 0], &hidden[i, 0], H) * sq_up) * (1.0 + 1.0 / 4194304.0)
+                cw = c_net * hn + SKS_SCREEN_ABS
+                b_row = (SKS_SCREEN_ABS * ((hn + 1.0) + q_row)
+                         + (1.0 + 1.0 / 64.0) / 128.0 * p_row)
+                e2 = 8.0 * (nnz + 2) / 16777216.0
+                count = S.select(srow, &w_norms[0], &b_twice[0], L, cw, b_row, e2,
+                                 2.0 * p_row, k, max_cand, &cv[tid, 0], &hv[tid, 0],
+                                 &lv[tid, 0])
+                if count < k:
+                    fv[i] = 1
+                    continue
+                S.rescore(&hidden[i, 0], &W2[0, 0], H, H, L, &cv[tid, 0], count, &b2[0],
+                          &ev[tid, 0])
+                for t in range(nnz):
+                    K.gather_axpy(xv[tid, t], &dv[X_indices[st + t], 0], &cv[tid, 0], count,
+                                  &ev[tid, 0])
+                for q in range(count):
+                    if not fabsf(ev[tid, q]) <= 3.0e38:
+                        fv[i] = 1
+                        break
+                if fv[i]:
+                    continue
+                got = K.topk(&ev[tid, 0], count, k, &tv[tid, 0], &vv[i, 0])
+                for q in range(got):
+                    iv[i, q] = cv[tid, tv[tid, q]]
+    return ids, vals, np.flatnonzero(full)

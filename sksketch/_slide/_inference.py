@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 
-from .._kernels import _network, _sparse_head
+from .._kernels import _network, _simd, _sparse_head
 from ..utils._threads import threads_for
 from . import _retrieval
 
@@ -71,6 +71,27 @@ BOUNDED_BLOCK = 1024
 BOUNDED_GIVE_UP = 0.5
 BOUNDED_TRIAL = 32
 BOUNDED_CANDIDATES = 32
+# Screening on AMX tiles (see _screened_topk): calls of at least
+# SCREEN_MIN_ROWS rows for k up to SCREEN_MAX_K, on SCREEN_MIN_LABELS labels
+# or more, where the tile unit is in use. Below that many rows, the float32
+# kernel scores a row in less time than a tile pass takes (a row tile holds
+# 16 rows); below that many labels, the screening's work a row (bounds,
+# candidates, the head's products) outweighs what it saves (Bibtex's 159
+# labels: 2.8 ms for its 2,515 test rows in full, 3.9 screened; Delicious'
+# 983: 14.5 and 6.3). A row whose candidates outnumber
+# max(SCREEN_MIN_CANDIDATES, n_labels / SCREEN_CANDIDATE_SHARE) is scored in
+# full.
+SCREEN_MIN_ROWS = 16
+SCREEN_MIN_LABELS = 512
+SCREEN_MAX_K = 64
+SCREEN_MIN_CANDIDATES = 64
+SCREEN_CANDIDATE_SHARE = 8
+# the screening's operands, per model, while its weights stay
+_SCREEN = weakref.WeakKeyDictionary()
+_SCREEN_LOCK = threading.Lock()
+# a head's dense copy in bfloat16 and the largest |weight| of each of its
+# rows, per copy
+_DENSE_MAX = weakref.WeakKeyDictionary()
 # rows per call of the retrieval kernel (bounds the cluster terms it is given)
 RETRIEVAL_BLOCK = 4096
 # the output layer's norms and envelope, per model, while its weights stay
@@ -145,7 +166,7 @@ def topk_ids(est, X, k):
     entry = _score_bounds(est) if BOUNDED_MIN_LABELS <= L and 0 < k <= BOUNDED_MAX_K else None
     if entry is None or entry[3] is None or (
             entry[4] >= BOUNDED_TRIAL and entry[5] > BOUNDED_GIVE_UP * entry[4]):
-        return _full_topk(est, h, X, k, n_threads)
+        return _all_labels_topk(est, h, X, k, n_threads)
     ids = np.empty((X.shape[0], k), dtype=np.int32)
     vals = np.empty((X.shape[0], k), dtype=np.float32)
     s = 0
@@ -161,10 +182,10 @@ def topk_ids(est, X, k):
             entry[5] += full.size
         if full.size:
             full_rows = full + s
-            ids[full_rows], vals[full_rows] = _full_topk(
+            ids[full_rows], vals[full_rows] = _all_labels_topk(
                 est, h[full_rows], X[full_rows], k, n_threads)
         if full.size > BOUNDED_GIVE_UP * (stop - s) and stop < X.shape[0]:
-            ids[stop:], vals[stop:] = _full_topk(est, h[stop:], X[stop:], k, n_threads)
+            ids[stop:], vals[stop:] = _all_labels_topk(est, h[stop:], X[stop:], k, n_threads)
             break
         s = stop
     return ids, vals
@@ -194,6 +215,127 @@ def _retrieved_topk(est, h, X, k, n_threads):
             est, index, h[rows], X[rows], k, head,
             est.sparse_head_weight_ if head is not None else 0.0, clusters,
             est.label_cluster_weight_ if clusters is not None else 0.0, n_threads)
+    return ids, vals
+
+
+def _all_labels_topk(est, h, X, k, n_threads):
+    """:func:`topk_ids` over every label: screened on AMX tiles where that
+    applies (:func:`_screened_topk`), else from every label's float32 score
+    (:func:`_full_topk`); the same ids and score bits either way."""
+    entry = _screen_entry(est, X.shape[0], k)
+    if entry is None:
+        return _full_topk(est, h, X, k, n_threads)
+    return _screened_topk(est, entry, h, X, k, n_threads)
+
+
+def screen_bound(k_steps):
+    """The factor c of the screening's bound ``|screened - float32| <= c |h| |w|``.
+
+    For a hidden row h and a label's weights w (K = 32 k_steps products, the
+    padding's exact zeros included), the tile unit sums the products of h
+    and w rounded to bfloat16 (relative error u = 2^-8 each, so each
+    product within (2u + u^2) |h_i w_i| of the exact one, and at most
+    (1 + u)^2 |h_i w_i|), in float32 with at most K roundings; the float32
+    kernel sums the exact products with at most K + 64 (its lanes'
+    reduction). With g = (K + 64) 2^-24 / (1 - (K + 64) 2^-24), the two
+    differ by at most (2u + u^2 + g (1 + u)^2 + g) sum_i |h_i| |w_i|, and
+    sum_i |h_i| |w_i| <= |h| |w| (Cauchy-Schwarz). Subnormals the tiles
+    flush to zero add SKS_SCREEN_ABS (|h| + |w| + 1) at most (the select
+    kernel adds it), and the bias' and head's float32 sums after the net's,
+    the same for both, add the e_row term (``screened_topk``). Returned with
+    a margin of 2^-10 for the float32 product c |h| |w|.
+    """
+    u = 2.0 ** -8
+    n = 32 * k_steps + 64
+    g = n * 2.0 ** -24 / (1.0 - n * 2.0 ** -24)
+    return float(np.float32((2 * u + u * u + g * (1 + u) ** 2 + g) * (1 + 2.0 ** -10)))
+
+
+def _screen_entry(est, n_rows, k):
+    """What :func:`_screened_topk` needs of the model, or None where it does not apply.
+
+    It applies where the tile unit is in use (``sksketch.show_config()``),
+    for calls of at least SCREEN_MIN_ROWS rows and k up to SCREEN_MAX_K, on
+    SCREEN_MIN_LABELS labels or more,
+    without the label clusters' term, and with the sparse head, if weighted,
+    scored from its dense copy. The operands are built once per model and
+    set of weights (as :func:`_score_bounds`); None too if a weight is not
+    finite.
+    """
+    if (_simd.screen_status() != "active" or n_rows < SCREEN_MIN_ROWS
+            or not 0 < k <= SCREEN_MAX_K or _cluster_head(est) is not None):
+        return None
+    W, b = est.output_weights_, est.output_bias_
+    if W.shape[1] == 0 or W.shape[0] < SCREEN_MIN_LABELS:
+        return None
+    head = getattr(est, "sparse_head_", None)
+    if head is not None and est.sparse_head_weight_ > 0 and not head.scores_densely(n_rows):
+        return None
+    with _SCREEN_LOCK:
+        entry = _SCREEN.get(est)
+    if entry is None or entry[0]() is not W or entry[1]() is not b or entry[2] != est._step:
+        entry = [weakref.ref(W), weakref.ref(b), est._step, _screen_operands(W, b)]
+        with _SCREEN_LOCK:
+            _SCREEN[est] = entry
+    return entry[3]
+
+
+def _screen_operands(W, b):
+    """(packed W, k_steps, |w_j| rounded up, |b_j|, c), or None if a weight is not finite."""
+    if not (np.isfinite(b).all() and all(
+            np.isfinite(W[s : s + 4096]).all() for s in range(0, W.shape[0], 4096))):
+        return None
+    norms = np.empty(W.shape[0], dtype=np.float64)
+    for s in range(0, W.shape[0], 4096):
+        block = W[s : s + 4096].astype(np.float64)
+        norms[s : s + 4096] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    w_norms = np.nextafter(norms.astype(np.float32), np.float32(np.inf))
+    packed, k_steps = _simd.pack_bf16_tiles(np.ascontiguousarray(W, dtype=np.float32))
+    return packed, k_steps, w_norms, 2 * np.abs(b).astype(np.float32), screen_bound(k_steps)
+
+
+def _dense_screen(head, dense):
+    """The head's dense copy in bfloat16, and the largest ``|weight|`` of each of
+    its rows (kept per copy)."""
+    kept = _DENSE_MAX.get(head)
+    if kept is not None and kept[0]() is dense:
+        return kept[1]
+    top = np.abs(dense).max(axis=1) if dense.shape[1] else np.zeros(dense.shape[0])
+    top = np.ascontiguousarray(top, dtype=np.float32)
+    half = _simd.f32_to_bf16(dense.ravel()).reshape(dense.shape)
+    _DENSE_MAX[head] = (weakref.ref(dense), (half, top))
+    return half, top
+
+
+def _screened_topk(est, operands, h, X, k, n_threads):
+    """:func:`_full_topk`'s ids and score bits, from bfloat16 screening on AMX tiles.
+
+    The tile unit scores every label of the rows in bfloat16
+    (:func:`sksketch._kernels._sparse_head.screened_topk`); each screened
+    score is within a proven bound of its float32 score
+    (:func:`screen_bound`), so a label whose upper bound is below the k-th
+    best lower bound cannot be in the top k, and the few others (about 10 of
+    Delicious' 983 labels a row) are scored again in float32 by the same
+    operations as :func:`full_scores`. A row whose scores are not finite or
+    whose candidates are too many is scored in full.
+    """
+    packed, k_steps, w_norms, b_twice, c_net = operands
+    head = getattr(est, "sparse_head_", None)
+    if head is not None and est.sparse_head_weight_ > 0:
+        dense = head._dense_weights()
+        dense_bf16, dense_max = _dense_screen(head, dense)
+        scale = float(est.sparse_head_weight_)
+    else:
+        dense = dense_bf16 = None
+        dense_max, scale = np.zeros(1, np.float32), 0.0
+    L = est.output_weights_.shape[0]
+    max_cand = max(SCREEN_MIN_CANDIDATES, k, L // SCREEN_CANDIDATE_SHARE)
+    ids, vals, full = _sparse_head.screened_topk(
+        h, est.output_weights_, est.output_bias_, packed, k_steps, w_norms, b_twice,
+        c_net, X.indptr, X.indices, X.data, dense, dense_bf16, dense_max, scale, k, max_cand,
+        n_threads)
+    if full.size:
+        ids[full], vals[full] = _full_topk(est, h[full], X[full], k, n_threads)
     return ids, vals
 
 

@@ -159,6 +159,60 @@ int sks_isa_supported(const sks_cpu_features *features, int isa);
 /* The table of a compiled variant, or NULL. */
 const sks_kernels *sks_kernels_for(int isa);
 
+/* Screening of the output layer in bfloat16 (simd_amx.c): where
+   sks_screen_kernels_get() returns a table, the tile unit scores rows against
+   every label, and select keeps the labels that can be in a row's top k. */
+typedef struct sks_screen_kernels {
+    /* out[r * ldo + j] = sum_i h[r * ldh + i] * W[j][i] for r < n_rows (a
+       multiple of 16) and j < 16 * n_tiles: h in bfloat16 (ldh >= 32 * k_steps,
+       zero past the hidden width), W packed by sks_pack_bf16_tiles; products
+       exact, sums in float32 in the unit's order */
+    void (*screen)(const sks_bf16 *h, sks_idx ldh, sks_idx n_rows, const sks_bf16 *packed,
+                   sks_idx n_tiles, sks_idx k_steps, float *out, sks_idx ldo);
+    /* sks_screen_select_scalar, sixteen labels at a time: the same results */
+    sks_idx (*select)(const float *s, const float *wn, const float *bq, sks_idx n, float cw,
+                      float b_row, float e2, float p2, sks_idx k, sks_idx max_cand,
+                      int32_t *cand, float *hi, float *low);
+    /* sks_group_dots_avx512: the float32 scores of the candidates */
+    void (*rescore)(const float *x, const float *weights, sks_idx ld, sks_idx m,
+                    sks_idx n_labels, const int32_t *cand, sks_idx n, const float *b,
+                    float *out);
+    /* out[0:m] += sum_j values[j] * weights[indices[j] * ld + 0:m] over
+       bfloat16 weights, the values rounded to bfloat16 and the products
+       summed two rows at a time in float32 (subnormals flushed to zero) */
+    void (*head)(const int32_t *indices, const float *values, sks_idx nnz,
+                 const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out);
+} sks_screen_kernels;
+
+/* a term of the screening bound for inputs and products flushed to zero
+   (bfloat16 tiles treat subnormals as zero) */
+#define SKS_SCREEN_ABS 0x1p-100f
+
+/* The tile kernels, or NULL where the build, the CPU or the OS lacks AMX
+   (the first call asks Linux for the tile state: call it once, single-threaded). */
+const sks_screen_kernels *sks_screen_kernels_get(void);
+/* Whether this build contains the tile kernels. */
+int sks_screen_compiled(void);
+/* W (L rows of H floats, leading dimension ldw) rounded to bfloat16 and laid
+   out as the tiles' operands: label tile t, pair row p < 16 * k_steps, label
+   l < 16, e < 2 at ((t * 16 * k_steps + p) * 16 + l) * 2 + e holds W[16 t +
+   l][2 p + e], zero past L rows or H columns. */
+void sks_pack_bf16_tiles(const float *W, sks_idx L, sks_idx H, sks_idx ldw, sks_idx k_steps,
+                         sks_bf16 *packed);
+/* The labels j < n whose screened score s[j] may be in the row's top k:
+   with the bound b_j = bnet_j * (1 + 2^-16) + e2 * (((|s_j| + bnet_j) + bq[j])
+   + p2), bnet_j = cw * wn[j] + b_row (float32, in this order, never fused),
+   and T the k-th largest s_j - b_j, the j with s_j + b_j >= T, in order, in
+   cand. Returns their count, -1 if a score or a bound is not finite, -2
+   past max_cand. hi is scratch of n floats, low of k. */
+sks_idx sks_screen_select_scalar(const float *s, const float *wn, const float *bq, sks_idx n,
+                                 float cw, float b_row, float e2, float p2, sks_idx k,
+                                 sks_idx max_cand, int32_t *cand, float *hi, float *low);
+/* see sks_screen_kernels.rescore (simd_avx512.c) */
+void sks_group_dots_avx512(const float *x, const float *weights, sks_idx ld, sks_idx m,
+                           sks_idx n_labels, const int32_t *cand, sks_idx n, const float *b,
+                           float *out);
+
 /* The portable sparse-head primitives (simd_scalar.c): the AVX2 table shares
    the scattered updates (AVX2 gathers but has no scatter) and the tails of
    the kept-logit scans. */

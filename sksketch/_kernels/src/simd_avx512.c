@@ -319,6 +319,68 @@ SKS_AVX512 static void gather_dot2_avx512(const float *x0, const float *x1,
     }
 }
 
+/* Sums of up to four rows of W with x, as one group of gather_dot_avx512
+   computes each (one FMA chain per lane, then reduce4's tree, the same for
+   each of its four sums) */
+SKS_AVX512 static inline void group_sums(const float *x, const float *weights, sks_idx ld,
+                                         sks_idx m, const int32_t *rows, int n, float *r)
+{
+    __m512 a[4];
+    sks_idx i;
+    int t;
+    for (t = 0; t < 4; t++)
+        a[t] = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= m; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        for (t = 0; t < n; t++)
+            a[t] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(weights + (sks_idx)rows[t] * ld + i),
+                                   a[t]);
+    }
+    if (i < m) {
+        __mmask16 mk = mask16(m - i);
+        __m512 xv = _mm512_maskz_loadu_ps(mk, x + i);
+        for (t = 0; t < n; t++)
+            a[t] = _mm512_fmadd_ps(
+                xv, _mm512_maskz_loadu_ps(mk, weights + (sks_idx)rows[t] * ld + i), a[t]);
+    }
+    _mm_storeu_ps(r, reduce4(a[0], a[1], a[2], a[3]));
+}
+
+/* out[q] = (the score gather_dot_avx512 gives label j = cand[q] of W for x,
+   when it scores labels 0 to n_labels - 1 eight at a time from 0) + b[j]:
+   a label of a whole group of eight gets the group's arithmetic, the others
+   dot_avx512's. gather_dot2_avx512 gives the same bits, so these are
+   output_scores' (for the screening in simd_amx.c). */
+SKS_AVX512 void sks_group_dots_avx512(const float *x, const float *weights, sks_idx ld,
+                                      sks_idx m, sks_idx n_labels, const int32_t *cand,
+                                      sks_idx n, const float *b, float *out)
+{
+    sks_idx q, slot[4];
+    int32_t rows[4];
+    float r[4];
+    int pend = 0, t;
+    for (q = 0; q < n; q++) {
+        int32_t j = cand[q];
+        if ((sks_idx)(j & ~7) + 8 > n_labels) {
+            out[q] = dot_avx512(x, weights + (sks_idx)j * ld, m) + b[j];
+            continue;
+        }
+        rows[pend] = j;
+        slot[pend++] = q;
+        if (pend == 4) {
+            group_sums(x, weights, ld, m, rows, 4, r);
+            for (t = 0; t < 4; t++)
+                out[slot[t]] = r[t] + b[rows[t]];
+            pend = 0;
+        }
+    }
+    if (pend) {
+        group_sums(x, weights, ld, m, rows, pend, r);
+        for (t = 0; t < pend; t++)
+            out[slot[t]] = r[t] + b[rows[t]];
+    }
+}
+
 SKS_AVX512 static void gather_dot_bf16_avx512(const sks_bf16 *x, const sks_bf16 *weights,
                                               sks_idx ld, const int32_t *rows, sks_idx n_rows,
                                               sks_idx m, float *out)
