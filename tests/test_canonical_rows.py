@@ -58,3 +58,31 @@ def test_bad_rows_are_refused_with_the_parameter_named():
     with pytest.raises(ValueError, match="dense must be"):
         canonical_rows(np.ones((2, 2)), dense="coo")
     assert np.isnan(canonical_rows(np.array([[np.nan]]))[0, 0])  # checked only on request
+
+
+def test_compiled_index_check_matches_the_plain_one():
+    """csr_index_problem (what check_sparse_indices runs on int32 arrays) agrees
+    with the plain numpy test on well-formed and malformed arrays alike."""
+    from sksketch._kernels._rows import csr_index_problem
+
+    def plain(indptr, indices, n_minor, n_data):
+        if (indptr.size == 0 or indptr[0] != 0 or indptr[-1] > indices.size
+                or indptr[-1] > n_data or np.any(np.diff(indptr) < 0)):
+            return 1
+        used = indices[: indptr[-1]]
+        return 2 if used.size and (used.min() < 0 or used.max() >= n_minor) else 0
+
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(400):
+        n = int(rng.integers(0, 6))
+        indptr = np.sort(rng.integers(0, 8, n + 1)).astype(np.int32)
+        indptr[0] = 0 if rng.random() < 0.9 else 1
+        if rng.random() < 0.2 and n > 1:
+            indptr[1:] = indptr[1:][::-1]  # decreasing
+        indices = rng.integers(-1, 6, int(rng.integers(0, 9))).astype(np.int32)
+        n_minor, n_data = int(rng.integers(1, 6)), int(rng.integers(0, 9))
+        expected = plain(indptr, indices, n_minor, n_data)
+        assert csr_index_problem(indptr, indices, n_minor, n_data) == expected
+        seen.add(expected)
+    assert seen == {0, 1, 2}

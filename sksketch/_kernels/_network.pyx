@@ -831,10 +831,24 @@ def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     if n < 0 or X_indices.shape[0] != X_data.shape[0] or (
             n > 0 and (X_indptr[0] != 0 or X_indptr[n] > X_indices.shape[0])):
         raise ValueError("X_indptr, X_indices and X_data do not form a CSR matrix")
-    if X_indices.shape[0] and (np.min(X_indices) < 0 or np.max(X_indices) >= W1.shape[0]):
-        raise ValueError(f"X_indices must be in [0, {W1.shape[0]})")
-    if n > 0 and np.any(np.diff(np.asarray(X_indptr)) < 0):
+    # (in C: numpy's reductions cost a single row's prediction several times
+    # what its arithmetic does)
+    cdef int bad = 0
+    cdef int32_t n_cols = <int32_t> W1.shape[0]
+    with nogil:
+        for i in range(n):
+            if X_indptr[i + 1] < X_indptr[i]:
+                bad = 1
+                break
+        if not bad:
+            for c in range(X_indices.shape[0]):
+                if X_indices[c] < 0 or X_indices[c] >= n_cols:
+                    bad = 2
+                    break
+    if bad == 1:
         raise ValueError("X_indptr must be non-decreasing")
+    if bad == 2:
+        raise ValueError(f"X_indices must be in [0, {W1.shape[0]})")
     # rows on cache lines (output_scores then reads them in place)
     out = aligned_array((n, H))
     cdef float[:, ::1] o = out

@@ -262,8 +262,8 @@ def _screen_entry(est, n_rows, k):
     set of weights (as :func:`_score_bounds`); None too if a weight is not
     finite.
     """
-    if (_simd.screen_status() != "active" or n_rows < SCREEN_MIN_ROWS
-            or not 0 < k <= SCREEN_MAX_K or _cluster_head(est) is not None):
+    if (n_rows < SCREEN_MIN_ROWS or not 0 < k <= SCREEN_MAX_K
+            or _simd.screen_status() != "active" or _cluster_head(est) is not None):
         return None
     W, b = est.output_weights_, est.output_bias_
     if W.shape[1] == 0 or W.shape[0] < SCREEN_MIN_LABELS:
@@ -344,6 +344,8 @@ def _full_topk(est, h, X, k, n_threads):
     L = len(est.classes_)
     # Score rows in chunks of at most ~64 MB of float32 scores.
     chunk = max(1, min(X.shape[0], (1 << 24) // max(L, 1)))
+    if chunk >= X.shape[0]:  # one chunk (a single row's call among them)
+        return _network.topk_rows(np.ascontiguousarray(full_scores(est, h, X)), k, n_threads)
     ids = np.empty((X.shape[0], k), dtype=np.int32)
     vals = np.empty((X.shape[0], k), dtype=np.float32)
     for s in range(0, X.shape[0], chunk):
