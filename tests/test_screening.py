@@ -228,13 +228,19 @@ def test_rows_with_too_many_candidates_are_scored_in_full(monkeypatch):
 
 
 @needs_amx
-def test_screening_does_not_apply_below_its_limits():
+def test_screening_does_not_apply_below_its_limits(monkeypatch):
     clf, Xt = _model(True, n_labels=100)  # too few labels
     assert _inference._screen_entry(clf, 500, 5) is None
     clf, Xt = _model(True)
     assert _inference._screen_entry(clf, 500, 5) is not None
     assert _inference._screen_entry(clf, _inference.SCREEN_MIN_ROWS - 1, 5) is None
     assert _inference._screen_entry(clf, 500, _inference.SCREEN_MAX_K + 1) is None
+    # an output layer whose packed copy would be too large
+    L, H = clf.output_weights_.shape
+    monkeypatch.setattr(_inference, "SCREEN_MAX_PACKED_BYTES", L * 64 * 2 - 1)  # H=48 -> 64
+    assert _inference._screen_entry(clf, 500, 5) is None
+    monkeypatch.setattr(_inference, "SCREEN_MAX_PACKED_BYTES", -(-L // 16) * 16 * 64 * 2)
+    assert _inference._screen_entry(clf, 500, 5) is not None
     clf.output_weights_ = clf.output_weights_.copy()
     clf.output_weights_[3, 4] = np.nan  # a weight not finite: the float32 path
     assert _inference._screen_entry(clf, 500, 5) is None

@@ -83,6 +83,12 @@ BOUNDED_CANDIDATES = 32
 # full.
 SCREEN_MIN_ROWS = 16
 SCREEN_MIN_LABELS = 512
+# The output layer's packed bfloat16 copy is kept while the model predicts:
+# at most this many bytes (half the layer's float32 size). A larger layer
+# (a 670,000-label one without the sparse head: 171 MB) is scored in
+# float32, without the copy and its scratch (32 rows of every label's
+# screened score a thread).
+SCREEN_MAX_PACKED_BYTES = 1 << 26
 SCREEN_MAX_K = 64
 SCREEN_MIN_CANDIDATES = 64
 SCREEN_CANDIDATE_SHARE = 8
@@ -256,7 +262,8 @@ def _screen_entry(est, n_rows, k):
 
     It applies where the tile unit is in use (``sksketch.show_config()``),
     for calls of at least SCREEN_MIN_ROWS rows and k up to SCREEN_MAX_K, on
-    SCREEN_MIN_LABELS labels or more,
+    SCREEN_MIN_LABELS labels or more (an output layer whose packed copy fits
+    SCREEN_MAX_PACKED_BYTES),
     without the label clusters' term, and with the sparse head, if weighted,
     scored from its dense copy. The operands are built once per model and
     set of weights (as :func:`_score_bounds`); None too if a weight is not
@@ -266,7 +273,9 @@ def _screen_entry(est, n_rows, k):
             or _simd.screen_status() != "active" or _cluster_head(est) is not None):
         return None
     W, b = est.output_weights_, est.output_bias_
-    if W.shape[1] == 0 or W.shape[0] < SCREEN_MIN_LABELS:
+    packed_bytes = -(-W.shape[0] // 16) * 16 * -(-W.shape[1] // 32) * 32 * 2
+    if (W.shape[1] == 0 or W.shape[0] < SCREEN_MIN_LABELS
+            or packed_bytes > SCREEN_MAX_PACKED_BYTES):
         return None
     head = getattr(est, "sparse_head_", None)
     if head is not None and est.sparse_head_weight_ > 0 and not head.scores_densely(n_rows):
