@@ -86,6 +86,9 @@ cdef extern from "simd.h" nogil:
                         float *out) noexcept nogil
         void (*head)(const int32_t *indices, const float *values, sks_idx nnz,
                      const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
+        void (*head_exact)(const int32_t *features, const float *values, sks_idx nnz,
+                           const float *weights, sks_idx ld, const int32_t *cand, sks_idx n,
+                           float *out) noexcept nogil
 
     void sks_pack_bf16_tiles(const float *W, sks_idx L, sks_idx H, sks_idx ldw,
                              sks_idx k_steps, sks_bf16 *packed) noexcept

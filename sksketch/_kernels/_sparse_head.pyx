@@ -1446,9 +1446,9 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
                     continue
                 S.rescore(&hidden[i, 0], &W2[0, 0], H, H, L, &cv[tid, 0], count, &b2[0],
                           &ev[tid, 0])
-                for t in range(nnz):
-                    K.gather_axpy(xv[tid, t], &dv[X_indices[st + t], 0], &cv[tid, 0], count,
-                                  &ev[tid, 0])
+                if nnz > 0:
+                    S.head_exact(&X_indices[st], &xv[tid, 0], nnz, &dv[0, 0], width,
+                                 &cv[tid, 0], count, &ev[tid, 0])
                 for q in range(count):
                     if not fabsf(ev[tid, q]) <= 3.0e38:
                         fv[i] = 1

@@ -182,6 +182,12 @@ typedef struct sks_screen_kernels {
        summed two rows at a time in float32 (subnormals flushed to zero) */
     void (*head)(const int32_t *indices, const float *values, sks_idx nnz,
                  const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out);
+    /* out[q] += values[t] * weights[features[t] * ld + cand[q]] for t < nnz in
+       order, each product rounded before its sum (gather_axpy's bits, once
+       per feature) */
+    void (*head_exact)(const int32_t *features, const float *values, sks_idx nnz,
+                       const float *weights, sks_idx ld, const int32_t *cand, sks_idx n,
+                       float *out);
 } sks_screen_kernels;
 
 /* a term of the screening bound for inputs and products flushed to zero

@@ -278,6 +278,30 @@ SKS_AMX static void head_bf16(const int32_t *indices, const float *values, sks_i
     }
 }
 
+/* out[q] += (values[t] * weights[features[t] * ld + cand[q]]) for t < nnz in
+   order, each product rounded before its sum: the bits of gather_axpy called
+   once per feature, with sixteen candidates' sums kept in a register across
+   the features */
+SKS_AMX static void head_exact(const int32_t *features, const float *values, sks_idx nnz,
+                               const float *weights, sks_idx ld, const int32_t *cand, sks_idx n,
+                               float *out)
+{
+    sks_idx q, t;
+    for (q = 0; q < n; q += 16) {
+        __mmask16 mk = (n - q >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - q)) - 1u);
+        __m512i idx = _mm512_maskz_loadu_epi32(mk, cand + q);
+        __m512 acc = _mm512_maskz_loadu_ps(mk, out + q);
+        for (t = 0; t < nnz; t++) {
+            __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx,
+                                                weights + (sks_idx)features[t] * ld, 4);
+            __m512 p = _mm512_mul_ps(_mm512_set1_ps(values[t]), g);
+            __asm__("" : "+v"(p));
+            acc = _mm512_add_ps(acc, p);
+        }
+        _mm512_mask_storeu_ps(out + q, mk, acc);
+    }
+}
+
 /* One vector of bounds, as screen_bound_1 computes each lane (never fused) */
 SKS_AMX static inline __m512 bounds16(__m512 sv, __m512 w, __m512 bqv, __m512 cwv, __m512 brv,
                                       __m512 e2v, __m512 p2v)
@@ -392,7 +416,8 @@ SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *
 }
 
 static const sks_screen_kernels sks_screen_amx = {screen_amx, select_amx,
-                                                   sks_group_dots_avx512, head_bf16};
+                                                   sks_group_dots_avx512, head_bf16,
+                                                   head_exact};
 
 /* CPUID reports AMX-TILE and AMX-BF16, the OS enables the tile state in
    XCR0, and Linux grants this process the tile data. */
