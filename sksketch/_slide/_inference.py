@@ -77,8 +77,8 @@ BOUNDED_CANDIDATES = 32
 # kernel scores a row in less time than a tile pass takes (a row tile holds
 # 16 rows); below that many labels, the screening's work a row (bounds,
 # candidates, the head's products) outweighs what it saves (Bibtex's 159
-# labels: 2.8 ms for its 2,515 test rows in full, 3.9 screened; Delicious'
-# 983: 14.5 and 6.3). A row whose candidates outnumber
+# labels: 3.5 ms for its 2,515 test rows in full, 4.6 screened; Delicious'
+# 983: 14.1-15.1 and 5.3-7.1 ms, 2 threads). A row whose candidates outnumber
 # max(SCREEN_MIN_CANDIDATES, n_labels / SCREEN_CANDIDATE_SHARE) is scored in
 # full.
 SCREEN_MIN_ROWS = 16
@@ -290,7 +290,7 @@ def _screen_entry(est, n_rows, k):
 
 
 def _screen_operands(W, b):
-    """(packed W, k_steps, |w_j| rounded up, |b_j|, c), or None if a weight is not finite."""
+    """(packed W, k_steps, |w_j| rounded up, 2 |b_j|, c), or None if a weight is not finite."""
     if not (np.isfinite(b).all() and all(
             np.isfinite(W[s : s + 4096]).all() for s in range(0, W.shape[0], 4096))):
         return None
