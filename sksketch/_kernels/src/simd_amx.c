@@ -362,6 +362,10 @@ SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *
             __m512 b = _mm512_maskz_loadu_ps(mk, hi + j);
             __m512 up = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, s + j), b);
             __mmask16 in = mk & _mm512_cmp_ps_mask(up, tv, _CMP_GE_OQ);
+            /* (most vectors keep no label: a compressing store costs far
+               more than this test) */
+            if (!in)
+                continue;
             _mm512_mask_compressstoreu_epi32(cand + count, in,
                                              _mm512_add_epi32(lane, _mm512_set1_epi32((int)j)));
             _mm512_mask_compressstoreu_ps(hi + count, in, b);
@@ -394,10 +398,12 @@ SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *
         lo = _mm512_sub_ps(sv, b);
         up = _mm512_add_ps(sv, b);
         in = mk & _mm512_cmp_ps_mask(up, tv, _CMP_GE_OQ);
-        _mm512_mask_compressstoreu_epi32(cand + count, in,
-                                         _mm512_add_epi32(lane, _mm512_set1_epi32((int)j)));
-        _mm512_mask_compressstoreu_ps(hi + count, in, up);
-        count += __builtin_popcount((unsigned)in);
+        if (in) {
+            _mm512_mask_compressstoreu_epi32(
+                cand + count, in, _mm512_add_epi32(lane, _mm512_set1_epi32((int)j)));
+            _mm512_mask_compressstoreu_ps(hi + count, in, up);
+            count += __builtin_popcount((unsigned)in);
+        }
         rise = filled < k ? mk : (mk & _mm512_cmp_ps_mask(lo, tv, _CMP_GT_OQ));
         if (rise) {
             float l[16];
