@@ -31,6 +31,7 @@ from libc.string cimport memcmp, memcpy, memset
 from ._adam cimport AdamStep, adam_constants
 from ._lsh cimport LSHTables
 from ._random cimport bounded, mix64, next64
+from ._rows cimport csr_arrays_problem
 from ._simd cimport get_kernels, sks_bf16, sks_idx, sks_kernels
 
 
@@ -831,20 +832,10 @@ def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     if n < 0 or X_indices.shape[0] != X_data.shape[0] or (
             n > 0 and (X_indptr[0] != 0 or X_indptr[n] > X_indices.shape[0])):
         raise ValueError("X_indptr, X_indices and X_data do not form a CSR matrix")
-    # (in C: numpy's reductions cost a single row's prediction several times
-    # what its arithmetic does)
-    cdef int bad = 0
-    cdef int32_t n_cols = <int32_t> W1.shape[0]
+    cdef int bad
     with nogil:
-        for i in range(n):
-            if X_indptr[i + 1] < X_indptr[i]:
-                bad = 1
-                break
-        if not bad:
-            for c in range(X_indices.shape[0]):
-                if X_indices[c] < 0 or X_indices[c] >= n_cols:
-                    bad = 2
-                    break
+        bad = csr_arrays_problem(&X_indptr[0], n, &X_indices[0] if X_indices.shape[0] else NULL,
+                                 X_indices.shape[0], W1.shape[0])
     if bad == 1:
         raise ValueError("X_indptr must be non-decreasing")
     if bad == 2:

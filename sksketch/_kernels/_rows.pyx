@@ -123,21 +123,14 @@ def csr_index_problem(const int32_t[::1] indptr, const int32_t[::1] indices,
     per-call cost: a single row's prediction paid more for that than for its
     arithmetic.)
     """
-    cdef Py_ssize_t i, n = indptr.shape[0] - 1, end
-    cdef int problem = 0
+    cdef Py_ssize_t n = indptr.shape[0] - 1, end
+    cdef int problem
     if n < 0 or indptr[0] != 0:
         return 1
     end = indptr[n]
     if end > indices.shape[0] or end > n_data:
         return 1
     with nogil:
-        for i in range(n):
-            if indptr[i + 1] < indptr[i]:
-                problem = 1
-                break
-        if not problem:
-            for i in range(end):
-                if indices[i] < 0 or indices[i] >= n_minor:
-                    problem = 2
-                    break
+        problem = csr_arrays_problem(&indptr[0], n, &indices[0] if end else NULL, end,
+                                     n_minor)
     return problem

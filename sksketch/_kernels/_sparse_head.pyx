@@ -1322,10 +1322,10 @@ cdef enum:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2, const uint16_t[::1] packed,
-                  Py_ssize_t k_steps, const float[::1] w_norms, const float[::1] b_twice,
-                  float c_net, const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
-                  const float[::1] X_data, dense, dense_bf16, const float[::1] dense_max,
+def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2,
+                  const uint16_t[::1] packed, Py_ssize_t k_steps, const float[::1] w_norms,
+                  const float[::1] b_twice, float c_net, const int32_t[::1] X_indptr,
+                  const int32_t[::1] X_indices, const float[::1] X_data, dense, dense_bf16, const float[::1] dense_max,
                   float scale, Py_ssize_t k, Py_ssize_t max_cand, int n_threads):
     """The top k of ``full_scores`` (ids and score bits) from the AMX screening.
 
@@ -1338,9 +1338,10 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     ``output_scores`` then ``add_scores_dense`` do: the same float32
     operations in the same order, so the same bits.
 
-    ``w_norms`` are W2's rows' norms rounded up, ``b_twice`` ``2 |b2|``; ``dense_max[f]`` the largest ``|dense[f, j]|``;
-    ``c_net`` the net's bound factor (``_inference.screen_bound``). The bound
-    of label j adds to the net's ``c_net |h| |w_j|``:
+    ``w_norms`` are W2's rows' norms rounded up, ``b_twice`` ``2 |b2|``;
+    ``dense_max[f]`` the largest ``|dense[f, j]|``; ``c_net`` the net's bound
+    factor (``_inference.screen_bound``). The bound of label j adds to the
+    net's ``c_net |h| |w_j|``:
 
     - ``SKS_SCREEN_ABS (|h| + |w_j| + 1)`` for the subnormals the tiles flush;
     - the head's bfloat16 values and weights, ``2^-7 (1 + 2^-6) P`` with
@@ -1433,7 +1434,8 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
                     # (1 + 2^-6): P's own float32 sum, and the bfloat16 values
                     # and weights above the float32 ones
                     p_row = p_row * (1.0 + 1.0 / 64.0)
-                hn = sqrtf(K.dot(&hidden[i, 0], &hidden[i, 0], H) * sq_up) * (1.0 + 1.0 / 4194304.0)
+                hn = (sqrtf(K.dot(&hidden[i, 0], &hidden[i, 0], H) * sq_up)
+                      * (1.0 + 1.0 / 4194304.0))
                 cw = c_net * hn + SKS_SCREEN_ABS
                 b_row = (SKS_SCREEN_ABS * ((hn + 1.0) + q_row)
                          + (1.0 + 1.0 / 64.0) / 128.0 * p_row)

@@ -97,7 +97,7 @@ _SCREEN = weakref.WeakKeyDictionary()
 _SCREEN_LOCK = threading.Lock()
 # a head's dense copy in bfloat16 and the largest |weight| of each of its
 # rows, per copy
-_DENSE_MAX = weakref.WeakKeyDictionary()
+_DENSE_SCREEN = weakref.WeakKeyDictionary()
 # rows per call of the retrieval kernel (bounds the cluster terms it is given)
 RETRIEVAL_BLOCK = 4096
 # the output layer's norms and envelope, per model, while its weights stay
@@ -306,13 +306,13 @@ def _screen_operands(W, b):
 def _dense_screen(head, dense):
     """The head's dense copy in bfloat16, and the largest ``|weight|`` of each of
     its rows (kept per copy)."""
-    kept = _DENSE_MAX.get(head)
+    kept = _DENSE_SCREEN.get(head)
     if kept is not None and kept[0]() is dense:
         return kept[1]
     top = np.abs(dense).max(axis=1) if dense.shape[1] else np.zeros(dense.shape[0])
     top = np.ascontiguousarray(top, dtype=np.float32)
     half = _simd.f32_to_bf16(dense.ravel()).reshape(dense.shape)
-    _DENSE_MAX[head] = (weakref.ref(dense), (half, top))
+    _DENSE_SCREEN[head] = (weakref.ref(dense), (half, top))
     return half, top
 
 

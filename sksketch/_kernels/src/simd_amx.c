@@ -263,7 +263,8 @@ SKS_AMX static void head_bf16(const int32_t *indices, const float *values, sks_i
                 const sks_bf16 *r1 = 2 * p + 1 < part ? weights + (sks_idx)idx[2 * p + 1] * ld + c
                                                       : r0;
                 __m512bh v = (__m512bh)_mm512_set1_epi32((int)pairs[p]);
-                __m512i w0 = _mm512_maskz_loadu_epi16(ma, r0), w1 = _mm512_maskz_loadu_epi16(ma, r1);
+                __m512i w0 = _mm512_maskz_loadu_epi16(ma, r0);
+                __m512i w1 = _mm512_maskz_loadu_epi16(ma, r1);
                 __m512i x0 = _mm512_maskz_loadu_epi16(mb, r0 + 32);
                 __m512i x1 = _mm512_maskz_loadu_epi16(mb, r1 + 32);
                 lo_a = _mm512_dpbf16_ps(lo_a, (__m512bh)_mm512_unpacklo_epi16(w0, w1), v);
