@@ -400,9 +400,10 @@ cdef void accumulate_rows_dense(
     """
     cdef Py_ssize_t b, p, j, L = n_labels
     cdef int64_t i
-    cdef int32_t f
     cdef float inv, w
     cdef double loss, n_true, s_true, lse
+    cdef uint8_t* mark = <uint8_t*> label_mark
+    cdef const uint8_t* row
     for b in range(lo, hi):
         i = rows[b]
         w = row_weights[b]
@@ -414,21 +415,23 @@ cdef void accumulate_rows_dense(
         for p in range(X_indptr[i], X_indptr[i + 1]):
             K.axpy(X_data[p] * inv, &W[X_indices[p] * L], acc, L)
         if loss_kind == 1:
-            # the labels the row reaches (1) and, among them, its own (2)
+            # the labels the row reaches (1) and, among them, its own (2), as
+            # bytes (label_mark's first n_labels bytes: a byte-wise OR of the
+            # mask rows, 16 labels an instruction at baseline flags)
             for p in range(X_indptr[i], X_indptr[i + 1]):
-                f = X_indices[p]
+                row = M + X_indices[p] * L
                 for j in range(L):
-                    label_mark[j] |= M[f * L + j]
+                    mark[j] |= row[j]
             for p in range(Y_indptr[i], Y_indptr[i + 1]):
                 j = Y_indices[p]
-                if label_mark[j]:
-                    label_mark[j] = 2
+                if mark[j]:
+                    mark[j] = 2
             loss = n_true * pos_margin * pos_margin
             for j in range(L):
                 # (a label the row does not reach has no pair to move)
-                vals[j] = hinge_term(acc[j], label_mark[j] == 2, w, grad_scale, &loss,
-                                     pos_margin, neg_margin) if label_mark[j] else 0.0
-                label_mark[j] = 0
+                vals[j] = hinge_term(acc[j], mark[j] == 2, w, grad_scale, &loss,
+                                     pos_margin, neg_margin) if mark[j] else 0.0
+                mark[j] = 0
             loss_sum[0] += w * loss
             weight_sum[0] += w
         else:
@@ -460,25 +463,30 @@ cdef inline void update_feature_dense(int32_t f, const int64_t[::1] indptr,
     rows of ``G`` (summed in part order into part 0's range of ``grad``, the
     rows zeroed), and writing the new weights back to the dense copy ``W``."""
     cdef Py_ssize_t q, k, lo = indptr[f], hi = indptr[f + 1], L = W.shape[1]
-    cdef float g
     cdef float* dst = NULL
+    cdef float* src
+    cdef float* wrow = &W[f, 0]
+    cdef const int32_t* lab = &labels[lo]
     if hi > lo:  # (an empty range may sit past the end of a full row)
         dst = &grad[0, offset[0, f]]
     for q in range(n_parts):
         offset[q, f] = -1
-    for k in range(lo, hi):
-        g = G[0, f, labels[k]]
-        for q in range(1, n_parts):
-            g = g + G[q, f, labels[k]]
-        dst[k - lo] = g
-    for q in range(n_parts):
-        memset(&G[q, f, 0], 0, L * sizeof(float))
+    # part 0's gradients, then each later part's added in part order
+    src = &G[0, f, 0]
+    for k in range(hi - lo):
+        dst[k] = src[lab[k]]
+    memset(src, 0, L * sizeof(float))
+    for q in range(1, n_parts):
+        src = &G[q, f, 0]
+        for k in range(hi - lo):
+            dst[k] = dst[k] + src[lab[k]]
+        memset(src, 0, L * sizeof(float))
     if hi <= lo:
         return
     K.adam(&weights[lo], &m[lo], &v[lo], dst, hi - lo, a.lr_t,
            beta_1, beta_2, a.eps_t, 1.0)
-    for k in range(lo, hi):
-        W[f, labels[k]] = weights[k]
+    for k in range(hi - lo):
+        wrow[lab[k]] = weights[lo + k]
 
 
 @cython.boundscheck(False)
@@ -517,6 +525,29 @@ cdef inline void update_feature(int32_t f, const int64_t[::1] indptr, float[:, :
             src[k] = 0.0
     K.adam(&weights[indptr[f]], &m[indptr[f]], &v[indptr[f]], dst, n, a.lr_t,
            beta_1, beta_2, a.eps_t, 1.0)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline void update_touched(int32_t f, bint dense, const int64_t[::1] indptr,
+                                const int32_t[::1] labels, float[:, ::1] grad,
+                                int64_t[:, ::1] offset, float[:, :, ::1] G, float[:, ::1] W,
+                                float[::1] weights, float[::1] m, float[::1] v,
+                                Py_ssize_t n_parts, AdamStep a, double beta_1, double beta_2,
+                                const sks_kernels* K) noexcept nogil:
+    """Adam on the pairs of the touched feature f, from the dense rows of ``G``
+    (``dense``) or from the ranges of ``grad``."""
+    if dense:
+        update_feature_dense(f, indptr, labels, grad, offset, G, W, weights, m, v, n_parts,
+                             a, beta_1, beta_2, K)
+    else:
+        update_feature(f, indptr, grad, offset, weights, m, v, n_parts, a, beta_1, beta_2, K)
+
+
+# train_batch updates the touched features by sweeping every feature id where
+# there are at most this many features per one touched
+cdef enum:
+    SWEEP_FEATURES = 4
 
 
 @cython.boundscheck(False)
@@ -659,14 +690,20 @@ def train_batch(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
                 loss_sum += sums[2 * q]
                 weight_sum += sums[2 * q + 1]
             # lazy Adam on the pairs the batch reached, a feature's range at a time
-            for t in prange(n, num_threads=threads, schedule="guided"):
-                if dense:
-                    update_feature_dense(touched[0, t], indptr, labels, grad, offset,
-                                         dense_grad, dense_w, weights, m, v, n_parts, a,
-                                         beta_1, beta_2, K)
-                else:
-                    update_feature(touched[0, t], indptr, grad, offset, weights, m, v,
-                                   n_parts, a, beta_1, beta_2, K)
+            # Where the batch reaches a good share of the features, they go by
+            # id in fixed shares, so that a thread updates the same features'
+            # rows batch after batch, in its own cache (Bibtex's head steps a
+            # sixth faster than from the list in the order reached).
+            if F <= SWEEP_FEATURES * n:
+                for t in prange(F, num_threads=threads, schedule="static"):
+                    if offset[0, t] >= 0:
+                        update_touched(t, dense, indptr, labels, grad, offset, dense_grad,
+                                       dense_w, weights, m, v, n_parts, a, beta_1, beta_2, K)
+            else:
+                for t in prange(n, num_threads=threads, schedule="guided"):
+                    update_touched(touched[0, t], dense, indptr, labels, grad, offset,
+                                   dense_grad, dense_w, weights, m, v, n_parts, a, beta_1,
+                                   beta_2, K)
     free(sums)
     free(n_touched)
     free(used)
