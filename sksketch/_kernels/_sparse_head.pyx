@@ -375,6 +375,11 @@ cdef Py_ssize_t mark_part(
     return n_touched
 
 
+# features a row's dense scores take per sparse_dense_accum call in training
+cdef enum:
+    SCORE_CHUNK = 256
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 @cython.cdivision(True)
@@ -404,6 +409,8 @@ cdef void accumulate_rows_dense(
     cdef double loss, n_true, s_true, lse
     cdef uint8_t* mark = <uint8_t*> label_mark
     cdef const uint8_t* row
+    cdef Py_ssize_t st, nnz
+    cdef float xs[SCORE_CHUNK]
     for b in range(lo, hi):
         i = rows[b]
         w = row_weights[b]
@@ -411,9 +418,16 @@ cdef void accumulate_rows_dense(
         if n_true == 0:
             continue
         inv = inv_row_norm(X_indptr, X_data, i)
+        # acc = sum_p (x_p inv) W[f_p] in feature order: the FMAs of an axpy a
+        # feature, with the sums kept in registers (SCORE_CHUNK features a call)
         memset(acc, 0, L * sizeof(float))
-        for p in range(X_indptr[i], X_indptr[i + 1]):
-            K.axpy(X_data[p] * inv, &W[X_indices[p] * L], acc, L)
+        st = X_indptr[i]
+        while st < X_indptr[i + 1]:
+            nnz = min(<Py_ssize_t> SCORE_CHUNK, X_indptr[i + 1] - st)
+            for p in range(nnz):
+                xs[p] = X_data[st + p] * inv
+            K.sparse_dense_accum(&X_indices[st], xs, nnz, W, L, L, acc)
+            st += nnz
         if loss_kind == 1:
             # the labels the row reaches (1) and, among them, its own (2), as
             # bytes (label_mark's first n_labels bytes: a byte-wise OR of the
