@@ -242,6 +242,28 @@ def test_feature_power_is_the_model_of_the_powered_values():
             SLIDEClassifier(feature_power=bad).fit(X, Y)
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_square_roots_of_features_are_the_bits_of_the_power(signed):
+    """Rows without negative values take their square roots by np.sqrt: the
+    bits of sign(v) |v| ** 0.5 by np.power, zeros, -0.0, subnormals and the
+    largest floats included."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.uniform(0, 10, 500), rng.lognormal(0, 20, 500), [0.0, -0.0, 1.0, 4.0],
+        np.arange(1, 200) * np.finfo(np.float32).smallest_subnormal,
+        [np.finfo(np.float32).max, np.finfo(np.float32).tiny]]).astype(np.float32)
+    if signed:
+        values[::4] *= -1
+    X = sp.csr_matrix(values.reshape(1, -1))
+    X.data = values  # -0.0 and the zeros kept as stored entries
+    clf = SLIDEClassifier()
+    clf.feature_power_ = 0.5
+    got = clf._power_features(X).data
+    want = np.copysign(np.power(np.abs(values), np.float32(0.5)), values)
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    np.testing.assert_array_equal(X.data, values)  # the caller's values left as they are
+
+
 def test_auto_feature_power_is_the_square_root_of_bag_of_words_rows():
     """"auto" resolves at the first call, from its rows, and stays for the model's life."""
     X, Y = make_xc(n_samples=300, n_features=2000, n_labels=40, seed=3)  # 1.1% non-zero

@@ -634,11 +634,19 @@ class SLIDEClassifier(VersionedStateMixin, _EpochStoppingMixin, ClassifierMixin,
         power = getattr(self, "feature_power_", 1.0)
         if power == 1 or X.nnz == 0:
             return X
-        data = np.abs(X.data)
-        if (data == 1).all():  # binary features: X as it is
-            return X
-        np.power(data, np.float32(power), out=data)
-        np.copysign(data, X.data, out=data)
+        if power == 0.5 and X.data.min() >= 0:
+            # no sign to restore, and square roots: the bits of
+            # np.power(x, 0.5) for every float32 x >= 0 (all of them
+            # compared), in a quarter of the time
+            if (X.data == 1).all():  # binary features: X as it is
+                return X
+            data = np.sqrt(X.data)
+        else:
+            data = np.abs(X.data)
+            if (data == 1).all():
+                return X
+            np.power(data, np.float32(power), out=data)
+            np.copysign(data, X.data, out=data)
         # a shallow copy (X's index arrays and its canonical flags) with the
         # new values: a tenth of the cost of a new matrix's checks, which
         # took a quarter of a single row's prediction
