@@ -551,6 +551,27 @@ def test_topk_special_values(isa):
         _simd.topk(s, -1, isa=isa)
 
 
+@pytest.mark.parametrize("n", [64, 100, 159, 1000])
+@pytest.mark.parametrize("k", [1, 5, 16, 17])
+def test_topk_gives_every_variant_the_same_ids_with_nan_and_ties(n, k, rng):
+    """Rows of few distinct values (many ties at the k-th), with and without
+    NaN here and there: each variant's ids and values are the scalar one's
+    (the vector variant takes a first bound from each lane's maximum)."""
+    for trial in range(20):
+        s = rng.integers(-2, 3, n).astype(np.float32)
+        if trial % 2:
+            s[rng.integers(0, n, 1 + trial % 3)] = np.nan
+        if trial % 5 == 0:
+            s[::7] = -0.0
+        ref = _simd.topk(s, k, isa="scalar")
+        if not np.isnan(s).any():
+            np.testing.assert_array_equal(ref[0], _topk_reference(s, k)[0])
+        for isa in _simd.supported_isas():
+            got = _simd.topk(_readonly(s), k, isa=isa)
+            np.testing.assert_array_equal(got[0], ref[0])
+            np.testing.assert_array_equal(got[1].view(np.int32), ref[1].view(np.int32))
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("n", LENGTHS)
 def test_bf16_round_trip_is_exact_and_rne(isa, n, rng):

@@ -444,20 +444,63 @@ SKS_AVX512 static float softmax_avx512(const float *z, sks_idx n, float *out)
     return zmax + logf(sum);
 }
 
+/* The k-th largest (k <= 16) of the sixteen lanes of m, none NaN: the least
+   lane value with fewer than k lanes above it. */
+SKS_AVX512 static inline float kth_lane(__m512 m, sks_idx k)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i one = _mm512_set1_epi32(1), low4 = _mm512_set1_epi32(15);
+    __m512i above = _mm512_setzero_si512();
+    int r;
+    for (r = 1; r < 16; r++) {
+        __m512 other = _mm512_permutexvar_ps(
+            _mm512_and_si512(_mm512_add_epi32(iota, _mm512_set1_epi32(r)), low4), m);
+        above = _mm512_mask_add_epi32(above, _mm512_cmp_ps_mask(other, m, _CMP_GT_OQ), above,
+                                      one);
+    }
+    return _mm512_mask_reduce_min_ps(
+        _mm512_cmplt_epi32_mask(above, _mm512_set1_epi32((int)k)), m);
+}
+
 /* Compare 16 scores at once with the heap's current worst; almost every block
-   of a long score vector is rejected by one compare and one branch. */
+   of a long score vector is rejected by one compare and one branch. For
+   k <= 16 of at least 64 scores (none NaN), a first pass takes each lane's
+   maximum: the k-th largest of those, t, is at most the k-th largest score,
+   so only scores >= t are offered (without it, the heap's worst climbs from
+   the first k scores, and most rows of a few hundred labels offered dozens).
+   The heap keeps the k best of what it is offered, by value and then lower
+   index, so the top k are the same. */
 SKS_AVX512 static sks_idx topk_avx512(const float *s, sks_idx n, sks_idx k, int32_t *idx, float *val)
 {
     sks_idx i;
-    __m512 thr;
+    __m512 thr, floor = _mm512_set1_ps(-INFINITY);
     if (k > n)
         k = n;
     if (k <= 0)
         return 0;
+    if (k <= 16 && n >= 64) {
+        __m512 m = _mm512_loadu_ps(s);
+        __mmask16 nan = _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+        for (i = 16; i + 16 <= n; i += 16) {
+            __m512 x = _mm512_loadu_ps(s + i);
+            nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+            m = _mm512_max_ps(m, x);
+        }
+        if (i < n) {
+            __mmask16 mk = mask16(n - i);
+            __m512 x = _mm512_maskz_loadu_ps(mk, s + i);
+            nan |= _mm512_mask_cmp_ps_mask(mk, x, x, _CMP_UNORD_Q);
+            m = _mm512_mask_max_ps(m, mk, m, x);
+        }
+        if (!nan)
+            floor = _mm512_set1_ps(kth_lane(m, k));
+    }
     sks_heap_init(s, k, idx, val);
     thr = _mm512_set1_ps(val[0]);
     for (i = k; i + 16 <= n; i += 16) {
-        __mmask16 bits = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), thr, _CMP_GT_OQ);
+        __m512 x = _mm512_loadu_ps(s + i);
+        __mmask16 bits = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, floor, _CMP_GE_OQ), x,
+                                                 thr, _CMP_GT_OQ);
         if (bits) {
             unsigned b = bits;
             while (b) {
