@@ -77,15 +77,14 @@ cdef extern from "simd.h" nogil:
     ctypedef struct sks_screen_kernels:
         void (*screen)(const sks_bf16 *h, sks_idx ldh, sks_idx n_rows, const sks_bf16 *packed,
                        sks_idx n_tiles, sks_idx k_steps, float *out, sks_idx ldo) noexcept nogil
-        sks_idx (*select)(const float *s, const float *wn, const float *bq, sks_idx n,
+        sks_idx (*select)(const float *s, const float *wn, const float *bq,
+                          const float *maxima, sks_idx n,
                           float cw, float b_row, float e2, float p2, sks_idx k,
                           sks_idx max_cand, int32_t *cand, float *hi,
                           float *low) noexcept nogil
         void (*rescore)(const float *x, const float *weights, sks_idx ld, sks_idx m,
                         sks_idx n_labels, const int32_t *cand, sks_idx n, const float *b,
                         float *out) noexcept nogil
-        void (*head)(const int32_t *indices, const float *values, sks_idx nnz,
-                     const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out) noexcept nogil
         void (*head_exact)(const int32_t *features, const float *values, sks_idx nnz,
                            const float *weights, sks_idx ld, const int32_t *cand, sks_idx n,
                            float *out) noexcept nogil

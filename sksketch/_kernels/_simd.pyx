@@ -669,13 +669,16 @@ def screen_select(const float[::1] s, const float[::1] wn, const float[::1] bq, 
     cand = np.zeros(n, dtype=np.int32)
     hi = np.zeros(n, dtype=np.float32)
     low = np.zeros(k, dtype=np.float32)
+    cdef float maxima[2]
+    maxima[0] = np.max(wn)
+    maxima[1] = np.max(bq)
     cdef int32_t[::1] cv = cand
     cdef float[::1] hv = hi, lv = low
     cdef sks_idx count
     with nogil:
         if vector:
-            count = _screen.select(&s[0], &wn[0], &bq[0], n, cw, b_row, e2, p2, k, max_cand,
-                                   &cv[0], &hv[0], &lv[0])
+            count = _screen.select(&s[0], &wn[0], &bq[0], maxima, n, cw, b_row, e2, p2, k,
+                                   max_cand, &cv[0], &hv[0], &lv[0])
         else:
             count = sks_screen_select_scalar(&s[0], &wn[0], &bq[0], n, cw, b_row, e2, p2, k,
                                              max_cand, &cv[0], &hv[0], &lv[0])

@@ -1376,18 +1376,22 @@ cdef enum:
 def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const float[::1] b2,
                   const uint16_t[::1] packed, Py_ssize_t k_steps, const float[::1] w_norms,
                   const float[::1] b_twice, float c_net, const int32_t[::1] X_indptr,
-                  const int32_t[::1] X_indices, const float[::1] X_data, dense, dense_bf16, const float[::1] dense_max,
-                  float scale, Py_ssize_t k, Py_ssize_t max_cand, int n_threads):
+                  const int32_t[::1] X_indices, const float[::1] X_data, dense,
+                  const float[::1] dense_max, float scale, Py_ssize_t k, Py_ssize_t max_cand,
+                  int n_threads):
     """The top k of ``full_scores`` (ids and score bits) from the AMX screening.
 
-    Scores ``hidden @ W2.T + b2`` plus ``scale`` times the head's scores of
-    the rows for every label with bfloat16 products: the net on the tile unit
-    (``packed``, ``k_steps``: W2 by ``pack_bf16_tiles``), the head from
-    ``dense_bf16``, its dense copy ``dense`` in bfloat16 (both None for no
-    head); keeps the labels whose upper bound reaches the k-th best lower
-    bound (the screening kernels' ``select``), and scores those again as
-    ``output_scores`` then ``add_scores_dense`` do: the same float32
-    operations in the same order, so the same bits.
+    Scores ``hidden @ W2.T + b2`` for every label with bfloat16 products on
+    the tile unit (``packed``, ``k_steps``: W2 by ``pack_bf16_tiles``), then
+    adds ``scale`` times the head's scores of the rows from its dense copy
+    ``dense`` (None for no head) by ``add_scores_dense``'s operations (the
+    row's features in order, each product rounded); keeps the labels whose
+    upper bound reaches the k-th best lower bound (the screening kernels'
+    ``select``), and scores those again as ``output_scores`` then
+    ``add_scores_dense`` do: the same float32 operations in the same order,
+    so the same bits. (The head's terms in float32 rather than bfloat16:
+    the rescoring then gathers them from the feature rows the row has just
+    read, in cache, and the bound leaves them out.)
 
     ``w_norms`` are W2's rows' norms rounded up, ``b_twice`` ``2 |b2|``;
     ``dense_max[f]`` the largest ``|dense[f, j]|``; ``c_net`` the net's bound
@@ -1395,13 +1399,12 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     net's ``c_net |h| |w_j|``:
 
     - ``SKS_SCREEN_ABS (|h| + |w_j| + 1)`` for the subnormals the tiles flush;
-    - the head's bfloat16 values and weights, ``2^-7 (1 + 2^-6) P`` with
-      ``P = sum_f |x_f| dense_max[f]`` over the row's scaled values x_f, and
-      ``SKS_SCREEN_ABS sum_f dense_max[f]`` for the subnormals they flush;
-    - the float32 sums of the bias and head terms after the net's, which
-      differ between the two paths only by their roundings: at most
-      ``2 (nnz + 1) 2^-24 M_j`` with ``M_j = |s_j| + bnet_j + 2 |b_j| + 2 P``
-      bounding every partial sum; ``e2 = 8 (nnz + 2) 2^-24`` is four times that
+    - the float32 sums of the bias and head terms after the net's, the same
+      products added in the same order on both paths, which differ only by
+      their roundings: at most ``2 (nnz + 1) 2^-24 M_j`` with ``M_j = |s_j| +
+      bnet_j + 2 |b_j| + 2 P`` bounding every partial sum, ``P = sum_f |x_f|
+      dense_max[f]`` over the row's scaled values x_f (times ``1 + 2^-6`` for
+      its own float32 sum); ``e2 = 8 (nnz + 2) 2^-24`` is four times that
       factor, which also covers the roundings of the bound and of ``s_j -
       b_j`` and ``s_j + b_j`` themselves (each within ``2^-24 (|s_j| + b_j)``).
 
@@ -1420,8 +1423,6 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     cdef int nt = max(1, min(n_threads, n_chunks))
     cdef bint use_head = dense is not None
     cdef const float[:, ::1] dv = dense if use_head else np.zeros((1, 1), np.float32)
-    cdef const uint16_t[:, ::1] dbv = (dense_bf16 if use_head
-                                       else np.zeros((1, 1), np.uint16))
     cdef Py_ssize_t width = dv.shape[1]
     cdef Py_ssize_t max_nnz = 1
     if S == NULL:
@@ -1446,11 +1447,15 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     cdef float[:, :, ::1] sv = buf
     cdef Py_ssize_t c, r0, nr, npad, r, i, q, st, nnz, t, count, got
     cdef int tid
-    cdef float inv, p_row, q_row, b_row, e2, cw, hn
+    cdef float inv, p_row, b_row, e2, cw, hn
     cdef float *srow
     # |h| from its float32 sum of squares, rounded up: that sum of H non-negative
     # terms is within (H + 64) 2^-24 of the exact one
     cdef float sq_up = 1.0 + (H + 64) / 8388608.0
+    # the largest label norm and bias term (select's first bound a row)
+    cdef float maxima[2]
+    maxima[0] = np.max(w_norms) if L else 0.0
+    maxima[1] = np.max(b_twice) if L else 0.0
     with nogil:
         for c in prange(n_chunks, num_threads=nt, schedule="dynamic"):
             tid = threadid()
@@ -1470,7 +1475,6 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
                 nnz = 0
                 st = X_indptr[i]
                 p_row = 0.0
-                q_row = 0.0
                 if use_head:
                     # the values the head's scores multiply, as add_scores_dense's
                     inv = inv_row_norm(X_indptr, X_data, i) * scale
@@ -1478,20 +1482,18 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
                     for t in range(nnz):
                         xv[tid, t] = X_data[st + t] * inv
                         p_row = p_row + fabsf(xv[tid, t]) * dense_max[X_indices[st + t]]
-                        q_row = q_row + dense_max[X_indices[st + t]]
                     if nnz > 0:
-                        S.head(&X_indices[st], &xv[tid, 0], nnz,
-                               <const sks_bf16 *> &dbv[0, 0], width, L, srow)
-                    # (1 + 2^-6): P's own float32 sum, and the bfloat16 values
-                    # and weights above the float32 ones
+                        # (x * 1.0: the values as they are)
+                        K.sparse_dense_accum_rounded(&X_indices[st], &xv[tid, 0], 1.0, nnz,
+                                                     &dv[0, 0], width, L, srow)
+                    # (1 + 2^-6): P's own float32 sum
                     p_row = p_row * (1.0 + 1.0 / 64.0)
                 hn = (sqrtf(K.dot(&hidden[i, 0], &hidden[i, 0], H) * sq_up)
                       * (1.0 + 1.0 / 4194304.0))
                 cw = c_net * hn + SKS_SCREEN_ABS
-                b_row = (SKS_SCREEN_ABS * ((hn + 1.0) + q_row)
-                         + (1.0 + 1.0 / 64.0) / 128.0 * p_row)
+                b_row = SKS_SCREEN_ABS * (hn + 1.0)
                 e2 = 8.0 * (nnz + 2) / 16777216.0
-                count = S.select(srow, &w_norms[0], &b_twice[0], L, cw, b_row, e2,
+                count = S.select(srow, &w_norms[0], &b_twice[0], maxima, L, cw, b_row, e2,
                                  2.0 * p_row, k, max_cand, &cv[tid, 0], &hv[tid, 0],
                                  &lv[tid, 0])
                 if count < k:

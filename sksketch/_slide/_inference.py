@@ -95,8 +95,7 @@ SCREEN_CANDIDATE_SHARE = 8
 # the screening's operands, per model, while its weights stay
 _SCREEN = weakref.WeakKeyDictionary()
 _SCREEN_LOCK = threading.Lock()
-# a head's dense copy in bfloat16 and the largest |weight| of each of its
-# rows, per copy
+# the largest |weight| of each row of a head's dense copy, per copy
 _DENSE_SCREEN = weakref.WeakKeyDictionary()
 # rows per call of the retrieval kernel (bounds the cluster terms it is given)
 RETRIEVAL_BLOCK = 4096
@@ -303,17 +302,15 @@ def _screen_operands(W, b):
     return packed, k_steps, w_norms, 2 * np.abs(b).astype(np.float32), screen_bound(k_steps)
 
 
-def _dense_screen(head, dense):
-    """The head's dense copy in bfloat16, and the largest ``|weight|`` of each of
-    its rows (kept per copy)."""
+def _dense_max(head, dense):
+    """The largest ``|weight|`` of each row of the head's dense copy (kept per copy)."""
     kept = _DENSE_SCREEN.get(head)
     if kept is not None and kept[0]() is dense:
         return kept[1]
     top = np.abs(dense).max(axis=1) if dense.shape[1] else np.zeros(dense.shape[0])
     top = np.ascontiguousarray(top, dtype=np.float32)
-    half = _simd.f32_to_bf16(dense.ravel()).reshape(dense.shape)
-    _DENSE_SCREEN[head] = (weakref.ref(dense), (half, top))
-    return half, top
+    _DENSE_SCREEN[head] = (weakref.ref(dense), top)
+    return top
 
 
 def _screened_topk(est, operands, h, X, k, n_threads):
@@ -332,17 +329,16 @@ def _screened_topk(est, operands, h, X, k, n_threads):
     head = getattr(est, "sparse_head_", None)
     if head is not None and est.sparse_head_weight_ > 0:
         dense = head._dense_weights()
-        dense_bf16, dense_max = _dense_screen(head, dense)
+        dense_max = _dense_max(head, dense)
         scale = float(est.sparse_head_weight_)
     else:
-        dense = dense_bf16 = None
+        dense = None
         dense_max, scale = np.zeros(1, np.float32), 0.0
     L = est.output_weights_.shape[0]
     max_cand = max(SCREEN_MIN_CANDIDATES, k, L // SCREEN_CANDIDATE_SHARE)
     ids, vals, full = _sparse_head.screened_topk(
         h, est.output_weights_, est.output_bias_, packed, k_steps, w_norms, b_twice,
-        c_net, X.indptr, X.indices, X.data, dense, dense_bf16, dense_max, scale, k, max_cand,
-        n_threads)
+        c_net, X.indptr, X.indices, X.data, dense, dense_max, scale, k, max_cand, n_threads)
     if full.size:
         ids[full], vals[full] = _full_topk(est, h[full], X[full], k, n_threads)
     return ids, vals

@@ -169,19 +169,15 @@ typedef struct sks_screen_kernels {
        exact, sums in float32 in the unit's order */
     void (*screen)(const sks_bf16 *h, sks_idx ldh, sks_idx n_rows, const sks_bf16 *packed,
                    sks_idx n_tiles, sks_idx k_steps, float *out, sks_idx ldo);
-    /* sks_screen_select_scalar, sixteen labels at a time: the same results */
-    sks_idx (*select)(const float *s, const float *wn, const float *bq, sks_idx n, float cw,
-                      float b_row, float e2, float p2, sks_idx k, sks_idx max_cand,
-                      int32_t *cand, float *hi, float *low);
+    /* sks_screen_select_scalar, sixteen labels at a time: the same results;
+       maxima[0] and maxima[1] are at least every wn[j] and bq[j] */
+    sks_idx (*select)(const float *s, const float *wn, const float *bq, const float *maxima,
+                      sks_idx n, float cw, float b_row, float e2, float p2, sks_idx k,
+                      sks_idx max_cand, int32_t *cand, float *hi, float *low);
     /* sks_group_dots_avx512: the float32 scores of the candidates */
     void (*rescore)(const float *x, const float *weights, sks_idx ld, sks_idx m,
                     sks_idx n_labels, const int32_t *cand, sks_idx n, const float *b,
                     float *out);
-    /* out[0:m] += sum_j values[j] * weights[indices[j] * ld + 0:m] over
-       bfloat16 weights, the values rounded to bfloat16 and the products
-       summed two rows at a time in float32 (subnormals flushed to zero) */
-    void (*head)(const int32_t *indices, const float *values, sks_idx nnz,
-                 const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out);
     /* out[q] += values[t] * weights[features[t] * ld + cand[q]] for t < nnz in
        order, each product rounded before its sum (gather_axpy's bits, once
        per feature) */

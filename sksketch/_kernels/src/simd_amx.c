@@ -214,71 +214,6 @@ SKS_AMX static void screen_amx(const sks_bf16 *h, sks_idx ldh, sks_idx n_rows,
     _tile_release();
 }
 
-/* out[0:32] (the labels of mk) += the 32 sums of an unpacked pair, in order */
-SKS_AMX static inline void head_store(float *out, __mmask32 mk, __m512 lo, __m512 hi,
-                                      __m512i first, __m512i second)
-{
-    __mmask16 m0 = (__mmask16)mk, m1 = (__mmask16)(mk >> 16);
-    _mm512_mask_storeu_ps(out, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out),
-                                                 _mm512_permutex2var_ps(lo, first, hi)));
-    _mm512_mask_storeu_ps(out + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, out + 16),
-                                                      _mm512_permutex2var_ps(lo, second, hi)));
-}
-
-/* out[0:m] += sum_j values[j] * weights[indices[j] * ld + 0:m] with bfloat16
-   products: the values rounded to bfloat16, two rows at a time through
-   vdpbf16ps (a pair's products exact, summed in float32, subnormals flushed);
-   each row's pairs interleaved by unpacking, which
-   leaves labels 8 l to 8 l + 3 of each 128-bit lane l in `lo` and 8 l + 4 to
-   8 l + 7 in `hi`, put back in order at the end. */
-SKS_AMX static void head_bf16(const int32_t *indices, const float *values, sks_idx nnz,
-                              const sks_bf16 *weights, sks_idx ld, sks_idx m, float *out)
-{
-    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22,
-                                            23);
-    const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28,
-                                             29, 30, 31);
-    uint32_t pairs[64];
-    sks_idx c, p, done, n_pairs;
-    for (done = 0; done < nnz; done += 2 * 64) {
-        sks_idx part = nnz - done < 128 ? nnz - done : 128;
-        const int32_t *idx = indices + done;
-        n_pairs = (part + 1) / 2;
-        for (p = 0; p < n_pairs; p++) {
-            uint32_t a = sks_f32_to_bf16_1(values[done + 2 * p]);
-            uint32_t b = 2 * p + 1 < part ? sks_f32_to_bf16_1(values[done + 2 * p + 1]) : 0;
-            pairs[p] = a | (b << 16);
-        }
-        /* 64 labels at a time: four independent sums hide vdpbf16ps' latency */
-        for (c = 0; c < m; c += 64) {
-            __mmask32 ma = m - c >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (m - c)) - 1u);
-            __mmask32 mb = m - c >= 64   ? (__mmask32)0xFFFFFFFFu
-                           : m - c <= 32 ? (__mmask32)0
-                                         : (__mmask32)((1u << (m - c - 32)) - 1u);
-            __m512 lo_a = _mm512_setzero_ps(), hi_a = _mm512_setzero_ps();
-            __m512 lo_b = _mm512_setzero_ps(), hi_b = _mm512_setzero_ps();
-            for (p = 0; p < n_pairs; p++) {
-                /* a lone last row pairs with itself, its partner's value 0 */
-                const sks_bf16 *r0 = weights + (sks_idx)idx[2 * p] * ld + c;
-                const sks_bf16 *r1 = 2 * p + 1 < part ? weights + (sks_idx)idx[2 * p + 1] * ld + c
-                                                      : r0;
-                __m512bh v = (__m512bh)_mm512_set1_epi32((int)pairs[p]);
-                __m512i w0 = _mm512_maskz_loadu_epi16(ma, r0);
-                __m512i w1 = _mm512_maskz_loadu_epi16(ma, r1);
-                __m512i x0 = _mm512_maskz_loadu_epi16(mb, r0 + 32);
-                __m512i x1 = _mm512_maskz_loadu_epi16(mb, r1 + 32);
-                lo_a = _mm512_dpbf16_ps(lo_a, (__m512bh)_mm512_unpacklo_epi16(w0, w1), v);
-                hi_a = _mm512_dpbf16_ps(hi_a, (__m512bh)_mm512_unpackhi_epi16(w0, w1), v);
-                lo_b = _mm512_dpbf16_ps(lo_b, (__m512bh)_mm512_unpacklo_epi16(x0, x1), v);
-                hi_b = _mm512_dpbf16_ps(hi_b, (__m512bh)_mm512_unpackhi_epi16(x0, x1), v);
-            }
-            head_store(out + c, ma, lo_a, hi_a, first, second);
-            if (mb)
-                head_store(out + c + 32, mb, lo_b, hi_b, first, second);
-        }
-    }
-}
-
 /* out[q] += (values[t] * weights[features[t] * ld + cand[q]]) for t < nnz in
    order, each product rounded before its sum: the bits of gather_axpy called
    once per feature, with sixteen candidates' sums kept in a register across
@@ -318,16 +253,101 @@ SKS_AMX static inline __m512 bounds16(__m512 sv, __m512 w, __m512 bqv, __m512 cw
     return _mm512_add_ps(t1, t2);
 }
 
+/* select_amx for k <= 16 from one bound B for every label of the row: the
+   bound of a label with the row's largest |s_j|, wn[j] and bq[j] (each of
+   its float operations is monotone in those, so B >= every b_j). Among the
+   sixteen labels of the lanes' maxima of s, the k-th largest, L0, has k
+   labels at or above it, whose lower bounds are then at least T0 = L0 - B:
+   T >= T0. A label whose upper bound reaches T, or whose lower bound is among
+   the k best, has s_j + B >= T0; those few get their own bounds (the same
+   operations, lane by lane), and T and the candidates are found among them:
+   the same candidates as bounding every label, in a pass of two operations
+   a vector. Returns SELECT_UNBOUNDED where B is not finite. */
+#define SELECT_UNBOUNDED (-3)
+SKS_AMX static sks_idx select_one_bound(const float *s, const float *wn, const float *bq,
+                                        const float *maxima, sks_idx n, __m512 cwv, __m512 brv,
+                                        __m512 e2v, __m512 p2v, sks_idx k, sks_idx max_cand,
+                                        int32_t *cand, float *hi, float *low)
+{
+    const __m512 big = _mm512_set1_ps(3.0e38f);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512 best = _mm512_set1_ps(-INFINITY), top = _mm512_setzero_ps(), bv, t0v;
+    __mmask16 bad = 0;
+    float lanes[16], B, T = -INFINITY;
+    sks_idx j, q, filled = 0, count = 0;
+    for (j = 0; j < n; j += 16) {
+        __mmask16 mk = (n - j >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        __m512 sv = _mm512_maskz_loadu_ps(mk, s + j), a = _mm512_abs_ps(sv);
+        bad |= mk & (__mmask16)~_mm512_cmp_ps_mask(a, big, _CMP_LE_OQ);
+        best = _mm512_mask_max_ps(best, mk, best, sv);
+        top = _mm512_mask_max_ps(top, mk, top, a);
+    }
+    if (bad)
+        return -1;
+    B = _mm512_cvtss_f32(bounds16(_mm512_set1_ps(_mm512_reduce_max_ps(top)),
+                                  _mm512_set1_ps(maxima[0]), _mm512_set1_ps(maxima[1]), cwv,
+                                  brv, e2v, p2v));
+    if (!(B <= 3.0e38f))
+        return SELECT_UNBOUNDED;
+    _mm512_storeu_ps(lanes, best);
+    for (q = 0; q < 16; q++)
+        if (filled < k || lanes[q] > T)
+            low_insert(low, &filled, k, lanes[q], &T);
+    bv = _mm512_set1_ps(B);
+    t0v = _mm512_set1_ps(T - B);
+    for (j = 0; j < n; j += 16) {
+        __mmask16 mk = (n - j >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        __mmask16 in = mk & _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_maskz_loadu_ps(mk, s + j), bv),
+                                               t0v, _CMP_GE_OQ);
+        if (!in)
+            continue;
+        _mm512_mask_compressstoreu_epi32(cand + count, in,
+                                         _mm512_add_epi32(lane, _mm512_set1_epi32((int)j)));
+        count += __builtin_popcount((unsigned)in);
+    }
+    /* their own bounds (at most B: finite), and T the k-th best lower bound */
+    filled = 0;
+    T = -INFINITY;
+    for (q = 0; q < count; q += 16) {
+        __mmask16 mq = (count - q >= 16) ? (__mmask16)0xFFFF
+                                         : (__mmask16)((1u << (count - q)) - 1u);
+        __m512i id = _mm512_maskz_loadu_epi32(mq, cand + q);
+        __m512 sv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mq, id, s, 4);
+        __m512 b = bounds16(sv, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mq, id, wn, 4),
+                            _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mq, id, bq, 4), cwv,
+                            brv, e2v, p2v);
+        float l[16];
+        unsigned r, left = mq;
+        _mm512_mask_storeu_ps(hi + q, mq, b);
+        _mm512_storeu_ps(l, _mm512_sub_ps(sv, b));
+        while (left) {
+            r = (unsigned)__builtin_ctz(left);
+            left &= left - 1;
+            if (filled < k || l[r] > T)
+                low_insert(low, &filled, k, l[r], &T);
+        }
+    }
+    for (j = 0, q = 0; q < count; q++)
+        if (s[cand[q]] + hi[q] >= T) {
+            if (j == max_cand)
+                return -2;
+            cand[j++] = cand[q];
+        }
+    return j;
+}
+
 /* sks_screen_select_scalar sixteen labels at a time, with the same bounds
-   and so the same candidates. For k <= 16, a first pass writes the bounds
+   and so the same candidates. For k <= 16, select_one_bound, or where its
+   bound is not finite, a first pass that writes the bounds
    and keeps each lane's best lower bound: the k-th best of those sixteen is
    at most T, so the labels whose upper bound reaches it include every
    candidate and every label of the top k lower bounds; T is then found
    among them. For larger k, one pass keeps the k best lower bounds as they
    come. */
-SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *bq, sks_idx n,
-                                  float cw, float b_row, float e2, float p2, sks_idx k,
-                                  sks_idx max_cand, int32_t *cand, float *hi, float *low)
+SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *bq,
+                                  const float *maxima, sks_idx n, float cw, float b_row,
+                                  float e2, float p2, sks_idx k, sks_idx max_cand, int32_t *cand,
+                                  float *hi, float *low)
 {
     const __m512 cwv = _mm512_set1_ps(cw), brv = _mm512_set1_ps(b_row);
     const __m512 e2v = _mm512_set1_ps(e2), p2v = _mm512_set1_ps(p2);
@@ -339,6 +359,10 @@ SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *
     if (k <= 16) {
         __m512 best = ninf, tv;
         float lanes[16];
+        sks_idx got = select_one_bound(s, wn, bq, maxima, n, cwv, brv, e2v, p2v, k, max_cand,
+                                       cand, hi, low);
+        if (got != SELECT_UNBOUNDED)
+            return got;
         /* hi holds the bounds, then (compressed behind the ones still to be
            read) the bounds of the labels that reach the lanes' T */
         for (j = 0; j < n; j += 16) {
@@ -423,7 +447,7 @@ SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *
 }
 
 static const sks_screen_kernels sks_screen_amx = {screen_amx, select_amx,
-                                                   sks_group_dots_avx512, head_bf16,
+                                                   sks_group_dots_avx512,
                                                    head_exact};
 
 /* CPUID reports AMX-TILE and AMX-BF16, the OS enables the tile state in
