@@ -320,7 +320,7 @@ def _screened_topk(est, operands, h, X, k, n_threads):
     (:func:`sksketch._kernels._sparse_head.screened_topk`); each screened
     score is within a proven bound of its float32 score
     (:func:`screen_bound`), so a label whose upper bound is below the k-th
-    best lower bound cannot be in the top k, and the few others (about 11 of
+    best lower bound cannot be in the top k, and the few others (about 10 of
     Delicious' 983 labels a row) are scored again in float32 by the same
     operations as :func:`full_scores`. A row whose scores are not finite or
     whose candidates are too many is scored in full.
