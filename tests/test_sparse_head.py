@@ -227,6 +227,35 @@ def test_train_batch_is_a_lazy_adam_step_of_the_exact_loss(cap, loss, n_threads,
 
 
 @pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_dense_train_batch_on_rows_of_many_features(loss, n_threads, monkeypatch):
+    """Rows of more non-zeros than the dense path scores in one call (256),
+    and batches reaching every feature (each thread then updates its own
+    share of feature ids): the exact step."""
+    from sksketch._slide import _sparse_head as module
+
+    monkeypatch.setattr(module, "DENSE_MIN_FILL", 0.0)
+    X, Y = _problem(n=40, d=700, L=12, seed=4)
+    X = sp.csr_matrix(X.toarray() + (X.toarray() == 0) * 0.25, dtype=np.float32)  # 700 a row
+    head, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000, (loss,))
+    ref, = SparseLabelHead.from_data(X, Y, np.ones(X.shape[0], np.float32), 1000, (loss,))
+    scratch = head.scratch()
+    assert "dense_w" in scratch
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        rows = rng.choice(X.shape[0], 16, replace=False).astype(np.int64)
+        weights = rng.uniform(0.5, 1.5, 16).astype(np.float32)
+        expected, loss_ref, _ = _reference_step(ref, X, Y, rows, weights)
+        got, _ = head.train_batch(X, Y, rows, weights, scratch, 0.9, 0.999, 1e-8, n_threads)
+        np.testing.assert_allclose(_dense(head), expected, rtol=1e-4, atol=1e-5)
+        assert got == pytest.approx(loss_ref, rel=1e-4)
+        ref.weights[:], ref.m[:], ref.v[:] = head.weights, head.m, head.v
+        np.testing.assert_array_equal(scratch["dense_w"], _dense(head).astype(np.float32))
+    assert not scratch["dense_grad"].any() and (scratch["offset"] == -1).all()
+    assert not scratch["label_mark"].any()
+
+
+@pytest.mark.parametrize("loss", ["softmax", "squared_hinge"])
 @pytest.mark.parametrize("batch", [1, 2, 7, 64])  # parts of 0 rows, of uneven sizes
 @pytest.mark.parametrize("dense", [False, True])
 def test_train_batch_takes_the_same_step_on_any_number_of_threads(loss, batch, dense,
