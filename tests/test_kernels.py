@@ -815,6 +815,35 @@ def test_hidden_forward_is_relu_of_the_affine_map_on_cache_lines(width, rng):
     _close(got, np.maximum(pre, 0), abs(X).toarray() @ np.abs(W1) + np.abs(b1) + 1e-6)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("width", [1, 16, 37])
+def test_add_label_sums_is_scipys_product_bit_for_bit(n_threads, width, rng):
+    """sums[cols] += Y[:, cols].T @ h, as scipy computes it (the labels' rows
+    in order, then one addition), into sums that already hold values."""
+    import scipy.sparse as sp
+
+    from sksketch._kernels import _network
+
+    Y = sp.random(300, 50, density=0.05, format="csr", dtype=np.float32, random_state=1)
+    Y.data[:] = 1
+    h = _readonly(rng.standard_normal((300, width)).astype(np.float32) * 1e3)
+    start = rng.standard_normal((50, width)).astype(np.float32)
+    cols = np.unique(Y.indices).astype(np.int32)
+    want = start.copy()
+    want[cols] += (Y[:, cols].T @ h).astype(np.float32)
+    got = start.copy()
+    Yt = Y.tocsc()
+    _network.add_label_sums(Yt.indptr.astype(np.int32), Yt.indices.astype(np.int32), h, got,
+                            cols, n_threads)
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    with pytest.raises(ValueError, match="labels must be in"):
+        _network.add_label_sums(Yt.indptr.astype(np.int32), Yt.indices.astype(np.int32), h,
+                                got, np.array([50], np.int32), n_threads)
+    with pytest.raises(ValueError, match="does not take"):
+        _network.add_label_sums(Yt.indptr.astype(np.int32), Yt.indices.astype(np.int32), h,
+                                got[:10], cols, n_threads)
+
+
 @pytest.mark.parametrize("n_labels", [1, 7, 255, 256, 257, 1000])
 @pytest.mark.parametrize("width", [1, 5, 16, 33])
 def test_output_scores_matches_numpy(n_labels, width, rng):

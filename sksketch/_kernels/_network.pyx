@@ -855,6 +855,47 @@ def hidden_forward(const int32_t[::1] X_indptr, const int32_t[::1] X_indices,
     return out
 
 
+def add_label_sums(const int32_t[::1] T_indptr, const int32_t[::1] T_indices,
+                   const float[:, ::1] h, float[:, ::1] sums, const int32_t[::1] labels,
+                   int n_threads):
+    """``sums[j] += sum of h[r]`` over the rows r of each label j in ``labels``.
+
+    ``T_indptr``, ``T_indices``: the rows' labels by label (CSC), each
+    label's rows in increasing order. A label's sum starts at 0 and adds its
+    rows in that order, then goes to ``sums[j]`` in one addition: the bits of
+    ``sums[labels] += (Y[:, labels].T @ h)`` with scipy (whose product adds
+    ``1.0 * h[r]`` row by row), without its ``len(labels) x H`` result. The
+    labels are shared out among the threads.
+    """
+    cdef Py_ssize_t n_labels = T_indptr.shape[0] - 1, H = h.shape[1], t, p, c, j
+    cdef Py_ssize_t n = labels.shape[0]
+    if sums.shape[1] != H or sums.shape[0] < n_labels:
+        raise ValueError(f"sums of shape ({sums.shape[0]}, {sums.shape[1]}) does not take "
+                         f"{n_labels} labels of {H} values")
+    if n and (np.min(labels) < 0 or np.max(labels) >= n_labels):
+        raise ValueError(f"labels must be in [0, {n_labels})")
+    if T_indices.shape[0] and (np.min(T_indices) < 0 or np.max(T_indices) >= h.shape[0]):
+        raise ValueError(f"T_indices must be in [0, {h.shape[0]})")
+    if n == 0 or H == 0:
+        return
+    acc = np.empty((max(1, n_threads), H), dtype=np.float32)
+    cdef float[:, ::1] av = acc
+    cdef float* a
+    cdef const float* row
+    cdef float* out
+    for t in prange(n, nogil=True, schedule="static", num_threads=max(1, n_threads)):
+        a = &av[threadid(), 0]
+        j = labels[t]
+        memset(a, 0, H * sizeof(float))
+        for p in range(T_indptr[j], T_indptr[j + 1]):
+            row = &h[T_indices[p], 0]
+            for c in range(H):
+                a[c] = a[c] + row[c]
+        out = &sums[j, 0]
+        for c in range(H):
+            out[c] = out[c] + a[c]
+
+
 def topk_rows(const float[:, ::1] scores, Py_ssize_t k, int n_threads):
     """Per row, the k best columns (ties: lower index) and their scores."""
     cdef const sks_kernels *K = get_kernels()

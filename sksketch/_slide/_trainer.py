@@ -685,7 +685,12 @@ class SLIDETrainer:
             h *= sample_weight[start:stop, None]
             cols = np.unique(Yc.indices)
             if cols.size:
-                sums[cols] += (Yc[:, cols].T @ h).astype(np.float32, copy=False)
+                # sums[cols] += Yc[:, cols].T @ h, bit for bit, a label at a time
+                Yt = Yc.tocsc()
+                _network.add_label_sums(
+                    Yt.indptr.astype(np.int32, copy=False),
+                    Yt.indices.astype(np.int32, copy=False), h, sums,
+                    cols.astype(np.int32, copy=False), self.n_threads)
         norms = _row_norms(sums)
         rows = np.flatnonzero(norms > 0)
         if rows.size and total_norm > 0:
