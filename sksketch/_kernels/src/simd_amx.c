@@ -70,6 +70,21 @@ static sks_idx keep_reaching(int32_t *cand, const float *hi, sks_idx count, floa
     return kept;
 }
 
+/* The candidates kept so far whose score plus bound (in hi) reaches T, in
+   order */
+static sks_idx keep_bounded(const float *s, int32_t *cand, const float *hi, sks_idx count,
+                            float T, sks_idx max_cand)
+{
+    sks_idx q, kept = 0;
+    for (q = 0; q < count; q++)
+        if (s[cand[q]] + hi[q] >= T) {
+            if (kept == max_cand)
+                return -2;
+            cand[kept++] = cand[q];
+        }
+    return kept;
+}
+
 /* One label's bound, as simd.h writes it (each operation rounded, never fused) */
 static inline float screen_bound_1(float s, float wn, float bq, float cw, float b_row,
                                    float e2, float p2)
@@ -327,13 +342,7 @@ SKS_AMX static sks_idx select_one_bound(const float *s, const float *wn, const f
                 low_insert(low, &filled, k, l[r], &T);
         }
     }
-    for (j = 0, q = 0; q < count; q++)
-        if (s[cand[q]] + hi[q] >= T) {
-            if (j == max_cand)
-                return -2;
-            cand[j++] = cand[q];
-        }
-    return j;
+    return keep_bounded(s, cand, hi, count, T, max_cand);
 }
 
 /* sks_screen_select_scalar sixteen labels at a time, with the same bounds
@@ -404,13 +413,7 @@ SKS_AMX static sks_idx select_amx(const float *s, const float *wn, const float *
             if (filled < k || lo > T)
                 low_insert(low, &filled, k, lo, &T);
         }
-        for (j = 0, q = 0; q < count; q++)
-            if (s[cand[q]] + hi[q] >= T) {
-                if (j == max_cand)
-                    return -2;
-                cand[j++] = cand[q];
-            }
-        return j;
+        return keep_bounded(s, cand, hi, count, T, max_cand);
     }
     for (j = 0; j < n; j += 16) {
         __mmask16 mk = (n - j >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
