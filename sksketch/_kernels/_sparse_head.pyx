@@ -1384,8 +1384,8 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
     Scores ``hidden @ W2.T + b2`` for every label with bfloat16 products on
     the tile unit (``packed``, ``k_steps``: W2 by ``pack_bf16_tiles``), then
     adds ``scale`` times the head's scores of the rows from its dense copy
-    ``dense`` (None for no head) by ``add_scores_dense``'s operations (the
-    row's features in order, each product rounded); keeps the labels whose
+    ``dense`` (None for no head) in float32, the row's features in order as
+    ``add_scores_dense`` adds them but with one FMA each; keeps the labels whose
     upper bound reaches the k-th best lower bound (the screening kernels'
     ``select``), and scores those again as ``output_scores`` then
     ``add_scores_dense`` do: the same float32 operations in the same order,
@@ -1400,13 +1400,16 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
 
     - ``SKS_SCREEN_ABS (|h| + |w_j| + 1)`` for the subnormals the tiles flush;
     - the float32 sums of the bias and head terms after the net's, the same
-      products added in the same order on both paths, which differ only by
-      their roundings: at most ``2 (nnz + 1) 2^-24 M_j`` with ``M_j = |s_j| +
-      bnet_j + 2 |b_j| + 2 P`` bounding every partial sum, ``P = sum_f |x_f|
-      dense_max[f]`` over the row's scaled values x_f (times ``1 + 2^-6`` for
-      its own float32 sum); ``e2 = 8 (nnz + 2) 2^-24`` is four times that
-      factor, which also covers the roundings of the bound and of ``s_j -
-      b_j`` and ``s_j + b_j`` themselves (each within ``2^-24 (|s_j| + b_j)``).
+      terms added in the same order on both paths, which differ only by
+      roundings: the sums' at most ``2 (nnz + 1) 2^-24 M_j`` with ``M_j =
+      |s_j| + bnet_j + 2 |b_j| + 2 P`` bounding every partial sum, ``P =
+      sum_f |x_f| dense_max[f]`` over the row's scaled values x_f (times
+      ``1 + 2^-6`` for its own float32 sum), and the float32 path's rounded
+      products (the FMAs' are exact) at most ``2^-24 P <= 2^-24 M_j / 2``
+      more; ``e2 = 8 (nnz + 2) 2^-24`` is four times the sums' factor, which
+      also covers those products and the roundings of the bound and of ``s_j
+      - b_j`` and ``s_j + b_j`` themselves (each within ``2^-24 (|s_j| +
+      b_j)``).
 
     Returns ids, scores and the rows left to full scoring (a score or bound
     not finite, or more than ``max_cand`` candidates), whose ids and scores
@@ -1483,9 +1486,8 @@ def screened_topk(const float[:, ::1] hidden, const float[:, ::1] W2, const floa
                         xv[tid, t] = X_data[st + t] * inv
                         p_row = p_row + fabsf(xv[tid, t]) * dense_max[X_indices[st + t]]
                     if nnz > 0:
-                        # (x * 1.0: the values as they are)
-                        K.sparse_dense_accum_rounded(&X_indices[st], &xv[tid, 0], 1.0, nnz,
-                                                     &dv[0, 0], width, L, srow)
+                        K.sparse_dense_accum(&X_indices[st], &xv[tid, 0], nnz,
+                                             &dv[0, 0], width, L, srow)
                     # (1 + 2^-6): P's own float32 sum
                     p_row = p_row * (1.0 + 1.0 / 64.0)
                 hn = (sqrtf(K.dot(&hidden[i, 0], &hidden[i, 0], H) * sq_up)
