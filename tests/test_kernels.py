@@ -842,6 +842,13 @@ def test_add_label_sums_is_scipys_product_bit_for_bit(n_threads, width, rng):
     with pytest.raises(ValueError, match="does not take"):
         _network.add_label_sums(Yt.indptr.astype(np.int32), Yt.indices.astype(np.int32), h,
                                 got[:10], cols, n_threads)
+    bad = Yt.indptr.astype(np.int32)
+    bad[1], bad[2] = bad[2] + 1, bad[1]  # decreasing
+    with pytest.raises(ValueError, match="do not index rows of h"):
+        _network.add_label_sums(bad, Yt.indices.astype(np.int32), h, got, cols, n_threads)
+    with pytest.raises(ValueError, match="do not index rows of h"):
+        _network.add_label_sums(Yt.indptr.astype(np.int32), Yt.indices.astype(np.int32), h[:5],
+                                got, cols, n_threads)
 
 
 @pytest.mark.parametrize("n_labels", [1, 7, 255, 256, 257, 1000])

@@ -21,6 +21,8 @@ functions trust indices.
 
 import numpy as np
 
+from ._rows import csr_index_problem
+
 cimport cython
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY, expm1, log1p, logf, powf, sqrtf
@@ -874,8 +876,10 @@ def add_label_sums(const int32_t[::1] T_indptr, const int32_t[::1] T_indices,
                          f"{n_labels} labels of {H} values")
     if n and (np.min(labels) < 0 or np.max(labels) >= n_labels):
         raise ValueError(f"labels must be in [0, {n_labels})")
-    if T_indices.shape[0] and (np.min(T_indices) < 0 or np.max(T_indices) >= h.shape[0]):
-        raise ValueError(f"T_indices must be in [0, {h.shape[0]})")
+    # (the compressed-index check the estimators' input takes)
+    if csr_index_problem(T_indptr, T_indices, h.shape[0], T_indices.shape[0]):
+        raise ValueError(f"T_indptr and T_indices do not index rows of h in [0, "
+                         f"{h.shape[0]}) by label")
     if n == 0 or H == 0:
         return
     acc = np.empty((max(1, n_threads), H), dtype=np.float32)

@@ -271,7 +271,7 @@ def _screen_entry(est, n_rows, k):
     if (n_rows < SCREEN_MIN_ROWS or not 0 < k <= SCREEN_MAX_K
             or _simd.screen_status() != "active" or _cluster_head(est) is not None):
         return None
-    W, b = est.output_weights_, est.output_bias_
+    W = est.output_weights_
     packed_bytes = -(-W.shape[0] // 16) * 16 * -(-W.shape[1] // 32) * 32 * 2
     if (W.shape[1] == 0 or W.shape[0] < SCREEN_MIN_LABELS
             or packed_bytes > SCREEN_MAX_PACKED_BYTES):
@@ -279,13 +279,7 @@ def _screen_entry(est, n_rows, k):
     head = getattr(est, "sparse_head_", None)
     if head is not None and est.sparse_head_weight_ > 0 and not head.scores_densely(n_rows):
         return None
-    with _SCREEN_LOCK:
-        entry = _SCREEN.get(est)
-    if entry is None or entry[0]() is not W or entry[1]() is not b or entry[2] != est._step:
-        entry = [weakref.ref(W), weakref.ref(b), est._step, _screen_operands(W, b)]
-        with _SCREEN_LOCK:
-            _SCREEN[est] = entry
-    return entry[3]
+    return _layer_entry(_SCREEN, _SCREEN_LOCK, est, _screen_operands)[3]
 
 
 def _screen_operands(W, b):
@@ -365,19 +359,28 @@ def _score_bounds(est):
     """The model's entry of the bounds cache: what bounded_rows needs, and how it fared.
 
     A list ``[weakref(W), weakref(b), step, bounds, rows tried, rows scored
-    in full]``; ``bounds`` is :func:`output_bounds` of the output layer (None
-    if a weight is not finite). Built once per model and per set of
-    weights: any new array or training step builds it again (the arrays are
-    held by weak references, so a dead one never matches a new one).
+    in full]`` (:func:`_layer_entry`); ``bounds`` is :func:`output_bounds` of
+    the output layer (None if a weight is not finite).
+    """
+    return _layer_entry(_BOUNDS, _BOUNDS_LOCK, est, output_bounds, 0, 0)
+
+
+def _layer_entry(cache, lock, est, build, *extra):
+    """The model's entry of ``cache`` while its output layer stays, else a new one.
+
+    A list ``[weakref(W), weakref(b), step, build(W, b), *extra]`` for the
+    output weights and bias: any new array or training step builds it again
+    (the arrays are held by weak references, so a dead one never matches a
+    new one).
     """
     W, b = est.output_weights_, est.output_bias_
-    with _BOUNDS_LOCK:
-        entry = _BOUNDS.get(est)
+    with lock:
+        entry = cache.get(est)
     if entry is not None and entry[0]() is W and entry[1]() is b and entry[2] == est._step:
         return entry
-    entry = [weakref.ref(W), weakref.ref(b), est._step, output_bounds(W, b), 0, 0]
-    with _BOUNDS_LOCK:
-        _BOUNDS[est] = entry
+    entry = [weakref.ref(W), weakref.ref(b), est._step, build(W, b), *extra]
+    with lock:
+        cache[est] = entry
     return entry
 
 
