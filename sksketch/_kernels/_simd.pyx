@@ -103,6 +103,12 @@ if _screen_state == "active":
     _screen = sks_screen_kernels_get()
 
 
+def _require_screen():
+    """RuntimeError, saying why, where the tile unit's kernels are not in use."""
+    if _screen == NULL:
+        raise RuntimeError(f"the AMX screening is not in use: {_screen_state}")
+
+
 def screen_status():
     """``"active"`` when the output layer is screened on AMX tiles, else why not."""
     return _screen_state
@@ -629,8 +635,7 @@ def screen_scores(const uint16_t[:, ::1] h, const uint16_t[::1] packed, Py_ssize
     past the hidden width). Returns ``(rows, 16 * ceil(n_labels / 16))``
     float32 scores; raises RuntimeError where the screening is not active.
     """
-    if _screen == NULL:
-        raise RuntimeError(f"the AMX screening is not in use: {_screen_state}")
+    _require_screen()
     cdef Py_ssize_t n_tiles = (n_labels + 15) // 16
     if h.shape[0] % 16 or h.shape[1] < 32 * k_steps:
         raise ValueError(f"h must have a multiple of 16 rows and at least {32 * k_steps} "
@@ -664,8 +669,8 @@ def screen_select(const float[::1] s, const float[::1] wn, const float[::1] bq, 
         raise ValueError(f"k must be in [1, {n}], got {k}")
     if max_cand < k:
         raise ValueError(f"max_cand must be at least k={k}, got {max_cand}")
-    if vector and _screen == NULL:
-        raise RuntimeError(f"the AMX screening is not in use: {_screen_state}")
+    if vector:
+        _require_screen()
     cand = np.zeros(n, dtype=np.int32)
     hi = np.zeros(n, dtype=np.float32)
     low = np.zeros(k, dtype=np.float32)
@@ -689,8 +694,7 @@ def group_dots(const float[::1] x, const float[:, ::1] W, const float[::1] b,
                const int32_t[::1] cand):
     """``sks_group_dots_avx512``: the float32 scores ``output_scores`` gives the
     labels ``cand`` of ``W`` (and ``b``) for the hidden row x."""
-    if _screen == NULL:
-        raise RuntimeError(f"the AMX screening is not in use: {_screen_state}")
+    _require_screen()
     _check_width(x.shape[0], "x", W.shape[1])
     _check_same_length(W, b, "W", "b")
     _check_rows(cand, W.shape[0], "cand")
